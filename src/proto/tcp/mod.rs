@@ -1,0 +1,1 @@
+//! TCP core (to be written).

@@ -1,0 +1,2 @@
+//! Packet views and representations (no state).
+pub mod tcp;

@@ -1,0 +1,1 @@
+//! TCP wire format (to be written).
