@@ -1,0 +1,42 @@
+//! Devices: things that move whole IP packets.
+//!
+//! A device is split into a receive half (owned by the dev-rx actor) and a transmit half
+//! (owned by dev-tx). Both move [`Batch`]es of pooled buffers. Implementations:
+//! [`tun`] (a Linux TUN device polled with mio), [`pair`] (two stacks back to back in memory,
+//! with an optional seeded [`pair::FaultConfig`]), and the [`sys`] module, the only place in
+//! the crate with `unsafe` (syscalls: network namespaces, non-blocking fds).
+//!
+//! Invariant: `recv_batch` never holds more than `max` packets and returns promptly once its
+//! [`StopHandle`] has been called; `send_batch` never blocks indefinitely (a full link drops,
+//! as a real one does, and counts the drop).
+
+pub mod pair;
+pub mod sys;
+pub mod tun;
+
+use crate::buf::{Batch, Pool};
+use std::io;
+use std::sync::Arc;
+
+/// Makes the matching `recv_batch` return promptly with `Ok(false)`.
+pub type StopHandle = Arc<dyn Fn() + Send + Sync>;
+
+pub trait DevRx: Send {
+    /// Block until at least one packet is available, then append up to `max` packets to
+    /// `out`. Returns `Ok(false)` when stopped or when the device is gone.
+    fn recv_batch(&mut self, pool: &Pool, out: &mut Batch, max: usize) -> io::Result<bool>;
+    fn stop_handle(&self) -> StopHandle;
+}
+
+pub trait DevTx: Send {
+    /// Write every packet of `batch`, then hand the buffers back to `pool`, leaving `batch`
+    /// empty. Returns how many packets were dropped (link full or write error).
+    fn send_batch(&mut self, batch: &mut Batch, pool: &Pool) -> usize;
+}
+
+/// Something the stack can run on.
+pub trait Device: Send {
+    /// MTU of the link in bytes (the largest IP packet it carries).
+    fn mtu(&self) -> usize;
+    fn split(self: Box<Self>) -> (Box<dyn DevRx>, Box<dyn DevTx>);
+}

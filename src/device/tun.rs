@@ -1,0 +1,237 @@
+//! A Linux TUN device (`IFF_TUN | IFF_NO_PI`) polled with mio.
+//!
+//! The fd is non-blocking; dev-rx drains it until `WouldBlock` (mio is edge-triggered), then
+//! parks in `mio::Poll` until the fd is readable or the [`StopHandle`] wakes it through a
+//! `mio::Waker`. dev-tx writes on the same fd (a TUN write hands the packet to the kernel's
+//! receive path and does not block).
+
+use super::{DevRx, DevTx, Device, StopHandle};
+use crate::buf::{Batch, Pool};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tun_tap::{Iface, Mode};
+
+const TUN_TOKEN: Token = Token(0);
+const WAKE_TOKEN: Token = Token(1);
+
+/// How the kernel side of the device is set up.
+#[derive(Debug, Clone)]
+pub struct TunConfig {
+    pub name: String,
+    pub mtu: usize,
+    /// Create and configure the interface (addresses, MTU, up). When false, attach to an
+    /// existing, already configured device (works unprivileged on a device owned by the user).
+    pub configure: bool,
+    /// Addresses with prefix length given to the kernel side, e.g. "10.0.0.1/24".
+    pub host_addrs: Vec<String>,
+}
+
+impl Default for TunConfig {
+    fn default() -> Self {
+        TunConfig {
+            name: "tun0".into(),
+            mtu: 1500,
+            configure: true,
+            host_addrs: vec!["10.0.0.1/24".into(), "fe80::1/64".into(), "fd00::1/64".into()],
+        }
+    }
+}
+
+pub struct TunDevice {
+    iface: Arc<Iface>,
+    mtu: usize,
+}
+
+/// Turn an OS error from opening/attaching into a one-line message that says what to do.
+fn explain(e: io::Error, cfg: &TunConfig) -> io::Error {
+    let msg = match e.raw_os_error() {
+        Some(libc::EACCES) | Some(libc::EPERM) => format!(
+            "no permission for /dev/net/tun or to create {}: run with sudo, or make the device \
+             once with `sudo ip tuntap add dev {} mode tun user $USER` and use --no-configure",
+            cfg.name, cfg.name
+        ),
+        Some(libc::EBUSY) => format!(
+            "device {} is busy: another process has it open; stop that process or choose another \
+             name with --iface",
+            cfg.name
+        ),
+        Some(libc::ENOENT) | Some(libc::ENODEV) => {
+            "/dev/net/tun is missing: load the tun module (`sudo modprobe tun`)".to_string()
+        }
+        _ => format!("cannot open TUN device {}: {e}", cfg.name),
+    };
+    io::Error::new(e.kind(), msg)
+}
+
+fn run_ip(args: &[&str]) -> io::Result<()> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot run `ip` (install iproute2): {e}")))?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "`ip {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+fn write_sysctl(path: &str, value: &str) {
+    // Best effort: IPv6 may be disabled, in which case there is nothing to quiet.
+    let _ = std::fs::write(path, value);
+}
+
+impl TunDevice {
+    pub fn open(cfg: &TunConfig) -> io::Result<TunDevice> {
+        if !cfg.configure && !super::sys::interface_exists(&cfg.name) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "device {} does not exist: create it with `sudo ip tuntap add dev {} mode tun \
+                     user $USER`, configure it, or run without --no-configure as root",
+                    cfg.name, cfg.name
+                ),
+            ));
+        }
+        let iface = Iface::without_packet_info(&cfg.name, Mode::Tun).map_err(|e| explain(e, cfg))?;
+        let fd = iface.as_raw_fd();
+        super::sys::set_nonblocking(fd)?;
+        // A persistent device keeps offload flags from an earlier user: clear them, since we
+        // neither read nor write virtio-net headers.
+        let _ = super::sys::tun_set_offload(fd, 0);
+        if cfg.configure {
+            let name = iface.name().to_string();
+            let conf = format!("/proc/sys/net/ipv6/conf/{name}");
+            // No kernel-generated link-local address, no DAD delay, no router solicitations:
+            // the link has exactly the addresses we give it.
+            write_sysctl(&format!("{conf}/addr_gen_mode"), "1");
+            write_sysctl(&format!("{conf}/accept_dad"), "0");
+            write_sysctl(&format!("{conf}/router_solicitations"), "0");
+            run_ip(&["link", "set", "dev", &name, "mtu", &cfg.mtu.to_string()])?;
+            for a in &cfg.host_addrs {
+                if a.contains(':') {
+                    run_ip(&["-6", "addr", "replace", a, "dev", &name, "nodad"])?;
+                } else {
+                    run_ip(&["addr", "replace", a, "dev", &name])?;
+                }
+            }
+            run_ip(&["link", "set", "dev", &name, "up"])?;
+        }
+        Ok(TunDevice { iface: Arc::new(iface), mtu: cfg.mtu })
+    }
+
+    pub fn name(&self) -> &str {
+        self.iface.name()
+    }
+}
+
+impl Device for TunDevice {
+    fn mtu(&self) -> usize {
+        self.mtu
+    }
+
+    fn split(self: Box<Self>) -> (Box<dyn DevRx>, Box<dyn DevTx>) {
+        let poll = Poll::new().expect("mio poll");
+        let fd = self.iface.as_raw_fd();
+        poll.registry().register(&mut SourceFd(&fd), TUN_TOKEN, Interest::READABLE).expect("register tun fd");
+        let waker = Arc::new(Waker::new(poll.registry(), WAKE_TOKEN).expect("mio waker"));
+        let rx = TunRx {
+            iface: self.iface.clone(),
+            poll,
+            events: Events::with_capacity(4),
+            waker,
+            stopped: Arc::new(AtomicBool::new(false)),
+            read_len: self.mtu.max(1280) + 64,
+        };
+        let tx = TunTx { iface: self.iface };
+        (Box::new(rx), Box::new(tx))
+    }
+}
+
+struct TunRx {
+    iface: Arc<Iface>,
+    poll: Poll,
+    events: Events,
+    waker: Arc<Waker>,
+    stopped: Arc<AtomicBool>,
+    read_len: usize,
+}
+
+impl DevRx for TunRx {
+    fn recv_batch(&mut self, pool: &Pool, out: &mut Batch, max: usize) -> io::Result<bool> {
+        loop {
+            if self.stopped.load(Ordering::Acquire) {
+                return Ok(false);
+            }
+            while out.len() < max {
+                let mut b = pool.get();
+                b.resize(self.read_len, 0);
+                match self.iface.recv(&mut b) {
+                    Ok(n) => {
+                        b.truncate(n);
+                        out.push(b);
+                    }
+                    Err(e) => {
+                        pool.put(b);
+                        match e.kind() {
+                            io::ErrorKind::WouldBlock => break,
+                            io::ErrorKind::Interrupted => continue,
+                            _ => return Err(e),
+                        }
+                    }
+                }
+            }
+            if !out.is_empty() {
+                return Ok(true);
+            }
+            match self.poll.poll(&mut self.events, None) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn stop_handle(&self) -> StopHandle {
+        let waker = self.waker.clone();
+        let stopped = self.stopped.clone();
+        Arc::new(move || {
+            stopped.store(true, Ordering::Release);
+            let _ = waker.wake();
+        })
+    }
+}
+
+struct TunTx {
+    iface: Arc<Iface>,
+}
+
+impl DevTx for TunTx {
+    fn send_batch(&mut self, batch: &mut Batch, pool: &Pool) -> usize {
+        let mut dropped = 0;
+        for b in batch.drain(..) {
+            // A TUN write does not block; the rare EAGAIN (kernel queue full) is a drop, as on
+            // a real link.
+            let mut tries = 0;
+            loop {
+                match self.iface.send(&b) {
+                    Ok(_) => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted && tries < 3 => tries += 1,
+                    Err(_) => {
+                        dropped += 1;
+                        break;
+                    }
+                }
+            }
+            pool.put(b);
+        }
+        dropped
+    }
+}

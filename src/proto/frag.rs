@@ -1,0 +1,397 @@
+//! IP fragment reassembly (RFC 791 §3.2, RFC 815, RFC 8200 §4.5) with bounded memory.
+//!
+//! Invariants:
+//! * the bytes held by all partial datagrams never exceed `max_bytes`; a fragment that would
+//!   pass the bound first evicts the partial datagrams closest to their deadline, and is
+//!   dropped (counted) if it still does not fit;
+//! * at most `max_datagrams` partial datagrams exist at once;
+//! * a datagram never exceeds 65,535 bytes of payload (fragments past that are dropped);
+//! * every partial datagram has a deadline (`timeout` after its first fragment) and is
+//!   discarded by [`Reassembler::expire`] after it;
+//! * IPv6 fragments that overlap make the whole datagram be discarded (RFC 5722 §4); for
+//!   IPv4 the first data received for a byte wins.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// Largest reassembled payload (the 16-bit total/payload length field).
+pub const MAX_DATAGRAM: usize = 65_535;
+/// RFC 791 §3.2 suggests 15 s as the lower bound; Linux uses 30 s for IPv4.
+pub const V4_TIMEOUT: Duration = Duration::from_secs(30);
+/// RFC 8200 §4.5: 60 seconds.
+pub const V6_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FragKey {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// IPv4: the protocol field (part of the RFC 791 key); IPv6: 0 (the id is per pair).
+    pub proto: u8,
+    pub id: u32,
+}
+
+/// Why a fragment was not kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FragDrop {
+    /// Offset + length past 65,535, or a non-final fragment whose length is not a multiple of 8.
+    BadGeometry,
+    /// Conflicting last fragments, or data past a known end.
+    Inconsistent,
+    /// IPv6 overlap: the whole datagram was discarded.
+    Overlap,
+    /// No memory within the bound.
+    NoRoom,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FragStats {
+    pub fragments: u64,
+    pub reassembled: u64,
+    pub dropped: u64,
+    pub timed_out: u64,
+    pub evicted: u64,
+}
+
+struct Partial {
+    /// Payload bytes by offset; `data.len()` is the furthest end seen.
+    data: Vec<u8>,
+    /// Received ranges, sorted and merged, half-open.
+    have: Vec<(usize, usize)>,
+    /// Total payload length, once the last fragment arrived.
+    total: Option<usize>,
+    /// Upper-layer protocol (IPv6: the fragment header's next header).
+    proto: u8,
+    deadline: Instant,
+}
+
+pub struct Reassembler {
+    parts: HashMap<FragKey, Partial>,
+    bytes: usize,
+    max_bytes: usize,
+    max_datagrams: usize,
+    pub stats: FragStats,
+}
+
+/// A whole datagram put back together.
+#[derive(Debug)]
+pub struct Reassembled {
+    pub proto: u8,
+    pub payload: Vec<u8>,
+}
+
+impl Reassembler {
+    pub fn new(max_bytes: usize, max_datagrams: usize) -> Reassembler {
+        Reassembler { parts: HashMap::new(), bytes: 0, max_bytes, max_datagrams, stats: FragStats::default() }
+    }
+
+    /// Bytes currently held by partial datagrams.
+    pub fn held_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn partials(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// Earliest deadline of any partial datagram.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.parts.values().map(|p| p.deadline).min()
+    }
+
+    /// Drop partial datagrams whose deadline has passed. Returns how many.
+    pub fn expire(&mut self, now: Instant) -> usize {
+        let before = self.parts.len();
+        let mut freed = 0;
+        self.parts.retain(|_, p| {
+            let keep = p.deadline > now;
+            if !keep {
+                freed += p.data.capacity();
+            }
+            keep
+        });
+        self.bytes -= freed;
+        let n = before - self.parts.len();
+        self.stats.timed_out += n as u64;
+        n
+    }
+
+    /// Add one fragment. `offset` is in bytes; `more` is the MF / M flag; `v6` selects the
+    /// IPv6 rules (overlap discards). Returns the datagram when it is complete.
+    #[allow(clippy::too_many_arguments)]
+    pub fn insert(
+        &mut self,
+        now: Instant,
+        key: FragKey,
+        proto: u8,
+        offset: usize,
+        more: bool,
+        data: &[u8],
+        timeout: Duration,
+        v6: bool,
+    ) -> Result<Option<Reassembled>, FragDrop> {
+        self.stats.fragments += 1;
+        let r = self.insert_inner(now, key, proto, offset, more, data, timeout, v6);
+        if r.is_err() {
+            self.stats.dropped += 1;
+        }
+        if let Ok(Some(_)) = r {
+            self.stats.reassembled += 1;
+        }
+        r
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn insert_inner(
+        &mut self,
+        now: Instant,
+        key: FragKey,
+        proto: u8,
+        offset: usize,
+        more: bool,
+        data: &[u8],
+        timeout: Duration,
+        v6: bool,
+    ) -> Result<Option<Reassembled>, FragDrop> {
+        let end = offset + data.len();
+        // RFC 8200 §4.5: non-final fragments are multiples of 8 bytes; RFC 791 implies it.
+        if end > MAX_DATAGRAM || (more && data.len() % 8 != 0) || (more && data.is_empty()) {
+            self.discard(&key);
+            return Err(FragDrop::BadGeometry);
+        }
+        if !self.parts.contains_key(&key) {
+            if self.parts.len() >= self.max_datagrams {
+                self.evict_one();
+            }
+            self.parts.insert(
+                key,
+                Partial { data: Vec::new(), have: Vec::new(), total: None, proto, deadline: now + timeout },
+            );
+        }
+        // Consistency of the end.
+        {
+            let p = self.parts.get(&key).ok_or(FragDrop::NoRoom)?;
+            let bad_end = match p.total {
+                Some(t) => end > t || (!more && end != t),
+                None => !more && p.have.last().is_some_and(|&(_, e)| e > end),
+            };
+            if bad_end {
+                self.discard(&key);
+                return Err(FragDrop::Inconsistent);
+            }
+            if v6 && p.have.iter().any(|&(s, e)| offset < e && s < end) {
+                self.discard(&key);
+                return Err(FragDrop::Overlap);
+            }
+        }
+        // Memory: grow the buffer to `end`, within the bound.
+        let cur_cap = self.parts.get(&key).map_or(0, |p| p.data.capacity());
+        let need = end.max(cur_cap);
+        if need > cur_cap {
+            let extra = need - cur_cap;
+            while self.bytes + extra > self.max_bytes {
+                if !self.evict_other(&key) {
+                    self.discard(&key);
+                    return Err(FragDrop::NoRoom);
+                }
+            }
+        }
+        let p = self.parts.get_mut(&key).ok_or(FragDrop::NoRoom)?;
+        if p.data.len() < end {
+            p.data.reserve_exact(end - p.data.len());
+            p.data.resize(end, 0);
+        }
+        let grown = p.data.capacity() - cur_cap;
+        if !more {
+            p.total = Some(end);
+        }
+        // Copy only the gaps: the first data received for a byte wins.
+        let mut pos = offset;
+        let mut gaps = Vec::new();
+        for &(s, e) in &p.have {
+            if e <= pos {
+                continue;
+            }
+            if s >= end {
+                break;
+            }
+            if s > pos {
+                gaps.push((pos, s.min(end)));
+            }
+            pos = pos.max(e);
+        }
+        if pos < end {
+            gaps.push((pos, end));
+        }
+        for (s, e) in gaps {
+            p.data[s..e].copy_from_slice(&data[s - offset..e - offset]);
+            insert_range(&mut p.have, s, e);
+        }
+        self.bytes += grown;
+        let complete = matches!(p.total, Some(t) if p.have.len() == 1 && p.have[0] == (0, t));
+        if complete {
+            let p = self.parts.remove(&key).ok_or(FragDrop::NoRoom)?;
+            self.bytes -= p.data.capacity();
+            let mut payload = p.data;
+            payload.truncate(p.total.unwrap_or(0));
+            return Ok(Some(Reassembled { proto: p.proto, payload }));
+        }
+        Ok(None)
+    }
+
+    fn discard(&mut self, key: &FragKey) {
+        if let Some(p) = self.parts.remove(key) {
+            self.bytes -= p.data.capacity();
+        }
+    }
+
+    fn evict_one(&mut self) -> bool {
+        let victim = self.parts.iter().min_by_key(|(_, p)| p.deadline).map(|(k, _)| *k);
+        match victim {
+            Some(k) => {
+                self.discard(&k);
+                self.stats.evicted += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Evict the oldest partial datagram other than `keep`.
+    fn evict_other(&mut self, keep: &FragKey) -> bool {
+        let victim = self.parts.iter().filter(|(k, _)| *k != keep).min_by_key(|(_, p)| p.deadline).map(|(k, _)| *k);
+        match victim {
+            Some(k) => {
+                self.discard(&k);
+                self.stats.evicted += 1;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Insert `[s, e)` into a sorted list of disjoint ranges, merging neighbours.
+fn insert_range(have: &mut Vec<(usize, usize)>, s: usize, e: usize) {
+    let i = have.partition_point(|&(_, he)| he < s);
+    let mut ns = s;
+    let mut ne = e;
+    let mut j = i;
+    while j < have.len() && have[j].0 <= ne {
+        ns = ns.min(have[j].0);
+        ne = ne.max(have[j].1);
+        j += 1;
+    }
+    have.splice(i..j, std::iter::once((ns, ne)));
+}
+
+/// Split `payload_len` bytes into fragment payload ranges that fit `max_frag_payload`
+/// (rounded down to a multiple of 8, RFC 791 §3.2). Returns `(offset, len, more)` triples.
+pub fn fragment_ranges(payload_len: usize, max_frag_payload: usize) -> Vec<(usize, usize, bool)> {
+    let step = (max_frag_payload / 8 * 8).max(8);
+    let mut v = Vec::with_capacity(payload_len / step + 1);
+    let mut off = 0;
+    while off < payload_len {
+        let len = step.min(payload_len - off);
+        v.push((off, len, off + len < payload_len));
+        off += len;
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key(id: u32) -> FragKey {
+        FragKey { src: "10.0.0.1".parse().unwrap(), dst: "10.0.0.2".parse().unwrap(), proto: 17, id }
+    }
+
+    #[test]
+    fn in_order_and_reverse() {
+        let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        let now = Instant::now();
+        for rev in [false, true] {
+            let mut r = Reassembler::new(1 << 20, 16);
+            let mut frs = fragment_ranges(data.len(), 1480);
+            if rev {
+                frs.reverse();
+            }
+            let mut out = None;
+            for (off, len, more) in frs {
+                out = r.insert(now, key(1), 17, off, more, &data[off..off + len], V4_TIMEOUT, false).unwrap();
+            }
+            assert_eq!(out.unwrap().payload, data);
+            assert_eq!(r.held_bytes(), 0);
+            assert_eq!(r.partials(), 0);
+        }
+    }
+
+    #[test]
+    fn v4_overlap_first_wins_v6_overlap_discards() {
+        let now = Instant::now();
+        let mut r = Reassembler::new(1 << 20, 16);
+        assert!(r.insert(now, key(2), 17, 0, true, &[1u8; 16], V4_TIMEOUT, false).unwrap().is_none());
+        // overlapping 8..24 with different bytes; first data (1s) wins for 8..16
+        let d = r.insert(now, key(2), 17, 8, false, &[2u8; 16], V4_TIMEOUT, false).unwrap().unwrap();
+        assert_eq!(&d.payload[..16], &[1u8; 16]);
+        assert_eq!(&d.payload[16..], &[2u8; 8]);
+        assert!(r.insert(now, key(3), 17, 0, true, &[1u8; 16], V6_TIMEOUT, true).unwrap().is_none());
+        assert_eq!(r.insert(now, key(3), 17, 8, false, &[2u8; 16], V6_TIMEOUT, true).unwrap_err(), FragDrop::Overlap);
+        assert_eq!(r.partials(), 0);
+        assert_eq!(r.held_bytes(), 0);
+    }
+
+    #[test]
+    fn bad_geometry_and_inconsistent_end() {
+        let now = Instant::now();
+        let mut r = Reassembler::new(1 << 20, 16);
+        assert_eq!(r.insert(now, key(4), 17, 0, true, &[0; 7], V4_TIMEOUT, false).unwrap_err(), FragDrop::BadGeometry);
+        assert_eq!(
+            r.insert(now, key(4), 17, 65_528, false, &[0; 16], V4_TIMEOUT, false).unwrap_err(),
+            FragDrop::BadGeometry
+        );
+        r.insert(now, key(5), 17, 16, false, &[0; 8], V4_TIMEOUT, false).unwrap();
+        assert_eq!(
+            r.insert(now, key(5), 17, 32, true, &[0; 8], V4_TIMEOUT, false).unwrap_err(),
+            FragDrop::Inconsistent
+        );
+        assert_eq!(r.held_bytes(), 0);
+    }
+
+    #[test]
+    fn timeout_and_memory_bound() {
+        let now = Instant::now();
+        let mut r = Reassembler::new(64 * 1024, 1000);
+        // Many never-completed datagrams: memory stays within the bound.
+        for id in 0..1000u32 {
+            let _ = r.insert(now, key(id), 17, 8000, true, &[0u8; 1480], V4_TIMEOUT, false);
+            assert!(r.held_bytes() <= 64 * 1024);
+        }
+        assert!(r.stats.evicted > 0);
+        assert!(r.partials() > 0);
+        assert_eq!(r.expire(now + V4_TIMEOUT), r.stats.timed_out as usize);
+        assert_eq!(r.partials(), 0);
+        assert_eq!(r.held_bytes(), 0);
+    }
+
+    proptest! {
+        #[test]
+        fn any_order_reassembles(len in 1usize..20_000, mtu in 64usize..3000, seed in any::<u64>()) {
+            use rand::{seq::SliceRandom, SeedableRng};
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+            let mut frs = fragment_ranges(len, mtu);
+            frs.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+            let mut r = Reassembler::new(1 << 20, 16);
+            let now = Instant::now();
+            let mut out = None;
+            for (off, l, more) in frs {
+                let got = r.insert(now, key(9), 6, off, more, &data[off..off + l], V6_TIMEOUT, true).unwrap();
+                if got.is_some() { out = got; }
+            }
+            prop_assert_eq!(out.unwrap().payload, data);
+            prop_assert_eq!(r.held_bytes(), 0);
+        }
+    }
+}

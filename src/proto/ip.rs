@@ -1,0 +1,1099 @@
+//! The IP layer core: validation, reassembly, ICMP, UDP demux, fragmentation on send.
+//!
+//! Pure: fed `(now, packet)` and commands, it appends packets to send and deliveries to an
+//! [`IpOutput`]; the ip actor moves them. Every packet it does not deliver is counted in
+//! [`IpStats`] under the reason it was dropped. Invariants:
+//! * a packet is delivered only after its version, lengths, header checksum (IPv4), source
+//!   and destination were checked; transport checksums are checked for UDP and ICMP here and
+//!   for TCP by the TCP engine;
+//! * ICMP errors are never sent about ICMP errors, non-first fragments, or packets to/from
+//!   broadcast/multicast addresses (RFC 1122 §3.2.2, RFC 4443 §2.4(e)), and are rate-limited
+//!   by a token bucket;
+//! * reassembly memory is bounded (see [`crate::proto::frag`]).
+
+use super::frag::{fragment_ranges, FragKey, Reassembler, V4_TIMEOUT, V6_TIMEOUT};
+use super::udp::{bad_source, UdpSockId, UdpTable};
+use crate::buf::{Batch, Pool};
+use crate::wire::{self, IpProtocol, Ipv4Header, Ipv4Packet, Ipv6Packet};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Addresses and limits of the IP layer.
+#[derive(Debug, Clone)]
+pub struct IpConfig {
+    pub v4: Vec<Ipv4Addr>,
+    /// Prefix length of the IPv4 link (for the subnet broadcast address).
+    pub v4_prefix: u8,
+    pub v6: Vec<Ipv6Addr>,
+    pub mtu: usize,
+    /// Bound on bytes held by partial datagrams.
+    pub reassembly_bytes: usize,
+    /// ICMP errors per second (token bucket rate) and burst.
+    pub icmp_rate: u32,
+    pub icmp_burst: u32,
+    /// Bound on bytes queued for one UDP socket.
+    pub udp_queue_bytes: usize,
+}
+
+impl Default for IpConfig {
+    fn default() -> Self {
+        IpConfig {
+            v4: vec![Ipv4Addr::new(10, 0, 0, 2)],
+            v4_prefix: 24,
+            v6: vec!["fe80::2".parse().unwrap(), "fd00::2".parse().unwrap()],
+            mtu: 1500,
+            reassembly_bytes: 4 << 20,
+            icmp_rate: 1000,
+            icmp_burst: 50,
+            udp_queue_bytes: 1 << 20,
+        }
+    }
+}
+
+macro_rules! stats {
+    ($($name:ident),* $(,)?) => {
+        /// Counters of the IP layer (relaxed atomics: written by the ip actor, read by anyone).
+        #[derive(Debug, Default)]
+        pub struct IpStats { $(pub $name: AtomicU64,)* }
+        impl IpStats {
+            /// Name/value pairs, for printing.
+            pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name.load(Relaxed)),)*]
+            }
+        }
+    };
+}
+
+stats!(
+    rx_packets,
+    rx_bad_header,
+    rx_bad_checksum,
+    rx_not_ours,
+    rx_bad_source,
+    rx_frag_dropped,
+    rx_frag_pending,
+    rx_reassembled,
+    rx_unknown_protocol,
+    rx_bad_ext_header,
+    rx_udp,
+    rx_udp_bad,
+    rx_udp_no_port,
+    rx_udp_queue_full,
+    rx_icmp_bad,
+    rx_icmp_ignored,
+    rx_icmp_errors,
+    rx_tcp,
+    tx_packets,
+    tx_fragments,
+    tx_echo_replies,
+    tx_icmp_errors,
+    icmp_rate_limited,
+    reassembly_held_bytes,
+);
+
+fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Relaxed);
+}
+
+/// Where an ICMP error about one of our sockets should go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IcmpErrorClass {
+    /// Port unreachable (ICMPv4 3/3, ICMPv6 1/4).
+    PortUnreachable,
+    /// Fragmentation needed / packet too big, with the next-hop MTU.
+    PacketTooBig(u16),
+    /// Everything else that is not ignored: net/host/protocol unreachable, time exceeded,
+    /// parameter problem (soft errors for TCP, RFC 1122 §4.2.3.9).
+    Soft,
+}
+
+/// Something for a consumer other than the wire.
+#[derive(Debug)]
+pub enum Deliver {
+    /// A TCP segment: `buf[start..end]` is the TCP header and payload.
+    Tcp { src: IpAddr, dst: IpAddr, buf: Vec<u8>, start: usize, end: usize },
+    /// A UDP datagram for socket `sock`: payload is `buf[start..end]`.
+    Udp { sock: UdpSockId, from: SocketAddr, to: SocketAddr, buf: Vec<u8>, start: usize, end: usize },
+    /// An ICMP error for a connected UDP socket.
+    UdpError { sock: UdpSockId, kind: io::ErrorKind },
+    /// An ICMP error quoting a TCP segment we sent from `local` to `remote`.
+    TcpIcmp { local: SocketAddr, remote: SocketAddr, seq: u32, class: IcmpErrorClass },
+}
+
+/// What one call produced.
+#[derive(Default)]
+pub struct IpOutput {
+    pub tx: Batch,
+    pub deliver: Vec<Deliver>,
+}
+
+struct TokenBucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: Option<Instant>,
+}
+
+impl TokenBucket {
+    fn take(&mut self, now: Instant) -> bool {
+        if let Some(last) = self.last {
+            let dt = now.saturating_duration_since(last).as_secs_f64();
+            self.tokens = (self.tokens + dt * self.rate).min(self.burst);
+        }
+        self.last = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Per-socket count of bytes queued toward the application, shared with the socket handle
+/// (which subtracts what it reads). The core refuses a datagram that would pass the bound.
+pub type QueuedBytes = Arc<AtomicU64>;
+
+pub struct IpCore {
+    cfg: IpConfig,
+    reasm: Reassembler,
+    ident: u16,
+    v6_frag_id: u32,
+    icmp_bucket: TokenBucket,
+    pub udp: UdpTable,
+    udp_queues: std::collections::HashMap<UdpSockId, QueuedBytes>,
+    pub stats: Arc<IpStats>,
+    /// Deliver TCP to any unicast destination (set while a `bind_any` listener exists).
+    pub accept_any_tcp: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// ICMPv4 types (RFC 792).
+mod icmp4 {
+    pub const ECHO_REPLY: u8 = 0;
+    pub const DEST_UNREACHABLE: u8 = 3;
+    pub const SOURCE_QUENCH: u8 = 4;
+    pub const ECHO_REQUEST: u8 = 8;
+    pub const TIME_EXCEEDED: u8 = 11;
+    pub const PARAM_PROBLEM: u8 = 12;
+    pub const CODE_PROTO_UNREACHABLE: u8 = 2;
+    pub const CODE_PORT_UNREACHABLE: u8 = 3;
+    pub const CODE_FRAG_NEEDED: u8 = 4;
+}
+
+/// ICMPv6 types (RFC 4443 §2.1).
+mod icmp6 {
+    pub const DEST_UNREACHABLE: u8 = 1;
+    pub const PACKET_TOO_BIG: u8 = 2;
+    pub const TIME_EXCEEDED: u8 = 3;
+    pub const PARAM_PROBLEM: u8 = 4;
+    pub const ECHO_REQUEST: u8 = 128;
+    pub const ECHO_REPLY: u8 = 129;
+    pub const CODE_PORT_UNREACHABLE: u8 = 4;
+    pub const CODE_UNRECOGNIZED_NEXT_HEADER: u8 = 1;
+    pub const CODE_UNRECOGNIZED_OPTION: u8 = 2;
+}
+
+/// RFC 8200 §4: extension header numbers.
+mod ext {
+    pub const HOP_BY_HOP: u8 = 0;
+    pub const ROUTING: u8 = 43;
+    pub const FRAGMENT: u8 = 44;
+    pub const NO_NEXT: u8 = 59;
+    pub const DEST_OPTS: u8 = 60;
+}
+
+/// RFC 1191 / RFC 8201: IPv6 minimum MTU, and the most an ICMPv6 error may carry.
+pub const IPV6_MIN_MTU: usize = 1280;
+/// RFC 1812 §4.3.2.3: an ICMPv4 error should not exceed 576 bytes.
+const ICMPV4_ERROR_MAX: usize = 576;
+
+impl IpCore {
+    pub fn new(cfg: IpConfig) -> IpCore {
+        let burst = cfg.icmp_burst as f64;
+        let rate = cfg.icmp_rate as f64;
+        IpCore {
+            reasm: Reassembler::new(cfg.reassembly_bytes, 256),
+            cfg,
+            ident: rand::random(),
+            v6_frag_id: rand::random(),
+            icmp_bucket: TokenBucket { tokens: burst, rate, burst, last: None },
+            udp: UdpTable::new(),
+            udp_queues: Default::default(),
+            stats: Arc::new(IpStats::default()),
+            accept_any_tcp: Default::default(),
+        }
+    }
+
+    pub fn config(&self) -> &IpConfig {
+        &self.cfg
+    }
+
+    pub fn reassembly_bytes(&self) -> usize {
+        self.reasm.held_bytes()
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.reasm.next_deadline()
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.reasm.expire(now) > 0 {
+            self.update_reassembly_gauge();
+        }
+    }
+
+    fn update_reassembly_gauge(&self) {
+        self.stats.reassembly_held_bytes.store(self.reasm.held_bytes() as u64, Relaxed);
+    }
+
+    fn is_local(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(a) => self.cfg.v4.contains(&a),
+            IpAddr::V6(a) => self.cfg.v6.contains(&a),
+        }
+    }
+
+    fn v4_broadcast(&self, a: Ipv4Addr) -> bool {
+        if a.is_broadcast() {
+            return true;
+        }
+        let host_bits = 32 - u32::from(self.cfg.v4_prefix.min(32));
+        if host_bits == 0 || host_bits == 32 {
+            return false;
+        }
+        let mask = u32::MAX >> (32 - host_bits);
+        self.cfg.v4.iter().any(|ours| {
+            let o = u32::from(*ours);
+            u32::from(a) == (o & !mask) | mask
+        })
+    }
+
+    /// A source address for a packet to `dst`: the first local address of the family, a
+    /// link-local one for a link-local destination.
+    pub fn source_for(&self, dst: IpAddr) -> Option<IpAddr> {
+        match dst {
+            IpAddr::V4(_) => self.cfg.v4.first().map(|a| IpAddr::V4(*a)),
+            IpAddr::V6(d) => {
+                let ll = |a: &Ipv6Addr| a.segments()[0] & 0xffc0 == 0xfe80;
+                let pick = self.cfg.v6.iter().find(|a| ll(a) == ll(&d)).or(self.cfg.v6.first());
+                pick.map(|a| IpAddr::V6(*a))
+            }
+        }
+    }
+
+    /// Register the byte counter of a UDP socket's receive queue.
+    pub fn udp_register_queue(&mut self, id: UdpSockId, q: QueuedBytes) {
+        self.udp_queues.insert(id, q);
+    }
+
+    pub fn udp_close(&mut self, id: UdpSockId) {
+        self.udp.unbind(id);
+        self.udp_queues.remove(&id);
+    }
+
+    // ---------------------------------------------------------------- receive path
+
+    /// Process one packet read from the device. The buffer is either moved into a delivery
+    /// or handed back to `pool`.
+    pub fn handle_packet(&mut self, now: Instant, buf: Vec<u8>, pool: &Pool, out: &mut IpOutput) {
+        inc(&self.stats.rx_packets);
+        match buf.first().map(|b| b >> 4) {
+            Some(4) => self.rx_v4(now, buf, pool, out),
+            Some(6) => self.rx_v6(now, buf, pool, out),
+            _ => {
+                inc(&self.stats.rx_bad_header);
+                pool.put(buf);
+            }
+        }
+    }
+
+    fn rx_v4(&mut self, now: Instant, mut buf: Vec<u8>, pool: &Pool, out: &mut IpOutput) {
+        let (src, dst, proto, hlen, total, frag_off, more, ident) = {
+            let Ok(p) = Ipv4Packet::new_checked(&buf[..]) else {
+                inc(&self.stats.rx_bad_header);
+                return pool.put(buf);
+            };
+            if !p.verify_checksum() {
+                inc(&self.stats.rx_bad_checksum);
+                return pool.put(buf);
+            }
+            (
+                p.src_addr(),
+                p.dst_addr(),
+                u8::from(p.next_header()),
+                p.header_len() as usize,
+                p.total_len() as usize,
+                p.frag_offset() as usize,
+                p.more_frags(),
+                p.ident(),
+            )
+        };
+        // RFC 1122 §3.2.1.7: a host must not discard a datagram for its TTL; we do not.
+        buf.truncate(total); // drop link padding beyond total length
+        let broadcast = self.v4_broadcast(dst);
+        let local = self.cfg.v4.contains(&dst);
+        let any_tcp = proto == 6 && !dst.is_multicast() && !broadcast && self.accept_any_tcp.load(Relaxed);
+        if !local && !broadcast && !any_tcp {
+            inc(&self.stats.rx_not_ours);
+            return pool.put(buf);
+        }
+        if bad_source(IpAddr::V4(src)) || src.is_unspecified() && proto != 17 || self.cfg.v4.contains(&src) {
+            inc(&self.stats.rx_bad_source);
+            return pool.put(buf);
+        }
+        let (src, dst) = (IpAddr::V4(src), IpAddr::V4(dst));
+        if more || frag_off != 0 {
+            let key = FragKey { src, dst, proto, id: ident as u32 };
+            let r = self.reasm.insert(now, key, proto, frag_off, more, &buf[hlen..], V4_TIMEOUT, false);
+            self.update_reassembly_gauge();
+            pool.put(buf);
+            match r {
+                Ok(Some(d)) => {
+                    inc(&self.stats.rx_reassembled);
+                    let len = d.payload.len();
+                    self.rx_transport(now, src, dst, proto, broadcast, d.payload, 0, len, None, pool, out);
+                }
+                Ok(None) => inc(&self.stats.rx_frag_pending),
+                Err(_) => inc(&self.stats.rx_frag_dropped),
+            }
+            return;
+        }
+        let len = buf.len();
+        self.rx_transport(now, src, dst, proto, broadcast, buf, hlen, len, Some(0), pool, out);
+    }
+
+    fn rx_v6(&mut self, now: Instant, mut buf: Vec<u8>, pool: &Pool, out: &mut IpOutput) {
+        let (src, dst, mut next) = {
+            let Ok(p) = Ipv6Packet::new_checked(&buf[..]) else {
+                inc(&self.stats.rx_bad_header);
+                return pool.put(buf);
+            };
+            (p.src_addr(), p.dst_addr(), u8::from(p.next_header()))
+        };
+        let total = wire::IPV6_HEADER_LEN + Ipv6Packet::new_unchecked(&buf[..]).payload_len() as usize;
+        buf.truncate(total);
+        let any_tcp = !dst.is_multicast() && self.accept_any_tcp.load(Relaxed);
+        if !self.cfg.v6.contains(&dst) && !any_tcp {
+            inc(&self.stats.rx_not_ours);
+            return pool.put(buf);
+        }
+        if src.is_multicast() || self.cfg.v6.contains(&src) {
+            inc(&self.stats.rx_bad_source);
+            return pool.put(buf);
+        }
+        let (src_ip, dst_ip) = (IpAddr::V6(src), IpAddr::V6(dst));
+        // Walk the extension headers (RFC 8200 §4.1 order is recommended, not required, except
+        // that hop-by-hop must come first).
+        let mut off = wire::IPV6_HEADER_LEN;
+        let mut first = true;
+        loop {
+            match next {
+                ext::HOP_BY_HOP | ext::DEST_OPTS | ext::ROUTING => {
+                    if next == ext::HOP_BY_HOP && !first {
+                        inc(&self.stats.rx_bad_ext_header);
+                        return pool.put(buf);
+                    }
+                    let Some(h) = buf.get(off..off + 2) else {
+                        inc(&self.stats.rx_bad_ext_header);
+                        return pool.put(buf);
+                    };
+                    let (nh, hlen) = (h[0], (h[1] as usize + 1) * 8);
+                    if off + hlen > buf.len() {
+                        inc(&self.stats.rx_bad_ext_header);
+                        return pool.put(buf);
+                    }
+                    if next == ext::ROUTING {
+                        // We are a host: a routing header with segments left asks us to
+                        // forward, which we do not (RFC 8200 §4.4 allows discarding).
+                        if buf[off + 3] != 0 {
+                            inc(&self.stats.rx_bad_ext_header);
+                            return pool.put(buf);
+                        }
+                    } else if let Err(ptr) = check_options(&buf[off + 2..off + hlen]) {
+                        inc(&self.stats.rx_bad_ext_header);
+                        if let Some(ptr) = ptr {
+                            let pointer = (off + 2 + ptr) as u32;
+                            self.icmp6_error(
+                                now,
+                                &buf,
+                                icmp6::PARAM_PROBLEM,
+                                icmp6::CODE_UNRECOGNIZED_OPTION,
+                                pointer,
+                                pool,
+                                out,
+                            );
+                        }
+                        return pool.put(buf);
+                    }
+                    next = nh;
+                    off += hlen;
+                }
+                ext::FRAGMENT => {
+                    let Some(h) = buf.get(off..off + wire::IPV6_FRAG_HEADER_LEN) else {
+                        inc(&self.stats.rx_bad_ext_header);
+                        return pool.put(buf);
+                    };
+                    let nh = h[0];
+                    let fo = u16::from_be_bytes([h[2], h[3]]);
+                    let frag_off = (fo & 0xfff8) as usize;
+                    let more = fo & 1 == 1;
+                    let id = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+                    let data_off = off + wire::IPV6_FRAG_HEADER_LEN;
+                    if frag_off == 0 && !more {
+                        // RFC 6946: an atomic fragment is processed as a whole datagram.
+                        next = nh;
+                        off = data_off;
+                        continue;
+                    }
+                    let key = FragKey { src: src_ip, dst: dst_ip, proto: 0, id };
+                    let r = self.reasm.insert(now, key, nh, frag_off, more, &buf[data_off..], V6_TIMEOUT, true);
+                    self.update_reassembly_gauge();
+                    pool.put(buf);
+                    match r {
+                        Ok(Some(d)) => {
+                            inc(&self.stats.rx_reassembled);
+                            // The reassembled payload starts with the fragmentable part's
+                            // headers; walk them (no fragment header may follow).
+                            let len = d.payload.len();
+                            self.rx_v6_upper(now, src_ip, dst_ip, d.proto, d.payload, 0, len, pool, out);
+                        }
+                        Ok(None) => inc(&self.stats.rx_frag_pending),
+                        Err(_) => inc(&self.stats.rx_frag_dropped),
+                    }
+                    return;
+                }
+                ext::NO_NEXT => {
+                    return pool.put(buf);
+                }
+                proto => {
+                    let len = buf.len();
+                    return self.rx_transport(now, src_ip, dst_ip, proto, false, buf, off, len, Some(off), pool, out);
+                }
+            }
+            first = false;
+        }
+    }
+
+    /// Upper layer of a reassembled IPv6 datagram: skip destination options, then dispatch.
+    #[allow(clippy::too_many_arguments)]
+    fn rx_v6_upper(
+        &mut self,
+        now: Instant,
+        src: IpAddr,
+        dst: IpAddr,
+        mut proto: u8,
+        buf: Vec<u8>,
+        mut off: usize,
+        end: usize,
+        pool: &Pool,
+        out: &mut IpOutput,
+    ) {
+        while proto == ext::DEST_OPTS || proto == ext::ROUTING || proto == ext::HOP_BY_HOP {
+            let Some(h) = buf.get(off..off + 2) else {
+                inc(&self.stats.rx_bad_ext_header);
+                return;
+            };
+            let hlen = (h[1] as usize + 1) * 8;
+            if off + hlen > end {
+                inc(&self.stats.rx_bad_ext_header);
+                return;
+            }
+            proto = h[0];
+            off += hlen;
+        }
+        self.rx_transport(now, src, dst, proto, false, buf, off, end, None, pool, out);
+    }
+
+    /// Dispatch a transport payload `buf[start..end]`. `orig_hdr` is the offset of the
+    /// transport header inside an unfragmented original packet (so an ICMP error can quote
+    /// it), or `None` after reassembly.
+    #[allow(clippy::too_many_arguments)]
+    fn rx_transport(
+        &mut self,
+        now: Instant,
+        src: IpAddr,
+        dst: IpAddr,
+        proto: u8,
+        broadcast: bool,
+        buf: Vec<u8>,
+        start: usize,
+        end: usize,
+        orig_hdr: Option<usize>,
+        pool: &Pool,
+        out: &mut IpOutput,
+    ) {
+        let _ = orig_hdr;
+        match (proto, src) {
+            (6, _) if !broadcast => {
+                inc(&self.stats.rx_tcp);
+                out.deliver.push(Deliver::Tcp { src, dst, buf, start, end });
+            }
+            (17, _) => self.rx_udp(now, src, dst, broadcast, buf, start, end, pool, out),
+            (1, IpAddr::V4(_)) => self.rx_icmp4(now, src, dst, broadcast, buf, start, end, pool, out),
+            (58, IpAddr::V6(_)) => self.rx_icmp6(now, src, dst, buf, start, end, pool, out),
+            _ => {
+                inc(&self.stats.rx_unknown_protocol);
+                if !broadcast && start > 0 {
+                    // RFC 1122 §3.2.2.1: protocol unreachable; RFC 8200 §4: parameter problem
+                    // pointing at the next-header field (we point at the IPv6 one when there
+                    // are no extension headers).
+                    match src {
+                        IpAddr::V4(_) => self.icmp4_error(
+                            now,
+                            &buf,
+                            icmp4::DEST_UNREACHABLE,
+                            icmp4::CODE_PROTO_UNREACHABLE,
+                            pool,
+                            out,
+                        ),
+                        IpAddr::V6(_) => {
+                            let ptr = if start == wire::IPV6_HEADER_LEN { 6 } else { 0 };
+                            self.icmp6_error(
+                                now,
+                                &buf,
+                                icmp6::PARAM_PROBLEM,
+                                icmp6::CODE_UNRECOGNIZED_NEXT_HEADER,
+                                ptr,
+                                pool,
+                                out,
+                            )
+                        }
+                    }
+                }
+                pool.put(buf);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn rx_udp(
+        &mut self,
+        now: Instant,
+        src: IpAddr,
+        dst: IpAddr,
+        broadcast: bool,
+        buf: Vec<u8>,
+        start: usize,
+        end: usize,
+        pool: &Pool,
+        out: &mut IpOutput,
+    ) {
+        inc(&self.stats.rx_udp);
+        let seg = &buf[start..end];
+        if seg.len() < wire::UDP_HEADER_LEN {
+            inc(&self.stats.rx_udp_bad);
+            return pool.put(buf);
+        }
+        let sport = u16::from_be_bytes([seg[0], seg[1]]);
+        let dport = u16::from_be_bytes([seg[2], seg[3]]);
+        let ulen = u16::from_be_bytes([seg[4], seg[5]]) as usize;
+        let csum = u16::from_be_bytes([seg[6], seg[7]]);
+        if ulen < wire::UDP_HEADER_LEN || ulen > seg.len() {
+            inc(&self.stats.rx_udp_bad);
+            return pool.put(buf);
+        }
+        let seg = &seg[..ulen];
+        // RFC 768: zero means "no checksum" for IPv4; RFC 8200 §8.1: mandatory for IPv6.
+        let need_check = csum != 0 || src.is_ipv6();
+        if need_check && !wire::transport_checksum_ok(src, dst, IpProtocol::Udp, seg) {
+            inc(&self.stats.rx_udp_bad);
+            return pool.put(buf);
+        }
+        let from = SocketAddr::new(src, sport);
+        let to = SocketAddr::new(dst, dport);
+        let Some(sock) = self.udp.lookup(from, to) else {
+            inc(&self.stats.rx_udp_no_port);
+            if !broadcast && !src.is_unspecified() {
+                match src {
+                    IpAddr::V4(_) => {
+                        self.icmp4_error(now, &buf, icmp4::DEST_UNREACHABLE, icmp4::CODE_PORT_UNREACHABLE, pool, out)
+                    }
+                    IpAddr::V6(_) => {
+                        self.icmp6_error(now, &buf, icmp6::DEST_UNREACHABLE, icmp6::CODE_PORT_UNREACHABLE, 0, pool, out)
+                    }
+                }
+            }
+            return pool.put(buf);
+        };
+        let payload = ulen - wire::UDP_HEADER_LEN;
+        if let Some(q) = self.udp_queues.get(&sock) {
+            if q.load(Relaxed) as usize + payload > self.cfg.udp_queue_bytes {
+                inc(&self.stats.rx_udp_queue_full);
+                return pool.put(buf);
+            }
+            q.fetch_add(payload as u64, Relaxed);
+        }
+        let pstart = start + wire::UDP_HEADER_LEN;
+        out.deliver.push(Deliver::Udp { sock, from, to, buf, start: pstart, end: pstart + payload });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn rx_icmp4(
+        &mut self,
+        _now: Instant,
+        src: IpAddr,
+        dst: IpAddr,
+        broadcast: bool,
+        mut buf: Vec<u8>,
+        start: usize,
+        end: usize,
+        pool: &Pool,
+        out: &mut IpOutput,
+    ) {
+        let msg = &buf[start..end];
+        if msg.len() < wire::ICMP_HEADER_LEN || wire::checksum::data(msg) != !0 {
+            inc(&self.stats.rx_icmp_bad);
+            return pool.put(buf);
+        }
+        match msg[0] {
+            icmp4::ECHO_REQUEST if !broadcast => {
+                // Reply in place: swap addresses, change the type, fix both checksums.
+                let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else { return pool.put(buf) };
+                if start == 0 || !self.cfg.v4.contains(&d) {
+                    // A reassembled echo (no header in this buffer) or to a non-local
+                    // address: build a fresh packet.
+                    let data = buf[start..end].to_vec();
+                    pool.put(buf);
+                    return self.send_icmp4(d, s, icmp4::ECHO_REPLY, 0, &data[4..], &[], pool, out);
+                }
+                let hdr = Ipv4Header {
+                    src: d,
+                    dst: s,
+                    proto: IpProtocol::Icmp,
+                    ident: self.next_ident(),
+                    frag_offset: 0,
+                    more_frags: false,
+                    dont_frag: false,
+                    ttl: wire::DEFAULT_HOP_LIMIT,
+                };
+                // Keep the 20-byte header form: move the ICMP message right after it.
+                if start != wire::IPV4_HEADER_LEN {
+                    buf.copy_within(start..end, wire::IPV4_HEADER_LEN);
+                    buf.truncate(wire::IPV4_HEADER_LEN + (end - start));
+                }
+                let ilen = buf.len() - wire::IPV4_HEADER_LEN;
+                wire::emit_ipv4_header(&mut buf, &hdr, ilen);
+                let m = &mut buf[wire::IPV4_HEADER_LEN..];
+                m[0] = icmp4::ECHO_REPLY;
+                m[2] = 0;
+                m[3] = 0;
+                let c = !wire::checksum::data(m);
+                m[2..4].copy_from_slice(&c.to_be_bytes());
+                inc(&self.stats.tx_echo_replies);
+                inc(&self.stats.tx_packets);
+                out.tx.push(buf);
+            }
+            icmp4::DEST_UNREACHABLE | icmp4::TIME_EXCEEDED | icmp4::PARAM_PROBLEM => {
+                inc(&self.stats.rx_icmp_errors);
+                let class = match (msg[0], msg[1]) {
+                    (icmp4::DEST_UNREACHABLE, icmp4::CODE_PORT_UNREACHABLE) => IcmpErrorClass::PortUnreachable,
+                    (icmp4::DEST_UNREACHABLE, icmp4::CODE_FRAG_NEEDED) => {
+                        IcmpErrorClass::PacketTooBig(u16::from_be_bytes([msg[6], msg[7]]))
+                    }
+                    _ => IcmpErrorClass::Soft,
+                };
+                self.quoted_error(&msg[8..], class, out);
+                pool.put(buf);
+            }
+            icmp4::SOURCE_QUENCH | icmp4::ECHO_REPLY | _ => {
+                // RFC 6633: source quench is ignored; replies and others have no taker.
+                inc(&self.stats.rx_icmp_ignored);
+                pool.put(buf);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn rx_icmp6(
+        &mut self,
+        _now: Instant,
+        src: IpAddr,
+        dst: IpAddr,
+        buf: Vec<u8>,
+        start: usize,
+        end: usize,
+        pool: &Pool,
+        out: &mut IpOutput,
+    ) {
+        let msg = &buf[start..end];
+        if msg.len() < wire::ICMP_HEADER_LEN || !wire::transport_checksum_ok(src, dst, IpProtocol::Icmpv6, msg) {
+            inc(&self.stats.rx_icmp_bad);
+            return pool.put(buf);
+        }
+        match msg[0] {
+            icmp6::ECHO_REQUEST => {
+                let (IpAddr::V6(s), IpAddr::V6(d)) = (src, dst) else { return pool.put(buf) };
+                let body = msg[4..].to_vec();
+                pool.put(buf);
+                self.send_icmp6(d, s, icmp6::ECHO_REPLY, 0, &body, pool, out);
+                inc(&self.stats.tx_echo_replies);
+            }
+            icmp6::DEST_UNREACHABLE | icmp6::PACKET_TOO_BIG | icmp6::TIME_EXCEEDED | icmp6::PARAM_PROBLEM => {
+                inc(&self.stats.rx_icmp_errors);
+                let class = match (msg[0], msg[1]) {
+                    (icmp6::DEST_UNREACHABLE, icmp6::CODE_PORT_UNREACHABLE) => IcmpErrorClass::PortUnreachable,
+                    (icmp6::PACKET_TOO_BIG, _) => {
+                        let mtu = u32::from_be_bytes([msg[4], msg[5], msg[6], msg[7]]);
+                        IcmpErrorClass::PacketTooBig(mtu.min(u16::MAX as u32) as u16)
+                    }
+                    _ => IcmpErrorClass::Soft,
+                };
+                self.quoted_error(&msg[8..], class, out);
+                pool.put(buf);
+            }
+            _ => {
+                inc(&self.stats.rx_icmp_ignored);
+                pool.put(buf);
+            }
+        }
+    }
+
+    /// Route an ICMP error by the packet it quotes (RFC 1122 §3.2.2, RFC 4443 §2.4).
+    fn quoted_error(&mut self, quoted: &[u8], class: IcmpErrorClass, out: &mut IpOutput) {
+        let Some((qsrc, qdst, proto, l4)) = parse_quoted(quoted) else {
+            inc(&self.stats.rx_icmp_bad);
+            return;
+        };
+        if !self.is_local(qsrc) || l4.len() < 8 {
+            inc(&self.stats.rx_icmp_ignored);
+            return;
+        }
+        let sport = u16::from_be_bytes([l4[0], l4[1]]);
+        let dport = u16::from_be_bytes([l4[2], l4[3]]);
+        let local = SocketAddr::new(qsrc, sport);
+        let remote = SocketAddr::new(qdst, dport);
+        match proto {
+            17 => match (self.udp.lookup_sender(local, remote), class) {
+                (Some(sock), IcmpErrorClass::PortUnreachable) => {
+                    out.deliver.push(Deliver::UdpError { sock, kind: io::ErrorKind::ConnectionRefused })
+                }
+                _ => inc(&self.stats.rx_icmp_ignored),
+            },
+            6 => {
+                let seq = u32::from_be_bytes([l4[4], l4[5], l4[6], l4[7]]);
+                out.deliver.push(Deliver::TcpIcmp { local, remote, seq, class });
+            }
+            _ => inc(&self.stats.rx_icmp_ignored),
+        }
+    }
+
+    // ---------------------------------------------------------------- send path
+
+    fn next_ident(&mut self) -> u16 {
+        self.ident = self.ident.wrapping_add(1);
+        self.ident
+    }
+
+    /// ICMPv4 error about `orig` (a whole IPv4 packet as received).
+    fn icmp4_error(&mut self, now: Instant, orig: &[u8], ty: u8, code: u8, pool: &Pool, out: &mut IpOutput) {
+        let Ok(p) = Ipv4Packet::new_checked(orig) else { return };
+        if p.frag_offset() != 0
+            || u8::from(p.next_header()) == 1 && orig.get(p.header_len() as usize).is_some_and(|t| ![0, 8].contains(t))
+        {
+            return; // never about non-first fragments or ICMP errors
+        }
+        if !self.icmp_bucket.take(now) {
+            inc(&self.stats.icmp_rate_limited);
+            return;
+        }
+        let (s, d) = (p.dst_addr(), p.src_addr());
+        let quote_len = orig.len().min(ICMPV4_ERROR_MAX - wire::IPV4_HEADER_LEN - wire::ICMP_HEADER_LEN);
+        inc(&self.stats.tx_icmp_errors);
+        self.send_icmp4(s, d, ty, code, &[0; 4], &orig[..quote_len], pool, out);
+    }
+
+    /// ICMPv6 error about `orig` with the 32-bit parameter `param`.
+    #[allow(clippy::too_many_arguments)]
+    fn icmp6_error(
+        &mut self,
+        now: Instant,
+        orig: &[u8],
+        ty: u8,
+        code: u8,
+        param: u32,
+        pool: &Pool,
+        out: &mut IpOutput,
+    ) {
+        let Ok(p) = Ipv6Packet::new_checked(orig) else { return };
+        if p.dst_addr().is_multicast() || p.src_addr().is_unspecified() {
+            return; // RFC 4443 §2.4(e)
+        }
+        if !self.icmp_bucket.take(now) {
+            inc(&self.stats.icmp_rate_limited);
+            return;
+        }
+        let (s, d) = (p.dst_addr(), p.src_addr());
+        // RFC 4443 §2.4(c): as much of the invoking packet as fits in the minimum MTU.
+        let quote_len = orig.len().min(IPV6_MIN_MTU - wire::IPV6_HEADER_LEN - wire::ICMP_HEADER_LEN);
+        let mut body = Vec::with_capacity(4 + quote_len);
+        body.extend_from_slice(&param.to_be_bytes());
+        body.extend_from_slice(&orig[..quote_len]);
+        inc(&self.stats.tx_icmp_errors);
+        self.send_icmp6(s, d, ty, code, &body, pool, out);
+    }
+
+    /// Build an ICMPv4 message: 4 bytes after type/code/checksum (`rest4`), then `data`.
+    #[allow(clippy::too_many_arguments)]
+    fn send_icmp4(
+        &mut self,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        ty: u8,
+        code: u8,
+        rest4: &[u8],
+        data: &[u8],
+        pool: &Pool,
+        out: &mut IpOutput,
+    ) {
+        let mut msg = Vec::with_capacity(4 + rest4.len() + data.len());
+        msg.extend_from_slice(&[ty, code, 0, 0]);
+        msg.extend_from_slice(rest4);
+        msg.extend_from_slice(data);
+        let c = !wire::checksum::data(&msg);
+        msg[2..4].copy_from_slice(&c.to_be_bytes());
+        self.send_datagram(IpAddr::V4(src), IpAddr::V4(dst), IpProtocol::Icmp, &msg, pool, out);
+    }
+
+    fn send_icmp6(
+        &mut self,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        ty: u8,
+        code: u8,
+        body: &[u8],
+        pool: &Pool,
+        out: &mut IpOutput,
+    ) {
+        let mut msg = Vec::with_capacity(4 + body.len());
+        msg.extend_from_slice(&[ty, code, 0, 0]);
+        msg.extend_from_slice(body);
+        let c = wire::transport_checksum(IpAddr::V6(src), IpAddr::V6(dst), IpProtocol::Icmpv6, &msg);
+        msg[2..4].copy_from_slice(&c.to_be_bytes());
+        self.send_datagram(IpAddr::V6(src), IpAddr::V6(dst), IpProtocol::Icmpv6, &msg, pool, out);
+    }
+
+    /// Send a UDP datagram. `from.ip()` may be unspecified (a source is chosen).
+    pub fn send_udp(
+        &mut self,
+        from: SocketAddr,
+        to: SocketAddr,
+        data: &[u8],
+        pool: &Pool,
+        out: &mut IpOutput,
+    ) -> io::Result<usize> {
+        // RFC 768: the length field is 16 bits (65,507 bytes of payload over IPv4).
+        let max = match to {
+            SocketAddr::V4(_) => 65_535 - wire::IPV4_HEADER_LEN - wire::UDP_HEADER_LEN,
+            SocketAddr::V6(_) => 65_535 - wire::UDP_HEADER_LEN,
+        };
+        if data.len() > max {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "message too long"));
+        }
+        if from.is_ipv4() != to.is_ipv4() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "address family mismatch"));
+        }
+        let src = if from.ip().is_unspecified() {
+            self.source_for(to.ip())
+                .ok_or_else(|| io::Error::new(io::ErrorKind::AddrNotAvailable, "no source address"))?
+        } else {
+            from.ip()
+        };
+        let ulen = wire::UDP_HEADER_LEN + data.len();
+        let hlen = wire::ip_header_len(src);
+        if hlen + ulen <= self.cfg.mtu {
+            // Fast path: build header and payload straight into one pooled buffer.
+            let mut b = pool.get();
+            b.resize(hlen + ulen, 0);
+            write_udp(&mut b[hlen..], src, to.ip(), from.port(), to.port(), data);
+            self.emit_ip_header(&mut b, src, to.ip(), IpProtocol::Udp, ulen);
+            inc(&self.stats.tx_packets);
+            out.tx.push(b);
+        } else {
+            let mut dgram = vec![0u8; ulen];
+            write_udp(&mut dgram, src, to.ip(), from.port(), to.port(), data);
+            self.send_datagram(src, to.ip(), IpProtocol::Udp, &dgram, pool, out);
+        }
+        Ok(data.len())
+    }
+
+    fn emit_ip_header(&mut self, b: &mut [u8], src: IpAddr, dst: IpAddr, proto: IpProtocol, len: usize) {
+        match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let h = Ipv4Header {
+                    src: s,
+                    dst: d,
+                    proto,
+                    ident: self.next_ident(),
+                    frag_offset: 0,
+                    more_frags: false,
+                    dont_frag: false,
+                    ttl: wire::DEFAULT_HOP_LIMIT,
+                };
+                wire::emit_ipv4_header(b, &h, len);
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => wire::emit_ipv6_header(b, s, d, proto, len, wire::DEFAULT_HOP_LIMIT),
+            _ => {}
+        }
+    }
+
+    /// Send a transport payload, fragmenting when it does not fit the MTU
+    /// (RFC 791 §3.2; RFC 8200 §4.5 with a fragment header).
+    pub fn send_datagram(
+        &mut self,
+        src: IpAddr,
+        dst: IpAddr,
+        proto: IpProtocol,
+        payload: &[u8],
+        pool: &Pool,
+        out: &mut IpOutput,
+    ) {
+        let hlen = wire::ip_header_len(src);
+        if hlen + payload.len() <= self.cfg.mtu {
+            let mut b = pool.get();
+            b.resize(hlen + payload.len(), 0);
+            b[hlen..].copy_from_slice(payload);
+            self.emit_ip_header(&mut b, src, dst, proto, payload.len());
+            inc(&self.stats.tx_packets);
+            out.tx.push(b);
+            return;
+        }
+        match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let ident = self.next_ident();
+                for (off, len, more) in fragment_ranges(payload.len(), self.cfg.mtu - hlen) {
+                    let mut b = pool.get();
+                    b.resize(hlen + len, 0);
+                    b[hlen..].copy_from_slice(&payload[off..off + len]);
+                    let h = Ipv4Header {
+                        src: s,
+                        dst: d,
+                        proto,
+                        ident,
+                        frag_offset: off as u16,
+                        more_frags: more,
+                        dont_frag: false,
+                        ttl: wire::DEFAULT_HOP_LIMIT,
+                    };
+                    wire::emit_ipv4_header(&mut b, &h, len);
+                    inc(&self.stats.tx_fragments);
+                    inc(&self.stats.tx_packets);
+                    out.tx.push(b);
+                }
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                self.v6_frag_id = self.v6_frag_id.wrapping_add(1);
+                let id = self.v6_frag_id;
+                let fh = hlen + wire::IPV6_FRAG_HEADER_LEN;
+                let max_payload = self.cfg.mtu.max(IPV6_MIN_MTU) - fh;
+                for (off, len, more) in fragment_ranges(payload.len(), max_payload) {
+                    let mut b = pool.get();
+                    b.resize(fh + len, 0);
+                    wire::emit_ipv6_header(
+                        &mut b,
+                        s,
+                        d,
+                        IpProtocol::Ipv6Frag,
+                        wire::IPV6_FRAG_HEADER_LEN + len,
+                        wire::DEFAULT_HOP_LIMIT,
+                    );
+                    let f = &mut b[hlen..fh];
+                    f[0] = u8::from(proto);
+                    f[1] = 0;
+                    let fo = (off as u16) | more as u16;
+                    f[2..4].copy_from_slice(&fo.to_be_bytes());
+                    f[4..8].copy_from_slice(&id.to_be_bytes());
+                    b[fh..].copy_from_slice(&payload[off..off + len]);
+                    inc(&self.stats.tx_fragments);
+                    inc(&self.stats.tx_packets);
+                    out.tx.push(b);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Write a UDP header + payload into `b` (exactly `8 + data.len()` bytes) with its checksum.
+fn write_udp(b: &mut [u8], src: IpAddr, dst: IpAddr, sport: u16, dport: u16, data: &[u8]) {
+    let ulen = b.len() as u16;
+    b[0..2].copy_from_slice(&sport.to_be_bytes());
+    b[2..4].copy_from_slice(&dport.to_be_bytes());
+    b[4..6].copy_from_slice(&ulen.to_be_bytes());
+    b[6..8].copy_from_slice(&[0, 0]);
+    b[8..].copy_from_slice(data);
+    let mut c = wire::transport_checksum(src, dst, IpProtocol::Udp, b);
+    if c == 0 {
+        c = 0xffff; // RFC 768: a computed zero is sent as all ones
+    }
+    b[6..8].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Check the TLV options of a hop-by-hop or destination options header (RFC 8200 §4.2).
+/// `Err(Some(offset))` asks for a parameter problem pointing at the option; `Err(None)`
+/// discards silently.
+fn check_options(opts: &[u8]) -> Result<(), Option<usize>> {
+    let mut i = 0;
+    while i < opts.len() {
+        let t = opts[i];
+        if t == 0 {
+            i += 1; // Pad1
+            continue;
+        }
+        let Some(&len) = opts.get(i + 1) else { return Err(None) };
+        let next = i + 2 + len as usize;
+        if next > opts.len() {
+            return Err(None);
+        }
+        if t != 1 {
+            // Unknown option: the two high bits say what to do.
+            match t >> 6 {
+                0 => {}
+                1 => return Err(None),
+                _ => return Err(Some(i)),
+            }
+        }
+        i = next;
+    }
+    Ok(())
+}
+
+/// Parse the IP header quoted in an ICMP error: (src, dst, protocol, transport bytes).
+fn parse_quoted(q: &[u8]) -> Option<(IpAddr, IpAddr, u8, &[u8])> {
+    match q.first()? >> 4 {
+        4 => {
+            let ihl = ((q[0] & 0x0f) as usize) * 4;
+            if ihl < 20 || q.len() < ihl {
+                return None;
+            }
+            let src = Ipv4Addr::new(q[12], q[13], q[14], q[15]);
+            let dst = Ipv4Addr::new(q[16], q[17], q[18], q[19]);
+            Some((IpAddr::V4(src), IpAddr::V4(dst), q[9], &q[ihl..]))
+        }
+        6 => {
+            if q.len() < 40 {
+                return None;
+            }
+            let src: [u8; 16] = q[8..24].try_into().ok()?;
+            let dst: [u8; 16] = q[24..40].try_into().ok()?;
+            let mut nh = q[6];
+            let mut off = 40;
+            // Skip extension headers in the quote.
+            while matches!(nh, ext::HOP_BY_HOP | ext::ROUTING | ext::DEST_OPTS | ext::FRAGMENT) {
+                let h = q.get(off..off + 2)?;
+                let len = if nh == ext::FRAGMENT { 8 } else { (h[1] as usize + 1) * 8 };
+                nh = h[0];
+                off += len;
+            }
+            Some((IpAddr::V6(src.into()), IpAddr::V6(dst.into()), nh, q.get(off..)?))
+        }
+        _ => None,
+    }
+}
+
+/// How long the ip actor may sleep before reassembly needs attention.
+pub fn idle_timeout(core: &IpCore, now: Instant) -> Option<Duration> {
+    core.next_deadline().map(|d| d.saturating_duration_since(now))
+}
