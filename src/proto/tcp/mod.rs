@@ -1,1 +1,214 @@
-//! TCP core (to be written).
+//! Sans-I/O TCP core (RFC 9293 and friends), in the style of quinn-proto.
+//!
+//! [`Endpoint`] owns every TCB and every listener. The engine actor feeds it
+//! `(now, input)` — validated segments, application commands, timer firings, ICMP errors —
+//! and drains its outputs: segments ([`Endpoint::poll_transmit`]), events for sockets
+//! ([`Endpoint::poll_event`]) and deadline changes ([`Endpoint::poll_timer_update`]).
+//! Nothing here does I/O, reads a clock or spawns a thread; tests drive it with a
+//! virtual clock.
+//!
+//! Module map (one job each):
+//! * [`seq`] — sequence-number arithmetic modulo 2^32;
+//! * [`isn`] — RFC 6528 initial sequence numbers;
+//! * [`rtt`] — RFC 6298 RTO estimator;
+//! * [`congestion`] — `CongestionControl` trait, NewReno (RFC 5681/6582), CUBIC (RFC 9438);
+//! * [`sack`] — RFC 2018 scoreboard (sender) and block selection (receiver);
+//! * [`reassembly`] — bounded out-of-order queue;
+//! * [`sendbuf`] — bounded send buffer, segments are slices of it;
+//! * [`tcb`] — one connection's state machine;
+//! * [`endpoint`] — demultiplexing, listeners, RST for closed ports, bounds.
+//!
+//! Invariants kept across the core:
+//! * no panics on any input; sequence numbers use wrapping arithmetic;
+//! * every queue is bounded in bytes or entries (send buffer, out-of-order data, half-open
+//!   and accept queues per listener, TIME-WAIT count, pending control segments);
+//! * a `ConnId` is never reused; `Closed` is the last event of a connection.
+//!
+//! Deliberate choices and known gaps (TODO):
+//! * minimum RTO is 200 ms (Linux) instead of RFC 6298's 1 s SHOULD (configurable);
+//! * initial window is 10 segments (RFC 6928), not RFC 5681's 4;
+//! * no SYN cookies: SYNs beyond `max_half_open` (or the backlog) are dropped;
+//! * urgent data (URG) is not supported: the urgent pointer is ignored and the bytes are
+//!   delivered in line;
+//! * no ECN (ECE/CWR are never set);
+//! * a SYN arriving in TIME-WAIT is not used to reopen the connection (RFC 6191); it gets
+//!   the TIME-WAIT ACK;
+//! * SACK-based recovery retransmits holes reported by the peer one per duplicate ACK
+//!   (RFC 6675's pipe algorithm is approximated by NewReno's cwnd inflation);
+//! * RACK/TLP, F-RTO, D-SACK processing, PRR and pacing are not implemented;
+//! * the FIN-WAIT-2 state of a fully closed (orphaned) connection times out after 2*MSL
+//!   (Linux `tcp_fin_timeout`-like); a half-closed one waits forever.
+
+pub mod congestion;
+pub mod endpoint;
+pub mod isn;
+pub mod reassembly;
+pub mod rtt;
+pub mod sack;
+pub mod sendbuf;
+pub mod seq;
+pub mod tcb;
+
+#[cfg(test)]
+mod sim;
+#[cfg(test)]
+mod tests;
+
+pub use congestion::{CongestionControl, Cubic, NewReno};
+pub use endpoint::Endpoint;
+pub use tcb::State;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Identifies one connection for its whole life; never reused.
+pub type ConnId = u64;
+/// Identifies one listener.
+pub type ListenerId = u64;
+
+/// Which congestion-control algorithm new connections use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CongestionAlgorithm {
+    #[default]
+    NewReno,
+    Cubic,
+}
+
+/// Endpoint-wide configuration.
+#[derive(Clone, Debug)]
+pub struct TcpConfig {
+    /// Link MTU: we advertise MSS = mtu - 40 (IPv4) / mtu - 60 (IPv6) (M-67).
+    pub mtu: usize,
+    /// Receive buffer per connection (bytes); the window scale is chosen so it is usable.
+    pub recv_buf: usize,
+    /// Send buffer per connection (bytes) = initial send credit.
+    pub send_buf: usize,
+    /// Maximum segment lifetime; TIME-WAIT lasts 2*MSL (M-13).
+    pub msl: Duration,
+    /// RTO floor. 200 ms as Linux; RFC 6298 §2.4 says 1 s SHOULD.
+    pub min_rto: Duration,
+    /// RTO cap (RFC 6298 §2.5: at least 60 s).
+    pub max_rto: Duration,
+    /// RTO before any sample (RFC 6298 §2.1).
+    pub initial_rto: Duration,
+    /// R2 for data: timeouts in a row before the connection fails with TimedOut (M-20).
+    pub max_retries: u32,
+    /// R2 for SYN / SYN-ACK (M-23 wants >= 3 minutes; settable, M-21/M-22).
+    pub syn_retries: u32,
+    /// Delayed-ACK timer (< 500 ms, M-40).
+    pub delayed_ack: Duration,
+    /// Bound on out-of-order bytes per connection.
+    pub max_ooo_bytes: usize,
+    /// Half-open (SYN-RECEIVED) connections per listener.
+    pub max_half_open: usize,
+    /// Global bound on TIME-WAIT TCBs; beyond it a connection closes without TIME-WAIT.
+    pub max_time_wait: usize,
+    /// Nagle's algorithm on by default (M-17); `AppCommand::SetNodelay` overrides.
+    pub nagle: bool,
+    /// Keep-alive idle time; None = off (M-25).
+    pub keepalive: Option<Duration>,
+    pub timestamps: bool,
+    pub sack: bool,
+    pub window_scale: bool,
+    /// Congestion control for new connections.
+    pub congestion: CongestionAlgorithm,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            mtu: 1500,
+            recv_buf: 1 << 20,
+            send_buf: 1 << 20,
+            msl: Duration::from_secs(30),
+            min_rto: Duration::from_millis(200),
+            max_rto: Duration::from_secs(60),
+            initial_rto: Duration::from_secs(1),
+            max_retries: 15,
+            syn_retries: 6,
+            delayed_ack: Duration::from_millis(40),
+            max_ooo_bytes: 1 << 20,
+            max_half_open: 1024,
+            max_time_wait: 65536,
+            nagle: true,
+            keepalive: None,
+            timestamps: true,
+            sack: true,
+            window_scale: true,
+            congestion: CongestionAlgorithm::NewReno,
+        }
+    }
+}
+
+/// Where a listener accepts connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// One address and port; the ip may be unspecified (any local ip of that family).
+    Addr(SocketAddr),
+    /// Every address and port routed to us; the accepted connection's local address is
+    /// what the client dialled.
+    Any,
+}
+
+/// Commands from the application (socket facade) to one connection.
+#[derive(Debug)]
+pub enum AppCommand {
+    Write(Vec<u8>),
+    ReadCredit(usize),
+    ShutdownWrite,
+    ShutdownRead,
+    Close,
+    Abort,
+    SetNodelay(bool),
+    SetKeepalive(Option<Duration>),
+}
+
+/// Events for one connection's socket.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SocketEvent {
+    Connected { local: SocketAddr, remote: SocketAddr },
+    Data(Vec<u8>),
+    SendCredit(usize),
+    Eof,
+    Error(std::io::ErrorKind),
+    Closed,
+}
+
+/// Events for the engine.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    /// 3-way handshake done for a passive open; it is in the listener's accept queue.
+    /// A `Conn(conn, SendCredit(send_buf))` follows.
+    Accepted { listener: ListenerId, conn: ConnId, local: SocketAddr, remote: SocketAddr },
+    Conn(ConnId, SocketEvent),
+}
+
+/// ICMP errors routed to a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IcmpErrorKind {
+    /// Net/host/proto unreachable, time exceeded, parameter problem: never abort (M-56).
+    Soft,
+    /// Port unreachable: aborts a connection in SYN-SENT with ConnectionRefused.
+    PortUnreachable,
+    /// Fragmentation needed / Packet Too Big with the next-hop MTU.
+    PacketTooBig(u16),
+}
+
+/// Counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpStats {
+    pub segments_in: u64,
+    pub segments_out: u64,
+    pub retransmits: u64,
+    pub timeouts: u64,
+    pub fast_retransmits: u64,
+    pub dropped: u64,
+    pub rst_in: u64,
+    pub rst_out: u64,
+    pub challenge_acks: u64,
+    pub paws_rejected: u64,
+    pub syn_dropped: u64,
+    pub conns_opened: u64,
+    pub conns_accepted: u64,
+    pub time_wait_overflow: u64,
+}

@@ -1,0 +1,323 @@
+//! Congestion control (RFC 5681, RFC 6582, RFC 9438) behind one trait.
+//!
+//! The loss-detection logic (duplicate-ACK counting, the NewReno `recover` mark, which
+//! segment to retransmit) lives in the connection; an implementation of
+//! [`CongestionControl`] only does window arithmetic on the events it is told about.
+//! Invariant: `cwnd() >= smss` and `ssthresh() >= 2 * smss` after any loss event.
+
+use std::time::{Duration, Instant};
+
+/// Window arithmetic of one congestion-control algorithm. All sizes in bytes.
+pub trait CongestionControl: std::fmt::Debug + Send {
+    fn name(&self) -> &'static str;
+    fn cwnd(&self) -> usize;
+    fn ssthresh(&self) -> usize;
+    /// The sender MSS changed (handshake, PMTU).
+    fn set_mss(&mut self, smss: usize);
+    /// New data was cumulatively acknowledged outside fast recovery.
+    fn on_ack(&mut self, now: Instant, bytes_acked: usize, srtt: Option<Duration>);
+    /// Third duplicate ACK: fast retransmit + enter fast recovery (RFC 5681 §3.2 steps 2-3).
+    fn on_enter_recovery(&mut self, now: Instant, flight_size: usize);
+    /// Another duplicate ACK during fast recovery: inflate (RFC 5681 §3.2 step 4).
+    fn on_dup_ack_in_recovery(&mut self);
+    /// Partial ACK during NewReno recovery (RFC 6582 §3.2 step 5): deflate.
+    fn on_partial_ack(&mut self, bytes_acked: usize);
+    /// Full ACK: leave recovery (RFC 6582 §3.2 step 6 option 1).
+    fn on_exit_recovery(&mut self, flight_size: usize);
+    /// Retransmission timeout (RFC 5681 §3.1 eq. 4). `first` is false when the segment
+    /// was already retransmitted by the timer: ssthresh is then held constant.
+    fn on_rto(&mut self, now: Instant, flight_size: usize, first: bool);
+}
+
+/// RFC 6928 initial window: min(10*MSS, max(2*MSS, 14600)). RFC 5681 §3.1 allows at most
+/// 4 segments; 10 is common practice (Linux since 2.6.39) and documented here.
+pub fn initial_window(smss: usize) -> usize {
+    (10 * smss).min((2 * smss).max(14600))
+}
+
+/// RFC 5681 + RFC 6582 NewReno.
+#[derive(Debug, Clone)]
+pub struct NewReno {
+    smss: usize,
+    cwnd: usize,
+    ssthresh: usize,
+    /// Bytes acked since the last congestion-avoidance increase (RFC 5681 §3.1, byte counting).
+    acked_accum: usize,
+}
+
+impl NewReno {
+    pub fn new(smss: usize) -> Self {
+        let smss = smss.max(1);
+        // RFC 5681 §3.1: ssthresh initially arbitrarily high.
+        NewReno { smss, cwnd: initial_window(smss), ssthresh: usize::MAX / 2, acked_accum: 0 }
+    }
+}
+
+impl CongestionControl for NewReno {
+    fn name(&self) -> &'static str {
+        "newreno"
+    }
+    fn cwnd(&self) -> usize {
+        self.cwnd
+    }
+    fn ssthresh(&self) -> usize {
+        self.ssthresh
+    }
+    fn set_mss(&mut self, smss: usize) {
+        let smss = smss.max(1);
+        if self.cwnd == initial_window(self.smss) {
+            self.cwnd = initial_window(smss);
+        }
+        self.smss = smss;
+        self.cwnd = self.cwnd.max(smss);
+    }
+    fn on_ack(&mut self, _now: Instant, bytes_acked: usize, _srtt: Option<Duration>) {
+        if self.cwnd < self.ssthresh {
+            // Slow start: cwnd += min(N, SMSS) (RFC 5681 §3.1 eq. 2).
+            self.cwnd += bytes_acked.min(self.smss);
+        } else {
+            // Congestion avoidance: +1 SMSS per cwnd of data acked (§3.1, eq. 3 variant).
+            self.acked_accum += bytes_acked;
+            if self.acked_accum >= self.cwnd {
+                self.acked_accum -= self.cwnd;
+                self.cwnd += self.smss;
+            }
+        }
+    }
+    fn on_enter_recovery(&mut self, _now: Instant, flight_size: usize) {
+        // RFC 5681 §3.2 eq. 4 and step 3.
+        self.ssthresh = (flight_size / 2).max(2 * self.smss);
+        self.cwnd = self.ssthresh + 3 * self.smss;
+        self.acked_accum = 0;
+    }
+    fn on_dup_ack_in_recovery(&mut self) {
+        self.cwnd += self.smss;
+    }
+    fn on_partial_ack(&mut self, bytes_acked: usize) {
+        // RFC 6582 §3.2 step 5: deflate by the amount acked, add back one SMSS if >= SMSS.
+        self.cwnd = self.cwnd.saturating_sub(bytes_acked);
+        if bytes_acked >= self.smss {
+            self.cwnd += self.smss;
+        }
+        self.cwnd = self.cwnd.max(self.smss);
+    }
+    fn on_exit_recovery(&mut self, flight_size: usize) {
+        // RFC 6582 §3.2 step 6, option 1.
+        self.cwnd = self.ssthresh.min(flight_size.max(self.smss) + self.smss);
+    }
+    fn on_rto(&mut self, _now: Instant, flight_size: usize, first: bool) {
+        if first {
+            self.ssthresh = (flight_size / 2).max(2 * self.smss);
+        }
+        // RFC 5681 §3.1: loss window = 1 segment.
+        self.cwnd = self.smss;
+        self.acked_accum = 0;
+    }
+}
+
+/// CUBIC (RFC 9438) with the Reno-friendly region and fast convergence.
+#[derive(Debug, Clone)]
+pub struct Cubic {
+    smss: usize,
+    cwnd: usize,
+    ssthresh: usize,
+    /// W_max in bytes (window before the last reduction).
+    w_max: f64,
+    /// Start of the current congestion-avoidance epoch.
+    epoch_start: Option<Instant>,
+    /// K in seconds (RFC 9438 §4.2 eq. 2).
+    k: f64,
+    /// Reno-friendly estimate W_est in bytes (§4.3).
+    w_est: f64,
+    acked_accum: usize,
+}
+
+/// RFC 9438 §4.6: β_cubic = 0.7.
+const BETA_CUBIC: f64 = 0.7;
+/// RFC 9438 §5: C = 0.4.
+const C_CUBIC: f64 = 0.4;
+
+impl Cubic {
+    pub fn new(smss: usize) -> Self {
+        let smss = smss.max(1);
+        Cubic {
+            smss,
+            cwnd: initial_window(smss),
+            ssthresh: usize::MAX / 2,
+            w_max: 0.0,
+            epoch_start: None,
+            k: 0.0,
+            w_est: 0.0,
+            acked_accum: 0,
+        }
+    }
+
+    fn reduce(&mut self, _flight_size: usize) {
+        let cwnd = self.cwnd as f64;
+        // §4.7 fast convergence.
+        self.w_max = if cwnd < self.w_max { cwnd * (1.0 + BETA_CUBIC) / 2.0 } else { cwnd };
+        self.ssthresh = ((cwnd * BETA_CUBIC) as usize).max(2 * self.smss);
+        self.epoch_start = None;
+        self.acked_accum = 0;
+    }
+}
+
+impl CongestionControl for Cubic {
+    fn name(&self) -> &'static str {
+        "cubic"
+    }
+    fn cwnd(&self) -> usize {
+        self.cwnd
+    }
+    fn ssthresh(&self) -> usize {
+        self.ssthresh
+    }
+    fn set_mss(&mut self, smss: usize) {
+        let smss = smss.max(1);
+        if self.cwnd == initial_window(self.smss) {
+            self.cwnd = initial_window(smss);
+        }
+        self.smss = smss;
+        self.cwnd = self.cwnd.max(smss);
+    }
+    fn on_ack(&mut self, now: Instant, bytes_acked: usize, srtt: Option<Duration>) {
+        if self.cwnd < self.ssthresh {
+            self.cwnd += bytes_acked.min(self.smss);
+            return;
+        }
+        let smss = self.smss as f64;
+        let start = match self.epoch_start {
+            Some(s) => s,
+            None => {
+                self.epoch_start = Some(now);
+                let cwnd = self.cwnd as f64;
+                if self.w_max < cwnd {
+                    self.w_max = cwnd;
+                }
+                // K = cbrt(W_max (1 - β) / C), in segments (§4.2 eq. 2).
+                self.k = ((self.w_max / smss) * (1.0 - BETA_CUBIC) / C_CUBIC).cbrt();
+                self.w_est = cwnd;
+                now
+            }
+        };
+        let rtt = srtt.unwrap_or(Duration::from_millis(100)).as_secs_f64();
+        let t = now.saturating_duration_since(start).as_secs_f64() + rtt;
+        // W_cubic(t) = C (t - K)^3 + W_max  (segments), §4.2 eq. 1.
+        let w_cubic = (C_CUBIC * (t - self.k).powi(3)) * smss + self.w_max;
+        // §4.3: W_est += α * acked / cwnd, α = 3 (1 - β) / (1 + β).
+        let alpha = 3.0 * (1.0 - BETA_CUBIC) / (1.0 + BETA_CUBIC);
+        self.w_est += alpha * smss * (bytes_acked as f64) / (self.cwnd as f64);
+        let cwnd = self.cwnd as f64;
+        if w_cubic < self.w_est {
+            // Reno-friendly region.
+            if self.w_est > cwnd {
+                self.cwnd = self.w_est as usize;
+            }
+        } else {
+            // §4.4/4.5: target clamped to [cwnd, 1.5 cwnd]; cwnd += (target - cwnd)/cwnd per ACK.
+            let target = w_cubic.clamp(cwnd, 1.5 * cwnd);
+            let inc = (target - cwnd) / cwnd * (bytes_acked as f64);
+            self.acked_accum += inc as usize;
+            let whole = self.acked_accum;
+            self.acked_accum = 0;
+            self.cwnd += whole;
+        }
+        self.cwnd = self.cwnd.max(self.smss);
+    }
+    fn on_enter_recovery(&mut self, _now: Instant, flight_size: usize) {
+        self.reduce(flight_size);
+        self.cwnd = self.ssthresh + 3 * self.smss;
+    }
+    fn on_dup_ack_in_recovery(&mut self) {
+        self.cwnd += self.smss;
+    }
+    fn on_partial_ack(&mut self, bytes_acked: usize) {
+        self.cwnd = self.cwnd.saturating_sub(bytes_acked);
+        if bytes_acked >= self.smss {
+            self.cwnd += self.smss;
+        }
+        self.cwnd = self.cwnd.max(self.smss);
+    }
+    fn on_exit_recovery(&mut self, flight_size: usize) {
+        self.cwnd = self.ssthresh.min(flight_size.max(self.smss) + self.smss).max(self.smss);
+    }
+    fn on_rto(&mut self, _now: Instant, flight_size: usize, first: bool) {
+        if first {
+            self.reduce(flight_size);
+        }
+        self.cwnd = self.smss;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    const M: usize = 1000;
+
+    #[test]
+    fn iw_rfc6928() {
+        assert_eq!(initial_window(1460), 14600);
+        assert_eq!(initial_window(536), 5360);
+        assert_eq!(initial_window(9000), 18000);
+    }
+
+    #[test]
+    fn newreno_slow_start_and_avoidance() {
+        let now = Instant::now();
+        let mut c = NewReno::new(M);
+        assert_eq!(c.cwnd(), 10 * M);
+        c.on_ack(now, 5000, None);
+        assert_eq!(c.cwnd(), 11 * M, "slow start adds at most SMSS per ACK");
+        c.on_rto(now, 20 * M, true);
+        assert_eq!(c.ssthresh(), 10 * M);
+        assert_eq!(c.cwnd(), M);
+        c.on_rto(now, 2 * M, false);
+        assert_eq!(c.ssthresh(), 10 * M, "held constant on repeated timeout");
+        for _ in 0..9 {
+            c.on_ack(now, M, None);
+        }
+        assert_eq!(c.cwnd(), 10 * M);
+        // Congestion avoidance: one SMSS per cwnd of acked data.
+        for _ in 0..10 {
+            c.on_ack(now, M, None);
+        }
+        assert_eq!(c.cwnd(), 11 * M);
+    }
+
+    #[test]
+    fn newreno_fast_recovery_arithmetic() {
+        let now = Instant::now();
+        let mut c = NewReno::new(M);
+        c.on_enter_recovery(now, 10 * M);
+        assert_eq!(c.ssthresh(), 5 * M);
+        assert_eq!(c.cwnd(), 8 * M);
+        c.on_dup_ack_in_recovery();
+        assert_eq!(c.cwnd(), 9 * M);
+        c.on_partial_ack(2 * M);
+        assert_eq!(c.cwnd(), 8 * M);
+        c.on_exit_recovery(3 * M);
+        assert_eq!(c.cwnd(), 4 * M);
+        c.on_enter_recovery(now, M);
+        assert_eq!(c.ssthresh(), 2 * M, "floor 2*SMSS");
+    }
+
+    #[test]
+    fn cubic_reduces_by_beta_and_regrows() {
+        let t0 = Instant::now();
+        let mut c = Cubic::new(M);
+        for _ in 0..90 {
+            c.on_ack(t0, M, None);
+        }
+        assert_eq!(c.cwnd(), 100 * M);
+        c.on_enter_recovery(t0, 100 * M);
+        assert_eq!(c.ssthresh(), 70 * M);
+        c.on_exit_recovery(100 * M);
+        assert_eq!(c.cwnd(), 70 * M);
+        let mut t = t0;
+        for _ in 0..2000 {
+            t += Duration::from_millis(5);
+            c.on_ack(t, M, Some(Duration::from_millis(50)));
+        }
+        assert!(c.cwnd() > 100 * M, "grows past W_max: {}", c.cwnd());
+    }
+}

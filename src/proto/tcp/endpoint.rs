@@ -1,0 +1,431 @@
+//! The endpoint: every TCB and listener, demultiplexing and closed-port resets.
+//!
+//! Invariants:
+//! * `tuples` and `conns` describe the same TCBs: `(local, remote) -> ConnId -> Tcb`; a
+//!   segment is demultiplexed with one hash lookup (never a scan of connections);
+//! * per listener, half-open TCBs `<= max_half_open` and the accept queue `<= backlog`;
+//! * TIME-WAIT TCBs `<= max_time_wait` (beyond it a connection closes without TIME-WAIT);
+//! * pending control segments (RSTs for closed ports, aborts) `<= MAX_CTL`;
+//! * ConnIds are allocated from a counter and never reused.
+
+use super::isn::IsnGenerator;
+use super::tcb::{Ctx, Tcb};
+use super::{
+    AppCommand, ConnId, Event, IcmpErrorKind, ListenAddr, ListenerId, SocketEvent, State, TcpConfig, TcpStats,
+};
+use crate::wire::tcp::{TcpFlags, TcpOptions, TcpRepr};
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Instant;
+
+/// Bound on queued control segments (RSTs) awaiting poll_transmit.
+const MAX_CTL: usize = 4096;
+/// Ephemeral port range (RFC 6335 §6).
+const EPHEMERAL_LO: u16 = 49152;
+const EPHEMERAL_N: u32 = 16384;
+
+/// The segment sink of [`Endpoint::poll_transmit`]: `(src ip, dst ip, header, payload)`.
+pub type TxFn<'a> = dyn FnMut(IpAddr, IpAddr, &TcpRepr, &[u8]) + 'a;
+
+#[derive(Debug)]
+struct Listener {
+    backlog: usize,
+    half_open: usize,
+    /// Established connections not yet taken by the application (FIFO).
+    accept_q: VecDeque<ConnId>,
+    key: ListenAddr,
+}
+
+pub struct Endpoint {
+    cfg: TcpConfig,
+    isn: IsnGenerator,
+    epoch: Instant,
+    next_conn: ConnId,
+    next_listener: ListenerId,
+    next_port: u32,
+    conns: HashMap<ConnId, Tcb>,
+    tuples: HashMap<(SocketAddr, SocketAddr), ConnId>,
+    listeners: HashMap<ListenerId, Listener>,
+    listen_addrs: HashMap<SocketAddr, ListenerId>,
+    listen_any: Option<ListenerId>,
+    events: VecDeque<Event>,
+    timer_updates: VecDeque<(ConnId, Option<Instant>)>,
+    dirty: VecDeque<ConnId>,
+    ctl: VecDeque<(IpAddr, IpAddr, TcpRepr)>,
+    time_wait_count: usize,
+    stats: TcpStats,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint").field("conns", &self.conns.len()).field("stats", &self.stats).finish()
+    }
+}
+
+/// M-57 / M-63 / M-46: addresses that can never be a TCP peer.
+fn bad_peer(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => a.is_multicast() || a.is_broadcast() || a.is_unspecified(),
+        IpAddr::V6(a) => a.is_multicast() || a.is_unspecified(),
+    }
+}
+
+impl Endpoint {
+    pub fn new(cfg: TcpConfig, isn_key: [u8; 16]) -> Self {
+        let epoch = Instant::now();
+        let port_seed = u32::from_be_bytes([isn_key[0], isn_key[1], isn_key[2], isn_key[3]]);
+        Endpoint {
+            cfg,
+            isn: IsnGenerator::new(isn_key, epoch),
+            epoch,
+            next_conn: 1,
+            next_listener: 1,
+            next_port: port_seed % EPHEMERAL_N,
+            conns: HashMap::new(),
+            tuples: HashMap::new(),
+            listeners: HashMap::new(),
+            listen_addrs: HashMap::new(),
+            listen_any: None,
+            events: VecDeque::new(),
+            timer_updates: VecDeque::new(),
+            dirty: VecDeque::new(),
+            ctl: VecDeque::new(),
+            time_wait_count: 0,
+            stats: TcpStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &TcpConfig {
+        &self.cfg
+    }
+
+    pub fn listen(&mut self, addr: ListenAddr, backlog: usize) -> io::Result<ListenerId> {
+        match addr {
+            ListenAddr::Any if self.listen_any.is_some() => return Err(io::ErrorKind::AddrInUse.into()),
+            ListenAddr::Addr(a) if self.listen_addrs.contains_key(&a) => {
+                return Err(io::ErrorKind::AddrInUse.into())
+            }
+            _ => {}
+        }
+        let id = self.next_listener;
+        self.next_listener += 1;
+        match addr {
+            ListenAddr::Any => self.listen_any = Some(id),
+            ListenAddr::Addr(a) => {
+                self.listen_addrs.insert(a, id);
+            }
+        }
+        self.listeners.insert(id, Listener { backlog: backlog.max(1), half_open: 0, accept_q: VecDeque::new(), key: addr });
+        Ok(id)
+    }
+
+    pub fn close_listener(&mut self, now: Instant, id: ListenerId) {
+        let Some(l) = self.listeners.remove(&id) else { return };
+        match l.key {
+            ListenAddr::Any => self.listen_any = None,
+            ListenAddr::Addr(a) => {
+                self.listen_addrs.remove(&a);
+            }
+        }
+        // RST every half-open and every established-but-unaccepted connection.
+        let mut victims: Vec<ConnId> = l.accept_q.iter().copied().collect();
+        victims.extend(
+            self.conns
+                .values()
+                .filter(|t| t.listener == Some(id) && t.state == State::SynReceived && !t.announced)
+                .map(|t| t.id),
+        );
+        for c in victims {
+            if self.conns.contains_key(&c) {
+                self.with_tcb(now, c, true, |t, now, ctx| t.handle_app(now, ctx, AppCommand::Abort));
+            }
+        }
+    }
+
+    pub fn listener_accepted(&mut self, id: ListenerId) {
+        if let Some(l) = self.listeners.get_mut(&id) {
+            l.accept_q.pop_front();
+        }
+    }
+
+    fn find_listener(&self, local: SocketAddr) -> Option<ListenerId> {
+        if let Some(&id) = self.listen_addrs.get(&local) {
+            return Some(id);
+        }
+        let unspec: IpAddr = if local.is_ipv4() { Ipv4Addr::UNSPECIFIED.into() } else { Ipv6Addr::UNSPECIFIED.into() };
+        if let Some(&id) = self.listen_addrs.get(&SocketAddr::new(unspec, local.port())) {
+            return Some(id);
+        }
+        self.listen_any
+    }
+
+    pub fn connect(&mut self, now: Instant, local_ip: IpAddr, remote: SocketAddr) -> io::Result<ConnId> {
+        if bad_peer(remote.ip()) || remote.port() == 0 || local_ip.is_ipv4() != remote.is_ipv4() {
+            return Err(io::ErrorKind::InvalidInput.into());
+        }
+        let mut chosen = None;
+        for i in 0..EPHEMERAL_N {
+            let port = EPHEMERAL_LO + ((self.next_port + i) % EPHEMERAL_N) as u16;
+            let local = SocketAddr::new(local_ip, port);
+            if !self.tuples.contains_key(&(local, remote)) && !self.listen_addrs.contains_key(&local) {
+                self.next_port = (self.next_port + i + 1) % EPHEMERAL_N;
+                chosen = Some(local);
+                break;
+            }
+        }
+        let local = chosen.ok_or(io::ErrorKind::AddrNotAvailable)?;
+        let id = self.alloc_id();
+        let iss = self.isn.isn(now, local, remote);
+        let tcb = Tcb::new_active(id, local, remote, iss, self.isn.ts_offset(local, remote), now, &self.cfg);
+        self.conns.insert(id, tcb);
+        self.tuples.insert((local, remote), id);
+        self.stats.conns_opened += 1;
+        self.after(now, id, true);
+        Ok(id)
+    }
+
+    fn alloc_id(&mut self) -> ConnId {
+        let id = self.next_conn;
+        self.next_conn += 1;
+        id
+    }
+
+    /// Run `f` on a TCB with a context, then do the bookkeeping.
+    fn with_tcb(&mut self, now: Instant, id: ConnId, dirty: bool, f: impl FnOnce(&mut Tcb, Instant, &mut Ctx)) {
+        let Some(t) = self.conns.get_mut(&id) else { return };
+        let mut ctx = Ctx { cfg: &self.cfg, epoch: self.epoch, stats: &mut self.stats };
+        f(t, now, &mut ctx);
+        self.after(now, id, dirty);
+    }
+
+    pub fn handle_segment(&mut self, now: Instant, src: IpAddr, dst: IpAddr, repr: &TcpRepr, payload: &[u8]) {
+        self.stats.segments_in += 1;
+        let local = SocketAddr::new(dst, repr.dst_port);
+        let remote = SocketAddr::new(src, repr.src_port);
+        if let Some(&id) = self.tuples.get(&(local, remote)) {
+            let room = self
+                .conns
+                .get(&id)
+                .and_then(|t| t.listener)
+                .and_then(|l| self.listeners.get(&l))
+                .map(|l| l.accept_q.len() < l.backlog)
+                .unwrap_or(true);
+            if let Some(t) = self.conns.get_mut(&id) {
+                t.accept_room = room;
+            }
+            self.with_tcb(now, id, true, |t, now, ctx| t.handle_segment(now, ctx, repr, payload));
+            return;
+        }
+        let f = repr.flags;
+        if f.rst {
+            // Never answer a RST (RFC 9293 §3.10.7.1).
+            self.stats.dropped += 1;
+            return;
+        }
+        if bad_peer(src) || bad_peer(dst) {
+            // M-57, M-63: no SYN processing (and no RST) for broadcast/multicast/invalid.
+            self.stats.dropped += 1;
+            return;
+        }
+        if f.syn && !f.ack {
+            if let Some(lid) = self.find_listener(local) {
+                self.passive_open(now, lid, local, remote, repr);
+                return;
+            }
+        }
+        // No TCB: RST per RFC 9293 §3.5.2 (a SYN-ACK or ACK in LISTEN gets one too).
+        self.send_reset(dst, src, repr, payload.len());
+    }
+
+    fn passive_open(&mut self, now: Instant, lid: ListenerId, local: SocketAddr, remote: SocketAddr, syn: &TcpRepr) {
+        let max_half_open = self.cfg.max_half_open;
+        let Some(l) = self.listeners.get_mut(&lid) else { return };
+        if l.half_open >= max_half_open || l.accept_q.len() >= l.backlog {
+            // Bounded half-open and accept queues: drop (no SYN cookies).
+            self.stats.syn_dropped += 1;
+            return;
+        }
+        l.half_open += 1;
+        let id = self.alloc_id();
+        let iss = self.isn.isn(now, local, remote);
+        let mut tcb =
+            Tcb::new_passive(id, local, remote, iss, self.isn.ts_offset(local, remote), now, &self.cfg, lid, syn);
+        tcb.half_open_counted = true;
+        self.conns.insert(id, tcb);
+        self.tuples.insert((local, remote), id);
+        self.after(now, id, true);
+    }
+
+    /// RFC 9293 §3.5.2 reset generation for a segment with no connection.
+    fn send_reset(&mut self, our_ip: IpAddr, their_ip: IpAddr, r: &TcpRepr, payload_len: usize) {
+        let rst = if r.flags.ack {
+            TcpRepr {
+                src_port: r.dst_port,
+                dst_port: r.src_port,
+                seq: r.ack,
+                ack: 0,
+                flags: TcpFlags { rst: true, ..Default::default() },
+                window: 0,
+                urgent: 0,
+                options: TcpOptions::default(),
+            }
+        } else {
+            TcpRepr {
+                src_port: r.dst_port,
+                dst_port: r.src_port,
+                seq: 0,
+                ack: r.seq.wrapping_add(r.segment_len(payload_len)),
+                flags: TcpFlags { rst: true, ack: true, ..Default::default() },
+                window: 0,
+                urgent: 0,
+                options: TcpOptions::default(),
+            }
+        };
+        self.push_ctl(our_ip, their_ip, rst);
+    }
+
+    fn push_ctl(&mut self, src: IpAddr, dst: IpAddr, r: TcpRepr) {
+        if self.ctl.len() < MAX_CTL {
+            self.ctl.push_back((src, dst, r));
+        } else {
+            self.stats.dropped += 1;
+        }
+    }
+
+    pub fn handle_icmp_error(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, seq: u32, kind: IcmpErrorKind) {
+        if let Some(&id) = self.tuples.get(&(local, remote)) {
+            self.with_tcb(now, id, true, |t, now, ctx| t.on_icmp(now, ctx, seq, kind));
+        }
+    }
+
+    /// The last soft ICMP error recorded for `conn` (like `SO_ERROR`), cleared on read.
+    pub fn take_soft_error(&mut self, conn: ConnId) -> Option<IcmpErrorKind> {
+        self.conns.get_mut(&conn).and_then(|t| t.soft_error.take())
+    }
+
+    pub fn handle_app(&mut self, now: Instant, conn: ConnId, cmd: AppCommand) {
+        self.with_tcb(now, conn, true, |t, now, ctx| t.handle_app(now, ctx, cmd));
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant, conn: ConnId) {
+        let due = self.conns.get(&conn).and_then(|t| t.deadline()).is_some_and(|d| d <= now);
+        if due {
+            self.with_tcb(now, conn, true, |t, now, ctx| t.handle_timeout(now, ctx));
+        }
+    }
+
+    pub fn poll_transmit(&mut self, now: Instant, tx: &mut TxFn) {
+        while let Some((s, d, r)) = self.ctl.pop_front() {
+            tx(s, d, &r, &[]);
+            self.stats.segments_out += 1;
+            self.stats.rst_out += 1;
+        }
+        while let Some(id) = self.dirty.pop_front() {
+            let Some(t) = self.conns.get_mut(&id) else { continue };
+            t.in_dirty = false;
+            let (l, r) = (t.local.ip(), t.remote.ip());
+            let mut ctx = Ctx { cfg: &self.cfg, epoch: self.epoch, stats: &mut self.stats };
+            t.poll_transmit(now, &mut ctx, &mut |repr, payload| tx(l, r, repr, payload));
+            self.after(now, id, false);
+        }
+        // Aborted TCBs may have left RSTs.
+        while let Some((s, d, r)) = self.ctl.pop_front() {
+            tx(s, d, &r, &[]);
+            self.stats.segments_out += 1;
+            self.stats.rst_out += 1;
+        }
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    pub fn poll_timer_update(&mut self) -> Option<(ConnId, Option<Instant>)> {
+        self.timer_updates.pop_front()
+    }
+
+    pub fn conn_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn stats(&self) -> TcpStats {
+        self.stats
+    }
+
+    /// The state of a connection (for diagnostics and tests).
+    pub fn state(&self, conn: ConnId) -> Option<State> {
+        self.conns.get(&conn).map(|t| t.state)
+    }
+
+    /// Bookkeeping after any operation on a TCB: events, listener accounting, TIME-WAIT
+    /// bound, transmit scheduling, deadline changes, removal of closed TCBs.
+    fn after(&mut self, _now: Instant, id: ConnId, mark_dirty: bool) {
+        let Some(t) = self.conns.get_mut(&id) else { return };
+        if t.just_established {
+            t.just_established = false;
+            let free = self.cfg.send_buf;
+            if let Some(lid) = t.listener {
+                if let Some(l) = self.listeners.get_mut(&lid) {
+                    if t.half_open_counted {
+                        l.half_open = l.half_open.saturating_sub(1);
+                        t.half_open_counted = false;
+                    }
+                    l.accept_q.push_back(id);
+                    self.stats.conns_accepted += 1;
+                    self.events.push_back(Event::Accepted { listener: lid, conn: id, local: t.local, remote: t.remote });
+                    self.events.push_back(Event::Conn(id, SocketEvent::SendCredit(free)));
+                }
+            }
+        }
+        while let Some(e) = t.events.pop_front() {
+            self.events.push_back(Event::Conn(id, e));
+        }
+        if t.state == State::TimeWait && !t.tw_counted {
+            if self.time_wait_count >= self.cfg.max_time_wait {
+                // Bounded TIME-WAIT: close at once (like Linux's tw_buckets overflow).
+                self.stats.time_wait_overflow += 1;
+                t.state = State::Closed;
+                if t.announced {
+                    self.events.push_back(Event::Conn(id, SocketEvent::Closed));
+                }
+            } else {
+                self.time_wait_count += 1;
+                t.tw_counted = true;
+            }
+        }
+        if t.state == State::Closed {
+            if let Some(rst) = t.rst_out.take() {
+                let (l, r) = (t.local.ip(), t.remote.ip());
+                self.push_ctl(l, r, rst);
+            }
+            self.remove(id);
+            return;
+        }
+        if mark_dirty && !t.in_dirty && t.wants_transmit() {
+            t.in_dirty = true;
+            self.dirty.push_back(id);
+        }
+        let d = t.deadline();
+        if d != t.reported_deadline {
+            t.reported_deadline = d;
+            self.timer_updates.push_back((id, d));
+        }
+    }
+
+    fn remove(&mut self, id: ConnId) {
+        let Some(t) = self.conns.remove(&id) else { return };
+        self.tuples.remove(&(t.local, t.remote));
+        if t.tw_counted {
+            self.time_wait_count = self.time_wait_count.saturating_sub(1);
+        }
+        if t.half_open_counted {
+            if let Some(l) = t.listener.and_then(|l| self.listeners.get_mut(&l)) {
+                l.half_open = l.half_open.saturating_sub(1);
+            }
+        }
+        if t.reported_deadline.is_some() {
+            self.timer_updates.push_back((id, None));
+        }
+    }
+}
