@@ -1,2 +1,6 @@
 //! Sans-I/O protocol cores: pure state machines fed `(now, input)`.
+pub mod frag;
+pub mod ip;
 pub mod tcp;
+pub mod timer;
+pub mod udp;

@@ -1,0 +1,79 @@
+//! Connect to the kernel side (port 3000), send `--bytes N` of a fixed pattern (or `--input
+//! FILE`), shut down writing and wait for the peer to close. Prints
+//! `bytes=N seconds=S gbit_per_s=R sha256=HEX` (of the bytes sent).
+//!
+//! Peer: `python3 scripts/sink_server.py 3000`, which prints the same hash.
+
+use clap::Parser;
+use netstack::bulk::{fill_pattern, maybe_wait_for_enter, Meter};
+use netstack::cli::CommonArgs;
+use netstack::TcpStream;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(about = "Upload to a TCP server on the kernel side through the user-space stack")]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Server port on the kernel side.
+    #[arg(long, default_value_t = 3000)]
+    port: u16,
+    /// Bytes of the fixed pattern to send.
+    #[arg(long, default_value_t = 64 << 20)]
+    bytes: u64,
+    /// Send this file instead of the pattern.
+    #[arg(long)]
+    input: Option<std::path::PathBuf>,
+    /// Do not wait for Enter before the transfer.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+fn fail(what: &str, e: std::io::Error) -> ! {
+    eprintln!("\nerror: {what}: {e}");
+    std::process::exit(1)
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let mut input =
+        cli.input.as_ref().map(|p| std::fs::File::open(p).unwrap_or_else(|e| fail(&p.display().to_string(), e)));
+    let (stack, _log) = cli.common.start();
+    maybe_wait_for_enter(cli.no_wait, &cli.common.iface);
+    let peer = SocketAddr::new(cli.common.host_ip(), cli.port);
+    let mut s = TcpStream::connect_timeout(&stack, &peer, Duration::from_secs(30))
+        .unwrap_or_else(|e| fail(&format!("connect to {peer}"), e));
+    let mut m = Meter::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match input.as_mut() {
+            Some(f) => f.read(&mut buf).unwrap_or_else(|e| fail("read input", e)),
+            None => {
+                let n = (cli.bytes - m.bytes).min(buf.len() as u64) as usize;
+                fill_pattern(&mut buf[..n], m.bytes);
+                n
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        s.write_all(&buf[..n]).unwrap_or_else(|e| fail(&format!("after {} bytes", m.bytes), e));
+        m.add(&buf[..n]);
+    }
+    s.shutdown(Shutdown::Write).unwrap_or_else(|e| fail("shutdown", e));
+    // Wait for the peer to close its side (it has then read everything).
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => fail("waiting for the peer to close", e),
+        }
+    }
+    eprintln!();
+    println!("{}", m.summary());
+    drop(s);
+    std::thread::sleep(Duration::from_millis(200));
+    stack.shutdown();
+}

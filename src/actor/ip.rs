@@ -1,0 +1,131 @@
+//! The ip actor: runs [`IpCore`] on batches from dev-rx and commands from UDP sockets,
+//! and moves what it produces: packets to dev-tx, segments to the tcp engine, datagrams to
+//! socket inboxes. No protocol logic lives here.
+
+use super::tcp::{SegmentIn, TcpMsg};
+use crate::buf::{Batch, Pool};
+use crate::proto::ip::{Deliver, IpCore, IpOutput, QueuedBytes};
+use crate::proto::udp::UdpSockId;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use slog::{debug, Logger};
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// What a UDP socket receives.
+pub enum UdpEvent {
+    /// Payload is `buf[start..end]` (the packet buffer itself, moved, not copied).
+    Datagram {
+        from: SocketAddr,
+        buf: Vec<u8>,
+        start: usize,
+        end: usize,
+    },
+    Error(io::ErrorKind),
+}
+
+pub type BindReply = Sender<io::Result<(UdpSockId, SocketAddr)>>;
+
+pub enum IpMsg {
+    Rx(Batch),
+    UdpBind { addr: SocketAddr, inbox: Sender<UdpEvent>, queued: QueuedBytes, reply: BindReply },
+    UdpConnect { id: UdpSockId, remote: Option<SocketAddr> },
+    UdpSend { from: SocketAddr, to: SocketAddr, data: Vec<u8> },
+    UdpClose(UdpSockId),
+    Shutdown,
+}
+
+/// Most messages drained before flushing outputs.
+const DRAIN: usize = 64;
+
+pub fn run(
+    mut core: IpCore,
+    inbox: Receiver<IpMsg>,
+    devtx: Sender<Batch>,
+    tcp: Sender<TcpMsg>,
+    pool: Pool,
+    log: Logger,
+) {
+    let mut out = IpOutput::default();
+    let mut udp: HashMap<UdpSockId, Sender<UdpEvent>> = HashMap::new();
+    let mut segs: Vec<SegmentIn> = Vec::new();
+    loop {
+        let now = Instant::now();
+        let msg = match crate::proto::ip::idle_timeout(&core, now) {
+            Some(d) => inbox.recv_timeout(d),
+            None => inbox.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        let first = match msg {
+            Ok(m) => Some(m),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let now = Instant::now();
+        core.handle_timeout(now);
+        let mut next = first;
+        let mut n = 0;
+        while let Some(m) = next.take() {
+            match m {
+                IpMsg::Rx(batch) => {
+                    for p in batch {
+                        core.handle_packet(now, p, &pool, &mut out);
+                    }
+                }
+                IpMsg::UdpBind { addr, inbox, queued, reply } => {
+                    let r = core.udp.bind(addr);
+                    if let Ok((id, local)) = &r {
+                        core.udp_register_queue(*id, queued);
+                        udp.insert(*id, inbox);
+                        debug!(log, "udp bind"; "local" => %local);
+                    }
+                    let _ = reply.try_send(r);
+                }
+                IpMsg::UdpConnect { id, remote } => core.udp.connect(id, remote),
+                IpMsg::UdpSend { from, to, data } => {
+                    let _ = core.send_udp(from, to, &data, &pool, &mut out);
+                }
+                IpMsg::UdpClose(id) => {
+                    core.udp_close(id);
+                    udp.remove(&id);
+                }
+                IpMsg::Shutdown => return,
+            }
+            n += 1;
+            if n < DRAIN {
+                next = inbox.try_recv().ok();
+            }
+        }
+        // Flush: one batch per destination.
+        if !out.tx.is_empty() && devtx.send(std::mem::take(&mut out.tx)).is_err() {
+            return;
+        }
+        for d in out.deliver.drain(..) {
+            match d {
+                Deliver::Tcp { src, dst, buf, start, end } => segs.push(SegmentIn { src, dst, buf, start, end }),
+                Deliver::TcpIcmp { local, remote, seq, class } => {
+                    let _ = tcp.send(TcpMsg::Icmp { local, remote, seq, class });
+                }
+                Deliver::Udp { sock, from, buf, start, end, .. } => {
+                    if let Some(tx) = udp.get(&sock) {
+                        if let Err(e) = tx.send(UdpEvent::Datagram { from, buf, start, end }) {
+                            if let UdpEvent::Datagram { buf, .. } = e.into_inner() {
+                                pool.put(buf);
+                            }
+                        }
+                    } else {
+                        pool.put(buf);
+                    }
+                }
+                Deliver::UdpError { sock, kind } => {
+                    if let Some(tx) = udp.get(&sock) {
+                        let _ = tx.send(UdpEvent::Error(kind));
+                    }
+                }
+            }
+        }
+        if !segs.is_empty() && tcp.send(TcpMsg::Segments(std::mem::take(&mut segs))).is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Actor shells: threads that own protocol cores and talk only through crossbeam channels.
+//!
+//! ```text
+//!  dev-rx --Batch--> ip --segments--> tcp <--commands-- app sockets
+//!                    |  \--datagrams--> UdpSocket inboxes      |
+//!                    |                  tcp --events--> TcpStream inboxes
+//!                    v                   |  ^
+//!  dev-tx <--Batch-- ip, tcp       schedule|  |fired
+//!                                        timer
+//! ```
+//! Every inbox is bounded except the per-socket event inboxes, whose content is bounded in
+//! bytes by the window or queue limit the socket advertised (DESIGN.md §2 rule 1). No actor
+//! blocks on a channel that could lead back to itself: dev-tx sends nowhere; tcp never
+//! blocks on a socket inbox or on the timer (the timer never blocks: a full tcp inbox makes
+//! it retry later).
+
+pub mod device;
+pub mod ip;
+pub mod tcp;
+pub mod timer;
+
+use crate::buf::{Batch, Pool};
+use crate::device::{Device, StopHandle};
+use crate::proto::ip::{IpConfig, IpStats};
+use crate::proto::tcp::TcpConfig;
+use crossbeam_channel::{bounded, Sender};
+use parking_lot::Mutex;
+use slog::{info, Logger};
+use std::io;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Most packets one message carries, and most messages an actor drains before flushing.
+pub const DEFAULT_BATCH: usize = 64;
+/// Depth of the actors' inboxes, in messages (each carries a batch).
+const INBOX_DEPTH: usize = 256;
+
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    pub ip: IpConfig,
+    pub tcp: TcpConfig,
+    pub batch: usize,
+}
+
+impl Default for StackConfig {
+    fn default() -> Self {
+        StackConfig { ip: IpConfig::default(), tcp: TcpConfig::default(), batch: DEFAULT_BATCH }
+    }
+}
+
+/// Counters shared by the actors (relaxed atomics and one small mutex, never protocol state).
+#[derive(Default)]
+pub struct StackStats {
+    pub ip: Arc<IpStats>,
+    pub tcp: Mutex<crate::proto::tcp::TcpStats>,
+    pub dev_tx_dropped: std::sync::atomic::AtomicU64,
+    /// Live TCBs (including TIME-WAIT), as of the engine's last flush.
+    pub tcp_conns: std::sync::atomic::AtomicU64,
+}
+
+/// What a socket needs to reach the stack: the actors' inboxes, the buffer pool, counters.
+#[derive(Clone)]
+pub struct StackHandle {
+    pub(crate) ip: Sender<ip::IpMsg>,
+    pub(crate) tcp: Sender<tcp::TcpMsg>,
+    pub(crate) pool: Pool,
+    pub(crate) cfg: Arc<StackConfig>,
+    pub stats: Arc<StackStats>,
+    pub(crate) any_tcp: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StackHandle {
+    pub fn config(&self) -> &StackConfig {
+        &self.cfg
+    }
+
+    /// TCP counters as of the engine's last flush.
+    pub fn tcp_stats(&self) -> crate::proto::tcp::TcpStats {
+        self.stats.tcp.lock().clone()
+    }
+
+    /// Live TCP connections (including TIME-WAIT).
+    pub fn tcp_conn_count(&self) -> usize {
+        self.stats.tcp_conns.load(std::sync::atomic::Ordering::Relaxed) as usize
+    }
+}
+
+/// A running stack: its threads and the handle sockets use. Dropping it (or calling
+/// [`Stack::shutdown`]) stops every actor and joins every thread.
+pub struct Stack {
+    handle: StackHandle,
+    threads: Vec<JoinHandle<()>>,
+    stop_dev: StopHandle,
+    timer: Sender<timer::TimerMsg>,
+    log: Logger,
+}
+
+impl std::ops::Deref for Stack {
+    type Target = StackHandle;
+    fn deref(&self) -> &StackHandle {
+        &self.handle
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new().name(name.to_string()).spawn(f)
+}
+
+impl Stack {
+    /// Start the actors on `dev`.
+    pub fn new(dev: Box<dyn Device>, mut cfg: StackConfig, log: Logger) -> io::Result<Stack> {
+        cfg.ip.mtu = dev.mtu();
+        cfg.tcp.mtu = dev.mtu();
+        let cfg = Arc::new(cfg);
+        let pool = Pool::default();
+        let (rx_dev, tx_dev) = dev.split();
+        let stop_dev = rx_dev.stop_handle();
+        let (ip_tx, ip_rx) = bounded::<ip::IpMsg>(INBOX_DEPTH);
+        let (tcp_tx, tcp_rx) = bounded::<tcp::TcpMsg>(INBOX_DEPTH);
+        let (devtx_tx, devtx_rx) = bounded::<Batch>(INBOX_DEPTH);
+        let (timer_tx, timer_rx) = bounded::<timer::TimerMsg>(INBOX_DEPTH);
+        let ip_core = crate::proto::ip::IpCore::new(cfg.ip.clone());
+        let stats = Arc::new(StackStats { ip: ip_core.stats.clone(), ..Default::default() });
+        let any_tcp = ip_core.accept_any_tcp.clone();
+        let handle = StackHandle {
+            ip: ip_tx.clone(),
+            tcp: tcp_tx.clone(),
+            pool: pool.clone(),
+            cfg: cfg.clone(),
+            stats: stats.clone(),
+            any_tcp,
+        };
+        let mut threads = Vec::new();
+        {
+            let (pool, ip_tx, log, batch) = (pool.clone(), ip_tx.clone(), log.clone(), cfg.batch);
+            threads.push(spawn("dev-rx", move || device::run_rx(rx_dev, pool, ip_tx, batch, log))?);
+        }
+        {
+            let (pool, stats) = (pool.clone(), stats.clone());
+            threads.push(spawn("dev-tx", move || device::run_tx(tx_dev, devtx_rx, pool, stats))?);
+        }
+        {
+            let (pool, devtx, tcp_tx, log) = (pool.clone(), devtx_tx.clone(), tcp_tx.clone(), log.clone());
+            threads.push(spawn("ip", move || ip::run(ip_core, ip_rx, devtx, tcp_tx, pool, log))?);
+        }
+        {
+            let tcp_tx = tcp_tx.clone();
+            threads.push(spawn("timer", move || timer::run(timer_rx, tcp_tx))?);
+        }
+        {
+            let (pool, cfg, stats, timer_tx, log) =
+                (pool.clone(), cfg.clone(), stats.clone(), timer_tx.clone(), log.clone());
+            threads.push(spawn("tcp", move || tcp::run(cfg, tcp_rx, devtx_tx, timer_tx, pool, stats, log))?);
+        }
+        info!(log, "stack started"; "mtu" => cfg.ip.mtu, "v4" => ?cfg.ip.v4, "v6" => ?cfg.ip.v6);
+        Ok(Stack { handle, threads, stop_dev, timer: timer_tx, log })
+    }
+
+    pub fn handle(&self) -> StackHandle {
+        self.handle.clone()
+    }
+
+    /// Stop every actor and join its thread.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if self.threads.is_empty() {
+            return;
+        }
+        (self.stop_dev)();
+        let _ = self.handle.ip.send(ip::IpMsg::Shutdown);
+        let _ = self.handle.tcp.send(tcp::TcpMsg::Shutdown);
+        let _ = self.timer.send(timer::TimerMsg::Shutdown);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        info!(self.log, "stack stopped");
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The error a socket reports once the stack it belongs to has stopped.
+pub(crate) fn stack_gone() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "the network stack has stopped")
+}

@@ -1,0 +1,284 @@
+//! The tcp engine actor: one thread owns every TCB (inside [`Endpoint`]).
+//!
+//! One inbox carries segments, app commands, ICMP errors and timer firings, so ordering is
+//! simple and no lock guards TCP state. After each drained batch it flushes: segments to
+//! dev-tx as one batch, events to socket inboxes (never blocking: those inboxes are bounded
+//! in bytes by the window/credit protocol, not by the channel), new deadlines to the timer.
+
+use super::timer::TimerMsg;
+use super::StackStats;
+use crate::buf::{Batch, Pool};
+use crate::proto::ip::IcmpErrorClass;
+use crate::proto::tcp::{
+    AppCommand, ConnId, Endpoint, Event, IcmpErrorKind, ListenAddr, ListenerId, SocketEvent, TcpConfig,
+};
+use crate::wire::{self, tcp::TcpRepr, IpProtocol, Ipv4Header};
+use crossbeam_channel::{unbounded, Receiver, Sender};
+use slog::{debug, Logger};
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::StackConfig;
+
+/// A TCP segment as the ip actor hands it over: `buf[start..end]` is header + payload.
+pub struct SegmentIn {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub buf: Vec<u8>,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// What a listener's inbox receives.
+pub struct Incoming {
+    pub conn: ConnId,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub events: Receiver<SocketEvent>,
+}
+
+pub enum TcpMsg {
+    Segments(Vec<SegmentIn>),
+    Icmp { local: SocketAddr, remote: SocketAddr, seq: u32, class: IcmpErrorClass },
+    Timer(Vec<(u64, Instant)>),
+    Connect { remote: SocketAddr, events: Sender<SocketEvent>, reply: Sender<io::Result<ConnId>> },
+    Listen { addr: ListenAddr, backlog: usize, inbox: Sender<Incoming>, reply: Sender<io::Result<ListenerId>> },
+    CloseListener(ListenerId),
+    Accepted(ListenerId),
+    App(ConnId, AppCommand),
+    Shutdown,
+}
+
+/// Messages drained before one flush.
+const DRAIN: usize = 64;
+
+struct Engine {
+    ep: Endpoint,
+    conns: HashMap<ConnId, Sender<SocketEvent>>,
+    listeners: HashMap<ListenerId, Sender<Incoming>>,
+    /// Deadline each connection wants, as last reported by the core.
+    wanted: HashMap<ConnId, Instant>,
+    /// Earliest firing already in the wheel per connection.
+    armed: HashMap<ConnId, Instant>,
+    touched: Vec<ConnId>,
+    ident: u16,
+    cfg: Arc<StackConfig>,
+}
+
+pub fn run(
+    cfg: Arc<StackConfig>,
+    inbox: Receiver<TcpMsg>,
+    devtx: Sender<Batch>,
+    timer: Sender<TimerMsg>,
+    pool: Pool,
+    stats: Arc<StackStats>,
+    log: Logger,
+) {
+    let tcp_cfg: TcpConfig = cfg.tcp.clone();
+    let mut e = Engine {
+        ep: Endpoint::new(tcp_cfg, rand::random()),
+        conns: HashMap::new(),
+        listeners: HashMap::new(),
+        wanted: HashMap::new(),
+        armed: HashMap::new(),
+        touched: Vec::new(),
+        ident: rand::random(),
+        cfg,
+    };
+    let mut out: Batch = Vec::new();
+    let mut schedule: Vec<(u64, Instant)> = Vec::new();
+    while let Ok(first) = inbox.recv() {
+        let now = Instant::now();
+        let mut next = Some(first);
+        let mut n = 0;
+        while let Some(m) = next.take() {
+            if !e.handle(now, m, &pool, &log) {
+                return;
+            }
+            n += 1;
+            if n < DRAIN {
+                next = inbox.try_recv().ok();
+            }
+        }
+        e.flush(now, &pool, &mut out, &mut schedule);
+        if !out.is_empty() && devtx.send(std::mem::take(&mut out)).is_err() {
+            return;
+        }
+        if !schedule.is_empty() && timer.send(TimerMsg::Schedule(std::mem::take(&mut schedule))).is_err() {
+            return;
+        }
+        *stats.tcp.lock() = e.ep.stats();
+        stats.tcp_conns.store(e.ep.conn_count() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Engine {
+    /// Returns false on shutdown.
+    fn handle(&mut self, now: Instant, m: TcpMsg, pool: &Pool, log: &Logger) -> bool {
+        match m {
+            TcpMsg::Segments(segs) => {
+                for s in segs {
+                    match TcpRepr::parse(&s.buf[s.start..s.end], s.src, s.dst) {
+                        Ok((repr, hlen)) => {
+                            self.ep.handle_segment(now, s.src, s.dst, &repr, &s.buf[s.start + hlen..s.end]);
+                        }
+                        Err(err) => debug!(log, "tcp segment dropped"; "reason" => ?err),
+                    }
+                    pool.put(s.buf);
+                }
+            }
+            TcpMsg::Icmp { local, remote, seq, class } => {
+                let kind = match class {
+                    IcmpErrorClass::PortUnreachable => IcmpErrorKind::PortUnreachable,
+                    IcmpErrorClass::PacketTooBig(mtu) => IcmpErrorKind::PacketTooBig(mtu),
+                    IcmpErrorClass::Soft => IcmpErrorKind::Soft,
+                };
+                self.ep.handle_icmp_error(now, local, remote, seq, kind);
+            }
+            TcpMsg::Timer(fired) => {
+                for (conn, at) in fired {
+                    if self.armed.get(&conn) == Some(&at) {
+                        self.armed.remove(&conn);
+                    }
+                    self.ep.handle_timeout(now, conn);
+                    self.touched.push(conn);
+                }
+            }
+            TcpMsg::Connect { remote, events, reply } => {
+                let local_ip = self.source_for(remote.ip());
+                let r = match local_ip {
+                    Some(ip) => self.ep.connect(now, ip, remote),
+                    None => Err(io::Error::new(io::ErrorKind::AddrNotAvailable, "no local address of that family")),
+                };
+                if let Ok(id) = &r {
+                    self.conns.insert(*id, events);
+                }
+                let _ = reply.try_send(r);
+            }
+            TcpMsg::Listen { addr, backlog, inbox, reply } => {
+                let r = self.ep.listen(addr, backlog);
+                if let Ok(id) = &r {
+                    self.listeners.insert(*id, inbox);
+                }
+                let _ = reply.try_send(r);
+            }
+            TcpMsg::CloseListener(id) => {
+                self.listeners.remove(&id);
+                self.ep.close_listener(now, id);
+            }
+            TcpMsg::Accepted(id) => self.ep.listener_accepted(id),
+            TcpMsg::App(conn, cmd) => self.ep.handle_app(now, conn, cmd),
+            TcpMsg::Shutdown => return false,
+        }
+        true
+    }
+
+    fn source_for(&self, dst: IpAddr) -> Option<IpAddr> {
+        let ip = &self.cfg.ip;
+        match dst {
+            IpAddr::V4(_) => ip.v4.first().map(|a| IpAddr::V4(*a)),
+            IpAddr::V6(d) => {
+                let ll = |a: &std::net::Ipv6Addr| a.segments()[0] & 0xffc0 == 0xfe80;
+                ip.v6.iter().find(|a| ll(a) == ll(&d)).or(ip.v6.first()).map(|a| IpAddr::V6(*a))
+            }
+        }
+    }
+
+    fn flush(&mut self, now: Instant, pool: &Pool, out: &mut Batch, schedule: &mut Vec<(u64, Instant)>) {
+        let ident = &mut self.ident;
+        self.ep.poll_transmit(now, &mut |src, dst, repr, payload| {
+            out.push(build_packet(pool, ident, src, dst, repr, payload));
+        });
+        while let Some(ev) = self.ep.poll_event() {
+            match ev {
+                Event::Accepted { listener, conn, local, remote } => {
+                    let (tx, rx) = unbounded();
+                    self.conns.insert(conn, tx);
+                    let delivered = self
+                        .listeners
+                        .get(&listener)
+                        .is_some_and(|l| l.send(Incoming { conn, local, remote, events: rx }).is_ok());
+                    if !delivered {
+                        // The listener went away: the connection has no owner.
+                        self.ep.handle_app(now, conn, AppCommand::Abort);
+                    }
+                }
+                Event::Conn(conn, ev) => {
+                    let closed = matches!(ev, SocketEvent::Closed);
+                    if let Some(tx) = self.conns.get(&conn) {
+                        let _ = tx.send(ev);
+                    }
+                    if closed {
+                        self.conns.remove(&conn);
+                    }
+                }
+            }
+        }
+        // Anything Abort just queued.
+        self.ep.poll_transmit(now, &mut |src, dst, repr, payload| {
+            out.push(build_packet(pool, ident, src, dst, repr, payload));
+        });
+        while let Some((conn, dl)) = self.ep.poll_timer_update() {
+            match dl {
+                Some(d) => {
+                    self.wanted.insert(conn, d);
+                }
+                None => {
+                    self.wanted.remove(&conn);
+                }
+            }
+            self.touched.push(conn);
+        }
+        for conn in self.touched.drain(..) {
+            match self.wanted.get(&conn) {
+                Some(&d) => {
+                    if self.armed.get(&conn).is_none_or(|&a| a > d) {
+                        self.armed.insert(conn, d);
+                        schedule.push((conn, d));
+                    }
+                }
+                None => {
+                    // Nothing wanted: a pending firing will be a no-op; forget it unless
+                    // the connection is gone entirely.
+                    if !self.conns.contains_key(&conn) {
+                        self.armed.remove(&conn);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// IP header + TCP segment in one pooled buffer: the payload is copied once, from the send
+/// buffer into the packet.
+fn build_packet(pool: &Pool, ident: &mut u16, src: IpAddr, dst: IpAddr, repr: &TcpRepr, payload: &[u8]) -> Vec<u8> {
+    let ih = wire::ip_header_len(src);
+    let th = repr.header_len();
+    let mut b = pool.get();
+    b.resize(ih + th + payload.len(), 0);
+    repr.emit(&mut b[ih..], payload, src, dst);
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            *ident = ident.wrapping_add(1);
+            let h = Ipv4Header {
+                src: s,
+                dst: d,
+                proto: IpProtocol::Tcp,
+                ident: *ident,
+                frag_offset: 0,
+                more_frags: false,
+                dont_frag: true, // RFC 1191: TCP does path MTU discovery
+                ttl: wire::DEFAULT_HOP_LIMIT,
+            };
+            wire::emit_ipv4_header(&mut b, &h, th + payload.len());
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            wire::emit_ipv6_header(&mut b, s, d, IpProtocol::Tcp, th + payload.len(), wire::DEFAULT_HOP_LIMIT)
+        }
+        _ => {}
+    }
+    b
+}

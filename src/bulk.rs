@@ -1,0 +1,73 @@
+//! Helpers for the bulk-transfer bins: the fixed payload pattern, progress and summary lines,
+//! and the "press Enter to start" pause.
+
+use sha2::{Digest, Sha256};
+use std::io::{BufRead, IsTerminal};
+use std::time::{Duration, Instant};
+
+/// Byte `i` of the fixed upload pattern (the chargen alphabet, so captures are readable).
+pub fn pattern_byte(i: u64) -> u8 {
+    b' ' + (i % 95) as u8
+}
+
+/// Fill `buf` with the pattern starting at stream offset `off`.
+pub fn fill_pattern(buf: &mut [u8], off: u64) {
+    for (j, b) in buf.iter_mut().enumerate() {
+        *b = pattern_byte(off + j as u64);
+    }
+}
+
+/// If stdin is a terminal and `no_wait` is false, wait for Enter (so `tcpdump -i tun0` can be
+/// started once the device exists). A non-terminal stdin never waits.
+pub fn maybe_wait_for_enter(no_wait: bool, iface: &str) {
+    if no_wait || !std::io::stdin().is_terminal() {
+        return;
+    }
+    eprintln!("{iface} is up (watch it with `sudo tcpdump -i {iface} -n`). Press Enter to start the transfer.");
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+}
+
+/// Counts bytes and hashes them, printing a progress line on stderr about once a second.
+pub struct Meter {
+    pub bytes: u64,
+    hash: Sha256,
+    start: Instant,
+    last: Instant,
+}
+
+impl Default for Meter {
+    fn default() -> Self {
+        Meter::new()
+    }
+}
+
+impl Meter {
+    pub fn new() -> Meter {
+        let now = Instant::now();
+        Meter { bytes: 0, hash: Sha256::new(), start: now, last: now }
+    }
+
+    pub fn add(&mut self, data: &[u8]) {
+        self.bytes += data.len() as u64;
+        self.hash.update(data);
+        if self.last.elapsed() >= Duration::from_secs(1) {
+            self.last = Instant::now();
+            let s = self.start.elapsed().as_secs_f64();
+            eprint!("\r{} bytes, {:.1} s, {:.3} Gbit/s   ", self.bytes, s, self.bytes as f64 * 8.0 / s / 1e9);
+        }
+    }
+
+    /// `bytes=N seconds=S gbit_per_s=R sha256=HEX`
+    pub fn summary(self) -> String {
+        let s = self.start.elapsed().as_secs_f64();
+        let hex: String = self.hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        format!(
+            "bytes={} seconds={:.3} gbit_per_s={:.3} sha256={}",
+            self.bytes,
+            s,
+            self.bytes as f64 * 8.0 / s.max(1e-9) / 1e9,
+            hex
+        )
+    }
+}

@@ -1,0 +1,36 @@
+//! The blocking socket facade, shaped like `std::net`.
+//!
+//! Sockets are used from application threads. Each is an id, the actor's command `Sender`
+//! and its own event `Receiver`; blocking happens only here, never inside an actor.
+//! Names, signatures and `io::ErrorKind`s follow std where they overlap; the one difference
+//! is that constructors take the stack they belong to as their first argument.
+
+mod tcp;
+mod udp;
+
+pub use tcp::{Incoming, TcpListener, TcpStream};
+pub use udp::UdpSocket;
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+/// First address of `addr` (std's sockets try each; ours are literal addresses).
+pub(crate) fn one_addr(addr: impl ToSocketAddrs) -> io::Result<SocketAddr> {
+    addr.to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "could not resolve to any addresses"))
+}
+
+/// std rejects a zero timeout with `InvalidInput`; so do we.
+pub(crate) fn check_timeout(t: Option<Duration>) -> io::Result<()> {
+    if t == Some(Duration::ZERO) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "cannot set a 0 duration timeout"));
+    }
+    Ok(())
+}
+
+pub(crate) fn would_block() -> io::Error {
+    // std on Unix reports an expired SO_RCVTIMEO/SO_SNDTIMEO as EAGAIN, i.e. WouldBlock.
+    io::Error::new(io::ErrorKind::WouldBlock, "Resource temporarily unavailable (timed out)")
+}

@@ -1,0 +1,501 @@
+//! `TcpStream` and `TcpListener`: blocking handles on connections owned by the tcp engine.
+//!
+//! A stream's events (data, send credit, EOF, errors) arrive on one channel. Several threads
+//! may use one stream (`try_clone`: read in one, write in another), so exactly one waiter at a
+//! time receives from the channel (the "poller") and applies what it got to the shared state;
+//! the others wait on a condition variable and are woken after each event. Invariants: bytes
+//! queued in `rx` never exceed the window the engine advertised (the engine guarantees it);
+//! the writer never hands the engine more than its credit.
+
+use super::{check_timeout, one_addr, would_block};
+use crate::actor::tcp::{Incoming as IncomingConn, TcpMsg};
+use crate::actor::{stack_gone, StackHandle};
+use crate::proto::tcp::{AppCommand, ConnId, ListenAddr, ListenerId, SocketEvent};
+use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError};
+use parking_lot::{Condvar, Mutex, MutexGuard};
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Largest single `Write` command (bounds one message; credit bounds the total).
+const MAX_WRITE_CHUNK: usize = 256 * 1024;
+/// Read credit is returned to the engine in steps of at least this much (or when the
+/// queue empties), so a stream of small reads does not cost a message each.
+const CREDIT_STEP: usize = 32 * 1024;
+/// Default accept backlog (Linux's SOMAXCONN is 4096; std uses 128).
+const DEFAULT_BACKLOG: usize = 128;
+
+pub struct TcpStream {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: ConnId,
+    stack: StackHandle,
+    events: Receiver<SocketEvent>,
+    st: Mutex<State>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    local: Option<SocketAddr>,
+    peer: Option<SocketAddr>,
+    connected: bool,
+    rx: VecDeque<Vec<u8>>,
+    /// Bytes of `rx[0]` already read.
+    rx_off: usize,
+    /// Bytes read but not yet credited back to the engine.
+    uncredited: usize,
+    eof: bool,
+    /// A fatal error: every later read/write reports it.
+    error: Option<io::ErrorKind>,
+    /// An error not yet reported through `take_error`.
+    pending_error: Option<io::ErrorKind>,
+    closed: bool,
+    credit: usize,
+    polling: bool,
+    read_shut: bool,
+    write_shut: bool,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    nodelay: bool,
+}
+
+impl State {
+    fn apply(&mut self, ev: SocketEvent) {
+        match ev {
+            SocketEvent::Connected { local, remote } => {
+                self.local = Some(local);
+                self.peer = Some(remote);
+                self.connected = true;
+            }
+            SocketEvent::Data(d) => {
+                if !d.is_empty() {
+                    self.rx.push_back(d)
+                }
+            }
+            SocketEvent::SendCredit(n) => self.credit += n,
+            SocketEvent::Eof => self.eof = true,
+            SocketEvent::Error(k) => {
+                self.error = Some(k);
+                self.pending_error = Some(k);
+            }
+            SocketEvent::Closed => self.closed = true,
+        }
+    }
+}
+
+impl Inner {
+    fn send(&self, cmd: AppCommand) -> io::Result<()> {
+        self.stack.tcp.send(TcpMsg::App(self.id, cmd)).map_err(|_| stack_gone())
+    }
+
+    /// Wait until `ready(state)` holds or `deadline` passes (`Ok(false)`). Exactly one waiter
+    /// polls the channel; the rest sleep on the condition variable.
+    fn wait<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        deadline: Option<Instant>,
+        ready: impl Fn(&State) -> bool,
+    ) -> io::Result<(MutexGuard<'a, State>, bool)> {
+        loop {
+            // Events must be applied in the order they were sent: only drain the channel
+            // when no other thread is blocked receiving from it (it may hold an earlier one).
+            if !st.polling {
+                while let Ok(ev) = self.events.try_recv() {
+                    st.apply(ev);
+                }
+            }
+            if ready(&st) {
+                return Ok((st, true));
+            }
+            if st.closed && !st.polling && self.events.is_empty() {
+                // Nothing more will ever arrive.
+                let r = ready(&st);
+                return Ok((st, r));
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok((st, false));
+            }
+            if !st.polling {
+                st.polling = true;
+                let r = MutexGuard::unlocked(&mut st, || match deadline {
+                    None => self.events.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                    Some(d) => self.events.recv_deadline(d),
+                });
+                st.polling = false;
+                self.cv.notify_all();
+                match r {
+                    Ok(ev) => st.apply(ev),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => {
+                        st.closed = true;
+                        if st.error.is_none() && !st.eof {
+                            return Err(stack_gone());
+                        }
+                    }
+                }
+            } else {
+                match deadline {
+                    None => self.cv.wait(&mut st),
+                    Some(d) => {
+                        self.cv.wait_until(&mut st, d);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.stack.tcp.send(TcpMsg::App(self.id, AppCommand::Close));
+    }
+}
+
+fn err(kind: io::ErrorKind) -> io::Error {
+    io::Error::from(kind)
+}
+
+impl TcpStream {
+    /// Open a connection to `addr` (v4 or v6, from an ephemeral port).
+    pub fn connect(stack: &StackHandle, addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
+        Self::connect_inner(stack, one_addr(addr)?, None)
+    }
+
+    /// As `connect`, giving up with `TimedOut` after `timeout`.
+    pub fn connect_timeout(stack: &StackHandle, addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+        check_timeout(Some(timeout))?;
+        Self::connect_inner(stack, *addr, Some(timeout))
+    }
+
+    fn connect_inner(stack: &StackHandle, remote: SocketAddr, timeout: Option<Duration>) -> io::Result<TcpStream> {
+        if remote.ip().is_unspecified() || remote.ip().is_multicast() || remote.port() == 0 {
+            // RFC 9293 M-46: no active open to broadcast/multicast.
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "invalid destination address"));
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let (etx, erx) = unbounded();
+        let (rtx, rrx) = bounded(1);
+        stack.tcp.send(TcpMsg::Connect { remote, events: etx, reply: rtx }).map_err(|_| stack_gone())?;
+        let id = rrx.recv().map_err(|_| stack_gone())??;
+        let s = TcpStream {
+            inner: Arc::new(Inner { id, stack: stack.clone(), events: erx, st: Mutex::default(), cv: Condvar::new() }),
+        };
+        let st = s.inner.st.lock();
+        let (st, ok) = s.inner.wait(st, deadline, |st| st.connected || st.error.is_some())?;
+        if let Some(e) = st.error {
+            return Err(err(e));
+        }
+        if !ok {
+            drop(st);
+            let _ = s.inner.send(AppCommand::Abort);
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "connection timed out"));
+        }
+        drop(st);
+        Ok(s)
+    }
+
+    fn from_incoming(stack: &StackHandle, inc: IncomingConn) -> TcpStream {
+        let st = State { local: Some(inc.local), peer: Some(inc.remote), connected: true, ..State::default() };
+        TcpStream {
+            inner: Arc::new(Inner {
+                id: inc.conn,
+                stack: stack.clone(),
+                events: inc.events,
+                st: Mutex::new(st),
+                cv: Condvar::new(),
+            }),
+        }
+    }
+
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.st.lock().peer.ok_or_else(|| err(io::ErrorKind::NotConnected))
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.st.lock().local.ok_or_else(|| err(io::ErrorKind::NotConnected))
+    }
+
+    /// Another handle to the same connection (read in one thread, write in another).
+    pub fn try_clone(&self) -> io::Result<TcpStream> {
+        Ok(TcpStream { inner: self.inner.clone() })
+    }
+
+    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        check_timeout(t)?;
+        self.inner.st.lock().read_timeout = t;
+        Ok(())
+    }
+
+    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        check_timeout(t)?;
+        self.inner.st.lock().write_timeout = t;
+        Ok(())
+    }
+
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.inner.st.lock().read_timeout)
+    }
+
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.inner.st.lock().write_timeout)
+    }
+
+    /// Turn Nagle's algorithm off (`true`) or on (RFC 9293 M-17).
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.inner.st.lock().nodelay = nodelay;
+        self.inner.send(AppCommand::SetNodelay(nodelay))
+    }
+
+    pub fn nodelay(&self) -> io::Result<bool> {
+        Ok(self.inner.st.lock().nodelay)
+    }
+
+    /// Keep-alive probes after `idle` of silence (`None`: off, the default; RFC 9293 M-25).
+    pub fn set_keepalive(&self, idle: Option<Duration>) -> io::Result<()> {
+        self.inner.send(AppCommand::SetKeepalive(idle))
+    }
+
+    /// The error the connection ended with (reset, timeout…), cleared by this call.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        let mut st = self.inner.st.lock();
+        if !st.polling {
+            while let Ok(ev) = self.inner.events.try_recv() {
+                st.apply(ev);
+            }
+        }
+        Ok(st.pending_error.take().map(err))
+    }
+
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        let mut st = self.inner.st.lock();
+        if st.error.is_some() || st.closed {
+            return Err(err(io::ErrorKind::NotConnected));
+        }
+        if matches!(how, Shutdown::Read | Shutdown::Both) && !st.read_shut {
+            st.read_shut = true;
+            self.inner.send(AppCommand::ShutdownRead)?;
+        }
+        if matches!(how, Shutdown::Write | Shutdown::Both) && !st.write_shut {
+            st.write_shut = true;
+            self.inner.send(AppCommand::ShutdownWrite)?;
+        }
+        Ok(())
+    }
+
+    /// Read without consuming.
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_inner(buf, true)
+    }
+
+    fn read_inner(&self, buf: &mut [u8], peek: bool) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let st = self.inner.st.lock();
+        if st.read_shut {
+            return Ok(0);
+        }
+        let deadline = st.read_timeout.map(|t| Instant::now() + t);
+        let (mut st, ready) =
+            self.inner.wait(st, deadline, |s| !s.rx.is_empty() || s.eof || s.error.is_some() || s.read_shut)?;
+        if st.rx.is_empty() {
+            if let Some(e) = st.error {
+                return Err(err(e));
+            }
+            if st.eof || st.read_shut {
+                return Ok(0);
+            }
+            if !ready {
+                return Err(would_block());
+            }
+            return Ok(0);
+        }
+        let mut n = 0;
+        let mut off = st.rx_off;
+        let mut i = 0;
+        while n < buf.len() && i < st.rx.len() {
+            let chunk = &st.rx[i];
+            let take = (chunk.len() - off).min(buf.len() - n);
+            buf[n..n + take].copy_from_slice(&chunk[off..off + take]);
+            n += take;
+            off += take;
+            if off == chunk.len() {
+                i += 1;
+                off = 0;
+            }
+        }
+        if !peek {
+            for _ in 0..i {
+                st.rx.pop_front();
+            }
+            st.rx_off = off;
+            st.uncredited += n;
+            if st.uncredited >= CREDIT_STEP || st.rx.is_empty() {
+                let c = std::mem::take(&mut st.uncredited);
+                drop(st);
+                self.inner.send(AppCommand::ReadCredit(c))?;
+            }
+        }
+        Ok(n)
+    }
+
+    fn write_inner(&self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let st = self.inner.st.lock();
+        if st.write_shut {
+            return Err(err(io::ErrorKind::BrokenPipe));
+        }
+        let deadline = st.write_timeout.map(|t| Instant::now() + t);
+        let (mut st, _) = self.inner.wait(st, deadline, |s| s.credit > 0 || s.error.is_some() || s.closed)?;
+        if let Some(e) = st.error {
+            return Err(err(e));
+        }
+        if st.closed {
+            return Err(err(io::ErrorKind::BrokenPipe));
+        }
+        if st.credit == 0 {
+            return Err(would_block());
+        }
+        let n = buf.len().min(st.credit).min(MAX_WRITE_CHUNK);
+        st.credit -= n;
+        drop(st);
+        self.inner.send(AppCommand::Write(buf[..n].to_vec()))?;
+        Ok(n)
+    }
+}
+
+impl Read for TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_inner(buf, false)
+    }
+}
+
+impl Read for &TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_inner(buf, false)
+    }
+}
+
+impl Write for TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_inner(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Write for &TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_inner(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.inner.st.lock();
+        f.debug_struct("TcpStream").field("local", &st.local).field("peer", &st.peer).finish()
+    }
+}
+
+/// A listening socket. Dropping it resets connections still in its accept queue.
+pub struct TcpListener {
+    id: ListenerId,
+    stack: StackHandle,
+    local: SocketAddr,
+    inbox: Receiver<IncomingConn>,
+}
+
+impl TcpListener {
+    /// Listen on `addr` (unspecified IP: every local address of that family).
+    pub fn bind(stack: &StackHandle, addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+        let addr = one_addr(addr)?;
+        if addr.port() == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "listening on port 0 is not supported"));
+        }
+        Self::listen(stack, ListenAddr::Addr(addr), addr)
+    }
+
+    /// Accept connections to **any** address and port routed to the interface (ustunet's
+    /// `bind("tuna")`). Each accepted stream's `local_addr` is the address the client dialled.
+    pub fn bind_any(stack: &StackHandle) -> io::Result<TcpListener> {
+        let l = Self::listen(stack, ListenAddr::Any, SocketAddr::from(([0, 0, 0, 0], 0)))?;
+        stack.any_tcp.store(true, Relaxed);
+        Ok(l)
+    }
+
+    fn listen(stack: &StackHandle, addr: ListenAddr, local: SocketAddr) -> io::Result<TcpListener> {
+        let (itx, irx) = unbounded();
+        let (rtx, rrx) = bounded(1);
+        stack
+            .tcp
+            .send(TcpMsg::Listen { addr, backlog: DEFAULT_BACKLOG, inbox: itx, reply: rtx })
+            .map_err(|_| stack_gone())?;
+        let id = rrx.recv().map_err(|_| stack_gone())??;
+        Ok(TcpListener { id, stack: stack.clone(), local, inbox: irx })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+
+    /// Wait for the next established connection.
+    pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let inc = self.inbox.recv().map_err(|_| stack_gone())?;
+        self.take(inc)
+    }
+
+    /// As `accept`, giving up with `WouldBlock` after `timeout`.
+    pub fn accept_timeout(&self, timeout: Duration) -> io::Result<(TcpStream, SocketAddr)> {
+        match self.inbox.recv_timeout(timeout) {
+            Ok(inc) => self.take(inc),
+            Err(RecvTimeoutError::Timeout) => Err(would_block()),
+            Err(RecvTimeoutError::Disconnected) => Err(stack_gone()),
+        }
+    }
+
+    fn take(&self, inc: IncomingConn) -> io::Result<(TcpStream, SocketAddr)> {
+        let _ = self.stack.tcp.send(TcpMsg::Accepted(self.id));
+        let remote = inc.remote;
+        Ok((TcpStream::from_incoming(&self.stack, inc), remote))
+    }
+
+    pub fn incoming(&self) -> Incoming<'_> {
+        Incoming { listener: self }
+    }
+}
+
+impl Drop for TcpListener {
+    fn drop(&mut self) {
+        let _ = self.stack.tcp.send(TcpMsg::CloseListener(self.id));
+    }
+}
+
+/// Iterator over accepted connections, as std's.
+pub struct Incoming<'a> {
+    listener: &'a TcpListener,
+}
+
+impl Iterator for Incoming<'_> {
+    type Item = io::Result<TcpStream>;
+    fn next(&mut self) -> Option<io::Result<TcpStream>> {
+        Some(self.listener.accept().map(|(s, _)| s))
+    }
+}
+
+impl std::fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpListener").field("local", &self.local).finish()
+    }
+}

@@ -1,0 +1,214 @@
+//! `UdpSocket`: datagrams through the ip actor.
+
+use super::{check_timeout, one_addr, would_block};
+use crate::actor::ip::{IpMsg, UdpEvent};
+use crate::actor::{stack_gone, StackHandle};
+use crate::proto::ip::QueuedBytes;
+use crate::proto::udp::UdpSockId;
+use crate::wire;
+use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, SendTimeoutError};
+use parking_lot::Mutex;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A UDP socket served by the user-space stack. Dropping the last handle (see
+/// [`UdpSocket::try_clone`]) closes it.
+pub struct UdpSocket {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: UdpSockId,
+    local: SocketAddr,
+    stack: StackHandle,
+    rx: Receiver<UdpEvent>,
+    queued: QueuedBytes,
+    st: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    peer: Option<SocketAddr>,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    /// A datagram taken off the queue by `peek_from`.
+    peeked: Option<(SocketAddr, Vec<u8>, usize, usize)>,
+    error: Option<io::ErrorKind>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.stack.ip.send(IpMsg::UdpClose(self.id));
+    }
+}
+
+impl UdpSocket {
+    /// Bind to `addr` on `stack` (port 0: an ephemeral port; unspecified IP: every address).
+    pub fn bind(stack: &StackHandle, addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
+        let addr = one_addr(addr)?;
+        let (tx, rx) = unbounded();
+        let (rtx, rrx) = bounded(1);
+        let queued: QueuedBytes = Default::default();
+        stack
+            .ip
+            .send(IpMsg::UdpBind { addr, inbox: tx, queued: queued.clone(), reply: rtx })
+            .map_err(|_| stack_gone())?;
+        let (id, local) = rrx.recv().map_err(|_| stack_gone())??;
+        Ok(UdpSocket { inner: Arc::new(Inner { id, local, stack: stack.clone(), rx, queued, st: Mutex::default() }) })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.inner.local)
+    }
+
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.st.lock().peer.ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "not connected"))
+    }
+
+    /// Another handle to the same socket (std's `try_clone`).
+    pub fn try_clone(&self) -> io::Result<UdpSocket> {
+        Ok(UdpSocket { inner: self.inner.clone() })
+    }
+
+    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        check_timeout(t)?;
+        self.inner.st.lock().read_timeout = t;
+        Ok(())
+    }
+
+    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        check_timeout(t)?;
+        self.inner.st.lock().write_timeout = t;
+        Ok(())
+    }
+
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.inner.st.lock().read_timeout)
+    }
+
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.inner.st.lock().write_timeout)
+    }
+
+    /// The pending ICMP-reported error, cleared by this call.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        Ok(self.inner.st.lock().error.take().map(io::Error::from))
+    }
+
+    /// Only datagrams from `addr` are received afterwards; `send`/`recv` use it.
+    pub fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<()> {
+        let addr = one_addr(addr)?;
+        if addr.is_ipv4() != self.inner.local.is_ipv4() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "address family mismatch"));
+        }
+        self.inner.st.lock().peer = Some(addr);
+        self.inner.stack.ip.send(IpMsg::UdpConnect { id: self.inner.id, remote: Some(addr) }).map_err(|_| stack_gone())
+    }
+
+    pub fn send_to(&self, buf: &[u8], addr: impl ToSocketAddrs) -> io::Result<usize> {
+        let to = one_addr(addr)?;
+        self.send_inner(buf, to)
+    }
+
+    pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        let to = self.peer_addr()?;
+        self.send_inner(buf, to)
+    }
+
+    fn send_inner(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+        let max = match to {
+            SocketAddr::V4(_) => 65_535 - wire::IPV4_HEADER_LEN - wire::UDP_HEADER_LEN,
+            SocketAddr::V6(_) => 65_535 - wire::UDP_HEADER_LEN,
+        };
+        if buf.len() > max {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "message too long"));
+        }
+        if to.is_ipv4() != self.inner.local.is_ipv4() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "address family mismatch"));
+        }
+        if to.port() == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "destination port 0"));
+        }
+        let timeout = self.inner.st.lock().write_timeout;
+        let msg = IpMsg::UdpSend { from: self.inner.local, to, data: buf.to_vec() };
+        match timeout {
+            None => self.inner.stack.ip.send(msg).map_err(|_| stack_gone())?,
+            Some(t) => self.inner.stack.ip.send_timeout(msg, t).map_err(|e| match e {
+                SendTimeoutError::Timeout(_) => would_block(),
+                SendTimeoutError::Disconnected(_) => stack_gone(),
+            })?,
+        }
+        Ok(buf.len())
+    }
+
+    pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.recv_inner(buf, false)
+    }
+
+    pub fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.recv_inner(buf, true)
+    }
+
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.recv_from(buf).map(|(n, _)| n)
+    }
+
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.peek_from(buf).map(|(n, _)| n)
+    }
+
+    fn recv_inner(&self, out: &mut [u8], peek: bool) -> io::Result<(usize, SocketAddr)> {
+        let timeout = {
+            let mut st = self.inner.st.lock();
+            if let Some((from, buf, s, e)) = st.peeked.take() {
+                let n = (e - s).min(out.len());
+                out[..n].copy_from_slice(&buf[s..s + n]);
+                if peek {
+                    st.peeked = Some((from, buf, s, e));
+                } else {
+                    self.consumed(buf, e - s);
+                }
+                return Ok((n, from));
+            }
+            st.read_timeout
+        };
+        let ev = match timeout {
+            None => self.inner.rx.recv().map_err(|_| stack_gone())?,
+            Some(t) => self.inner.rx.recv_timeout(t).map_err(|e| match e {
+                RecvTimeoutError::Timeout => would_block(),
+                RecvTimeoutError::Disconnected => stack_gone(),
+            })?,
+        };
+        match ev {
+            UdpEvent::Datagram { from, buf, start, end } => {
+                // std truncates a datagram to the buffer and discards the rest.
+                let n = (end - start).min(out.len());
+                out[..n].copy_from_slice(&buf[start..start + n]);
+                if peek {
+                    self.inner.st.lock().peeked = Some((from, buf, start, end));
+                } else {
+                    self.consumed(buf, end - start);
+                }
+                Ok((n, from))
+            }
+            UdpEvent::Error(kind) => {
+                // As std: a connected socket reports an ICMP error on its next receive.
+                Err(io::Error::from(kind))
+            }
+        }
+    }
+
+    fn consumed(&self, buf: Vec<u8>, len: usize) {
+        self.inner.queued.fetch_sub(len as u64, Relaxed);
+        self.inner.stack.pool.put(buf);
+    }
+}
+
+impl std::fmt::Debug for UdpSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UdpSocket").field("local", &self.inner.local).field("peer", &self.inner.st.lock().peer).finish()
+    }
+}

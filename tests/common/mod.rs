@@ -1,0 +1,98 @@
+//! Shared test helpers: network namespaces, stacks on TUN and on an in-memory pair.
+#![allow(dead_code)]
+
+use netstack::device::pair::{pair, FaultConfig, PairDevice};
+use netstack::device::sys;
+use netstack::device::tun::{TunConfig, TunDevice};
+use netstack::{Stack, StackConfig};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::process::Command;
+
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Run `f` on a fresh thread inside a new, private network namespace with `lo` up.
+/// Returns false (after printing why) when that is impossible here; under CI=true that is a
+/// failure instead. Threads and processes `f` starts inherit the namespace; nothing touches
+/// the machine's own.
+pub fn in_netns<F: FnOnce() + Send + 'static>(name: &str, f: F) -> bool {
+    let name = name.to_string();
+    let t = std::thread::spawn(move || {
+        if !sys::is_root() {
+            return Err("not root (needs CAP_SYS_ADMIN and CAP_NET_ADMIN)".to_string());
+        }
+        sys::unshare_net().map_err(|e| format!("unshare(CLONE_NEWNET): {e}"))?;
+        if !std::path::Path::new("/dev/net/tun").exists() {
+            return Err("/dev/net/tun is missing".into());
+        }
+        let ok = Command::new("ip").args(["link", "set", "lo", "up"]).status().map_err(|e| format!("ip: {e}"))?;
+        if !ok.success() {
+            return Err("`ip link set lo up` failed".into());
+        }
+        f();
+        Ok(())
+    });
+    match t.join() {
+        Ok(Ok(())) => true,
+        Ok(Err(why)) => {
+            if under_ci() {
+                panic!("{name}: TUN test cannot run under CI: {why}");
+            }
+            eprintln!("SKIPPED {name}: {why}");
+            false
+        }
+        Err(p) => std::panic::resume_unwind(p),
+    }
+}
+
+/// A stack on `tun0` configured with the defaults (kernel side 10.0.0.1, fd00::1, fe80::1).
+/// Call inside [`in_netns`].
+pub fn tun_stack() -> Stack {
+    tun_stack_with(StackConfig::default())
+}
+
+pub fn tun_stack_with(cfg: StackConfig) -> Stack {
+    let dev = TunDevice::open(&TunConfig::default()).expect("open tun0");
+    Stack::new(Box::new(dev), cfg, netstack::log::discard()).expect("start stack")
+}
+
+/// Config for the second stack of a pair: the "host" addresses.
+pub fn peer_config() -> StackConfig {
+    let mut c = StackConfig::default();
+    c.ip.v4 = vec![Ipv4Addr::new(10, 0, 0, 1)];
+    c.ip.v6 = vec!["fe80::1".parse::<Ipv6Addr>().unwrap(), "fd00::1".parse().unwrap()];
+    c
+}
+
+/// Two stacks back to back: A is 10.0.0.2/fd00::2, B is 10.0.0.1/fd00::1.
+pub fn stack_pair(ab: FaultConfig, ba: FaultConfig) -> (Stack, Stack) {
+    let (da, db): (PairDevice, PairDevice) = pair(1500, ab, ba);
+    let a = Stack::new(Box::new(da), StackConfig::default(), netstack::log::discard()).unwrap();
+    let b = Stack::new(Box::new(db), peer_config(), netstack::log::discard()).unwrap();
+    (a, b)
+}
+
+/// Run a command to completion, returning (success, stdout+stderr).
+pub fn run(cmd: &str, args: &[&str]) -> (bool, String) {
+    match Command::new(cmd).args(args).output() {
+        Ok(o) => {
+            let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
+            s.push_str(&String::from_utf8_lossy(&o.stderr));
+            (o.status.success(), s)
+        }
+        Err(e) => (false, format!("cannot run {cmd}: {e}")),
+    }
+}
+
+/// Deterministic test bytes.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed).wrapping_add((i >> 8) as u8)).collect()
+}
+
+/// Hex SHA-256.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(data);
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}

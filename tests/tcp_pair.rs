@@ -1,0 +1,291 @@
+//! TCP between two stacks over the in-memory pair (no root needed): bulk transfers both ways,
+//! a seeded faulty link over many seeds, and the std-shaped API's behaviour.
+
+mod common;
+use common::*;
+use netstack::device::pair::FaultConfig;
+use netstack::{Stack, StackConfig, TcpListener, TcpStream};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Write `data` then shut down writing; read to EOF concurrently; return what was read.
+fn duplex(s: TcpStream, data: Vec<u8>) -> Vec<u8> {
+    let w = s.try_clone().unwrap();
+    let writer = thread::spawn(move || {
+        let mut w = w;
+        w.write_all(&data).unwrap();
+        w.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut got = Vec::new();
+    (&s).read_to_end(&mut got).unwrap();
+    writer.join().unwrap();
+    got
+}
+
+fn bulk_both_ways(a: &Stack, b: &Stack, listen: &str, dial: &str, size: usize) -> Result<(), String> {
+    let l = TcpListener::bind(a, listen).map_err(|e| e.to_string())?;
+    let from_a = pattern(size, 1);
+    let from_b = pattern(size, 2);
+    let (fa, fb) = (from_a.clone(), from_b.clone());
+    let server = thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        duplex(s, fa)
+    });
+    let c = TcpStream::connect(b, dial).map_err(|e| e.to_string())?;
+    let got_b = duplex(c, fb);
+    let got_a = server.join().map_err(|_| "server panicked".to_string())?;
+    if got_b.len() != from_a.len() || sha256_hex(&got_b) != sha256_hex(&from_a) {
+        let first = got_b.iter().zip(&from_a).position(|(x, y)| x != y);
+        let last = got_b.iter().zip(&from_a).rposition(|(x, y)| x != y);
+        eprintln!("mismatch {first:?}..{last:?} a={:?} b={:?}", a.tcp_stats(), b.tcp_stats());
+        return Err(format!("A->B: {} bytes, expected {}", got_b.len(), from_a.len()));
+    }
+    if got_a.len() != from_b.len() || sha256_hex(&got_a) != sha256_hex(&from_b) {
+        let first = got_a.iter().zip(&from_b).position(|(x, y)| x != y);
+        let last = got_a.iter().zip(&from_b).rposition(|(x, y)| x != y);
+        eprintln!("mismatch {first:?}..{last:?} a={:?} b={:?}", a.tcp_stats(), b.tcp_stats());
+        return Err(format!("B->A: {} bytes, expected {}", got_a.len(), from_b.len()));
+    }
+    Ok(())
+}
+
+#[test]
+fn sixteen_mib_both_ways_v4() {
+    let (a, b) = stack_pair(FaultConfig::default(), FaultConfig::default());
+    bulk_both_ways(&a, &b, "10.0.0.2:5000", "10.0.0.2:5000", 16 << 20).unwrap();
+}
+
+#[test]
+fn sixteen_mib_both_ways_v6() {
+    let (a, b) = stack_pair(FaultConfig::default(), FaultConfig::default());
+    bulk_both_ways(&a, &b, "[::]:5000", "[fd00::2]:5000", 16 << 20).unwrap();
+}
+
+/// 5 % loss, 1 % duplication, reordering and a few ms of delay, over 50 seeds.
+#[test]
+fn faulty_link_many_seeds() {
+    let seeds: Vec<u64> = (1..=50).collect();
+    let mut failures = Vec::new();
+    for chunk in seeds.chunks(10) {
+        let handles: Vec<_> = chunk
+            .iter()
+            .map(|&seed| {
+                thread::spawn(move || {
+                    let f = |s| FaultConfig {
+                        seed: s,
+                        loss: 0.05,
+                        duplicate: 0.01,
+                        delay: Duration::from_millis(2),
+                        jitter: Duration::from_millis(3),
+                    };
+                    let (a, b) = stack_pair(f(seed), f(seed ^ 0xdead_beef));
+                    let v6 = seed % 2 == 0;
+                    let (listen, dial) = if v6 { ("[::]:6000", "[fd00::2]:6000") } else { ("0.0.0.0:6000", "10.0.0.2:6000") };
+                    (seed, bulk_both_ways(&a, &b, listen, dial, 256 * 1024))
+                })
+            })
+            .collect();
+        for h in handles {
+            let (seed, r) = h.join().unwrap();
+            if let Err(e) = r {
+                eprintln!("FAILED seed {seed}: {e} (replay: FaultConfig {{ seed: {seed}, .. }})");
+                failures.push(seed);
+            }
+        }
+    }
+    assert!(failures.is_empty(), "failing seeds: {failures:?}");
+}
+
+#[test]
+fn connect_to_closed_port_is_refused() {
+    let (a, _b) = stack_pair(FaultConfig::default(), FaultConfig::default());
+    let e = TcpStream::connect(&a, "10.0.0.1:1").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ConnectionRefused);
+    let e = TcpStream::connect(&a, "[fd00::1]:1").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ConnectionRefused);
+}
+
+#[test]
+fn connect_timeout_to_silent_host() {
+    let (a, _b) = stack_pair(FaultConfig::default(), FaultConfig::default());
+    // 10.0.0.9 is not on the pair: SYNs go nowhere.
+    let t = Instant::now();
+    let addr: SocketAddr = "10.0.0.9:80".parse().unwrap();
+    let e = TcpStream::connect_timeout(&a, &addr, Duration::from_millis(300)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TimedOut);
+    assert!(t.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn api_shape_and_errors() {
+    let (a, b) = stack_pair(FaultConfig::default(), FaultConfig::default());
+    let l = TcpListener::bind(&a, "10.0.0.2:7000").unwrap();
+    assert_eq!(TcpListener::bind(&a, "10.0.0.2:7000").unwrap_err().kind(), ErrorKind::AddrInUse);
+    assert_eq!(l.local_addr().unwrap(), "10.0.0.2:7000".parse().unwrap());
+    assert_eq!(l.accept_timeout(Duration::from_millis(20)).unwrap_err().kind(), ErrorKind::WouldBlock);
+    let c = TcpStream::connect(&b, "10.0.0.2:7000").unwrap();
+    let (s, peer) = l.accept().unwrap();
+    assert_eq!(peer, c.local_addr().unwrap());
+    assert_eq!(s.peer_addr().unwrap(), c.local_addr().unwrap());
+    assert_eq!(c.peer_addr().unwrap(), "10.0.0.2:7000".parse().unwrap());
+    assert!(c.local_addr().unwrap().port() >= 49152);
+
+    // read timeout -> WouldBlock (std on Unix)
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    assert_eq!(s.set_read_timeout(Some(Duration::ZERO)).unwrap_err().kind(), ErrorKind::InvalidInput);
+    let mut buf = [0u8; 100];
+    assert_eq!((&s).read(&mut buf).unwrap_err().kind(), ErrorKind::WouldBlock);
+
+    // peek does not consume; nodelay round-trips
+    c.set_nodelay(true).unwrap();
+    assert!(c.nodelay().unwrap());
+    (&c).write_all(b"hello world").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = Vec::new();
+    while got.len() < 11 {
+        let n = s.peek(&mut buf).unwrap();
+        got = buf[..n].to_vec();
+    }
+    let n = (&s).read(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"hello world");
+
+    // half-close: after our FIN the peer can still send to us
+    c.shutdown(Shutdown::Write).unwrap();
+    assert_eq!((&c).write(b"x").unwrap_err().kind(), ErrorKind::BrokenPipe);
+    assert_eq!((&s).read(&mut buf).unwrap(), 0, "EOF after FIN");
+    (&s).write_all(b"still talking").unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = Vec::new();
+    while got.len() < 13 {
+        let n = (&c).read(&mut buf).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got, b"still talking");
+    drop(s);
+    assert_eq!((&c).read(&mut buf).unwrap(), 0);
+    assert!(c.take_error().unwrap().is_none());
+}
+
+#[test]
+fn reset_by_peer_is_connection_reset() {
+    let (a, b) = stack_pair(FaultConfig::default(), FaultConfig::default());
+    let l = TcpListener::bind(&a, "10.0.0.2:7001").unwrap();
+    let c = TcpStream::connect(&b, "10.0.0.2:7001").unwrap();
+    let (s, _) = l.accept().unwrap();
+    // Dropping a socket with unread data resets the connection (as Linux does).
+    (&c).write_all(b"unread").unwrap();
+    thread::sleep(Duration::from_millis(50));
+    drop(s);
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 16];
+    let e = (&c).read(&mut buf).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ConnectionReset);
+    assert_eq!(c.take_error().unwrap().unwrap().kind(), ErrorKind::ConnectionReset);
+    assert!(c.take_error().unwrap().is_none(), "take_error clears");
+}
+
+#[test]
+fn writer_blocks_on_zero_window_then_resumes() {
+    let mut cfg = StackConfig::default();
+    cfg.tcp.recv_buf = 64 * 1024;
+    let (da, db) = netstack::device::pair::pair(1500, FaultConfig::default(), FaultConfig::default());
+    let a = Stack::new(Box::new(da), cfg, netstack::log::discard()).unwrap();
+    let b = Stack::new(Box::new(db), peer_config(), netstack::log::discard()).unwrap();
+    let l = TcpListener::bind(&a, "10.0.0.2:7002").unwrap();
+    let c = TcpStream::connect(&b, "10.0.0.2:7002").unwrap();
+    let (s, _) = l.accept().unwrap();
+    // A does not read: B's writes fill A's window and B's send buffer, then block.
+    c.set_write_timeout(Some(Duration::from_millis(300))).unwrap();
+    let data = pattern(8 << 20, 9);
+    let mut sent = 0;
+    let blocked = loop {
+        match (&c).write(&data[sent..]) {
+            Ok(n) => sent += n,
+            Err(e) => break e,
+        }
+        assert!(sent < data.len(), "never blocked");
+    };
+    assert_eq!(blocked.kind(), ErrorKind::WouldBlock);
+    assert!(sent >= 64 * 1024, "at least a window was accepted ({sent})");
+    // Stay blocked across several zero-window probes, then read everything.
+    thread::sleep(Duration::from_millis(1500));
+    c.set_write_timeout(None).unwrap();
+    let writer = thread::spawn(move || {
+        (&c).write_all(&data[sent..]).unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        (data, c)
+    });
+    let mut got = Vec::new();
+    (&s).read_to_end(&mut got).unwrap();
+    let (data, _c) = writer.join().unwrap();
+    assert_eq!(got.len(), data.len());
+    assert_eq!(sha256_hex(&got), sha256_hex(&data));
+}
+
+#[test]
+fn bind_any_reports_dialled_address() {
+    let (a, b) = stack_pair(FaultConfig::default(), FaultConfig::default());
+    let l = TcpListener::bind_any(&a).unwrap();
+    for dial in ["10.0.0.2:4242", "10.0.0.2:80", "[fd00::2]:9999"] {
+        let c = TcpStream::connect(&b, dial).unwrap();
+        let (s, peer) = l.accept().unwrap();
+        assert_eq!(s.local_addr().unwrap(), dial.parse().unwrap());
+        assert_eq!(peer, c.local_addr().unwrap());
+        (&c).write_all(b"ping").unwrap();
+        let mut buf = [0u8; 4];
+        (&s).read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"ping");
+    }
+}
+
+#[test]
+fn many_connections_and_clean_close() {
+    let mut cfg = StackConfig::default();
+    cfg.tcp.msl = Duration::from_millis(200);
+    let (da, db) = netstack::device::pair::pair(1500, FaultConfig::default(), FaultConfig::default());
+    let a = Stack::new(Box::new(da), cfg.clone(), netstack::log::discard()).unwrap();
+    let mut pc = peer_config();
+    pc.tcp.msl = cfg.tcp.msl;
+    let b = Stack::new(Box::new(db), pc, netstack::log::discard()).unwrap();
+    let l = TcpListener::bind(&a, "10.0.0.2:7003").unwrap();
+    let server = thread::spawn(move || {
+        let mut hs = Vec::new();
+        for _ in 0..50 {
+            let (s, _) = l.accept().unwrap();
+            hs.push(thread::spawn(move || {
+                // echo to EOF
+                let mut buf = vec![0u8; 65536];
+                loop {
+                    let n = (&s).read(&mut buf).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    (&s).write_all(&buf[..n]).unwrap();
+                }
+            }));
+        }
+        hs.into_iter().for_each(|h| h.join().unwrap());
+    });
+    let clients: Vec<_> = (0..50u8)
+        .map(|i| {
+            let b = b.handle();
+            thread::spawn(move || {
+                let c = TcpStream::connect(&b, "10.0.0.2:7003").unwrap();
+                let data = pattern(100_000 + i as usize * 997, i);
+                let got = duplex(c, data.clone());
+                assert_eq!(sha256_hex(&got), sha256_hex(&data), "connection {i}");
+            })
+        })
+        .collect();
+    clients.into_iter().for_each(|h| h.join().unwrap());
+    server.join().unwrap();
+    // Every TCB goes away after TIME-WAIT (2 × MSL) on both sides.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.tcp_conn_count() + b.tcp_conn_count() > 0 {
+        assert!(Instant::now() < deadline, "connections left: {} + {}", a.tcp_conn_count(), b.tcp_conn_count());
+        thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,175 @@
+//! The Linux kernel as the peer, through tun0, each test in its own network namespace.
+//! Needs root; skipped with a message elsewhere, a failure under CI=true.
+
+mod common;
+use common::*;
+use netstack::UdpSocket;
+use std::io::ErrorKind;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Ping until one reply arrives (the first packet after attach is sometimes lost).
+fn warm_up(target: &str, v6: bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let mut args = vec!["-c", "1", "-W", "1", target];
+        if v6 {
+            args.insert(0, "-6");
+        }
+        if run("ping", &args).0 {
+            return;
+        }
+    }
+    panic!("no ping reply from {target} within 10 s");
+}
+
+fn ping_no_loss(target: &str, v6: bool) {
+    warm_up(target, v6);
+    let mut args = vec!["-c", "10", "-i", "0.05", "-W", "2", target];
+    if v6 {
+        args.insert(0, "-6");
+    }
+    let (ok, out) = run("ping", &args);
+    assert!(ok, "ping {target} failed:\n{out}");
+    assert!(out.contains(" 0% packet loss"), "ping {target} lost packets:\n{out}");
+    assert!(out.contains("10 received"), "{out}");
+}
+
+#[test]
+fn kernel_ping_v4_and_v6() {
+    in_netns("kernel_ping_v4_and_v6", || {
+        let stack = tun_stack();
+        ping_no_loss("10.0.0.2", false);
+        ping_no_loss("fd00::2", true);
+        ping_no_loss("fe80::2%tun0", true);
+        // Large pings are fragmented by the kernel and reassembled by us; our reply is
+        // fragmented by us and reassembled by the kernel.
+        let (ok, out) = run("ping", &["-c", "3", "-i", "0.1", "-W", "2", "-s", "4000", "10.0.0.2"]);
+        assert!(ok && out.contains(" 0% packet loss"), "{out}");
+        let (ok, out) = run("ping", &["-6", "-c", "3", "-i", "0.1", "-W", "2", "-s", "4000", "fd00::2"]);
+        assert!(ok && out.contains(" 0% packet loss"), "{out}");
+        let snap = stack.stats.ip.snapshot();
+        let get = |k: &str| snap.iter().find(|(n, _)| *n == k).unwrap().1;
+        assert!(get("tx_echo_replies") >= 36);
+        assert!(get("rx_reassembled") >= 6);
+        assert_eq!(get("rx_bad_checksum"), 0);
+    });
+}
+
+fn kernel_udp_exchange(ours: &str, kernel: &str, dest: &str) {
+    let stack = tun_stack();
+    let us = UdpSocket::bind(&stack, ours).unwrap();
+    us.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let k = std::net::UdpSocket::bind(kernel).unwrap();
+    k.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = vec![0u8; 70_000];
+    let mut kbuf = vec![0u8; 70_000];
+    // First datagram after attach may be lost: retry the first exchange.
+    let mut first_ok = false;
+    for _ in 0..5 {
+        k.send_to(b"hello", dest).unwrap();
+        us.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        if let Ok((n, _)) = us.recv_from(&mut buf) {
+            first_ok = n == 5;
+            break;
+        }
+    }
+    assert!(first_ok, "no datagram from the kernel");
+    us.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for (i, size) in [1usize, 2, 100, 1000, 1472, 1473, 2000, 4000, 8000].into_iter().enumerate() {
+        // kernel -> us
+        let data = pattern(size, i as u8);
+        k.send_to(&data, dest).unwrap();
+        let (n, from) = us.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], &data[..], "kernel->us size {size}");
+        assert_eq!(from, k.local_addr().unwrap());
+        // us -> kernel
+        let back = pattern(size, 100 + i as u8);
+        us.send_to(&back, from).unwrap();
+        let (n, kfrom) = k.recv_from(&mut kbuf).unwrap();
+        assert_eq!(&kbuf[..n], &back[..], "us->kernel size {size}");
+        assert_eq!(kfrom.port(), us.local_addr().unwrap().port());
+    }
+}
+
+#[test]
+fn kernel_udp_v4_both_ways() {
+    in_netns("kernel_udp_v4_both_ways", || kernel_udp_exchange("0.0.0.0:9000", "10.0.0.1:0", "10.0.0.2:9000"));
+}
+
+#[test]
+fn kernel_udp_v6_both_ways() {
+    in_netns("kernel_udp_v6_both_ways", || kernel_udp_exchange("[::]:9000", "[fd00::1]:0", "[fd00::2]:9000"));
+}
+
+#[test]
+fn kernel_connected_udp_gets_connection_refused() {
+    in_netns("kernel_connected_udp_gets_connection_refused", || {
+        let stack = tun_stack();
+        warm_up("10.0.0.2", false);
+        for (bind, dest) in [("10.0.0.1:0", "10.0.0.2:9999"), ("[fd00::1]:0", "[fd00::2]:9999")] {
+            let k = std::net::UdpSocket::bind(bind).unwrap();
+            k.connect(dest).unwrap();
+            k.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            k.send(b"anyone there?").unwrap();
+            let mut b = [0u8; 64];
+            assert_eq!(k.recv(&mut b).unwrap_err().kind(), ErrorKind::ConnectionRefused, "{dest}");
+        }
+        // And the other way: our connected socket, the kernel's closed port.
+        let us = UdpSocket::bind(&stack, "0.0.0.0:0").unwrap();
+        us.connect("10.0.0.1:9999").unwrap();
+        us.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        us.send(b"x").unwrap();
+        let mut b = [0u8; 64];
+        assert_eq!(us.recv(&mut b).unwrap_err().kind(), ErrorKind::ConnectionRefused);
+    });
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for_iface() {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if netstack::device::sys::interface_exists("tun0") {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("tun0 did not appear");
+}
+
+#[test]
+fn udp_test_py_against_udp_echo_bin() {
+    in_netns("udp_test_py_against_udp_echo_bin", || {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/udp_test.py");
+        for (args, target) in
+            [(vec![], vec!["10.0.0.2"]), (vec!["v6"], vec!["fd00::2", "v6"]), (vec!["--v6"], vec!["fe80::2", "v6"])]
+        {
+            let child = Command::new(env!("CARGO_BIN_EXE_udp_echo"))
+                .args(&args)
+                .args(["--log", "warn"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("start udp_echo");
+            let _guard = Killed(child);
+            wait_for_iface();
+            warm_up(if args.is_empty() { "10.0.0.2" } else { "fd00::2" }, !args.is_empty());
+            let (ok, out) = run("python3", &[&[script], &target[..]].concat());
+            assert!(ok, "udp_test.py {target:?} failed:\n{out}");
+            assert!(out.contains("15 passed, 0 failed"), "{out}");
+            drop(_guard);
+            // The device goes away with the process.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while netstack::device::sys::interface_exists("tun0") && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    });
+}

@@ -1,0 +1,120 @@
+//! UDP between two stacks over the in-memory pair (no root needed).
+
+mod common;
+use common::*;
+use netstack::device::pair::FaultConfig;
+use netstack::UdpSocket;
+use std::io::ErrorKind;
+use std::time::Duration;
+
+fn exchange(a_addr: &str, b_addr: &str, b_bind: &str) {
+    let (a, b) = stack_pair(FaultConfig::default(), FaultConfig::default());
+    let sa = UdpSocket::bind(&a, a_addr).unwrap();
+    let sb = UdpSocket::bind(&b, b_bind).unwrap();
+    sa.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    sb.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = vec![0u8; 70_000];
+    for (i, size) in [0usize, 1, 100, 1472, 1473, 3000, 8000, 20_000, 65_000].into_iter().enumerate() {
+        let data = pattern(size, i as u8);
+        sa.send_to(&data, b_addr).unwrap();
+        let (n, from) = sb.recv_from(&mut buf).unwrap();
+        assert_eq!(n, size, "size {size}");
+        assert_eq!(&buf[..n], &data[..], "content, size {size}");
+        assert_eq!(from, sa.local_addr().unwrap());
+        // and back
+        sb.send_to(&buf[..n].to_vec(), from).unwrap();
+        let (n2, from2) = sa.recv_from(&mut buf).unwrap();
+        assert_eq!(n2, size);
+        assert_eq!(&buf[..n2], &data[..]);
+        assert_eq!(from2.port(), sb.local_addr().unwrap().port());
+    }
+    let st = a.stats.ip.snapshot();
+    let frags = st.iter().find(|(k, _)| *k == "tx_fragments").unwrap().1;
+    assert!(frags > 0, "large datagrams were fragmented");
+}
+
+#[test]
+fn udp_v4_both_ways_with_fragmentation() {
+    exchange("10.0.0.2:0", "10.0.0.1:9000", "0.0.0.0:9000");
+}
+
+#[test]
+fn udp_v6_both_ways_with_fragmentation() {
+    exchange("[fd00::2]:0", "[fd00::1]:9000", "[::]:9000");
+}
+
+#[test]
+fn udp_api_shape() {
+    let (a, b) = stack_pair(FaultConfig::default(), FaultConfig::default());
+    let sa = UdpSocket::bind(&a, "0.0.0.0:0").unwrap();
+    assert!(sa.local_addr().unwrap().port() >= 49152);
+    assert_eq!(UdpSocket::bind(&a, sa.local_addr().unwrap()).unwrap_err().kind(), ErrorKind::AddrInUse);
+    assert_eq!(sa.peer_addr().unwrap_err().kind(), ErrorKind::NotConnected);
+    assert_eq!(sa.send(b"x").unwrap_err().kind(), ErrorKind::NotConnected);
+    assert_eq!(sa.set_read_timeout(Some(Duration::ZERO)).unwrap_err().kind(), ErrorKind::InvalidInput);
+    assert_eq!(sa.send_to(&vec![0u8; 65_508], "10.0.0.1:9").unwrap_err().kind(), ErrorKind::InvalidInput);
+    // read timeout -> WouldBlock, like std on Unix
+    sa.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(sa.recv_from(&mut buf).unwrap_err().kind(), ErrorKind::WouldBlock);
+
+    // connect + send/recv, peek, try_clone
+    let sb = UdpSocket::bind(&b, "10.0.0.1:7000").unwrap();
+    sa.connect("10.0.0.1:7000").unwrap();
+    assert_eq!(sa.peer_addr().unwrap(), "10.0.0.1:7000".parse().unwrap());
+    sa.send(b"hello").unwrap();
+    sb.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let (n, from) = sb.peek_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"hello");
+    let (n, from2) = sb.recv_from(&mut buf).unwrap();
+    assert_eq!((&buf[..n], from2), (&b"hello"[..], from));
+    let sb2 = sb.try_clone().unwrap();
+    sb2.send_to(b"back", from).unwrap();
+    sa.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(sa.recv(&mut buf).unwrap(), 4);
+    // truncation, as std: the rest of the datagram is discarded
+    sb.send_to(b"0123456789", from).unwrap();
+    let mut small = [0u8; 4];
+    assert_eq!(sa.recv(&mut small).unwrap(), 4);
+    assert_eq!(&small, b"0123");
+
+    // a connected socket learns of an unbound port through ICMP: ConnectionRefused
+    let sc = UdpSocket::bind(&a, "0.0.0.0:0").unwrap();
+    sc.connect("10.0.0.1:7999").unwrap();
+    sc.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    sc.send(b"anyone?").unwrap();
+    assert_eq!(sc.recv(&mut buf).unwrap_err().kind(), ErrorKind::ConnectionRefused);
+    let st = b.stats.ip.snapshot();
+    assert!(st.iter().any(|(k, v)| *k == "tx_icmp_errors" && *v >= 1));
+}
+
+#[test]
+fn udp_survives_lossy_link_and_shutdown_joins() {
+    let fault = FaultConfig {
+        seed: 7,
+        loss: 0.0,
+        duplicate: 0.1,
+        delay: Duration::from_millis(1),
+        jitter: Duration::from_millis(3),
+    };
+    let (a, b) = stack_pair(fault, fault);
+    let sa = UdpSocket::bind(&a, "10.0.0.2:5000").unwrap();
+    let sb = UdpSocket::bind(&b, "10.0.0.1:5000").unwrap();
+    sb.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for i in 0..50u8 {
+        sa.send_to(&pattern(3000, i), "10.0.0.1:5000").unwrap();
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut buf = [0u8; 4000];
+    while seen.len() < 50 {
+        let (n, _) = sb.recv_from(&mut buf).unwrap();
+        assert_eq!(n, 3000);
+        let i = (0..50u8).find(|i| buf[..n] == pattern(3000, *i)[..]).expect("payload is one we sent");
+        seen.insert(i);
+    }
+    drop(sa);
+    a.shutdown();
+    // After shutdown, B still works, A's sockets would report an error.
+    drop(sb);
+    b.shutdown();
+}
