@@ -82,7 +82,8 @@ fn faulty_link_many_seeds() {
                     };
                     let (a, b) = stack_pair(f(seed), f(seed ^ 0xdead_beef));
                     let v6 = seed % 2 == 0;
-                    let (listen, dial) = if v6 { ("[::]:6000", "[fd00::2]:6000") } else { ("0.0.0.0:6000", "10.0.0.2:6000") };
+                    let (listen, dial) =
+                        if v6 { ("[::]:6000", "[fd00::2]:6000") } else { ("0.0.0.0:6000", "10.0.0.2:6000") };
                     (seed, bulk_both_ways(&a, &b, listen, dial, 256 * 1024))
                 })
             })

@@ -219,7 +219,8 @@ fn kernel_refuses_and_resets() {
         let mut buf = [0u8; 10];
         assert_eq!((&s).read(&mut buf).unwrap_err().kind(), ErrorKind::ConnectionReset);
         // And the kernel side sees our reset (a connect to a port we do not listen on).
-        let e = std::net::TcpStream::connect_timeout(&"10.0.0.2:9".parse().unwrap(), Duration::from_secs(5)).unwrap_err();
+        let e =
+            std::net::TcpStream::connect_timeout(&"10.0.0.2:9".parse().unwrap(), Duration::from_secs(5)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ConnectionRefused);
     });
 }
@@ -274,7 +275,10 @@ fn kernel_timeouts_and_zero_window() {
 /// Connections in a state other than TIME-WAIT on the kernel side (`ss`).
 fn kernel_live_conns() -> Vec<String> {
     let (_, out) = run("ss", &["-tanH"]);
-    out.lines().filter(|l| !l.starts_with("LISTEN") && !l.starts_with("TIME-WAIT") && !l.trim().is_empty()).map(String::from).collect()
+    out.lines()
+        .filter(|l| !l.starts_with("LISTEN") && !l.starts_with("TIME-WAIT") && !l.trim().is_empty())
+        .map(String::from)
+        .collect()
 }
 
 #[test]
@@ -358,7 +362,8 @@ fn curl_http_bytes_is_exact() {
         let _bin = spawn_bin(env!("CARGO_BIN_EXE_netstack"), &[]);
         wait_iface();
         reachable(false);
-        let out = Command::new("curl").args(["-sS", "--max-time", "60", "http://10.0.0.2/bytes/10000000"]).output().unwrap();
+        let out =
+            Command::new("curl").args(["-sS", "--max-time", "60", "http://10.0.0.2/bytes/10000000"]).output().unwrap();
         assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
         let mut want = vec![0u8; 10_000_000];
         netstack::bulk::fill_pattern(&mut want, 0);
@@ -401,7 +406,13 @@ fn seeds_flows_with_python_peers() {
             let fam: &[&str] = if v6 { &["v6"] } else { &[] };
             // chargen_server.py + tcp_bulk_download
             let peer = python_peer(Command::new("python3").arg(&chargen).args(fam).args(["--once", "--bytes", &size]));
-            let bin = Command::new(env!("CARGO_BIN_EXE_tcp_bulk_download")).args(fam).args(["--no-wait", "--log", "warn"]).stdin(Stdio::null()).stdout(Stdio::piped()).spawn().unwrap();
+            let bin = Command::new(env!("CARGO_BIN_EXE_tcp_bulk_download"))
+                .args(fam)
+                .args(["--no-wait", "--log", "warn"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
             let ours = last_line(bin);
             let theirs = last_line(peer);
             assert_eq!(summary_field(&ours, "bytes="), size, "{ours}");
@@ -410,7 +421,13 @@ fn seeds_flows_with_python_peers() {
             let mut sargs = vec![sink.as_str(), "3000", "--once"];
             sargs.extend_from_slice(fam);
             let peer = python_peer(Command::new("python3").args(&sargs));
-            let bin = Command::new(env!("CARGO_BIN_EXE_tcp_bulk_upload")).args(fam).args(["--no-wait", "--log", "warn", "--bytes", &size]).stdin(Stdio::null()).stdout(Stdio::piped()).spawn().unwrap();
+            let bin = Command::new(env!("CARGO_BIN_EXE_tcp_bulk_upload"))
+                .args(fam)
+                .args(["--no-wait", "--log", "warn", "--bytes", &size])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
             let ours = last_line(bin);
             let theirs = last_line(peer);
             assert_eq!(summary_field(&theirs, "bytes="), size);
@@ -421,7 +438,15 @@ fn seeds_flows_with_python_peers() {
         std::fs::create_dir_all(&tmp).unwrap();
         let body = pattern(5_000_000, 8);
         std::fs::write(tmp.join("blob"), &body).unwrap();
-        let _srv = Killed(Command::new("python3").args(["-m", "http.server", "3000"]).current_dir(&tmp).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+        let _srv = Killed(
+            Command::new("python3")
+                .args(["-m", "http.server", "3000"])
+                .current_dir(&tmp)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect("127.0.0.1:3000").is_err() {
             assert!(Instant::now() < deadline, "http.server did not start");

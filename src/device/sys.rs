@@ -59,3 +59,19 @@ pub fn interface_exists(name: &str) -> bool {
     // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
     unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
 }
+
+/// `read(2)` into the spare capacity of `buf` (which must be empty), without zeroing it
+/// first; `buf.len()` becomes the bytes read.
+pub fn read_into(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<usize> {
+    debug_assert!(buf.is_empty());
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: the kernel writes at most `spare.len()` bytes into memory we own for the
+    // duration of the call.
+    let n = unsafe { libc::read(fd, spare.as_mut_ptr().cast(), spare.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the first `n` bytes were initialised by `read`, and `n <= capacity`.
+    unsafe { buf.set_len(n as usize) };
+    Ok(n as usize)
+}

@@ -172,12 +172,9 @@ impl DevRx for TunRx {
             }
             while out.len() < max {
                 let mut b = pool.get();
-                b.resize(self.read_len, 0);
-                match self.iface.recv(&mut b) {
-                    Ok(n) => {
-                        b.truncate(n);
-                        out.push(b);
-                    }
+                b.reserve(self.read_len);
+                match super::sys::read_into(self.iface.as_raw_fd(), &mut b) {
+                    Ok(_) => out.push(b),
                     Err(e) => {
                         pool.put(b);
                         match e.kind() {

@@ -27,6 +27,32 @@ pub const ICMP_HEADER_LEN: usize = 8;
 /// Default hop limit / TTL for what we originate (RFC 1700's recommended 64).
 pub const DEFAULT_HOP_LIMIT: u8 = 64;
 
+/// RFC 1071 one's-complement sum of `data` (not complemented), as a host-order `u16` whose
+/// big-endian bytes are the checksum field's. Sums 8 bytes at a time in native byte order
+/// with end-around carry (RFC 1071 §2(B): the sum is byte-order independent), then folds.
+pub fn ones_sum(data: &[u8]) -> u16 {
+    let mut acc: u64 = 0;
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        let (s, carry) = acc.overflowing_add(u64::from_ne_bytes(w));
+        acc = s + carry as u64;
+    }
+    let rem = chunks.remainder();
+    let mut tail = [0u8; 8];
+    tail[..rem.len()].copy_from_slice(rem);
+    let (s, carry) = acc.overflowing_add(u64::from_ne_bytes(tail));
+    acc = s + carry as u64;
+    // Fold 64 -> 16 bits, carrying around each time.
+    let mut x = (acc >> 32) + (acc & 0xffff_ffff);
+    x = (x >> 32) + (x & 0xffff_ffff);
+    x = (x >> 16) + (x & 0xffff);
+    x = (x >> 16) + (x & 0xffff);
+    x = (x >> 16) + (x & 0xffff);
+    u16::from_be(x as u16)
+}
+
 /// One's-complement sum of the pseudo-header for `proto` carrying `len` bytes
 /// (RFC 793 §3.1 for IPv4, RFC 8200 §8.1 for IPv6), not yet complemented.
 pub fn pseudo_header_sum(src: IpAddr, dst: IpAddr, proto: IpProtocol, len: usize) -> u16 {
@@ -41,13 +67,13 @@ pub fn pseudo_header_sum(src: IpAddr, dst: IpAddr, proto: IpProtocol, len: usize
 /// Full transport checksum (pseudo-header + `data`), complemented, ready for the header.
 /// The checksum field inside `data` must be zero.
 pub fn transport_checksum(src: IpAddr, dst: IpAddr, proto: IpProtocol, data: &[u8]) -> u16 {
-    let sum = checksum::combine(&[pseudo_header_sum(src, dst, proto, data.len()), checksum::data(data)]);
+    let sum = checksum::combine(&[pseudo_header_sum(src, dst, proto, data.len()), ones_sum(data)]);
     !sum
 }
 
 /// True when `data` (whose checksum field is filled) sums to all ones with the pseudo-header.
 pub fn transport_checksum_ok(src: IpAddr, dst: IpAddr, proto: IpProtocol, data: &[u8]) -> bool {
-    checksum::combine(&[pseudo_header_sum(src, dst, proto, data.len()), checksum::data(data)]) == !0
+    checksum::combine(&[pseudo_header_sum(src, dst, proto, data.len()), ones_sum(data)]) == !0
 }
 
 /// Fields of an IPv4 header we originate.
@@ -139,6 +165,20 @@ mod tests {
         // Cross-check with etherparse, an independent implementation.
         let (hdr, _) = etherparse::Ipv4Header::from_slice(&buf).unwrap();
         assert_eq!(hdr.header_checksum, hdr.calc_header_checksum());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ones_sum_matches_smoltcp(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000)) {
+            proptest::prop_assert_eq!(ones_sum(&data), checksum::data(&data));
+        }
+    }
+
+    #[test]
+    fn ones_sum_known_vector() {
+        // RFC 1071 §3 example: 00 01 f2 03 f4 f5 f6 f7 sums to 0xddf2.
+        assert_eq!(ones_sum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), 0xddf2);
+        assert_eq!(ones_sum(&[0xff; 9]), 0xff00);
     }
 
     #[test]
