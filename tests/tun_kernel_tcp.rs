@@ -362,6 +362,12 @@ fn curl_http_bytes_is_exact() {
         let _bin = spawn_bin(env!("CARGO_BIN_EXE_netstack"), &[]);
         wait_iface();
         reachable(false);
+        // The bin binds its services just after the device is up: wait for port 80.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect("10.0.0.2:80").is_err() {
+            assert!(Instant::now() < deadline, "port 80 never opened");
+            thread::sleep(Duration::from_millis(20));
+        }
         let out =
             Command::new("curl").args(["-sS", "--max-time", "60", "http://10.0.0.2/bytes/10000000"]).output().unwrap();
         assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
@@ -518,7 +524,18 @@ fn capture_has_no_bad_checksums() {
         };
         let total = check("tcp");
         assert!(total > 10_000, "capture holds the transfer ({total} segments)");
-        assert_eq!(check("tcp.checksum.status == \"Bad\" || ip.checksum.status == \"Bad\""), 0, "bad checksums");
+        let bad = "tcp.checksum.status == \"Bad\" || ip.checksum.status == \"Bad\"";
+        if check(bad) != 0 {
+            let out = Command::new("tshark")
+                .args(["-n", "-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE", "-r"])
+                .arg(&pcap)
+                .args(["-Y", bad, "-V"])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            let head: Vec<&str> = text.lines().take(120).collect();
+            panic!("bad checksums in the capture:\n{}", head.join("\n"));
+        }
         assert_eq!(check("_ws.malformed || _ws.expert.severity >= \"error\""), 0, "malformed segments");
         let _ = std::fs::remove_file(&pcap);
     });

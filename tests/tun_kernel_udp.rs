@@ -173,3 +173,56 @@ fn udp_test_py_against_udp_echo_bin() {
         }
     });
 }
+
+/// Run `bin` as uid 65534 with the usual world-accessible /dev/net/tun (mode 0666 on most
+/// distributions; this machine's is 0600), given to it through a private mount namespace that
+/// ends with the process.
+fn as_nobody(bin: &str, args: &[&str]) -> Command {
+    let mut c = Command::new("unshare");
+    c.args([
+        "-m",
+        "sh",
+        "-c",
+        "mount -t tmpfs none /dev/net && mknod -m 666 /dev/net/tun c 10 200 && exec setpriv --reuid=65534 --regid=65534 --clear-groups \"$@\"",
+        "sh",
+        bin,
+    ])
+    .args(args);
+    c
+}
+
+#[test]
+fn unprivileged_on_a_premade_device_and_clear_errors() {
+    in_netns("unprivileged_on_a_premade_device_and_clear_errors", || {
+        let bin = env!("CARGO_BIN_EXE_netstack");
+        // Without privileges and without a device: a one-line error, exit code 1.
+        let out = as_nobody(bin, &["--log", "off"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("no permission") && err.lines().count() == 1, "{err}");
+        // Without even access to /dev/net/tun, the same.
+        let out = Command::new("setpriv").args(["--reuid=65534", "--regid=65534", "--clear-groups", bin, "--log", "off"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("no permission"));
+        let out = as_nobody(bin, &["--no-configure", "--log", "off"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+        // A device made by root for uid 65534, configured by root, used unprivileged.
+        for a in [
+            &["tuntap", "add", "dev", "tun0", "mode", "tun", "user", "65534"][..],
+            &["addr", "add", "10.0.0.1/24", "dev", "tun0"],
+            &["link", "set", "tun0", "up"],
+        ] {
+            assert!(run("ip", a).0, "ip {a:?}");
+        }
+        let child = as_nobody(bin, &["--no-configure", "--log", "warn"]).stdin(Stdio::null()).stdout(Stdio::null()).spawn().unwrap();
+        let guard = Killed(child);
+        ping_no_loss("10.0.0.2", false);
+        // Busy: a second attach to the same device fails clearly.
+        let out = as_nobody(bin, &["--no-configure", "--log", "off"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("busy"), "{}", String::from_utf8_lossy(&out.stderr));
+        drop(guard);
+        assert!(run("ip", &["tuntap", "del", "dev", "tun0", "mode", "tun"]).0);
+    });
+}

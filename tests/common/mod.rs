@@ -17,6 +17,11 @@ pub fn under_ci() -> bool {
 /// failure instead. Threads and processes `f` starts inherit the namespace; nothing touches
 /// the machine's own.
 pub fn in_netns<F: FnOnce() + Send + 'static>(name: &str, f: F) -> bool {
+    // One TUN test at a time per test binary: each has its own namespace and tun0, but they
+    // share two CPUs and the kernel's per-CPU backlog, and timing-sensitive checks (ping with
+    // 0 % loss) should not depend on what a neighbouring 64 MiB transfer is doing.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let name = name.to_string();
     let t = std::thread::spawn(move || {
         if !sys::is_root() {
@@ -39,7 +44,9 @@ pub fn in_netns<F: FnOnce() + Send + 'static>(name: &str, f: F) -> bool {
             if under_ci() {
                 panic!("{name}: TUN test cannot run under CI: {why}");
             }
-            eprintln!("SKIPPED {name}: {why}");
+            // Straight to stderr, past libtest's capture, so the skip is seen.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "SKIPPED {name}: {why} (run as root for the TUN tests)");
             false
         }
         Err(p) => std::panic::resume_unwind(p),
