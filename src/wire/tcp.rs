@@ -112,24 +112,31 @@ const PROTO_TCP: u8 = 6;
 // Checksum (RFC 1071 one's-complement sum)
 // ---------------------------------------------------------------------------------------
 
-/// Sum 16-bit big-endian words of `data` into a wide accumulator (odd byte padded with 0).
-fn sum_words(mut acc: u64, data: &[u8]) -> u64 {
+/// RFC 1071 one's-complement sum of `data` as 16-bit big-endian words (odd byte padded
+/// with zero), added into `acc` (not folded). Eight bytes are added at a time in native
+/// byte order with end-around carry (RFC 1071 §2(B): the sum is byte-order independent),
+/// then folded to 16 bits and converted back to big-endian word order.
+fn sum_words(acc: u64, data: &[u8]) -> u64 {
+    let mut s: u64 = 0;
     let mut chunks = data.chunks_exact(8);
     for c in &mut chunks {
-        acc += u16::from_be_bytes([c[0], c[1]]) as u64
-            + u16::from_be_bytes([c[2], c[3]]) as u64
-            + u16::from_be_bytes([c[4], c[5]]) as u64
-            + u16::from_be_bytes([c[6], c[7]]) as u64;
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        let (v, carry) = s.overflowing_add(u64::from_ne_bytes(w));
+        s = v + carry as u64;
     }
-    let rest = chunks.remainder();
-    let mut pairs = rest.chunks_exact(2);
-    for p in &mut pairs {
-        acc += u16::from_be_bytes([p[0], p[1]]) as u64;
-    }
-    if let Some(&last) = pairs.remainder().first() {
-        acc += (last as u64) << 8;
-    }
-    acc
+    let rem = chunks.remainder();
+    let mut tail = [0u8; 8];
+    tail[..rem.len()].copy_from_slice(rem);
+    let (v, carry) = s.overflowing_add(u64::from_ne_bytes(tail));
+    s = v + carry as u64;
+    // Fold 64 -> 16 bits with end-around carries, still in native order.
+    let mut x = (s >> 32) + (s & 0xffff_ffff);
+    x = (x >> 32) + (x & 0xffff_ffff);
+    x = (x >> 16) + (x & 0xffff);
+    x = (x >> 16) + (x & 0xffff);
+    x = (x >> 16) + (x & 0xffff);
+    acc + u16::from_be(x as u16) as u64
 }
 
 fn fold(mut acc: u64) -> u16 {
@@ -349,7 +356,6 @@ impl TcpRepr {
         let olen = write_options(&self.options, &mut opts);
         let hlen = HEADER_LEN + ((olen + 3) & !3);
         let total = hlen + payload.len();
-        debug_assert_eq!(buf.len(), total, "emit buffer length");
         let Some(buf) = buf.get_mut(..total) else {
             return;
         };
@@ -568,6 +574,14 @@ mod tests {
     }
 
     #[test]
+    fn emit_into_short_buffer_does_not_panic() {
+        let r = base();
+        let mut buf = vec![0u8; 10];
+        r.emit(&mut buf, b"payload", A4, B4);
+        assert_eq!(buf, vec![0u8; 10]);
+    }
+
+    #[test]
     fn window_is_unsigned() {
         let mut r = base();
         r.window = 0xffff;
@@ -623,6 +637,15 @@ mod tests {
             let fit = if room >= 4 { (room - 4) / 8 } else { 0 };
             for (i, b) in expect.options.sack_blocks.iter_mut().enumerate() { if i >= fit { *b = None; } }
             prop_assert_eq!(p, expect);
+        }
+
+        #[test]
+        fn fast_sum_matches_naive(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let mut naive: u64 = 0;
+            for w in data.chunks(2) {
+                naive += (u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])) as u64;
+            }
+            prop_assert_eq!(fold(sum_words(0, &data)), fold(naive));
         }
 
         #[test]

@@ -27,6 +27,9 @@ pub trait CongestionControl: std::fmt::Debug + Send {
     /// Retransmission timeout (RFC 5681 §3.1 eq. 4). `first` is false when the segment
     /// was already retransmitted by the timer: ssthresh is then held constant.
     fn on_rto(&mut self, now: Instant, flight_size: usize, first: bool);
+    /// The connection was idle for more than an RTO (RFC 5681 §4.1): restart from the
+    /// initial window.
+    fn on_idle_restart(&mut self);
 }
 
 /// RFC 6928 initial window: min(10*MSS, max(2*MSS, 14600)). RFC 5681 §3.1 allows at most
@@ -113,6 +116,9 @@ impl CongestionControl for NewReno {
         self.cwnd = self.smss;
         self.acked_accum = 0;
     }
+    fn on_idle_restart(&mut self) {
+        self.cwnd = self.cwnd.min(initial_window(self.smss));
+    }
 }
 
 /// CUBIC (RFC 9438) with the Reno-friendly region and fast convergence.
@@ -129,7 +135,8 @@ pub struct Cubic {
     k: f64,
     /// Reno-friendly estimate W_est in bytes (§4.3).
     w_est: f64,
-    acked_accum: usize,
+    /// Fractional bytes of window growth not yet applied.
+    frac: f64,
 }
 
 /// RFC 9438 §4.6: β_cubic = 0.7.
@@ -148,7 +155,7 @@ impl Cubic {
             epoch_start: None,
             k: 0.0,
             w_est: 0.0,
-            acked_accum: 0,
+            frac: 0.0,
         }
     }
 
@@ -158,7 +165,7 @@ impl Cubic {
         self.w_max = if cwnd < self.w_max { cwnd * (1.0 + BETA_CUBIC) / 2.0 } else { cwnd };
         self.ssthresh = ((cwnd * BETA_CUBIC) as usize).max(2 * self.smss);
         self.epoch_start = None;
-        self.acked_accum = 0;
+        self.frac = 0.0;
     }
 }
 
@@ -216,11 +223,10 @@ impl CongestionControl for Cubic {
         } else {
             // §4.4/4.5: target clamped to [cwnd, 1.5 cwnd]; cwnd += (target - cwnd)/cwnd per ACK.
             let target = w_cubic.clamp(cwnd, 1.5 * cwnd);
-            let inc = (target - cwnd) / cwnd * (bytes_acked as f64);
-            self.acked_accum += inc as usize;
-            let whole = self.acked_accum;
-            self.acked_accum = 0;
-            self.cwnd += whole;
+            self.frac += (target - cwnd) / cwnd * (bytes_acked as f64);
+            let whole = self.frac.floor();
+            self.frac -= whole;
+            self.cwnd += whole as usize;
         }
         self.cwnd = self.cwnd.max(self.smss);
     }
@@ -246,6 +252,10 @@ impl CongestionControl for Cubic {
             self.reduce(flight_size);
         }
         self.cwnd = self.smss;
+    }
+    fn on_idle_restart(&mut self) {
+        self.cwnd = self.cwnd.min(initial_window(self.smss));
+        self.epoch_start = None;
     }
 }
 

@@ -72,6 +72,8 @@ fn bad_peer(ip: IpAddr) -> bool {
 }
 
 impl Endpoint {
+    /// A new endpoint. `isn_key` keys the RFC 6528 ISN hash; the 4 µs ISN clock and the
+    /// timestamp clock run from the `Instant` taken here.
     pub fn new(cfg: TcpConfig, isn_key: [u8; 16]) -> Self {
         let epoch = Instant::now();
         let port_seed = u32::from_be_bytes([isn_key[0], isn_key[1], isn_key[2], isn_key[3]]);
@@ -96,16 +98,17 @@ impl Endpoint {
         }
     }
 
+    /// The configuration new connections use.
     pub fn config(&self) -> &TcpConfig {
         &self.cfg
     }
 
+    /// Start listening. `backlog` bounds the accept queue (connections established but not
+    /// yet taken with [`Endpoint::listener_accepted`]). AddrInUse if the address is taken.
     pub fn listen(&mut self, addr: ListenAddr, backlog: usize) -> io::Result<ListenerId> {
         match addr {
             ListenAddr::Any if self.listen_any.is_some() => return Err(io::ErrorKind::AddrInUse.into()),
-            ListenAddr::Addr(a) if self.listen_addrs.contains_key(&a) => {
-                return Err(io::ErrorKind::AddrInUse.into())
-            }
+            ListenAddr::Addr(a) if self.listen_addrs.contains_key(&a) => return Err(io::ErrorKind::AddrInUse.into()),
             _ => {}
         }
         let id = self.next_listener;
@@ -116,10 +119,13 @@ impl Endpoint {
                 self.listen_addrs.insert(a, id);
             }
         }
-        self.listeners.insert(id, Listener { backlog: backlog.max(1), half_open: 0, accept_q: VecDeque::new(), key: addr });
+        self.listeners
+            .insert(id, Listener { backlog: backlog.max(1), half_open: 0, accept_q: VecDeque::new(), key: addr });
         Ok(id)
     }
 
+    /// Stop listening; half-open and established-but-unaccepted connections get a RST
+    /// (the latter also a `Closed` event).
     pub fn close_listener(&mut self, now: Instant, id: ListenerId) {
         let Some(l) = self.listeners.remove(&id) else { return };
         match l.key {
@@ -143,6 +149,8 @@ impl Endpoint {
         }
     }
 
+    /// The application took one connection from the accept queue (FIFO, in `Accepted`
+    /// order): frees a backlog slot. Must be called once per `Accepted` taken.
     pub fn listener_accepted(&mut self, id: ListenerId) {
         if let Some(l) = self.listeners.get_mut(&id) {
             l.accept_q.pop_front();
@@ -160,6 +168,9 @@ impl Endpoint {
         self.listen_any
     }
 
+    /// Active open from `local_ip` with an ephemeral port (49152..=65535) that collides
+    /// with no live 4-tuple. The SYN is queued for poll_transmit. InvalidInput for a
+    /// broadcast/multicast/unspecified remote or mixed families (M-46).
     pub fn connect(&mut self, now: Instant, local_ip: IpAddr, remote: SocketAddr) -> io::Result<ConnId> {
         if bad_peer(remote.ip()) || remote.port() == 0 || local_ip.is_ipv4() != remote.is_ipv4() {
             return Err(io::ErrorKind::InvalidInput.into());
@@ -199,11 +210,27 @@ impl Endpoint {
         self.after(now, id, dirty);
     }
 
+    /// A validated segment (checksum verified by `TcpRepr::parse`) from `src` to `dst`.
+    /// No matching TCB or listener: RST per RFC 9293 §3.5.2 (never for a RST).
     pub fn handle_segment(&mut self, now: Instant, src: IpAddr, dst: IpAddr, repr: &TcpRepr, payload: &[u8]) {
         self.stats.segments_in += 1;
+        if repr.src_port == 0 || repr.dst_port == 0 {
+            // Port 0 is reserved: never a connection, never answered.
+            self.stats.dropped += 1;
+            return;
+        }
         let local = SocketAddr::new(dst, repr.dst_port);
         let remote = SocketAddr::new(src, repr.src_port);
         if let Some(&id) = self.tuples.get(&(local, remote)) {
+            let reopen = self.conns.get(&id).is_some_and(|t| t.time_wait_reopenable(repr));
+            if reopen {
+                if let Some(lid) = self.find_listener(local) {
+                    // RFC 6191: the new SYN ends TIME-WAIT and opens a new connection.
+                    self.with_tcb(now, id, false, |t, _, _| t.force_close());
+                    self.passive_open(now, lid, local, remote, repr);
+                    return;
+                }
+            }
             let room = self
                 .conns
                 .get(&id)
@@ -293,7 +320,16 @@ impl Endpoint {
         }
     }
 
-    pub fn handle_icmp_error(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, seq: u32, kind: IcmpErrorKind) {
+    /// An ICMP error quoting a segment we sent (`local`, `remote`, quoted sequence number).
+    /// Ignored unless the quoted number lies in [SND.UNA, SND.NXT] (RFC 5927).
+    pub fn handle_icmp_error(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        seq: u32,
+        kind: IcmpErrorKind,
+    ) {
         if let Some(&id) = self.tuples.get(&(local, remote)) {
             self.with_tcb(now, id, true, |t, now, ctx| t.on_icmp(now, ctx, seq, kind));
         }
@@ -304,17 +340,27 @@ impl Endpoint {
         self.conns.get_mut(&conn).and_then(|t| t.soft_error.take())
     }
 
+    /// A command from the application; unknown connections are ignored.
     pub fn handle_app(&mut self, now: Instant, conn: ConnId, cmd: AppCommand) {
         self.with_tcb(now, conn, true, |t, now, ctx| t.handle_app(now, ctx, cmd));
     }
 
+    /// The timer wheel fired for `conn`. Lazy: nothing happens unless its deadline is due;
+    /// an early firing re-reports the current deadline through `poll_timer_update`.
     pub fn handle_timeout(&mut self, now: Instant, conn: ConnId) {
-        let due = self.conns.get(&conn).and_then(|t| t.deadline()).is_some_and(|d| d <= now);
-        if due {
+        let Some(deadline) = self.conns.get(&conn).and_then(|t| t.deadline()) else { return };
+        if deadline <= now {
             self.with_tcb(now, conn, true, |t, now, ctx| t.handle_timeout(now, ctx));
+        } else {
+            // Fired early (e.g. wheel granularity) or stale: report the deadline again so a
+            // wheel that dropped its entry re-arms it.
+            self.timer_updates.push_back((conn, Some(deadline)));
         }
     }
 
+    /// Emit every segment that is ready, one `tx(src_ip, dst_ip, &repr, payload)` call per
+    /// segment; `payload` borrows the send buffer. All segments handled since the last
+    /// poll are answered by at most one ACK per connection (M-58/M-59).
     pub fn poll_transmit(&mut self, now: Instant, tx: &mut TxFn) {
         while let Some((s, d, r)) = self.ctl.pop_front() {
             tx(s, d, &r, &[]);
@@ -337,18 +383,23 @@ impl Endpoint {
         }
     }
 
+    /// The next event for the engine / sockets.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
 
+    /// Deadline changes since the last call: `(conn, earliest deadline or None)`. When a
+    /// connection appears several times the last entry wins.
     pub fn poll_timer_update(&mut self) -> Option<(ConnId, Option<Instant>)> {
         self.timer_updates.pop_front()
     }
 
+    /// Live TCBs, TIME-WAIT included.
     pub fn conn_count(&self) -> usize {
         self.conns.len()
     }
 
+    /// Counters since creation.
     pub fn stats(&self) -> TcpStats {
         self.stats
     }
@@ -373,7 +424,12 @@ impl Endpoint {
                     }
                     l.accept_q.push_back(id);
                     self.stats.conns_accepted += 1;
-                    self.events.push_back(Event::Accepted { listener: lid, conn: id, local: t.local, remote: t.remote });
+                    self.events.push_back(Event::Accepted {
+                        listener: lid,
+                        conn: id,
+                        local: t.local,
+                        remote: t.remote,
+                    });
                     self.events.push_back(Event::Conn(id, SocketEvent::SendCredit(free)));
                 }
             }

@@ -15,7 +15,8 @@
 //! * [`sack`] — RFC 2018 scoreboard (sender) and block selection (receiver);
 //! * [`reassembly`] — bounded out-of-order queue;
 //! * [`sendbuf`] — bounded send buffer, segments are slices of it;
-//! * [`tcb`] — one connection's state machine;
+//! * [`tcb`] — one connection's state machine (`tcb/input.rs`: segment arrival,
+//!   `tcb/output.rs`: what to send);
 //! * [`endpoint`] — demultiplexing, listeners, RST for closed ports, bounds.
 //!
 //! Invariants kept across the core:
@@ -24,20 +25,29 @@
 //!   and accept queues per listener, TIME-WAIT count, pending control segments);
 //! * a `ConnId` is never reused; `Closed` is the last event of a connection.
 //!
-//! Deliberate choices and known gaps (TODO):
+//! Deliberate choices:
 //! * minimum RTO is 200 ms (Linux) instead of RFC 6298's 1 s SHOULD (configurable);
-//! * initial window is 10 segments (RFC 6928), not RFC 5681's 4;
-//! * no SYN cookies: SYNs beyond `max_half_open` (or the backlog) are dropped;
-//! * urgent data (URG) is not supported: the urgent pointer is ignored and the bytes are
-//!   delivered in line;
-//! * no ECN (ECE/CWR are never set);
-//! * a SYN arriving in TIME-WAIT is not used to reopen the connection (RFC 6191); it gets
-//!   the TIME-WAIT ACK;
-//! * SACK-based recovery retransmits holes reported by the peer one per duplicate ACK
-//!   (RFC 6675's pipe algorithm is approximated by NewReno's cwnd inflation);
-//! * RACK/TLP, F-RTO, D-SACK processing, PRR and pacing are not implemented;
+//! * initial window is 10 segments (RFC 6928), not RFC 5681's 4; after an idle period
+//!   longer than the RTO the window restarts from it (RFC 5681 §4.1, as Linux);
 //! * the FIN-WAIT-2 state of a fully closed (orphaned) connection times out after 2*MSL
-//!   (Linux `tcp_fin_timeout`-like); a half-closed one waits forever.
+//!   (Linux `tcp_fin_timeout`-like); a half-closed one waits forever;
+//! * closing with unread data, or data arriving after Close, resets the connection
+//!   (RFC 2525 §2.17, as Linux);
+//! * unacceptable segments without data and challenge ACKs share one per-connection rate
+//!   limit of one ACK per 500 ms (RFC 5961 §7, Linux's `tcp_invalid_ratelimit`);
+//! * a zero-window probe is one byte of new data (RFC 9293 §3.8.6.1); SND.MAX is not
+//!   advanced by it, so pure ACKs (SEQ = SND.MAX) stay acceptable to the peer;
+//! * the receive window is `recv_buf - delivered-but-not-credited`; out-of-order data
+//!   lies inside that window, so undelivered + unconsumed bytes never exceed `recv_buf`;
+//!   out-of-order bytes are additionally bounded by `max_ooo_bytes`.
+//!
+//! Not implemented (TODO):
+//! * SYN cookies: SYNs beyond `max_half_open` (or a full accept queue) are dropped;
+//! * urgent data (URG): the urgent pointer is ignored and the bytes delivered in line;
+//! * ECN (ECE/CWR are never set);
+//! * data carried on a SYN is not queued (it is not acknowledged, so the peer resends it);
+//! * RFC 6675's pipe algorithm: SACK recovery retransmits one reported hole per ACK on top
+//!   of NewReno's cwnd inflation; RACK/TLP, F-RTO, D-SACK, PRR and pacing are absent;
 
 pub mod congestion;
 pub mod endpoint;
@@ -93,7 +103,8 @@ pub struct TcpConfig {
     pub initial_rto: Duration,
     /// R2 for data: timeouts in a row before the connection fails with TimedOut (M-20).
     pub max_retries: u32,
-    /// R2 for SYN / SYN-ACK (M-23 wants >= 3 minutes; settable, M-21/M-22).
+    /// R2 for SYN / SYN-ACK: retransmissions before giving up (settable, M-21/M-22).
+    /// The default 7 waits 1+2+4+8+16+32+60+60 s = 183 s >= 3 minutes (M-23).
     pub syn_retries: u32,
     /// Delayed-ACK timer (< 500 ms, M-40).
     pub delayed_ack: Duration,
@@ -125,7 +136,7 @@ impl Default for TcpConfig {
             max_rto: Duration::from_secs(60),
             initial_rto: Duration::from_secs(1),
             max_retries: 15,
-            syn_retries: 6,
+            syn_retries: 7,
             delayed_ack: Duration::from_millis(40),
             max_ooo_bytes: 1 << 20,
             max_half_open: 1024,
@@ -153,24 +164,44 @@ pub enum ListenAddr {
 /// Commands from the application (socket facade) to one connection.
 #[derive(Debug)]
 pub enum AppCommand {
+    /// Application data. Never more than the send credit (initial credit = `send_buf`,
+    /// then `SendCredit` events); bytes beyond the free buffer are dropped and reported
+    /// with `Error(WouldBlock)`. After a shutdown of writing: `Error(BrokenPipe)`.
     Write(Vec<u8>),
+    /// The application consumed this many delivered bytes: reopens the receive window
+    /// (a window update is sent when the window had (nearly) closed, M-39).
     ReadCredit(usize),
+    /// Send a FIN after the queued data (half-close; reading continues).
     ShutdownWrite,
+    /// Further incoming data is discarded (still acknowledged).
     ShutdownRead,
+    /// The handle was dropped: graceful close of both directions; RST instead if
+    /// delivered data was never credited (unread), as Linux.
     Close,
+    /// Send RST (in synchronized states) and drop the TCB.
     Abort,
+    /// Disable (true) or enable Nagle's algorithm (M-17).
     SetNodelay(bool),
+    /// Keep-alive idle time, None = off (M-24, M-25).
     SetKeepalive(Option<Duration>),
 }
 
 /// Events for one connection's socket.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SocketEvent {
+    /// Active open completed; a `SendCredit` with the free send buffer follows.
     Connected { local: SocketAddr, remote: SocketAddr },
+    /// In-order payload. Delivered-but-not-credited bytes never exceed `recv_buf`.
     Data(Vec<u8>),
+    /// This many more bytes of send buffer are free (data was acknowledged).
     SendCredit(usize),
+    /// The peer sent FIN (after all its data).
     Eof,
+    /// ConnectionRefused (RST to our SYN, ICMP port unreachable in SYN-SENT),
+    /// ConnectionReset (RST in a synchronized state), TimedOut (retransmissions, probes
+    /// or keep-alive exhausted); BrokenPipe / WouldBlock for misused writes (non-fatal).
     Error(std::io::ErrorKind),
+    /// The TCB is gone (after TIME-WAIT, last ACK, reset, abort or timeout). Last event.
     Closed,
 }
 
@@ -179,7 +210,12 @@ pub enum SocketEvent {
 pub enum Event {
     /// 3-way handshake done for a passive open; it is in the listener's accept queue.
     /// A `Conn(conn, SendCredit(send_buf))` follows.
-    Accepted { listener: ListenerId, conn: ConnId, local: SocketAddr, remote: SocketAddr },
+    Accepted {
+        listener: ListenerId,
+        conn: ConnId,
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
     Conn(ConnId, SocketEvent),
 }
 

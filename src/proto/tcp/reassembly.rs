@@ -82,11 +82,14 @@ impl Reassembly {
         stored
     }
 
+    /// Merge adjacent entries when the right one is not larger than the left one (an
+    /// amortized append; a small piece is never grown by copying a large one — adjacent
+    /// entries are simply popped one after the other).
     fn coalesce(&mut self) {
         let mut i = 0;
         while i + 1 < self.entries.len() {
             let end = self.entries[i].0.wrapping_add(self.entries[i].1.len() as u32);
-            if end == self.entries[i + 1].0 {
+            if end == self.entries[i + 1].0 && self.entries[i].1.len() >= self.entries[i + 1].1.len() {
                 if let Some((_, next)) = self.entries.remove(i + 1) {
                     self.entries[i].1.extend_from_slice(&next);
                 }
@@ -120,9 +123,21 @@ impl Reassembly {
         }
     }
 
-    /// The stored ranges `(left, right)` in order.
+    /// The stored ranges `(left, right)` in order, adjacent entries merged (maximal
+    /// contiguous blocks, as SACK reports them).
     pub fn ranges(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
-        self.entries.iter().map(|(s, d)| (*s, s.wrapping_add(d.len() as u32)))
+        let mut it = self.entries.iter().map(|(s, d)| (*s, s.wrapping_add(d.len() as u32))).peekable();
+        std::iter::from_fn(move || {
+            let (l, mut r) = it.next()?;
+            while let Some(&(nl, nr)) = it.peek() {
+                if nl != r {
+                    break;
+                }
+                r = nr;
+                it.next();
+            }
+            Some((l, r))
+        })
     }
 
     /// The stored range containing `seq`, if any.
@@ -147,7 +162,10 @@ mod tests {
         assert_eq!(r.ranges().count(), 1);
         assert_eq!(r.pop(base), None);
         assert_eq!(r.insert(base, base, b"ABCD", false), 4);
-        let d = r.pop(base).unwrap();
+        assert_eq!(r.ranges().count(), 1, "adjacent entries form one range");
+        let mut d = r.pop(base).unwrap();
+        assert_eq!(&d, b"ABCD", "a small piece is not merged into a larger one");
+        d.extend(r.pop(base.wrapping_add(4)).unwrap());
         assert_eq!(&d, b"ABCDEFGHxxKLxx");
         assert!(r.is_empty());
         assert_eq!(r.bytes(), 0);
@@ -161,7 +179,8 @@ mod tests {
         assert_eq!(r.bytes(), 10);
         // Unbounded insert for in-order data still works.
         assert_eq!(r.insert(0, 0, b"abcde", false), 5);
-        assert_eq!(r.pop(0).unwrap(), b"abcde0123456789");
+        assert_eq!(r.pop(0).unwrap(), b"abcde");
+        assert_eq!(r.pop(5).unwrap(), b"0123456789");
         let mut r = Reassembly::new(1 << 20);
         for i in 0..(MAX_ENTRIES as u32 + 10) {
             r.insert(0, 10 + i * 2, b"x", true);

@@ -25,7 +25,14 @@ pub struct RttEstimator {
 impl RttEstimator {
     /// RFC 6298 §2.1: before any sample RTO = initial (1 s).
     pub fn new(initial: Duration, min_rto: Duration, max_rto: Duration) -> Self {
-        RttEstimator { srtt: None, rttvar: Duration::ZERO, base_rto: initial.clamp(min_rto, max_rto), backoff: 0, min_rto, max_rto }
+        RttEstimator {
+            srtt: None,
+            rttvar: Duration::ZERO,
+            base_rto: initial.clamp(min_rto, max_rto),
+            backoff: 0,
+            min_rto,
+            max_rto,
+        }
     }
 
     /// Feed one RTT measurement `r` (RFC 6298 §2.2, §2.3; α = 1/8, β = 1/4).

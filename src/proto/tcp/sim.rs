@@ -214,6 +214,9 @@ impl Sim {
                 }
             }
             let app = &mut node.app;
+            if app.closed {
+                app.pending_credit.clear();
+            }
             if let (Some(c), true) = (app.conn, app.connected) {
                 if app.closed {
                     continue;
@@ -304,14 +307,37 @@ impl Sim {
     /// Run an A->B and B->A transfer of `len_a`/`len_b` bytes to completion (both sides
     /// Closed). Panics with the seed on failure.
     pub fn transfer(&mut self, len_a: usize, len_b: usize, seed: u64, limit: Duration) -> Duration {
-        let port = 7777;
-        let b_addr = SocketAddr::new(self.nodes[1].ip, port);
-        self.nodes[1].ep.listen(ListenAddr::Addr(b_addr), 16).unwrap();
+        self.transfer_opts(len_a, len_b, seed, limit, false)
+    }
+
+    /// Like [`Sim::transfer`]; with `simultaneous` both sides connect to each other at the
+    /// same time (RFC 9293 simultaneous open) instead of client/listener.
+    pub fn transfer_opts(
+        &mut self,
+        len_a: usize,
+        len_b: usize,
+        seed: u64,
+        limit: Duration,
+        simultaneous: bool,
+    ) -> Duration {
         self.nodes[0].app.to_send = data(len_a, seed ^ 0xa);
         self.nodes[1].app.to_send = data(len_b, seed ^ 0xb);
-        let a_ip = self.nodes[0].ip;
-        let c = self.nodes[0].ep.connect(self.now, a_ip, b_addr).unwrap();
-        self.nodes[0].app.conn = Some(c);
+        let (a_ip, b_ip) = (self.nodes[0].ip, self.nodes[1].ip);
+        if simultaneous {
+            // Endpoint ports start at a key-derived offset: keys [1; 16] / [2; 16] give
+            // 49152 + 0x01010101 % 16384 and 49152 + 0x02020202 % 16384.
+            let pa = 49152 + (0x0101_0101u32 % 16384) as u16;
+            let pb = 49152 + (0x0202_0202u32 % 16384) as u16;
+            let c = self.nodes[0].ep.connect(self.now, a_ip, SocketAddr::new(b_ip, pb)).unwrap();
+            self.nodes[0].app.conn = Some(c);
+            let c = self.nodes[1].ep.connect(self.now, b_ip, SocketAddr::new(a_ip, pa)).unwrap();
+            self.nodes[1].app.conn = Some(c);
+        } else {
+            let b_addr = SocketAddr::new(b_ip, 7777);
+            self.nodes[1].ep.listen(ListenAddr::Addr(b_addr), 16).unwrap();
+            let c = self.nodes[0].ep.connect(self.now, a_ip, b_addr).unwrap();
+            self.nodes[0].app.conn = Some(c);
+        }
         loop {
             self.settle();
             if self.nodes.iter().all(|n| n.app.closed) {
@@ -417,8 +443,13 @@ fn lossy_transfers_many_seeds() {
 
 #[test]
 fn lossy_transfer_1mib() {
-    let faults =
-        Faults { loss: 0.03, dup: 0.02, reorder: 0.1, delay: Duration::from_millis(20), jitter: Duration::from_millis(30) };
+    let faults = Faults {
+        loss: 0.03,
+        dup: 0.02,
+        reorder: 0.1,
+        delay: Duration::from_millis(20),
+        jitter: Duration::from_millis(30),
+    };
     let mut s = Sim::new(sim_cfg(), sim_cfg(), faults, 99);
     let t = s.transfer(1 << 20, 1 << 20, 99, Duration::from_secs(600));
     eprintln!("1mib: {t:?} a {:?} b {:?}", s.stats(0), s.stats(1));
@@ -431,10 +462,11 @@ fn lossy_transfer_1mib() {
 fn stress_many_seeds() {
     let n: u64 = std::env::var("STRESS_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(100);
     let first: u64 = std::env::var("STRESS_FIRST").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let max_loss = if std::env::var("STRESS_TINY").is_ok() { 0.03 } else { 0.10 };
     for seed in first..first + n {
         let mut r = StdRng::seed_from_u64(seed);
         let faults = Faults {
-            loss: r.gen_range(0.0..0.10),
+            loss: r.gen_range(0.0..max_loss),
             dup: r.gen_range(0.0..0.05),
             reorder: r.gen_range(0.0..0.3),
             delay: Duration::from_millis(r.gen_range(1..50)),
@@ -456,6 +488,9 @@ fn stress_many_seeds() {
         if r.gen_bool(0.2) {
             cfg.mtu = r.gen_range(576..1500);
         }
+        if std::env::var("STRESS_TINY").is_ok() {
+            cfg.mtu = r.gen_range(60..576);
+        }
         let mut cfg_b = cfg.clone();
         if r.gen_bool(0.3) {
             cfg_b.sack = !cfg.sack;
@@ -468,7 +503,8 @@ fn stress_many_seeds() {
         if r.gen_bool(0.3) {
             s.nodes[1].app.read_delay = Some(Duration::from_millis(r.gen_range(1..2000)));
         }
-        s.transfer(la, lb, seed, Duration::from_secs(3600));
+        let simultaneous = r.gen_bool(0.1);
+        s.transfer_opts(la, lb, seed, Duration::from_secs(3600), simultaneous);
     }
 }
 
@@ -490,4 +526,28 @@ fn ipv6_small_mtu_transfer() {
     s.nodes[0].ip = "fd00::1".parse().unwrap();
     s.nodes[1].ip = "fd00::2".parse().unwrap();
     s.transfer(300_000, 300_000, 6, Duration::from_secs(600));
+}
+
+/// Rough speed check of the core (release): `cargo test --release --lib bench_core -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_core_transfer() {
+    let mut s = Sim::new(sim_cfg(), sim_cfg(), Faults::NONE, 7);
+    let t0 = std::time::Instant::now();
+    s.transfer(64 << 20, 0, 7, Duration::from_secs(600));
+    let el = t0.elapsed();
+    eprintln!(
+        "64 MiB through two endpoints (emit+parse+checksum both ways) in {el:?}: {:.1} Gbit/s, {} segments",
+        (64u64 << 23) as f64 / el.as_secs_f64() / 1e9,
+        s.segments
+    );
+}
+
+#[test]
+fn simultaneous_open_and_close_transfer() {
+    for seed in 0..4u64 {
+        let faults = if seed == 0 { Faults::NONE } else { Faults { loss: 0.05, ..Faults::NONE } };
+        let mut s = Sim::new(sim_cfg(), sim_cfg(), faults, seed);
+        s.transfer_opts(50_000, 50_000, seed, Duration::from_secs(600), true);
+    }
 }

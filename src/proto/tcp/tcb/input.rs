@@ -1,0 +1,554 @@
+//! Segment arrival (RFC 9293 §3.10.7): SYN-SENT processing, the acceptability test,
+//! RST/SYN/ACK checks, loss detection on ACKs, segment text and FIN.
+
+use super::*;
+
+impl Tcb {
+    // ------------------------------------------------------------------------------------
+    // Segment arrival (RFC 9293 §3.10.7)
+    // ------------------------------------------------------------------------------------
+
+    pub(crate) fn handle_segment(&mut self, now: Instant, ctx: &mut Ctx, r: &TcpRepr, payload: &[u8]) {
+        match self.state {
+            State::Closed | State::Listen => {}
+            State::SynSent => self.on_syn_sent(now, ctx, r, payload),
+            _ => self.on_segment(now, ctx, r, payload),
+        }
+        self.update_timers(now);
+    }
+
+    /// RFC 9293 §3.10.7.3.
+    fn on_syn_sent(&mut self, now: Instant, ctx: &mut Ctx, r: &TcpRepr, payload: &[u8]) {
+        let f = r.flags;
+        // First: the ACK must acknowledge our SYN.
+        if f.ack && !(seq::gt(r.ack, self.iss) && seq::le(r.ack, self.snd_max)) {
+            if !f.rst {
+                self.queue_rst_for_ack(r.ack);
+            }
+            ctx.stats.dropped += 1;
+            return;
+        }
+        if f.rst {
+            // Only an RST that acknowledges our SYN is acceptable (RFC 9293 §3.10.7.3).
+            if f.ack {
+                ctx.stats.rst_in += 1;
+                self.close_with(Some(ErrorKind::ConnectionRefused));
+            }
+            return;
+        }
+        if !f.syn {
+            return;
+        }
+        self.irs = r.seq;
+        self.rcv_nxt = r.seq.wrapping_add(1);
+        self.last_recv = now;
+        let cfg = ctx.cfg;
+        self.negotiate(cfg, r);
+        self.rcv_adv = self.rcv_nxt.wrapping_add(self.syn_window() as u32);
+        self.snd_wnd = r.window as usize; // SYN windows are never scaled
+        self.max_snd_wnd = self.snd_wnd;
+        self.snd_wl1 = r.seq;
+        self.snd_wl2 = r.ack;
+        if f.ack {
+            // SYN-ACK: our SYN is acked.
+            if let (true, Some((_, tsecr))) = (self.ts_ok, r.options.timestamps) {
+                self.rtt_sample_ts(now, ctx.epoch, tsecr);
+            } else if !self.syn_retransmitted {
+                if let Some((_, t)) = self.rtt_timing {
+                    self.rtt.sample(now.saturating_duration_since(t));
+                }
+            }
+            self.rtt_timing = None;
+            if self.syn_retransmitted {
+                self.rtt.syn_was_retransmitted();
+            }
+            self.snd_una = r.ack;
+            if seq::lt(self.snd_nxt, self.snd_una) {
+                self.snd_nxt = self.snd_una;
+            }
+            self.retries = 0;
+            self.state = if self.fin_queued { State::FinWait1 } else { State::Established };
+            self.push_event(SocketEvent::Connected { local: self.local, remote: self.remote });
+            self.push_event(SocketEvent::SendCredit(self.sndbuf.free()));
+            self.ack_now = true;
+            // Data or FIN on the SYN-ACK (rare).
+            let seq1 = r.seq.wrapping_add(1);
+            if !payload.is_empty() {
+                self.process_text(now, ctx, seq1, payload);
+            }
+            if r.flags.fin && seq1.wrapping_add(payload.len() as u32) == self.rcv_nxt {
+                self.process_fin(now);
+            }
+        } else {
+            // Simultaneous open (M-10): SYN-RECEIVED, send SYN,ACK with our ISS.
+            self.state = State::SynReceived;
+            self.syn_pending = true;
+        }
+    }
+
+    /// Segment processing for SYN-RECEIVED and the synchronized states (§3.10.7.4).
+    fn on_segment(&mut self, now: Instant, ctx: &mut Ctx, r: &TcpRepr, payload: &[u8]) {
+        let f = r.flags;
+        let seg_len = r.segment_len(payload.len()) as usize;
+
+        // A retransmitted SYN in SYN-RECEIVED: resend the SYN-ACK.
+        if self.state == State::SynReceived && f.syn && !f.ack && !f.rst && r.seq == self.irs {
+            self.syn_pending = true;
+            return;
+        }
+        // Simultaneous open (RFC 9293 §3.5 figure 8): the peer's SYN-ACK repeats its SYN
+        // (SEQ = IRS) and acknowledges ours. Its SYN is old, but its ACK completes the
+        // handshake (as Linux, which accepts a segment ending at RCV.NXT).
+        if self.state == State::SynReceived && f.syn && f.ack && !f.rst && r.seq == self.irs {
+            if seq::gt(r.ack, self.snd_una) && seq::le(r.ack, self.snd_max) {
+                if self.establish_from_syn_received(ctx, r) {
+                    self.snd_una = r.ack;
+                    if seq::lt(self.snd_nxt, r.ack) {
+                        self.snd_nxt = r.ack;
+                    }
+                    self.retries = 0;
+                    self.ack_now = true;
+                }
+            } else {
+                self.queue_rst_for_ack(r.ack);
+            }
+            return;
+        }
+
+        // RFC 7323 §5.3 PAWS (before the sequence check; never for RST).
+        if self.ts_ok && !f.rst {
+            if let (Some((tsval, _)), Some(at)) = (r.options.timestamps, self.ts_recent_at) {
+                let stale = now.saturating_duration_since(at) > PAWS_IDLE;
+                if !stale && seq::lt(tsval, self.ts_recent) {
+                    ctx.stats.paws_rejected += 1;
+                    ctx.stats.dropped += 1;
+                    // ACK and drop; for segments without data the ACK is rate limited.
+                    if seg_len == 0 {
+                        self.challenge_ack(now, ctx.stats);
+                    } else {
+                        self.ack_now = true;
+                    }
+                    return;
+                }
+            }
+        }
+
+        // RFC 9293 §3.10.7.4 first: acceptability (four cases).
+        let wnd = self.rcv_wnd() as u32;
+        let rcv_end = self.rcv_nxt.wrapping_add(wnd);
+        let acceptable = match (seg_len, wnd) {
+            (0, 0) => r.seq == self.rcv_nxt,
+            (0, _) => seq::in_range(r.seq, self.rcv_nxt, rcv_end),
+            (_, 0) => false,
+            (n, _) => {
+                seq::in_range(r.seq, self.rcv_nxt, rcv_end)
+                    || seq::in_range(r.seq.wrapping_add(n as u32 - 1), self.rcv_nxt, rcv_end)
+            }
+        };
+
+        // Second: RST (RFC 5961 §3.2).
+        if f.rst {
+            if r.seq == self.rcv_nxt {
+                ctx.stats.rst_in += 1;
+                self.on_reset();
+            } else if seq::in_range(r.seq, self.rcv_nxt, self.rcv_nxt.wrapping_add(wnd.max(1))) {
+                self.challenge_ack(now, ctx.stats);
+            } else {
+                ctx.stats.dropped += 1;
+            }
+            return;
+        }
+
+        if !acceptable {
+            ctx.stats.dropped += 1;
+            // M-66: with a zero window, still process a valid ACK at RCV.NXT.
+            if wnd == 0 && r.seq == self.rcv_nxt && f.ack && !f.syn && self.state != State::SynReceived {
+                self.last_recv = now;
+                self.process_ack(now, ctx, r, 0);
+                self.after_ack_transitions(now);
+            }
+            if self.state == State::TimeWait && f.fin {
+                // §3.10.7.4: a retransmitted FIN restarts the 2*MSL timer.
+                self.close_at = Some(now + self.msl * 2);
+            }
+            // <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>. For segments without data (old pure
+            // ACKs, SYNs) the answer is rate limited like a challenge ACK (as Linux's
+            // tcp_invalid_ratelimit): duplicated old ACKs must not turn into duplicate ACKs.
+            if seg_len == 0 || f.syn {
+                self.challenge_ack(now, ctx.stats);
+            } else {
+                self.ack_now = true;
+            }
+            return;
+        }
+        self.last_recv = now;
+        self.keepalive_probes = 0;
+        self.keepalive_at = None;
+
+        // RFC 7323 §4.3: TS.Recent only from a segment covering Last.ACK.sent.
+        if let (true, Some((tsval, _))) = (self.ts_ok, r.options.timestamps) {
+            if seq::le(r.seq, self.last_ack_sent) {
+                self.ts_recent = tsval;
+                self.ts_recent_at = Some(now);
+            }
+        }
+
+        // Fourth: SYN in a synchronized state -> challenge ACK (RFC 5961 §4.2).
+        if f.syn {
+            self.challenge_ack(now, ctx.stats);
+            return;
+        }
+
+        // Trim to the window: use only the new bytes (left edge) and what fits (right).
+        let mut s = r.seq;
+        let mut data = payload;
+        let mut fin = f.fin;
+        if seq::lt(s, self.rcv_nxt) {
+            let skip = (self.rcv_nxt.wrapping_sub(s) as usize).min(data.len());
+            data = &data[skip..];
+            s = s.wrapping_add(skip as u32);
+            if fin && seq::lt(s, self.rcv_nxt) {
+                fin = false; // an old FIN (cannot be: RCV.NXT would be past it)
+            }
+        }
+        let room = seq::dist(s, rcv_end);
+        if data.len() > room {
+            data = &data[..room];
+            fin = false;
+        }
+
+        // Fifth: ACK.
+        if !f.ack {
+            ctx.stats.dropped += 1;
+            return;
+        }
+        if self.state == State::SynReceived {
+            if seq::gt(r.ack, self.snd_una) && seq::le(r.ack, self.snd_max) {
+                if !self.establish_from_syn_received(ctx, r) {
+                    return;
+                }
+            } else {
+                self.queue_rst_for_ack(r.ack);
+                return;
+            }
+        }
+        if !self.process_ack(now, ctx, r, seg_len) {
+            return;
+        }
+        if self.after_ack_transitions(now) {
+            return;
+        }
+
+        // Seventh: segment text.
+        if !data.is_empty() {
+            if self.state.can_recv_data() {
+                if self.orphaned {
+                    // Data for a closed socket: reset (Linux, RFC 2525 §2.17).
+                    self.queue_abort_rst();
+                    self.close_with(None);
+                    return;
+                }
+                self.process_text(now, ctx, s, data);
+            } else {
+                self.ack_now = true;
+            }
+        }
+
+        // Eighth: FIN.
+        if fin {
+            let fin_at = s.wrapping_add(data.len() as u32);
+            if fin_at == self.rcv_nxt {
+                self.process_fin(now);
+            } else if self.state.can_recv_data() {
+                self.ooo_fin = Some(fin_at);
+                self.ack_now = true;
+            }
+        }
+    }
+
+    /// SYN-RECEIVED -> ESTABLISHED (or FIN-WAIT-1 if the application already shut down
+    /// writing) on an acceptable ACK of our SYN. Returns false if the accept queue is full.
+    fn establish_from_syn_received(&mut self, ctx: &mut Ctx, r: &TcpRepr) -> bool {
+        if self.listener.is_some() && !self.accept_room {
+            // Accept queue full: stay half-open, the SYN-ACK will be retransmitted.
+            ctx.stats.dropped += 1;
+            return false;
+        }
+        self.state = if self.fin_queued { State::FinWait1 } else { State::Established };
+        // The window of a segment with SYN is never scaled (RFC 7323 §2.2).
+        self.snd_wnd = if r.flags.syn { r.window as usize } else { (r.window as usize) << self.snd_wscale };
+        self.max_snd_wnd = self.snd_wnd;
+        self.snd_wl1 = r.seq;
+        self.snd_wl2 = r.ack;
+        if self.syn_retransmitted {
+            self.rtt.syn_was_retransmitted();
+        }
+        if self.listener.is_some() {
+            // The endpoint emits Accepted (+ SendCredit) before our queued events.
+            self.just_established = true;
+            self.announced = true;
+        } else {
+            self.push_event(SocketEvent::Connected { local: self.local, remote: self.remote });
+            self.push_event(SocketEvent::SendCredit(self.sndbuf.free()));
+        }
+        true
+    }
+
+    /// State changes caused by our FIN being acknowledged. Returns true if the TCB closed.
+    fn after_ack_transitions(&mut self, now: Instant) -> bool {
+        if !self.fin_acked() {
+            return false;
+        }
+        match self.state {
+            State::FinWait1 => {
+                self.state = State::FinWait2;
+                if self.orphaned {
+                    self.close_at = Some(now + self.msl * 2);
+                }
+            }
+            State::Closing => self.enter_time_wait(now),
+            State::LastAck => {
+                self.close_with(None);
+                return true;
+            }
+            _ => {}
+        }
+        false
+    }
+
+    fn on_reset(&mut self) {
+        match self.state {
+            State::SynReceived if self.listener.is_some() && !self.announced => {
+                // M-11: back to LISTEN (the listener is untouched; the TCB goes away).
+                self.state = State::Closed;
+            }
+            State::SynReceived => self.close_with(Some(ErrorKind::ConnectionRefused)),
+            State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait => {
+                // M-12: reset is distinguishable from a close.
+                self.close_with(Some(ErrorKind::ConnectionReset))
+            }
+            _ => self.close_with(None),
+        }
+    }
+
+    fn rtt_sample_ts(&mut self, now: Instant, epoch: Instant, tsecr: u32) {
+        if tsecr == 0 {
+            return;
+        }
+        let ms = self.ts_now(now, epoch).wrapping_sub(tsecr);
+        // Ignore echoes that are not ours (e.g. garbage) — more than the RTO cap.
+        if ms < 120_000 {
+            self.rtt.sample(Duration::from_millis(ms as u64));
+        }
+    }
+
+    /// Fifth step for synchronized states: returns false if the segment must be dropped.
+    fn process_ack(&mut self, now: Instant, ctx: &mut Ctx, r: &TcpRepr, seg_len: usize) -> bool {
+        let ack = r.ack;
+        // RFC 5961 §5.2: SND.UNA - MAX.SND.WND <= SEG.ACK <= SND.NXT (we use SND.MAX, or
+        // the end of an outstanding zero-window probe).
+        let limit = self.probe_end.map_or(self.snd_max, |p| seq::max(p, self.snd_max));
+        if seq::gt(ack, limit) {
+            ctx.stats.dropped += 1;
+            self.challenge_ack(now, ctx.stats);
+            return false;
+        }
+        let lower = self.snd_una.wrapping_sub(self.max_snd_wnd.min(1 << 30) as u32);
+        if seq::lt(ack, lower) {
+            ctx.stats.dropped += 1;
+            self.challenge_ack(now, ctx.stats);
+            return false;
+        }
+        self.persist_probes = 0; // M-37: an answered probe keeps the connection
+        let new_wnd = (r.window as usize) << self.snd_wscale;
+        let new_sack =
+            self.sack_ok && self.scoreboard.update(seq::max(ack, self.snd_una), self.snd_max, &r.options.sack_blocks);
+        if seq::gt(ack, self.snd_una) {
+            let mut acked = seq::dist(self.snd_una, ack);
+            let total_acked = acked;
+            if self.snd_una == self.iss {
+                acked -= 1; // our SYN
+            }
+            if let Some(fs) = self.fin_seq {
+                if seq::gt(ack, fs) && seq::le(self.snd_una, fs) {
+                    acked = acked.saturating_sub(1); // our FIN
+                }
+            }
+            let data_acked = acked.min(self.sndbuf.len());
+            self.sndbuf.consume(data_acked);
+            // RTT sample (RFC 6298 §3 / RFC 7323 §4.1; Karn's rule for timed segments).
+            match (self.ts_ok, r.options.timestamps) {
+                (true, Some((_, tsecr))) => self.rtt_sample_ts(now, ctx.epoch, tsecr),
+                _ => {
+                    if let Some((end, t)) = self.rtt_timing {
+                        if seq::ge(ack, end) {
+                            self.rtt.sample(now.saturating_duration_since(t));
+                            self.rtt_timing = None;
+                        }
+                    }
+                }
+            }
+            self.snd_una = ack;
+            if seq::lt(self.snd_nxt, ack) {
+                self.snd_nxt = ack;
+            }
+            if seq::lt(self.snd_max, ack) {
+                self.snd_max = ack; // an accepted zero-window probe
+            }
+            if self.probe_end.is_some_and(|p| seq::le(p, self.snd_max)) {
+                self.probe_end = None;
+            }
+            self.retries = 0;
+            self.rto_repeated = false;
+            if seq::lt(self.high_rxt, ack) {
+                self.high_rxt = ack;
+            }
+            // Congestion control.
+            if self.in_recovery {
+                if seq::ge(ack, self.recover) {
+                    // Full ACK (RFC 6582 §3.2 step 6).
+                    let flight = seq::dist(self.snd_una, self.snd_max);
+                    self.cc.on_exit_recovery(flight);
+                    self.in_recovery = false;
+                    self.dupacks = 0;
+                } else {
+                    // Partial ACK: retransmit the next hole (step 5).
+                    self.cc.on_partial_ack(total_acked);
+                    self.rexmit_one = Some(self.snd_una);
+                    self.sack_rexmit = self.sack_ok;
+                    self.rto_at = None; // restarted below (first partial ACK resets timer)
+                }
+            } else {
+                self.dupacks = 0;
+                self.cc.on_ack(now, total_acked, self.rtt.srtt);
+            }
+            // RFC 6298 §5.3: restart the timer for the remaining data.
+            self.rto_at = None;
+            if data_acked > 0 {
+                self.push_event(SocketEvent::SendCredit(data_acked));
+            }
+        } else if ack == self.snd_una {
+            // RFC 5681 §2 duplicate ACK.
+            // Zero-window probe answers are not duplicate ACKs.
+            let dup = self.snd_max != self.snd_una
+                && self.snd_wnd > 0
+                && seg_len == 0
+                && new_wnd == self.snd_wnd
+                && !r.flags.syn
+                && !r.flags.fin;
+            if dup {
+                self.dupacks += 1;
+                if self.in_recovery {
+                    self.cc.on_dup_ack_in_recovery();
+                    self.sack_rexmit = self.sack_ok;
+                } else if self.dupacks == DUPACK_THRESHOLD && seq::gt(ack, self.recover) {
+                    // RFC 6582 §3.2 step 2 / RFC 5681 §3.2 step 2-3.
+                    self.enter_recovery(now, ctx);
+                }
+            }
+        }
+        if self.sack_ok && self.snd_una != self.snd_max {
+            if !self.in_recovery
+                && seq::gt(self.snd_una, self.recover)
+                && self.scoreboard.sacked_bytes() >= DUPACK_THRESHOLD as usize * self.smss()
+            {
+                // RFC 6675 §5 (IsLost): DupThresh segments SACKed above SND.UNA mean loss,
+                // even when the ACKs ride on data segments (no pure duplicate ACKs).
+                self.enter_recovery(now, ctx);
+            } else if self.in_recovery && new_sack {
+                self.sack_rexmit = true;
+            }
+        }
+        // RFC 9293 §3.10.7.4 fifth: window update when the segment is newer.
+        if seq::lt(self.snd_wl1, r.seq) || (self.snd_wl1 == r.seq && seq::le(self.snd_wl2, ack)) {
+            self.snd_wnd = new_wnd;
+            self.snd_wl1 = r.seq;
+            self.snd_wl2 = ack;
+            self.max_snd_wnd = self.max_snd_wnd.max(new_wnd);
+            if new_wnd > 0 {
+                self.persist_backoff = 0;
+            }
+        }
+        true
+    }
+
+    /// Fast retransmit and enter fast recovery (RFC 5681 §3.2 steps 2-3, RFC 6582 §3.2).
+    fn enter_recovery(&mut self, now: Instant, ctx: &mut Ctx) {
+        let flight = seq::dist(self.snd_una, self.snd_max);
+        self.cc.on_enter_recovery(now, flight);
+        self.in_recovery = true;
+        self.recover = self.snd_max;
+        self.high_rxt = self.snd_una;
+        self.rexmit_one = Some(self.snd_una);
+        self.rtt_timing = None;
+        ctx.stats.fast_retransmits += 1;
+    }
+
+    /// In-window data at `s` (already trimmed to `[RCV.NXT, RCV.ADV)`).
+    fn process_text(&mut self, now: Instant, _ctx: &mut Ctx, s: u32, data: &[u8]) {
+        if s == self.rcv_nxt {
+            let had_ooo = !self.ooo.is_empty();
+            if !had_ooo {
+                self.rcv_nxt = self.rcv_nxt.wrapping_add(data.len() as u32);
+                self.deliver(data.to_vec());
+            } else {
+                self.ooo.insert(self.rcv_nxt, s, data, false);
+                while let Some(d) = self.ooo.pop(self.rcv_nxt) {
+                    self.rcv_nxt = self.rcv_nxt.wrapping_add(d.len() as u32);
+                    self.deliver(d);
+                }
+                // RFC 5681 §4.2: ACK a hole-filling segment at once.
+                self.ack_now = true;
+            }
+            if self.ooo.is_empty() {
+                self.recent_blocks.clear();
+            }
+            if self.ooo_fin == Some(self.rcv_nxt) {
+                self.ooo_fin = None;
+                self.process_fin(now);
+            }
+            // Delayed ACK (RFC 5681 §4.2, M-40): at least every second full segment.
+            // "Full-sized" is estimated from the largest segment seen (as Linux does).
+            self.rcv_mss_est = self.rcv_mss_est.max(data.len()).min(self.our_mss);
+            self.unacked_bytes += data.len();
+            if self.unacked_bytes >= 2 * self.rcv_mss_est {
+                self.ack_now = true;
+            } else if self.delack_at.is_none() {
+                self.delack_at = Some(now + self.delayed_ack);
+            }
+        } else {
+            // Out of order: keep (bounded), ACK at once with SACK blocks (RFC 5681 §4.2).
+            self.ooo.insert(self.rcv_nxt, s, data, true);
+            self.recent_blocks.note(s);
+            self.ack_now = true;
+        }
+    }
+
+    fn deliver(&mut self, d: Vec<u8>) {
+        if d.is_empty() || self.read_shutdown {
+            return; // discarded after ShutdownRead (still ACKed)
+        }
+        self.rcv_unconsumed += d.len();
+        self.push_event(SocketEvent::Data(d));
+    }
+
+    fn process_fin(&mut self, now: Instant) {
+        self.rcv_nxt = self.rcv_nxt.wrapping_add(1);
+        self.ack_now = true;
+        self.ooo.clear();
+        self.push_event(SocketEvent::Eof);
+        match self.state {
+            State::SynReceived | State::Established => self.state = State::CloseWait,
+            State::FinWait1 => {
+                if self.fin_acked() {
+                    self.enter_time_wait(now);
+                } else {
+                    self.state = State::Closing; // simultaneous close
+                }
+            }
+            State::FinWait2 => self.enter_time_wait(now),
+            State::TimeWait => self.close_at = Some(now + self.msl * 2),
+            _ => {}
+        }
+    }
+}

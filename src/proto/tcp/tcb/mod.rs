@@ -1,0 +1,824 @@
+//! One connection: the RFC 9293 state machine with its send and receive sides.
+//!
+//! Sequence-space invariants (all comparisons modulo 2^32, see [`seq`]):
+//! * `ISS <= SND.UNA <= SND.NXT <= SND.MAX`. `SND.MAX` is the highest sequence number ever
+//!   sent; `SND.NXT` is rewound to `SND.UNA` on a retransmission timeout (go-back-N, with
+//!   SACKed ranges skipped) and on PMTU shrinking.
+//! * Byte 0 of the send buffer is sequence number `SND.UNA` (or `ISS+1` while the SYN is
+//!   unacknowledged); the FIN, once queued, sits right after the last buffered byte.
+//! * `RCV.NXT <= RCV.ADV`: `RCV.ADV` is the right edge of the window we advertised and it
+//!   never moves left (we never shrink the window, RFC 9293 §3.8.6.2.2); it never exceeds
+//!   `RCV.NXT + recv_buf - unconsumed`, so undelivered plus unconsumed bytes fit the buffer.
+//! * The retransmission timer runs iff `SND.NXT != SND.UNA` (something in flight); the
+//!   persist timer runs iff data or a FIN is waiting while nothing is in flight (zero window
+//!   probing, M-35/M-36, and the sender SWS override timer, M-38).
+//! * Events for the application are queued in `events`; `Closed` is the last one and is only
+//!   produced for connections the application knows (`announced`).
+
+mod input;
+mod output;
+
+use super::congestion::{CongestionControl, Cubic, NewReno};
+use super::reassembly::Reassembly;
+use super::rtt::RttEstimator;
+use super::sack::{RecentBlocks, Scoreboard};
+use super::sendbuf::SendBuffer;
+use super::{
+    seq, AppCommand, CongestionAlgorithm, ConnId, IcmpErrorKind, ListenerId, SocketEvent, TcpConfig, TcpStats,
+};
+use crate::wire::tcp::{TcpFlags, TcpOptions, TcpRepr};
+use std::collections::VecDeque;
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// The eleven states of RFC 9293 §3.3.2. `Listen` is represented by listeners in the
+/// endpoint; a TCB is never in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Closed,
+    Listen,
+    SynSent,
+    SynReceived,
+    Established,
+    FinWait1,
+    FinWait2,
+    CloseWait,
+    Closing,
+    LastAck,
+    TimeWait,
+}
+
+impl State {
+    /// States in which our side may still send data.
+    fn can_send_data(self) -> bool {
+        matches!(self, State::Established | State::CloseWait | State::FinWait1 | State::LastAck | State::Closing)
+    }
+    /// States in which new data from the peer is accepted (RFC 9293 §3.10.7.4 seventh).
+    fn can_recv_data(self) -> bool {
+        matches!(self, State::Established | State::FinWait1 | State::FinWait2)
+    }
+}
+
+/// RFC 9293 §3.7.1 / M-15: default send MSS without the option.
+const DEFAULT_MSS_V4: usize = 536;
+const DEFAULT_MSS_V6: usize = 1220;
+/// Smallest peer MSS we honour (Linux and smoltcp clamp to 48).
+const MIN_PEER_MSS: usize = 48;
+/// RFC 7323 §2.3: the shift is at most 14.
+const MAX_WSCALE: u8 = 14;
+/// RFC 7323 §3.2: timestamps option plus two NOPs.
+const TS_OPT_LEN: usize = 12;
+/// One challenge ACK per connection per this interval (RFC 5961 §7, Linux 500 ms).
+const CHALLENGE_ACK_INTERVAL: Duration = Duration::from_millis(500);
+/// Keep-alive probes before giving up (Linux tcp_keepalive_probes); interval between them.
+const KEEPALIVE_PROBES: u32 = 9;
+const KEEPALIVE_INTERVAL_MAX: Duration = Duration::from_secs(75);
+/// RFC 7323 §5.5: TS.Recent is invalid after 24 days of idleness.
+const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
+/// RFC 5681 §3.2: fast retransmit on the third duplicate ACK.
+const DUPACK_THRESHOLD: u32 = 3;
+
+/// Read-only endpoint context and counters handed to TCB operations.
+pub(crate) struct Ctx<'a> {
+    pub cfg: &'a TcpConfig,
+    pub epoch: Instant,
+    pub stats: &'a mut TcpStats,
+}
+
+pub(crate) type Emit<'a> = dyn FnMut(&TcpRepr, &[u8]) + 'a;
+
+#[derive(Debug)]
+pub struct Tcb {
+    pub id: ConnId,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub state: State,
+    /// The listener of a passive open.
+    pub listener: Option<ListenerId>,
+    /// The application knows this connection (active open, or Accepted was emitted).
+    pub(crate) announced: bool,
+    /// A passive open just completed its handshake (the endpoint emits Accepted).
+    pub(crate) just_established: bool,
+    /// Set by the endpoint before each segment: the listener's accept queue has room.
+    pub(crate) accept_room: bool,
+    pub(crate) half_open_counted: bool,
+    pub(crate) tw_counted: bool,
+    pub(crate) in_dirty: bool,
+    pub(crate) reported_deadline: Option<Instant>,
+    pub(crate) events: VecDeque<SocketEvent>,
+    /// One control segment (RST) to send before anything else.
+    pub(crate) rst_out: Option<TcpRepr>,
+
+    // --- send sequence space (RFC 9293 §3.3.1)
+    iss: u32,
+    snd_una: u32,
+    snd_nxt: u32,
+    snd_max: u32,
+    /// Peer window in bytes (already scaled).
+    snd_wnd: usize,
+    snd_wl1: u32,
+    snd_wl2: u32,
+    max_snd_wnd: usize,
+    snd_wscale: u8,
+    sndbuf: SendBuffer,
+    /// The application shut down writing: a FIN follows the buffered data.
+    fin_queued: bool,
+    /// Sequence number of our FIN once it was first sent.
+    fin_seq: Option<u32>,
+
+    // --- receive sequence space
+    irs: u32,
+    rcv_nxt: u32,
+    rcv_adv: u32,
+    rcv_wscale: u8,
+    /// Shift we offer in our SYN (used if the peer offers one too).
+    rcv_wscale_offer: u8,
+    recv_buf: usize,
+    /// Delivered to the application but not yet credited back (ReadCredit).
+    rcv_unconsumed: usize,
+    ooo: Reassembly,
+    ooo_fin: Option<u32>,
+    recent_blocks: RecentBlocks,
+    read_shutdown: bool,
+    /// The application dropped its handle (Close): new data is answered with RST.
+    orphaned: bool,
+
+    // --- options
+    our_mss: usize,
+    /// Peer MSS (from its option or the default), clamped, and lowered by PMTU.
+    peer_mss: usize,
+    ts_ok: bool,
+    ts_offset: u32,
+    ts_recent: u32,
+    ts_recent_at: Option<Instant>,
+    last_ack_sent: u32,
+    sack_ok: bool,
+    scoreboard: Scoreboard,
+    ws_ok: bool,
+
+    // --- loss recovery and congestion control
+    rtt: RttEstimator,
+    cc: Box<dyn CongestionControl>,
+    /// Karn timing of one segment: (sequence number that must be acked, send time).
+    rtt_timing: Option<(u32, Instant)>,
+    dupacks: u32,
+    in_recovery: bool,
+    /// RFC 6582 `recover`.
+    recover: u32,
+    /// Highest sequence number retransmitted from a SACK hole in this recovery.
+    high_rxt: u32,
+    rexmit_one: Option<u32>,
+    sack_rexmit: bool,
+    /// End of an outstanding zero-window probe (beyond SND.MAX).
+    probe_end: Option<u32>,
+    /// The segment at SND.UNA was already retransmitted by the timer (ssthresh held).
+    rto_repeated: bool,
+    retries: u32,
+    syn_retransmitted: bool,
+    /// When we last sent a data segment (RFC 5681 §4.1 idle restart).
+    last_data_sent: Option<Instant>,
+
+    // --- timers
+    rto_at: Option<Instant>,
+    persist_at: Option<Instant>,
+    persist_backoff: u32,
+    persist_probes: u32,
+    force_send: bool,
+    delack_at: Option<Instant>,
+    keepalive: Option<Duration>,
+    keepalive_at: Option<Instant>,
+    keepalive_probes: u32,
+    send_keepalive: bool,
+    last_recv: Instant,
+    close_at: Option<Instant>,
+
+    // --- ACK generation
+    syn_pending: bool,
+    ack_now: bool,
+    unacked_bytes: usize,
+    rcv_mss_est: usize,
+    challenge_last: Option<Instant>,
+
+    nodelay: bool,
+    delayed_ack: Duration,
+    msl: Duration,
+    max_retries: u32,
+    syn_retries: u32,
+    pub(crate) soft_error: Option<IcmpErrorKind>,
+}
+
+/// Smallest window-scale shift that makes `buf` representable (RFC 7323 §2.3).
+fn wscale_for(buf: usize) -> u8 {
+    let mut s = 0u8;
+    while s < MAX_WSCALE && (buf >> s) > 0xffff {
+        s += 1;
+    }
+    s
+}
+
+impl Tcb {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        id: ConnId,
+        local: SocketAddr,
+        remote: SocketAddr,
+        iss: u32,
+        ts_offset: u32,
+        now: Instant,
+        cfg: &TcpConfig,
+        state: State,
+    ) -> Self {
+        let v6 = local.is_ipv6();
+        // M-67: advertise MTU minus IP and TCP headers.
+        let our_mss = cfg.mtu.saturating_sub(if v6 { 60 } else { 40 }).clamp(MIN_PEER_MSS, 0xffff);
+        let peer_mss = if v6 { DEFAULT_MSS_V6 } else { DEFAULT_MSS_V4 }.min(our_mss);
+        let cc: Box<dyn CongestionControl> = match cfg.congestion {
+            CongestionAlgorithm::NewReno => Box::new(NewReno::new(peer_mss)),
+            CongestionAlgorithm::Cubic => Box::new(Cubic::new(peer_mss)),
+        };
+        Tcb {
+            id,
+            local,
+            remote,
+            state,
+            listener: None,
+            announced: false,
+            just_established: false,
+            accept_room: true,
+            half_open_counted: false,
+            tw_counted: false,
+            in_dirty: false,
+            reported_deadline: None,
+            events: VecDeque::new(),
+            rst_out: None,
+            iss,
+            snd_una: iss,
+            snd_nxt: iss,
+            snd_max: iss,
+            snd_wnd: 0,
+            snd_wl1: 0,
+            snd_wl2: 0,
+            max_snd_wnd: 0,
+            snd_wscale: 0,
+            sndbuf: SendBuffer::new(cfg.send_buf),
+            fin_queued: false,
+            fin_seq: None,
+            irs: 0,
+            rcv_nxt: 0,
+            rcv_adv: 0,
+            rcv_wscale: 0,
+            rcv_wscale_offer: wscale_for(cfg.recv_buf),
+            recv_buf: cfg.recv_buf,
+            rcv_unconsumed: 0,
+            ooo: Reassembly::new(cfg.max_ooo_bytes.min(cfg.recv_buf)),
+            ooo_fin: None,
+            recent_blocks: RecentBlocks::default(),
+            read_shutdown: false,
+            orphaned: false,
+            our_mss,
+            peer_mss,
+            ts_ok: false,
+            ts_offset,
+            ts_recent: 0,
+            ts_recent_at: None,
+            last_ack_sent: 0,
+            sack_ok: false,
+            scoreboard: Scoreboard::default(),
+            ws_ok: false,
+            rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
+            cc,
+            rtt_timing: None,
+            dupacks: 0,
+            in_recovery: false,
+            recover: iss,
+            high_rxt: iss,
+            rexmit_one: None,
+            sack_rexmit: false,
+            probe_end: None,
+            rto_repeated: false,
+            retries: 0,
+            syn_retransmitted: false,
+            last_data_sent: None,
+            rto_at: None,
+            persist_at: None,
+            persist_backoff: 0,
+            persist_probes: 0,
+            force_send: false,
+            delack_at: None,
+            keepalive: cfg.keepalive.map(|d| d.clamp(Duration::from_secs(1), Duration::from_secs(365 * 24 * 3600))),
+            keepalive_at: None,
+            keepalive_probes: 0,
+            send_keepalive: false,
+            last_recv: now,
+            close_at: None,
+            syn_pending: true,
+            ack_now: false,
+            unacked_bytes: 0,
+            rcv_mss_est: our_mss.min(DEFAULT_MSS_V4),
+            challenge_last: None,
+            nodelay: !cfg.nagle,
+            delayed_ack: cfg.delayed_ack,
+            msl: cfg.msl,
+            max_retries: cfg.max_retries,
+            syn_retries: cfg.syn_retries,
+            soft_error: None,
+        }
+    }
+
+    /// Active open: a SYN is queued (RFC 9293 §3.10.1).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new_active(
+        id: ConnId,
+        local: SocketAddr,
+        remote: SocketAddr,
+        iss: u32,
+        ts_offset: u32,
+        now: Instant,
+        cfg: &TcpConfig,
+    ) -> Self {
+        let mut t = Tcb::new(id, local, remote, iss, ts_offset, now, cfg, State::SynSent);
+        t.announced = true;
+        t.ws_ok = cfg.window_scale;
+        t.ts_ok = cfg.timestamps;
+        t.sack_ok = cfg.sack;
+        t
+    }
+
+    /// Passive open from a SYN received by a listener (RFC 9293 §3.10.7.2).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new_passive(
+        id: ConnId,
+        local: SocketAddr,
+        remote: SocketAddr,
+        iss: u32,
+        ts_offset: u32,
+        now: Instant,
+        cfg: &TcpConfig,
+        listener: ListenerId,
+        syn: &TcpRepr,
+    ) -> Self {
+        let mut t = Tcb::new(id, local, remote, iss, ts_offset, now, cfg, State::SynReceived);
+        t.listener = Some(listener);
+        t.irs = syn.seq;
+        t.rcv_nxt = syn.seq.wrapping_add(1);
+        t.snd_wnd = syn.window as usize; // never scaled in a SYN (RFC 7323 §2.2)
+        t.max_snd_wnd = t.snd_wnd;
+        t.snd_wl1 = syn.seq;
+        t.negotiate(cfg, syn);
+        t.rcv_adv = t.rcv_nxt.wrapping_add(t.syn_window() as u32);
+        t
+    }
+
+    /// Apply the options of the peer's SYN (RFC 9293 §3.7.1, RFC 7323 §2.2/§3.2, RFC 2018 §2).
+    fn negotiate(&mut self, cfg: &TcpConfig, syn: &TcpRepr) {
+        let o = &syn.options;
+        if let Some(m) = o.mss {
+            // Clamp a tiny peer MSS; never exceed what our own link can carry.
+            self.peer_mss = (m as usize).max(MIN_PEER_MSS).min(self.our_mss.max(MIN_PEER_MSS));
+        }
+        match (cfg.window_scale, o.window_scale) {
+            (true, Some(s)) => {
+                self.ws_ok = true;
+                self.snd_wscale = s.min(MAX_WSCALE);
+                self.rcv_wscale = self.rcv_wscale_offer;
+            }
+            _ => {
+                self.ws_ok = false;
+                self.snd_wscale = 0;
+                self.rcv_wscale = 0;
+            }
+        }
+        self.ts_ok = cfg.timestamps && o.timestamps.is_some();
+        if let (true, Some((tsval, _))) = (self.ts_ok, o.timestamps) {
+            self.ts_recent = tsval;
+            self.ts_recent_at = Some(self.last_recv);
+        }
+        self.sack_ok = cfg.sack && o.sack_permitted;
+        self.cc.set_mss(self.smss());
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Small helpers
+    // ------------------------------------------------------------------------------------
+
+    /// Sender MSS for congestion control: peer MSS minus the timestamps option (M-16).
+    pub fn smss(&self) -> usize {
+        let opt = if self.ts_ok { TS_OPT_LEN } else { 0 };
+        self.peer_mss.saturating_sub(opt).max(1)
+    }
+
+    fn syn_window(&self) -> usize {
+        self.recv_buf.min(0xffff)
+    }
+
+    /// Sequence number of byte 0 of the send buffer.
+    fn buf_seq(&self) -> u32 {
+        if self.snd_una == self.iss {
+            self.iss.wrapping_add(1)
+        } else {
+            self.snd_una
+        }
+    }
+
+    fn data_end(&self) -> u32 {
+        self.buf_seq().wrapping_add(self.sndbuf.len() as u32)
+    }
+
+    fn fin_acked(&self) -> bool {
+        self.fin_seq.is_some_and(|f| seq::gt(self.snd_una, f))
+    }
+
+    /// The receive window we currently grant (RCV.WND = RCV.ADV - RCV.NXT).
+    fn rcv_wnd(&self) -> usize {
+        seq::dist(self.rcv_nxt, self.rcv_adv)
+    }
+
+    fn ts_now(&self, now: Instant, epoch: Instant) -> u32 {
+        (now.saturating_duration_since(epoch).as_millis() as u32).wrapping_add(self.ts_offset)
+    }
+
+    fn push_event(&mut self, e: SocketEvent) {
+        if self.announced {
+            self.events.push_back(e);
+        }
+    }
+
+    /// Leave the connection: state CLOSED, optional error, then Closed.
+    fn close_with(&mut self, err: Option<ErrorKind>) {
+        if let Some(e) = err {
+            self.push_event(SocketEvent::Error(e));
+        }
+        self.push_event(SocketEvent::Closed);
+        self.state = State::Closed;
+        self.rto_at = None;
+        self.persist_at = None;
+        self.delack_at = None;
+        self.keepalive_at = None;
+        self.close_at = None;
+        self.ooo.clear();
+    }
+
+    /// RFC 6191: a new SYN may end TIME-WAIT if its timestamp (or, without timestamps, its
+    /// sequence number) is beyond anything of the old incarnation.
+    pub(crate) fn time_wait_reopenable(&self, r: &TcpRepr) -> bool {
+        if self.state != State::TimeWait || !r.flags.syn || r.flags.ack || r.flags.rst {
+            return false;
+        }
+        match (self.ts_ok, r.options.timestamps) {
+            (true, Some((tsval, _))) => seq::gt(tsval, self.ts_recent),
+            _ => seq::gt(r.seq, self.rcv_nxt),
+        }
+    }
+
+    /// End the connection now (Closed event), e.g. TIME-WAIT ended by a new SYN.
+    pub(crate) fn force_close(&mut self) {
+        self.close_with(None);
+    }
+
+    /// Queue an RST|ACK for an abort (RFC 9293 §3.10.5: `<SEQ=SND.NXT><CTL=RST>`).
+    fn queue_abort_rst(&mut self) {
+        self.rst_out = Some(TcpRepr {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            seq: self.snd_max,
+            ack: self.rcv_nxt,
+            flags: TcpFlags { rst: true, ack: true, ..Default::default() },
+            window: 0,
+            urgent: 0,
+            options: TcpOptions::default(),
+        });
+    }
+
+    fn queue_rst_for_ack(&mut self, ack: u32) {
+        self.rst_out = Some(TcpRepr {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            seq: ack,
+            ack: 0,
+            flags: TcpFlags { rst: true, ..Default::default() },
+            window: 0,
+            urgent: 0,
+            options: TcpOptions::default(),
+        });
+    }
+
+    fn enter_time_wait(&mut self, now: Instant) {
+        self.state = State::TimeWait;
+        // M-13: 2*MSL.
+        self.close_at = Some(now + self.msl * 2);
+        self.rto_at = None;
+        self.persist_at = None;
+        self.keepalive_at = None;
+    }
+
+    /// RFC 5961 §3.2/§4.2/§5.2 challenge ACK, rate limited per connection (§7).
+    fn challenge_ack(&mut self, now: Instant, stats: &mut TcpStats) {
+        let ok = self.challenge_last.is_none_or(|t| now.saturating_duration_since(t) >= CHALLENGE_ACK_INTERVAL);
+        if ok {
+            self.challenge_last = Some(now);
+            self.ack_now = true;
+            stats.challenge_acks += 1;
+        }
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Deadlines
+    // ------------------------------------------------------------------------------------
+
+    /// The earliest deadline this connection wants.
+    pub fn deadline(&self) -> Option<Instant> {
+        [self.rto_at, self.persist_at, self.delack_at, self.keepalive_at, self.close_at].into_iter().flatten().min()
+    }
+
+    /// Re-establish the timer invariants after any change.
+    fn update_timers(&mut self, now: Instant) {
+        if matches!(self.state, State::Closed | State::TimeWait | State::Listen) {
+            self.rto_at = None;
+            self.persist_at = None;
+            self.keepalive_at = None;
+            if self.state == State::Closed {
+                self.delack_at = None;
+                self.close_at = None;
+            }
+            return;
+        }
+        // Retransmission timer: runs iff something is in flight (RFC 6298 §5.1, §5.2).
+        if self.snd_nxt != self.snd_una {
+            if self.rto_at.is_none() {
+                self.rto_at = Some(now + self.rtt.rto());
+            }
+        } else {
+            self.rto_at = None;
+        }
+        // Persist / SWS override timer.
+        let synced = self.state.can_send_data();
+        let unsent = seq::dist(self.snd_nxt, self.data_end()) > 0;
+        let fin_unsent = self.fin_queued && self.fin_seq.is_none_or(|f| seq::le(self.snd_nxt, f));
+        if synced && (unsent || fin_unsent) && self.snd_nxt == self.snd_una {
+            if self.persist_at.is_none() {
+                let mut d = self.rtt.rto();
+                for _ in 0..self.persist_backoff.min(16) {
+                    d = d.saturating_mul(2);
+                }
+                self.persist_at = Some(now + d.min(self.rtt_max()));
+            }
+        } else {
+            self.persist_at = None;
+        }
+        // Keep-alive: only for idle synchronized connections (M-26).
+        match self.keepalive {
+            Some(idle) if matches!(self.state, State::Established | State::CloseWait) => {
+                if self.keepalive_probes == 0 {
+                    self.keepalive_at = Some(self.last_recv + idle);
+                } else if self.keepalive_at.is_none() {
+                    self.keepalive_at = Some(now + idle.min(KEEPALIVE_INTERVAL_MAX));
+                }
+            }
+            _ => self.keepalive_at = None,
+        }
+    }
+
+    fn rtt_max(&self) -> Duration {
+        // The persist interval uses the same cap as the RTO.
+        let mut r = self.rtt.clone();
+        r.backoff = 64;
+        r.rto()
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Timers firing
+    // ------------------------------------------------------------------------------------
+
+    pub(crate) fn handle_timeout(&mut self, now: Instant, ctx: &mut Ctx) {
+        if self.close_at.is_some_and(|t| t <= now) {
+            self.close_at = None;
+            if matches!(self.state, State::TimeWait | State::FinWait2) {
+                self.close_with(None);
+                return;
+            }
+        }
+        if self.rto_at.is_some_and(|t| t <= now) {
+            self.rto_at = None;
+            self.on_rto(now, ctx);
+            if self.state == State::Closed {
+                return;
+            }
+        }
+        if self.persist_at.is_some_and(|t| t <= now) {
+            self.persist_at = None;
+            self.persist_probes += 1;
+            if self.persist_probes > self.max_retries {
+                self.close_with(Some(ErrorKind::TimedOut));
+                return;
+            }
+            self.persist_backoff = self.persist_backoff.saturating_add(1);
+            self.force_send = true;
+        }
+        if self.delack_at.is_some_and(|t| t <= now) {
+            self.delack_at = None;
+            self.ack_now = true;
+        }
+        if self.keepalive_at.is_some_and(|t| t <= now) {
+            self.keepalive_at = None;
+            let idle = self.snd_una == self.snd_max && self.sndbuf.is_empty();
+            if idle {
+                self.keepalive_probes += 1;
+                if self.keepalive_probes > KEEPALIVE_PROBES {
+                    self.close_with(Some(ErrorKind::TimedOut));
+                    return;
+                }
+                self.send_keepalive = true;
+            }
+        }
+        self.update_timers(now);
+    }
+
+    fn on_rto(&mut self, now: Instant, ctx: &mut Ctx) {
+        ctx.stats.timeouts += 1;
+        self.retries += 1;
+        let syn_state = matches!(self.state, State::SynSent | State::SynReceived);
+        let limit = if syn_state { self.syn_retries } else { self.max_retries };
+        if self.retries > limit {
+            // R2 exceeded (M-20): report TimedOut (a half-open passive TCB is silent).
+            self.close_with(Some(ErrorKind::TimedOut));
+            return;
+        }
+        // RFC 6298 §5.5: back off.
+        self.rtt.on_timeout();
+        self.rtt_timing = None;
+        if syn_state {
+            self.syn_pending = true;
+            self.syn_retransmitted = true;
+            return;
+        }
+        if self.snd_una == self.snd_max {
+            return;
+        }
+        // RFC 5681 §3.1 eq. 4 / RFC 6582 §3.2 step 4 after a timeout.
+        let flight = seq::dist(self.snd_una, self.snd_max);
+        self.cc.on_rto(now, flight, !self.rto_repeated);
+        self.rto_repeated = true;
+        self.recover = self.snd_max;
+        self.in_recovery = false;
+        self.dupacks = 0;
+        self.rexmit_one = None;
+        // RFC 2018 §8: after a timeout, SACK information is not trusted.
+        self.scoreboard.clear();
+        self.snd_nxt = self.snd_una;
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Application commands
+    // ------------------------------------------------------------------------------------
+
+    pub(crate) fn handle_app(&mut self, now: Instant, ctx: &mut Ctx, cmd: AppCommand) {
+        self.app_command(now, ctx, cmd);
+        self.update_timers(now);
+    }
+
+    fn app_command(&mut self, now: Instant, _ctx: &mut Ctx, cmd: AppCommand) {
+        match cmd {
+            AppCommand::Write(data) => {
+                let writable =
+                    matches!(self.state, State::SynSent | State::SynReceived | State::Established | State::CloseWait)
+                        && !self.fin_queued;
+                if !writable {
+                    self.push_event(SocketEvent::Error(ErrorKind::BrokenPipe));
+                    return;
+                }
+                let n = self.sndbuf.push(&data);
+                if n < data.len() {
+                    // The facade exceeded its credit: keep what fits, report the rest.
+                    self.push_event(SocketEvent::Error(ErrorKind::WouldBlock));
+                }
+            }
+            AppCommand::ReadCredit(n) => {
+                self.rcv_unconsumed = self.rcv_unconsumed.saturating_sub(n);
+                if self.window_update_due() {
+                    self.ack_now = true;
+                }
+            }
+            AppCommand::ShutdownWrite => self.shutdown_write(now),
+            AppCommand::ShutdownRead => {
+                self.read_shutdown = true;
+                self.rcv_unconsumed = 0;
+                if self.window_update_due() {
+                    self.ack_now = true;
+                }
+            }
+            AppCommand::Close => {
+                if self.rcv_unconsumed > 0 && self.state != State::SynSent {
+                    // Unread data: abort like Linux (RFC 2525 §2.17).
+                    if !matches!(self.state, State::TimeWait | State::Closed) {
+                        self.queue_abort_rst();
+                    }
+                    self.close_with(None);
+                    return;
+                }
+                self.orphaned = true;
+                self.read_shutdown = true;
+                if self.state == State::SynSent {
+                    self.close_with(None);
+                    return;
+                }
+                self.shutdown_write(now);
+                if self.state == State::FinWait2 && self.close_at.is_none() {
+                    self.close_at = Some(now + self.msl * 2);
+                }
+            }
+            AppCommand::Abort => {
+                if !matches!(self.state, State::SynSent | State::TimeWait | State::Closed) {
+                    self.queue_abort_rst();
+                }
+                self.close_with(None);
+            }
+            AppCommand::SetNodelay(b) => self.nodelay = b,
+            AppCommand::SetKeepalive(k) => {
+                // Clamp so deadline arithmetic can never overflow.
+                self.keepalive = k.map(|d| d.clamp(Duration::from_secs(1), Duration::from_secs(365 * 24 * 3600)));
+                self.keepalive_probes = 0;
+                self.keepalive_at = None;
+            }
+        }
+    }
+
+    fn shutdown_write(&mut self, _now: Instant) {
+        if self.fin_queued {
+            return;
+        }
+        match self.state {
+            // FIN-WAIT-1 once established.
+            State::SynSent | State::SynReceived => self.fin_queued = true,
+            State::Established => {
+                self.fin_queued = true;
+                self.state = State::FinWait1;
+            }
+            State::CloseWait => {
+                self.fin_queued = true;
+                self.state = State::LastAck;
+            }
+            _ => {}
+        }
+    }
+
+    /// Receiver-side SWS (M-39) + Linux's rule for a window update after the app reads:
+    /// the advertised window at most half the buffer and the new one at least double.
+    fn window_update_due(&self) -> bool {
+        if !matches!(self.state, State::Established | State::FinWait1 | State::FinWait2) {
+            return false;
+        }
+        let free = self.recv_buf.saturating_sub(self.rcv_unconsumed);
+        let max_wnd = free.min(0xffff << self.rcv_wscale);
+        let cur = self.rcv_wnd();
+        let threshold = (self.recv_buf / 2).min(self.our_mss);
+        max_wnd >= cur + threshold && cur * 2 <= self.recv_buf && max_wnd >= 2 * cur
+    }
+
+    // ------------------------------------------------------------------------------------
+    // ICMP
+    // ------------------------------------------------------------------------------------
+
+    pub(crate) fn on_icmp(&mut self, now: Instant, ctx: &mut Ctx, quoted_seq: u32, kind: IcmpErrorKind) {
+        self.icmp(ctx, quoted_seq, kind);
+        self.update_timers(now);
+    }
+
+    fn icmp(&mut self, ctx: &mut Ctx, quoted_seq: u32, kind: IcmpErrorKind) {
+        // RFC 5927 §4.1: the quoted sequence number must be in [SND.UNA, SND.MAX].
+        if !(seq::le(self.snd_una, quoted_seq) && seq::le(quoted_seq, self.snd_max)) {
+            ctx.stats.dropped += 1;
+            return;
+        }
+        match kind {
+            IcmpErrorKind::Soft => self.soft_error = Some(kind), // M-56: never abort
+            IcmpErrorKind::PortUnreachable => {
+                if self.state == State::SynSent {
+                    self.close_with(Some(ErrorKind::ConnectionRefused));
+                } else {
+                    self.soft_error = Some(kind);
+                }
+            }
+            IcmpErrorKind::PacketTooBig(mtu) => {
+                let v6 = self.local.is_ipv6();
+                // RFC 8201 §4: ignore PTB below the IPv6 minimum MTU; RFC 1191/791 576 for v4.
+                let floor = if v6 { 1280 } else { 576 };
+                let mtu = mtu as usize;
+                if mtu < floor {
+                    return;
+                }
+                let new_mss = mtu - if v6 { 60 } else { 40 };
+                // Never grow the MSS from ICMP (RFC 1191 §3, RFC 8201 §4).
+                if new_mss < self.peer_mss {
+                    self.peer_mss = new_mss;
+                    self.cc.set_mss(self.smss());
+                    // Resend what is in flight in smaller segments; not a congestion signal.
+                    if self.state.can_send_data() || self.state == State::FinWait2 {
+                        self.snd_nxt = self.snd_una;
+                        self.rtt_timing = None;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! Output: the receive window we advertise, options, and building the segments that
+//! `poll_transmit` emits (SYN, retransmissions, zero-window probes, new data, ACKs).
+
+use super::*;
+
+impl Tcb {
+    // ------------------------------------------------------------------------------------
+    // Output
+    // ------------------------------------------------------------------------------------
+
+    /// True when poll_transmit has something it must send regardless of windows.
+    pub(crate) fn wants_transmit(&self) -> bool {
+        self.rst_out.is_some()
+            || self.syn_pending
+            || self.ack_now
+            || self.rexmit_one.is_some()
+            || self.force_send
+            || self.send_keepalive
+            || self.state.can_send_data()
+    }
+
+    /// The window field for a non-SYN segment, advancing RCV.ADV (receiver SWS, M-39).
+    fn window_field(&mut self) -> u16 {
+        let s = self.rcv_wscale;
+        let free = self.recv_buf.saturating_sub(self.rcv_unconsumed);
+        let max_wnd = free.min(0xffff << s);
+        if seq::lt(self.rcv_adv, self.rcv_nxt) {
+            self.rcv_adv = self.rcv_nxt;
+        }
+        let edge = self.rcv_nxt.wrapping_add(max_wnd as u32);
+        let threshold = (self.recv_buf / 2).min(self.our_mss).max(1);
+        let target = if seq::dist(self.rcv_adv, edge) >= threshold || self.read_shutdown { edge } else { self.rcv_adv };
+        let wnd = seq::dist(self.rcv_nxt, target);
+        let mut field = (wnd >> s).min(0xffff);
+        // Rounding down must not look like shrinking if rounding up still fits the buffer.
+        if (field << s) < self.rcv_wnd() && field < 0xffff && ((field + 1) << s) <= free {
+            field += 1;
+        }
+        let adv = self.rcv_nxt.wrapping_add((field << s) as u32);
+        self.rcv_adv = seq::max(self.rcv_adv, adv);
+        field as u16
+    }
+
+    fn options(&self, now: Instant, epoch: Instant, syn: bool) -> TcpOptions {
+        let mut o = TcpOptions::default();
+        let active_syn = syn && self.state == State::SynSent;
+        if syn {
+            o.mss = Some(self.our_mss.min(0xffff) as u16);
+            if self.ws_ok {
+                o.window_scale = Some(self.rcv_wscale_offer);
+            }
+            o.sack_permitted = self.sack_ok;
+        }
+        if self.ts_ok {
+            let ecr = if active_syn { 0 } else { self.ts_recent };
+            o.timestamps = Some((self.ts_now(now, epoch), ecr));
+        }
+        if !syn && self.sack_ok && !self.ooo.is_empty() {
+            let max = if self.ts_ok { 3 } else { 4 };
+            o.sack_blocks = self.recent_blocks.blocks(max, |x| self.ooo.range_containing(x), self.ooo.ranges());
+        }
+        o
+    }
+
+    fn make_repr(&mut self, seq_no: u32, flags: TcpFlags, opts: TcpOptions) -> TcpRepr {
+        let window = if flags.syn { self.syn_window() as u16 } else { self.window_field() };
+        if flags.ack {
+            self.last_ack_sent = self.rcv_nxt;
+            self.ack_now = false;
+            self.delack_at = None;
+            self.unacked_bytes = 0;
+        }
+        TcpRepr {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            seq: seq_no,
+            ack: if flags.ack { self.rcv_nxt } else { 0 },
+            flags,
+            window,
+            urgent: 0,
+            options: opts,
+        }
+    }
+
+    /// Emit one data/FIN segment `[s, s+len)` (+FIN) from the send buffer.
+    #[allow(clippy::too_many_arguments)]
+    fn send_segment(
+        &mut self,
+        now: Instant,
+        ctx: &mut Ctx,
+        opts: TcpOptions,
+        s: u32,
+        len: usize,
+        fin: bool,
+        emit: &mut Emit,
+    ) {
+        let unsent_after = seq::dist(s.wrapping_add(len as u32), self.data_end());
+        let flags = TcpFlags { ack: true, psh: len > 0 && unsent_after == 0, fin, ..Default::default() };
+        let repr = self.make_repr(s, flags, opts);
+        let off = seq::dist(self.buf_seq(), s);
+        emit(&repr, self.sndbuf.slice(off, len));
+        ctx.stats.segments_out += 1;
+        let end = s.wrapping_add(len as u32).wrapping_add(fin as u32);
+        if seq::lt(s, self.snd_max) {
+            ctx.stats.retransmits += 1;
+            // Karn (RFC 6298 §3): no sample from a retransmitted segment.
+            if !self.ts_ok {
+                self.rtt_timing = None;
+            }
+        } else if !self.ts_ok && self.rtt_timing.is_none() {
+            self.rtt_timing = Some((end, now));
+        }
+        if fin && self.fin_seq.is_none() {
+            self.fin_seq = Some(s.wrapping_add(len as u32));
+        }
+        if len > 0 {
+            self.last_data_sent = Some(now);
+        }
+        if seq::gt(end, self.snd_max) {
+            self.snd_max = end;
+        }
+        if self.rto_at.is_none() {
+            self.rto_at = Some(now + self.rtt.rto());
+        }
+    }
+
+    pub(crate) fn poll_transmit(&mut self, now: Instant, ctx: &mut Ctx, emit: &mut Emit) {
+        if let Some(rst) = self.rst_out.take() {
+            emit(&rst, &[]);
+            ctx.stats.segments_out += 1;
+            ctx.stats.rst_out += 1;
+        }
+        match self.state {
+            State::Closed | State::Listen => return,
+            State::SynSent | State::SynReceived => {
+                if self.syn_pending || (self.state == State::SynReceived && self.ack_now) {
+                    self.syn_pending = false;
+                    let ack = self.state == State::SynReceived;
+                    let flags = TcpFlags { syn: true, ack, ..Default::default() };
+                    let opts = self.options(now, ctx.epoch, true);
+                    let repr = self.make_repr(self.iss, flags, opts);
+                    emit(&repr, &[]);
+                    ctx.stats.segments_out += 1;
+                    if self.snd_max == self.iss {
+                        self.snd_nxt = self.iss.wrapping_add(1);
+                        self.snd_max = self.snd_nxt;
+                        if !self.ts_ok {
+                            self.rtt_timing = Some((self.snd_nxt, now));
+                        }
+                    } else {
+                        ctx.stats.retransmits += 1;
+                    }
+                    if self.rto_at.is_none() {
+                        self.rto_at = Some(now + self.rtt.rto());
+                    }
+                }
+                self.update_timers(now);
+                return;
+            }
+            _ => {}
+        }
+        let opts = self.options(now, ctx.epoch, false);
+        let max_payload = self.peer_mss.saturating_sub(opts.emitted_len()).max(1);
+        let mut sent = false;
+
+        if self.state.can_send_data() || self.state == State::FinWait2 {
+            // 1. Fast retransmit / NewReno partial ACK: the segment at `s`.
+            if let Some(s) = self.rexmit_one.take() {
+                if seq::lt(s, self.snd_max) && seq::ge(s, self.snd_una) {
+                    let mut len = seq::dist(s, self.data_end()).min(max_payload);
+                    if let Some((_, he)) = self.scoreboard.next_hole(s).filter(|h| h.0 == s) {
+                        len = len.min(seq::dist(s, he));
+                    }
+                    len = len.min(seq::dist(s, self.snd_max));
+                    let fin = self.fin_seq == Some(s.wrapping_add(len as u32))
+                        && seq::gt(self.snd_max, s.wrapping_add(len as u32));
+                    if len > 0 || fin {
+                        self.send_segment(now, ctx, opts, s, len, fin, emit);
+                        self.high_rxt = seq::max(self.high_rxt, s.wrapping_add(len as u32));
+                        sent = true;
+                    }
+                }
+            }
+            // 2. SACK: retransmit the next hole the peer reported around (RFC 6675 NextSeg rule 1).
+            if self.sack_rexmit {
+                self.sack_rexmit = false;
+                if self.in_recovery {
+                    let from = seq::max(self.high_rxt, self.snd_una);
+                    if let Some((hs, he)) = self.scoreboard.next_hole(from) {
+                        let len = seq::dist(hs, he).min(max_payload).min(seq::dist(hs, self.data_end()));
+                        if len > 0 && seq::lt(hs, self.snd_max) {
+                            self.send_segment(now, ctx, opts, hs, len, false, emit);
+                            self.high_rxt = hs.wrapping_add(len as u32);
+                            sent = true;
+                        }
+                    }
+                }
+            }
+            // 3. Zero-window probe (M-35/M-36): one byte (or the FIN) beyond the window.
+            // SND.MAX is not advanced past the window (pure ACKs carry SEQ=SND.MAX);
+            // `probe_end` lets the peer acknowledge the probe.
+            if self.force_send && self.snd_wnd == 0 && self.snd_nxt == self.snd_una {
+                self.force_send = false;
+                let unsent = seq::dist(self.snd_una, self.data_end());
+                let s = self.snd_una;
+                let old_max = self.snd_max;
+                if unsent > 0 {
+                    self.send_segment(now, ctx, opts, s, 1, false, emit);
+                    sent = true;
+                } else if self.fin_queued && self.state.can_send_data() {
+                    self.send_segment(now, ctx, opts, s, 0, true, emit);
+                    sent = true;
+                }
+                if seq::gt(self.snd_max, old_max) {
+                    self.probe_end = Some(self.snd_max);
+                    self.snd_max = old_max;
+                }
+                // The probe is not "in flight" for the RTO; the persist timer covers it.
+                self.rto_at = None;
+                self.update_timers(now);
+            }
+            // 4. New data and go-back-N retransmission from SND.NXT.
+            if self.state.can_send_data() {
+                sent |= self.send_data(now, ctx, opts, max_payload, emit);
+            }
+        }
+        // 5. Keep-alive probe: <SEQ=SND.NXT-1> with no data (RFC 9293 §3.8.4).
+        if self.send_keepalive {
+            self.send_keepalive = false;
+            if !sent {
+                let flags = TcpFlags { ack: true, ..Default::default() };
+                let repr = self.make_repr(self.snd_una.wrapping_sub(1), flags, opts);
+                emit(&repr, &[]);
+                ctx.stats.segments_out += 1;
+                sent = true;
+            }
+        }
+        // The persist/override timer grants one forced segment only.
+        self.force_send = false;
+        // 6. A pure ACK if one is due and nothing carried it.
+        if self.ack_now && !sent {
+            let flags = TcpFlags { ack: true, ..Default::default() };
+            // SEQ = SND.MAX, not the (possibly rewound) send pointer: a sequence number
+            // below the peer's RCV.NXT would make the ACK unacceptable there.
+            let repr = self.make_repr(self.snd_max, flags, opts);
+            emit(&repr, &[]);
+            ctx.stats.segments_out += 1;
+        }
+        self.update_timers(now);
+    }
+
+    fn send_data(
+        &mut self,
+        now: Instant,
+        ctx: &mut Ctx,
+        opts: TcpOptions,
+        max_payload: usize,
+        emit: &mut Emit,
+    ) -> bool {
+        let mut sent = false;
+        let smss = self.smss().min(max_payload).max(1);
+        // RFC 5681 §4.1: after an idle period longer than the RTO, restart from IW.
+        if self.snd_una == self.snd_max
+            && self.last_data_sent.is_some_and(|t| now.saturating_duration_since(t) > self.rtt.rto())
+        {
+            self.cc.on_idle_restart();
+            self.last_data_sent = None;
+        }
+        // A bound on iterations: each one sends or advances SND.NXT over a SACKed range.
+        for _ in 0..100_000 {
+            let data_end = self.data_end();
+            if self.sack_ok && seq::lt(self.snd_nxt, self.snd_max) {
+                if let Some(e) = self.scoreboard.sacked_end(self.snd_nxt) {
+                    self.snd_nxt = seq::min(e, self.snd_max);
+                    continue;
+                }
+            }
+            let in_flight = seq::dist(self.snd_una, self.snd_nxt);
+            let wnd = self.snd_wnd.min(self.cc.cwnd());
+            let usable = wnd.saturating_sub(in_flight);
+            let unsent = seq::dist(self.snd_nxt, data_end);
+            let fin_pending = self.fin_queued && self.fin_seq.is_none_or(|f| seq::le(self.snd_nxt, f));
+            if unsent == 0 && !fin_pending {
+                break;
+            }
+            let mut len = unsent.min(max_payload).min(usable);
+            let retransmit = seq::lt(self.snd_nxt, self.snd_max);
+            if retransmit && self.sack_ok {
+                if let Some((hs, he)) = self.scoreboard.next_hole(self.snd_nxt) {
+                    if hs == self.snd_nxt {
+                        len = len.min(seq::dist(hs, he));
+                    }
+                }
+            }
+            let fin = fin_pending && len == unsent && (len > 0 || usable > 0);
+            if len == 0 && !fin {
+                break;
+            }
+            if !retransmit && len > 0 && len < smss && !self.force_send {
+                if len < unsent {
+                    // Sender SWS (M-38): a partial segment only if it is >= half the
+                    // largest window the peer ever offered (else wait for an ACK or the
+                    // override timer).
+                    if len < self.max_snd_wnd / 2 {
+                        break;
+                    }
+                } else if !self.nodelay && in_flight > 0 && !fin {
+                    // Nagle (RFC 896, M-17): one small segment outstanding at a time.
+                    break;
+                }
+            }
+            self.force_send = false;
+            let s = self.snd_nxt;
+            self.send_segment(now, ctx, opts, s, len, fin, emit);
+            self.snd_nxt = s.wrapping_add(len as u32).wrapping_add(fin as u32);
+            sent = true;
+        }
+        sent
+    }
+}
