@@ -1,13 +1,13 @@
 //! netstack: a user-space TCP/IP stack on a Linux TUN device.
 //!
 //! Layering (DESIGN.md §5): `wire` <- `proto` <- `actor` <- `socket` <- bins.
+pub mod actor;
 pub mod buf;
 pub mod bulk;
 pub mod device;
 pub mod proto;
-pub mod wire;
-pub mod actor;
 pub mod socket;
+pub mod wire;
 
 pub use actor::{Stack, StackConfig, StackHandle};
 pub use socket::{TcpListener, TcpStream, UdpSocket};

@@ -201,7 +201,10 @@ fn unprivileged_on_a_premade_device_and_clear_errors() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("no permission") && err.lines().count() == 1, "{err}");
         // Without even access to /dev/net/tun, the same.
-        let out = Command::new("setpriv").args(["--reuid=65534", "--regid=65534", "--clear-groups", bin, "--log", "off"]).output().unwrap();
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", bin, "--log", "off"])
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(1));
         assert!(String::from_utf8_lossy(&out.stderr).contains("no permission"));
         let out = as_nobody(bin, &["--no-configure", "--log", "off"]).output().unwrap();
@@ -215,7 +218,11 @@ fn unprivileged_on_a_premade_device_and_clear_errors() {
         ] {
             assert!(run("ip", a).0, "ip {a:?}");
         }
-        let child = as_nobody(bin, &["--no-configure", "--log", "warn"]).stdin(Stdio::null()).stdout(Stdio::null()).spawn().unwrap();
+        let child = as_nobody(bin, &["--no-configure", "--log", "warn"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
         let guard = Killed(child);
         ping_no_loss("10.0.0.2", false);
         // Busy: a second attach to the same device fails clearly.

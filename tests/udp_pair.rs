@@ -22,7 +22,7 @@ fn exchange(a_addr: &str, b_addr: &str, b_bind: &str) {
         assert_eq!(&buf[..n], &data[..], "content, size {size}");
         assert_eq!(from, sa.local_addr().unwrap());
         // and back
-        sb.send_to(&buf[..n].to_vec(), from).unwrap();
+        sb.send_to(&buf[..n], from).unwrap();
         let (n2, from2) = sa.recv_from(&mut buf).unwrap();
         assert_eq!(n2, size);
         assert_eq!(&buf[..n2], &data[..]);

@@ -76,7 +76,7 @@ impl StackHandle {
 
     /// TCP counters as of the engine's last flush.
     pub fn tcp_stats(&self) -> crate::proto::tcp::TcpStats {
-        self.stats.tcp.lock().clone()
+        *self.stats.tcp.lock()
     }
 
     /// Live TCP connections (including TIME-WAIT).

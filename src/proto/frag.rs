@@ -155,7 +155,7 @@ impl Reassembler {
     ) -> Result<Option<Reassembled>, FragDrop> {
         let end = offset + data.len();
         // RFC 8200 §4.5: non-final fragments are multiples of 8 bytes; RFC 791 implies it.
-        if end > MAX_DATAGRAM || (more && data.len() % 8 != 0) || (more && data.is_empty()) {
+        if end > MAX_DATAGRAM || (more && !data.len().is_multiple_of(8)) || (more && data.is_empty()) {
             self.discard(&key);
             return Err(FragDrop::BadGeometry);
         }

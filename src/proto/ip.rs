@@ -170,6 +170,27 @@ pub struct IpCore {
     pub accept_any_tcp: Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// What the receive path threads through: the time, the pool, and where outputs go.
+struct Io<'a> {
+    now: Instant,
+    pool: &'a Pool,
+    out: &'a mut IpOutput,
+}
+
+/// A transport payload on its way up: `buf[start..end]` from `src` to `dst`.
+struct Up {
+    src: IpAddr,
+    dst: IpAddr,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Sent to a broadcast address (no ICMP errors about it, no echo replies).
+    broadcast: bool,
+    /// `buf` starts with the datagram's own IP header, so an ICMP error can quote it
+    /// (false after reassembly).
+    whole: bool,
+}
+
 /// ICMPv4 types (RFC 792).
 mod icmp4 {
     pub const ECHO_REPLY: u8 = 0;
@@ -300,9 +321,10 @@ impl IpCore {
     /// or handed back to `pool`.
     pub fn handle_packet(&mut self, now: Instant, buf: Vec<u8>, pool: &Pool, out: &mut IpOutput) {
         inc(&self.stats.rx_packets);
+        let mut io = Io { now, pool, out };
         match buf.first().map(|b| b >> 4) {
-            Some(4) => self.rx_v4(now, buf, pool, out),
-            Some(6) => self.rx_v6(now, buf, pool, out),
+            Some(4) => self.rx_v4(&mut io, buf),
+            Some(6) => self.rx_v6(&mut io, buf),
             _ => {
                 inc(&self.stats.rx_bad_header);
                 pool.put(buf);
@@ -310,7 +332,8 @@ impl IpCore {
         }
     }
 
-    fn rx_v4(&mut self, now: Instant, mut buf: Vec<u8>, pool: &Pool, out: &mut IpOutput) {
+    fn rx_v4(&mut self, io: &mut Io, mut buf: Vec<u8>) {
+        let (now, pool) = (io.now, io.pool);
         let (src, dst, proto, hlen, total, frag_off, more, ident) = {
             let Ok(p) = Ipv4Packet::new_checked(&buf[..]) else {
                 inc(&self.stats.rx_bad_header);
@@ -354,7 +377,8 @@ impl IpCore {
                 Ok(Some(d)) => {
                     inc(&self.stats.rx_reassembled);
                     let len = d.payload.len();
-                    self.rx_transport(now, src, dst, proto, broadcast, d.payload, 0, len, None, pool, out);
+                    let up = Up { src, dst, buf: d.payload, start: 0, end: len, broadcast, whole: false };
+                    self.rx_transport(io, proto, up);
                 }
                 Ok(None) => inc(&self.stats.rx_frag_pending),
                 Err(_) => inc(&self.stats.rx_frag_dropped),
@@ -362,10 +386,11 @@ impl IpCore {
             return;
         }
         let len = buf.len();
-        self.rx_transport(now, src, dst, proto, broadcast, buf, hlen, len, Some(0), pool, out);
+        self.rx_transport(io, proto, Up { src, dst, buf, start: hlen, end: len, broadcast, whole: true });
     }
 
-    fn rx_v6(&mut self, now: Instant, mut buf: Vec<u8>, pool: &Pool, out: &mut IpOutput) {
+    fn rx_v6(&mut self, io: &mut Io, mut buf: Vec<u8>) {
+        let (now, pool) = (io.now, io.pool);
         let (src, dst, mut next) = {
             let Ok(p) = Ipv6Packet::new_checked(&buf[..]) else {
                 inc(&self.stats.rx_bad_header);
@@ -416,15 +441,8 @@ impl IpCore {
                         inc(&self.stats.rx_bad_ext_header);
                         if let Some(ptr) = ptr {
                             let pointer = (off + 2 + ptr) as u32;
-                            self.icmp6_error(
-                                now,
-                                &buf,
-                                icmp6::PARAM_PROBLEM,
-                                icmp6::CODE_UNRECOGNIZED_OPTION,
-                                pointer,
-                                pool,
-                                out,
-                            );
+                            let tc = [icmp6::PARAM_PROBLEM, icmp6::CODE_UNRECOGNIZED_OPTION];
+                            self.icmp6_error(io, &buf, tc, pointer);
                         }
                         return pool.put(buf);
                     }
@@ -458,7 +476,16 @@ impl IpCore {
                             // The reassembled payload starts with the fragmentable part's
                             // headers; walk them (no fragment header may follow).
                             let len = d.payload.len();
-                            self.rx_v6_upper(now, src_ip, dst_ip, d.proto, d.payload, 0, len, pool, out);
+                            let up = Up {
+                                src: src_ip,
+                                dst: dst_ip,
+                                buf: d.payload,
+                                start: 0,
+                                end: len,
+                                broadcast: false,
+                                whole: false,
+                            };
+                            self.rx_v6_upper(io, d.proto, up);
                         }
                         Ok(None) => inc(&self.stats.rx_frag_pending),
                         Err(_) => inc(&self.stats.rx_frag_dropped),
@@ -470,7 +497,8 @@ impl IpCore {
                 }
                 proto => {
                     let len = buf.len();
-                    return self.rx_transport(now, src_ip, dst_ip, proto, false, buf, off, len, Some(off), pool, out);
+                    let up = Up { src: src_ip, dst: dst_ip, buf, start: off, end: len, broadcast: false, whole: true };
+                    return self.rx_transport(io, proto, up);
                 }
             }
             first = false;
@@ -478,114 +506,63 @@ impl IpCore {
     }
 
     /// Upper layer of a reassembled IPv6 datagram: skip destination options, then dispatch.
-    #[allow(clippy::too_many_arguments)]
-    fn rx_v6_upper(
-        &mut self,
-        now: Instant,
-        src: IpAddr,
-        dst: IpAddr,
-        mut proto: u8,
-        buf: Vec<u8>,
-        mut off: usize,
-        end: usize,
-        pool: &Pool,
-        out: &mut IpOutput,
-    ) {
+    fn rx_v6_upper(&mut self, io: &mut Io, mut proto: u8, mut up: Up) {
         while proto == ext::DEST_OPTS || proto == ext::ROUTING || proto == ext::HOP_BY_HOP {
-            let Some(h) = buf.get(off..off + 2) else {
+            let Some(h) = up.buf.get(up.start..up.start + 2) else {
                 inc(&self.stats.rx_bad_ext_header);
                 return;
             };
             let hlen = (h[1] as usize + 1) * 8;
-            if off + hlen > end {
+            if up.start + hlen > up.end {
                 inc(&self.stats.rx_bad_ext_header);
                 return;
             }
             proto = h[0];
-            off += hlen;
+            up.start += hlen;
         }
-        self.rx_transport(now, src, dst, proto, false, buf, off, end, None, pool, out);
+        self.rx_transport(io, proto, up);
     }
 
-    /// Dispatch a transport payload `buf[start..end]`. `orig_hdr` is the offset of the
-    /// transport header inside an unfragmented original packet (so an ICMP error can quote
-    /// it), or `None` after reassembly.
-    #[allow(clippy::too_many_arguments)]
-    fn rx_transport(
-        &mut self,
-        now: Instant,
-        src: IpAddr,
-        dst: IpAddr,
-        proto: u8,
-        broadcast: bool,
-        buf: Vec<u8>,
-        start: usize,
-        end: usize,
-        orig_hdr: Option<usize>,
-        pool: &Pool,
-        out: &mut IpOutput,
-    ) {
-        let _ = orig_hdr;
-        match (proto, src) {
-            (6, _) if !broadcast => {
+    /// Dispatch a transport payload to TCP, UDP or ICMP.
+    fn rx_transport(&mut self, io: &mut Io, proto: u8, up: Up) {
+        match (proto, up.src) {
+            (6, _) if !up.broadcast => {
                 inc(&self.stats.rx_tcp);
-                out.deliver.push(Deliver::Tcp { src, dst, buf, start, end });
+                let Up { src, dst, buf, start, end, .. } = up;
+                io.out.deliver.push(Deliver::Tcp { src, dst, buf, start, end });
             }
-            (17, _) => self.rx_udp(now, src, dst, broadcast, buf, start, end, pool, out),
-            (1, IpAddr::V4(_)) => self.rx_icmp4(now, src, dst, broadcast, buf, start, end, pool, out),
-            (58, IpAddr::V6(_)) => self.rx_icmp6(now, src, dst, buf, start, end, pool, out),
+            (17, _) => self.rx_udp(io, up),
+            (1, IpAddr::V4(_)) => self.rx_icmp4(io, up),
+            (58, IpAddr::V6(_)) => self.rx_icmp6(io, up),
             _ => {
                 inc(&self.stats.rx_unknown_protocol);
-                if !broadcast && start > 0 {
+                if !up.broadcast && up.whole {
                     // RFC 1122 §3.2.2.1: protocol unreachable; RFC 8200 §4: parameter problem
-                    // pointing at the next-header field (we point at the IPv6 one when there
-                    // are no extension headers).
-                    match src {
-                        IpAddr::V4(_) => self.icmp4_error(
-                            now,
-                            &buf,
-                            icmp4::DEST_UNREACHABLE,
-                            icmp4::CODE_PROTO_UNREACHABLE,
-                            pool,
-                            out,
-                        ),
+                    // pointing at the next-header field (the IPv6 header's when there are no
+                    // extension headers).
+                    match up.src {
+                        IpAddr::V4(_) => {
+                            self.icmp4_error(io, &up.buf, [icmp4::DEST_UNREACHABLE, icmp4::CODE_PROTO_UNREACHABLE])
+                        }
                         IpAddr::V6(_) => {
-                            let ptr = if start == wire::IPV6_HEADER_LEN { 6 } else { 0 };
-                            self.icmp6_error(
-                                now,
-                                &buf,
-                                icmp6::PARAM_PROBLEM,
-                                icmp6::CODE_UNRECOGNIZED_NEXT_HEADER,
-                                ptr,
-                                pool,
-                                out,
-                            )
+                            let ptr = if up.start == wire::IPV6_HEADER_LEN { 6 } else { 0 };
+                            let tc = [icmp6::PARAM_PROBLEM, icmp6::CODE_UNRECOGNIZED_NEXT_HEADER];
+                            self.icmp6_error(io, &up.buf, tc, ptr)
                         }
                     }
                 }
-                pool.put(buf);
+                io.pool.put(up.buf);
             }
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn rx_udp(
-        &mut self,
-        now: Instant,
-        src: IpAddr,
-        dst: IpAddr,
-        broadcast: bool,
-        buf: Vec<u8>,
-        start: usize,
-        end: usize,
-        pool: &Pool,
-        out: &mut IpOutput,
-    ) {
+    fn rx_udp(&mut self, io: &mut Io, up: Up) {
         inc(&self.stats.rx_udp);
-        let seg = &buf[start..end];
+        let (src, dst) = (up.src, up.dst);
+        let seg = &up.buf[up.start..up.end];
         if seg.len() < wire::UDP_HEADER_LEN {
             inc(&self.stats.rx_udp_bad);
-            return pool.put(buf);
+            return io.pool.put(up.buf);
         }
         let sport = u16::from_be_bytes([seg[0], seg[1]]);
         let dport = u16::from_be_bytes([seg[2], seg[3]]);
@@ -593,72 +570,61 @@ impl IpCore {
         let csum = u16::from_be_bytes([seg[6], seg[7]]);
         if ulen < wire::UDP_HEADER_LEN || ulen > seg.len() {
             inc(&self.stats.rx_udp_bad);
-            return pool.put(buf);
+            return io.pool.put(up.buf);
         }
         let seg = &seg[..ulen];
         // RFC 768: zero means "no checksum" for IPv4; RFC 8200 §8.1: mandatory for IPv6.
         let need_check = csum != 0 || src.is_ipv6();
         if need_check && !wire::transport_checksum_ok(src, dst, IpProtocol::Udp, seg) {
             inc(&self.stats.rx_udp_bad);
-            return pool.put(buf);
+            return io.pool.put(up.buf);
         }
         let from = SocketAddr::new(src, sport);
         let to = SocketAddr::new(dst, dport);
         let Some(sock) = self.udp.lookup(from, to) else {
             inc(&self.stats.rx_udp_no_port);
-            if !broadcast && !src.is_unspecified() {
+            if !up.broadcast && up.whole && !src.is_unspecified() {
                 match src {
                     IpAddr::V4(_) => {
-                        self.icmp4_error(now, &buf, icmp4::DEST_UNREACHABLE, icmp4::CODE_PORT_UNREACHABLE, pool, out)
+                        self.icmp4_error(io, &up.buf, [icmp4::DEST_UNREACHABLE, icmp4::CODE_PORT_UNREACHABLE])
                     }
                     IpAddr::V6(_) => {
-                        self.icmp6_error(now, &buf, icmp6::DEST_UNREACHABLE, icmp6::CODE_PORT_UNREACHABLE, 0, pool, out)
+                        self.icmp6_error(io, &up.buf, [icmp6::DEST_UNREACHABLE, icmp6::CODE_PORT_UNREACHABLE], 0)
                     }
                 }
             }
-            return pool.put(buf);
+            return io.pool.put(up.buf);
         };
         let payload = ulen - wire::UDP_HEADER_LEN;
         if let Some(q) = self.udp_queues.get(&sock) {
             if q.load(Relaxed) as usize + payload > self.cfg.udp_queue_bytes {
                 inc(&self.stats.rx_udp_queue_full);
-                return pool.put(buf);
+                return io.pool.put(up.buf);
             }
             q.fetch_add(payload as u64, Relaxed);
         }
-        let pstart = start + wire::UDP_HEADER_LEN;
-        out.deliver.push(Deliver::Udp { sock, from, to, buf, start: pstart, end: pstart + payload });
+        let pstart = up.start + wire::UDP_HEADER_LEN;
+        io.out.deliver.push(Deliver::Udp { sock, from, to, buf: up.buf, start: pstart, end: pstart + payload });
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn rx_icmp4(
-        &mut self,
-        _now: Instant,
-        src: IpAddr,
-        dst: IpAddr,
-        broadcast: bool,
-        mut buf: Vec<u8>,
-        start: usize,
-        end: usize,
-        pool: &Pool,
-        out: &mut IpOutput,
-    ) {
+    fn rx_icmp4(&mut self, io: &mut Io, up: Up) {
+        let Up { src, dst, mut buf, start, end, broadcast, whole } = up;
         let msg = &buf[start..end];
-        if msg.len() < wire::ICMP_HEADER_LEN || wire::checksum::data(msg) != !0 {
+        if msg.len() < wire::ICMP_HEADER_LEN || wire::ones_sum(msg) != !0 {
             inc(&self.stats.rx_icmp_bad);
-            return pool.put(buf);
+            return io.pool.put(buf);
         }
         match msg[0] {
             icmp4::ECHO_REQUEST if !broadcast => {
-                // Reply in place: swap addresses, change the type, fix both checksums.
-                let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else { return pool.put(buf) };
-                if start == 0 || !self.cfg.v4.contains(&d) {
+                let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else { return io.pool.put(buf) };
+                if !whole || !self.cfg.v4.contains(&d) {
                     // A reassembled echo (no header in this buffer) or to a non-local
                     // address: build a fresh packet.
-                    let data = buf[start..end].to_vec();
-                    pool.put(buf);
-                    return self.send_icmp4(d, s, icmp4::ECHO_REPLY, 0, &data[4..], &[], pool, out);
+                    let data = buf[start + 4..end].to_vec();
+                    io.pool.put(buf);
+                    return self.send_icmp4(io, s, d, [icmp4::ECHO_REPLY, 0], &data);
                 }
+                // Reply in place: swap addresses, change the type, fix both checksums.
                 let hdr = Ipv4Header {
                     src: d,
                     dst: s,
@@ -680,11 +646,11 @@ impl IpCore {
                 m[0] = icmp4::ECHO_REPLY;
                 m[2] = 0;
                 m[3] = 0;
-                let c = !wire::checksum::data(m);
+                let c = !wire::ones_sum(m);
                 m[2..4].copy_from_slice(&c.to_be_bytes());
                 inc(&self.stats.tx_echo_replies);
                 inc(&self.stats.tx_packets);
-                out.tx.push(buf);
+                io.out.tx.push(buf);
             }
             icmp4::DEST_UNREACHABLE | icmp4::TIME_EXCEEDED | icmp4::PARAM_PROBLEM => {
                 inc(&self.stats.rx_icmp_errors);
@@ -695,40 +661,35 @@ impl IpCore {
                     }
                     _ => IcmpErrorClass::Soft,
                 };
-                self.quoted_error(&msg[8..], class, out);
-                pool.put(buf);
+                self.quoted_error(&msg[8..], class, io.out);
+                io.pool.put(buf);
             }
-            icmp4::SOURCE_QUENCH | icmp4::ECHO_REPLY | _ => {
-                // RFC 6633: source quench is ignored; replies and others have no taker.
+            icmp4::SOURCE_QUENCH => {
+                // RFC 6633: source quench is deprecated and ignored.
                 inc(&self.stats.rx_icmp_ignored);
-                pool.put(buf);
+                io.pool.put(buf);
+            }
+            _ => {
+                // Echo replies and other messages have no taker here.
+                inc(&self.stats.rx_icmp_ignored);
+                io.pool.put(buf);
             }
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn rx_icmp6(
-        &mut self,
-        _now: Instant,
-        src: IpAddr,
-        dst: IpAddr,
-        buf: Vec<u8>,
-        start: usize,
-        end: usize,
-        pool: &Pool,
-        out: &mut IpOutput,
-    ) {
+    fn rx_icmp6(&mut self, io: &mut Io, up: Up) {
+        let Up { src, dst, buf, start, end, .. } = up;
         let msg = &buf[start..end];
         if msg.len() < wire::ICMP_HEADER_LEN || !wire::transport_checksum_ok(src, dst, IpProtocol::Icmpv6, msg) {
             inc(&self.stats.rx_icmp_bad);
-            return pool.put(buf);
+            return io.pool.put(buf);
         }
         match msg[0] {
             icmp6::ECHO_REQUEST => {
-                let (IpAddr::V6(s), IpAddr::V6(d)) = (src, dst) else { return pool.put(buf) };
+                let (IpAddr::V6(s), IpAddr::V6(d)) = (src, dst) else { return io.pool.put(buf) };
                 let body = msg[4..].to_vec();
-                pool.put(buf);
-                self.send_icmp6(d, s, icmp6::ECHO_REPLY, 0, &body, pool, out);
+                io.pool.put(buf);
+                self.send_icmp6(io, s, d, [icmp6::ECHO_REPLY, 0], &body);
                 inc(&self.stats.tx_echo_replies);
             }
             icmp6::DEST_UNREACHABLE | icmp6::PACKET_TOO_BIG | icmp6::TIME_EXCEEDED | icmp6::PARAM_PROBLEM => {
@@ -741,12 +702,12 @@ impl IpCore {
                     }
                     _ => IcmpErrorClass::Soft,
                 };
-                self.quoted_error(&msg[8..], class, out);
-                pool.put(buf);
+                self.quoted_error(&msg[8..], class, io.out);
+                io.pool.put(buf);
             }
             _ => {
                 inc(&self.stats.rx_icmp_ignored);
-                pool.put(buf);
+                io.pool.put(buf);
             }
         }
     }
@@ -787,92 +748,67 @@ impl IpCore {
         self.ident
     }
 
-    /// ICMPv4 error about `orig` (a whole IPv4 packet as received).
-    fn icmp4_error(&mut self, now: Instant, orig: &[u8], ty: u8, code: u8, pool: &Pool, out: &mut IpOutput) {
+    /// ICMPv4 error `[type, code]` about `orig` (a whole IPv4 packet as received).
+    fn icmp4_error(&mut self, io: &mut Io, orig: &[u8], type_code: [u8; 2]) {
         let Ok(p) = Ipv4Packet::new_checked(orig) else { return };
-        if p.frag_offset() != 0
-            || u8::from(p.next_header()) == 1 && orig.get(p.header_len() as usize).is_some_and(|t| ![0, 8].contains(t))
-        {
-            return; // never about non-first fragments or ICMP errors
+        let is_icmp_error = u8::from(p.next_header()) == 1
+            && orig.get(p.header_len() as usize).is_some_and(|t| ![icmp4::ECHO_REPLY, icmp4::ECHO_REQUEST].contains(t));
+        if p.frag_offset() != 0 || is_icmp_error {
+            return; // never about non-first fragments or ICMP errors (RFC 1122 §3.2.2)
         }
-        if !self.icmp_bucket.take(now) {
+        if !self.icmp_bucket.take(io.now) {
             inc(&self.stats.icmp_rate_limited);
             return;
         }
-        let (s, d) = (p.dst_addr(), p.src_addr());
+        let (us, them) = (p.dst_addr(), p.src_addr());
+        // RFC 1812 §4.3.2.3: as much of the original as fits in 576 bytes; 4 unused bytes first.
         let quote_len = orig.len().min(ICMPV4_ERROR_MAX - wire::IPV4_HEADER_LEN - wire::ICMP_HEADER_LEN);
+        let mut body = Vec::with_capacity(4 + quote_len);
+        body.extend_from_slice(&[0; 4]);
+        body.extend_from_slice(&orig[..quote_len]);
         inc(&self.stats.tx_icmp_errors);
-        self.send_icmp4(s, d, ty, code, &[0; 4], &orig[..quote_len], pool, out);
+        self.send_icmp4(io, them, us, type_code, &body);
     }
 
-    /// ICMPv6 error about `orig` with the 32-bit parameter `param`.
-    #[allow(clippy::too_many_arguments)]
-    fn icmp6_error(
-        &mut self,
-        now: Instant,
-        orig: &[u8],
-        ty: u8,
-        code: u8,
-        param: u32,
-        pool: &Pool,
-        out: &mut IpOutput,
-    ) {
+    /// ICMPv6 error `[type, code]` about `orig` with the 32-bit parameter `param`.
+    fn icmp6_error(&mut self, io: &mut Io, orig: &[u8], type_code: [u8; 2], param: u32) {
         let Ok(p) = Ipv6Packet::new_checked(orig) else { return };
         if p.dst_addr().is_multicast() || p.src_addr().is_unspecified() {
             return; // RFC 4443 §2.4(e)
         }
-        if !self.icmp_bucket.take(now) {
+        if !self.icmp_bucket.take(io.now) {
             inc(&self.stats.icmp_rate_limited);
             return;
         }
-        let (s, d) = (p.dst_addr(), p.src_addr());
+        let (us, them) = (p.dst_addr(), p.src_addr());
         // RFC 4443 §2.4(c): as much of the invoking packet as fits in the minimum MTU.
         let quote_len = orig.len().min(IPV6_MIN_MTU - wire::IPV6_HEADER_LEN - wire::ICMP_HEADER_LEN);
         let mut body = Vec::with_capacity(4 + quote_len);
         body.extend_from_slice(&param.to_be_bytes());
         body.extend_from_slice(&orig[..quote_len]);
         inc(&self.stats.tx_icmp_errors);
-        self.send_icmp6(s, d, ty, code, &body, pool, out);
+        self.send_icmp6(io, them, us, type_code, &body);
     }
 
-    /// Build an ICMPv4 message: 4 bytes after type/code/checksum (`rest4`), then `data`.
-    #[allow(clippy::too_many_arguments)]
-    fn send_icmp4(
-        &mut self,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
-        ty: u8,
-        code: u8,
-        rest4: &[u8],
-        data: &[u8],
-        pool: &Pool,
-        out: &mut IpOutput,
-    ) {
-        let mut msg = Vec::with_capacity(4 + rest4.len() + data.len());
-        msg.extend_from_slice(&[ty, code, 0, 0]);
-        msg.extend_from_slice(rest4);
-        msg.extend_from_slice(data);
-        let c = !wire::checksum::data(&msg);
-        msg[2..4].copy_from_slice(&c.to_be_bytes());
-        self.send_datagram(IpAddr::V4(src), IpAddr::V4(dst), IpProtocol::Icmp, &msg, pool, out);
-    }
-
-    fn send_icmp6(
-        &mut self,
-        src: Ipv6Addr,
-        dst: Ipv6Addr,
-        ty: u8,
-        code: u8,
-        body: &[u8],
-        pool: &Pool,
-        out: &mut IpOutput,
-    ) {
+    /// Send an ICMPv4 message `[type, code]` to `to` from `from`; `body` follows the
+    /// checksum (the 4 "rest of header" bytes, then data).
+    fn send_icmp4(&mut self, io: &mut Io, to: Ipv4Addr, from: Ipv4Addr, type_code: [u8; 2], body: &[u8]) {
         let mut msg = Vec::with_capacity(4 + body.len());
-        msg.extend_from_slice(&[ty, code, 0, 0]);
+        msg.extend_from_slice(&[type_code[0], type_code[1], 0, 0]);
         msg.extend_from_slice(body);
-        let c = wire::transport_checksum(IpAddr::V6(src), IpAddr::V6(dst), IpProtocol::Icmpv6, &msg);
+        let c = !wire::ones_sum(&msg);
         msg[2..4].copy_from_slice(&c.to_be_bytes());
-        self.send_datagram(IpAddr::V6(src), IpAddr::V6(dst), IpProtocol::Icmpv6, &msg, pool, out);
+        self.send_datagram(IpAddr::V4(from), IpAddr::V4(to), IpProtocol::Icmp, &msg, io.pool, io.out);
+    }
+
+    /// Send an ICMPv6 message `[type, code]` to `to` from `from`.
+    fn send_icmp6(&mut self, io: &mut Io, to: Ipv6Addr, from: Ipv6Addr, type_code: [u8; 2], body: &[u8]) {
+        let mut msg = Vec::with_capacity(4 + body.len());
+        msg.extend_from_slice(&[type_code[0], type_code[1], 0, 0]);
+        msg.extend_from_slice(body);
+        let c = wire::transport_checksum(IpAddr::V6(from), IpAddr::V6(to), IpProtocol::Icmpv6, &msg);
+        msg[2..4].copy_from_slice(&c.to_be_bytes());
+        self.send_datagram(IpAddr::V6(from), IpAddr::V6(to), IpProtocol::Icmpv6, &msg, io.pool, io.out);
     }
 
     /// Send a UDP datagram. `from.ip()` may be unspecified (a source is chosen).
