@@ -29,7 +29,13 @@ fuzz_target!(|data: &[u8]| {
         if let Ok((repr, hlen)) = TcpRepr::parse(&seg, src, dst) {
             ep.handle_segment(now, src, dst, &repr, &seg[hlen..]);
         }
-        while let Some((conn, _)) = ep.poll_timer_update() {
+        let mut due = Vec::new();
+        while let Some((conn, at)) = ep.poll_timer_update() {
+            if at.is_some_and(|t| t <= now) {
+                due.push(conn);
+            }
+        }
+        for conn in due {
             ep.handle_timeout(now, conn);
         }
         ep.poll_transmit(now, &mut |_, _, _, _| {});
