@@ -100,7 +100,12 @@ fn gbit(bytes: usize, d: Duration) -> f64 {
 /// netstack: `conns` connections in parallel, one app thread each.
 fn netstack_run(conns: usize, bytes: usize, download: bool, port: u16) -> f64 {
     let dev = TunDevice::open(&TunConfig::default()).expect("tun0");
-    let stack = Stack::new(Box::new(dev), StackConfig::default(), netstack::log::discard()).unwrap();
+    let mut cfg = StackConfig::default();
+    if let Some(kib) = std::env::var("NETSTACK_BENCH_BUF_KIB").ok().and_then(|v| v.parse::<usize>().ok()) {
+        cfg.tcp.recv_buf = kib * 1024;
+        cfg.tcp.send_buf = kib * 1024;
+    }
+    let stack = Stack::new(Box::new(dev), cfg, netstack::log::discard()).unwrap();
     warm(&stack);
     let server = kernel_server(port, conns, bytes, download);
     let start = Instant::now();
@@ -136,6 +141,14 @@ fn netstack_run(conns: usize, bytes: usize, download: bool, port: u16) -> f64 {
     hs.into_iter().for_each(|h| h.join().unwrap());
     let d = start.elapsed();
     server.join().unwrap();
+    if std::env::var("NETSTACK_BENCH_STATS").is_ok() {
+        eprintln!(
+            "tcp {:?}\nip {:?}\ndev_tx_dropped {}",
+            stack.tcp_stats(),
+            stack.stats.ip.snapshot(),
+            stack.stats.dev_tx_dropped.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
     drop(stack);
     gbit(bytes * conns, d)
 }

@@ -520,11 +520,23 @@ fn capture_has_no_bad_checksums() {
                 .args(["-Y", filter])
                 .output()
                 .expect("tshark");
+            assert!(out.status.success(), "tshark -Y {filter}: {}", String::from_utf8_lossy(&out.stderr));
             String::from_utf8_lossy(&out.stdout).lines().count()
         };
+        struct Rm(std::path::PathBuf);
+        impl Drop for Rm {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+        let _rm = Rm(pcap.clone());
         let total = check("tcp");
         assert!(total > 10_000, "capture holds the transfer ({total} segments)");
-        let bad = "tcp.checksum.status == \"Bad\" || ip.checksum.status == \"Bad\"";
+        // Ours must be exact. The kernel now and then sends 0xffff where 0x0000 is computed
+        // (the same one's-complement zero, which every receiver accepts; tshark flags it
+        // citing RFC 1624), so that one case is not counted against it.
+        let bad = "(tcp.checksum.status == \"Bad\" || ip.checksum.status == \"Bad\") && \
+                   (ip.src == 10.0.0.2 || !(tcp.checksum == 0xffff && tcp.checksum_calculated == 0x0000))";
         if check(bad) != 0 {
             let out = Command::new("tshark")
                 .args(["-n", "-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE", "-r"])
@@ -537,6 +549,5 @@ fn capture_has_no_bad_checksums() {
             panic!("bad checksums in the capture:\n{}", head.join("\n"));
         }
         assert_eq!(check("_ws.malformed || _ws.expert.severity >= \"error\""), 0, "malformed segments");
-        let _ = std::fs::remove_file(&pcap);
     });
 }

@@ -13,9 +13,9 @@ use crate::proto::tcp::{
     AppCommand, ConnId, Endpoint, Event, IcmpErrorKind, ListenAddr, ListenerId, SocketEvent, TcpConfig,
 };
 use crate::wire::{self, tcp::TcpRepr, IpProtocol, Ipv4Header};
+use ahash::AHashMap as HashMap;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use slog::{debug, Logger};
-use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -80,10 +80,10 @@ pub fn run(
     let tcp_cfg: TcpConfig = cfg.tcp.clone();
     let mut e = Engine {
         ep: Endpoint::new(tcp_cfg, rand::random()),
-        conns: HashMap::new(),
-        listeners: HashMap::new(),
-        wanted: HashMap::new(),
-        armed: HashMap::new(),
+        conns: HashMap::default(),
+        listeners: HashMap::default(),
+        wanted: HashMap::default(),
+        armed: HashMap::default(),
         touched: Vec::new(),
         ident: rand::random(),
         cfg,

@@ -113,30 +113,9 @@ const PROTO_TCP: u8 = 6;
 // ---------------------------------------------------------------------------------------
 
 /// RFC 1071 one's-complement sum of `data` as 16-bit big-endian words (odd byte padded
-/// with zero), added into `acc` (not folded). Eight bytes are added at a time in native
-/// byte order with end-around carry (RFC 1071 §2(B): the sum is byte-order independent),
-/// then folded to 16 bits and converted back to big-endian word order.
+/// with zero), added into `acc` (not folded); see [`super::ones_sum`].
 fn sum_words(acc: u64, data: &[u8]) -> u64 {
-    let mut s: u64 = 0;
-    let mut chunks = data.chunks_exact(8);
-    for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        let (v, carry) = s.overflowing_add(u64::from_ne_bytes(w));
-        s = v + carry as u64;
-    }
-    let rem = chunks.remainder();
-    let mut tail = [0u8; 8];
-    tail[..rem.len()].copy_from_slice(rem);
-    let (v, carry) = s.overflowing_add(u64::from_ne_bytes(tail));
-    s = v + carry as u64;
-    // Fold 64 -> 16 bits with end-around carries, still in native order.
-    let mut x = (s >> 32) + (s & 0xffff_ffff);
-    x = (x >> 32) + (x & 0xffff_ffff);
-    x = (x >> 16) + (x & 0xffff);
-    x = (x >> 16) + (x & 0xffff);
-    x = (x >> 16) + (x & 0xffff);
-    acc + u16::from_be(x as u16) as u64
+    acc + super::ones_sum(data) as u64
 }
 
 fn fold(mut acc: u64) -> u16 {

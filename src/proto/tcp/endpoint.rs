@@ -14,7 +14,8 @@ use super::{
     AppCommand, ConnId, Event, IcmpErrorKind, ListenAddr, ListenerId, SocketEvent, State, TcpConfig, TcpStats,
 };
 use crate::wire::tcp::{TcpFlags, TcpOptions, TcpRepr};
-use std::collections::{HashMap, VecDeque};
+use ahash::AHashMap as HashMap;
+use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
@@ -84,10 +85,10 @@ impl Endpoint {
             next_conn: 1,
             next_listener: 1,
             next_port: port_seed % EPHEMERAL_N,
-            conns: HashMap::new(),
-            tuples: HashMap::new(),
-            listeners: HashMap::new(),
-            listen_addrs: HashMap::new(),
+            conns: HashMap::default(),
+            tuples: HashMap::default(),
+            listeners: HashMap::default(),
+            listen_addrs: HashMap::default(),
             listen_any: None,
             events: VecDeque::new(),
             timer_updates: VecDeque::new(),
@@ -435,6 +436,17 @@ impl Endpoint {
             }
         }
         while let Some(e) = t.events.pop_front() {
+            // Consecutive data for one connection travels as one chunk: the first chunk is
+            // allocated with room (tcb::DATA_CHUNK) and later segments fill it, so the app
+            // gets few, large Data events and each byte is still copied once.
+            if let (SocketEvent::Data(d), Some(Event::Conn(last_id, SocketEvent::Data(last)))) =
+                (&e, self.events.back_mut())
+            {
+                if *last_id == id && last.capacity() - last.len() >= d.len() {
+                    last.extend_from_slice(d);
+                    continue;
+                }
+            }
             self.events.push_back(Event::Conn(id, e));
         }
         if t.state == State::TimeWait && !t.tw_counted {

@@ -490,12 +490,12 @@ impl Tcb {
             let had_ooo = !self.ooo.is_empty();
             if !had_ooo {
                 self.rcv_nxt = self.rcv_nxt.wrapping_add(data.len() as u32);
-                self.deliver(data.to_vec());
+                self.deliver(data);
             } else {
                 self.ooo.insert(self.rcv_nxt, s, data, false);
                 while let Some(d) = self.ooo.pop(self.rcv_nxt) {
                     self.rcv_nxt = self.rcv_nxt.wrapping_add(d.len() as u32);
-                    self.deliver(d);
+                    self.deliver(&d);
                 }
                 // RFC 5681 §4.2: ACK a hole-filling segment at once.
                 self.ack_now = true;
@@ -524,12 +524,20 @@ impl Tcb {
         }
     }
 
-    fn deliver(&mut self, d: Vec<u8>) {
+    fn deliver(&mut self, d: &[u8]) {
         if d.is_empty() || self.read_shutdown {
             return; // discarded after ShutdownRead (still ACKed)
         }
         self.rcv_unconsumed += d.len();
-        self.push_event(SocketEvent::Data(d));
+        if let Some(SocketEvent::Data(last)) = self.events.back_mut() {
+            if last.capacity() - last.len() >= d.len() {
+                last.extend_from_slice(d);
+                return;
+            }
+        }
+        let mut chunk = Vec::with_capacity(d.len().max(super::DATA_CHUNK));
+        chunk.extend_from_slice(d);
+        self.push_event(SocketEvent::Data(chunk));
     }
 
     fn process_fin(&mut self, now: Instant) {

@@ -32,6 +32,10 @@ use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+/// Capacity of a delivered data chunk: in-order segments are appended to the last chunk
+/// while it has room, so the application receives few large `Data` events.
+pub(crate) const DATA_CHUNK: usize = 64 * 1024;
+
 /// The eleven states of RFC 9293 §3.3.2. `Listen` is represented by listeners in the
 /// endpoint; a TCB is never in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
