@@ -14,18 +14,7 @@ const MIB64: usize = 64 << 20;
 
 /// Wait until the kernel can reach the stack (the first packet after attach may be lost).
 fn reachable(v6: bool) {
-    let target = if v6 { "fd00::2" } else { "10.0.0.2" };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        let mut args = vec!["-c", "1", "-W", "1", target];
-        if v6 {
-            args.insert(0, "-6");
-        }
-        if run("ping", &args).0 {
-            return;
-        }
-    }
-    panic!("{target} unreachable");
+    warm_up(if v6 { "fd00::2" } else { "10.0.0.2" }, v6);
 }
 
 fn host(v6: bool) -> &'static str {

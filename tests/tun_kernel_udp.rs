@@ -8,21 +8,6 @@ use std::io::ErrorKind;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Ping until one reply arrives (the first packet after attach is sometimes lost).
-fn warm_up(target: &str, v6: bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        let mut args = vec!["-c", "1", "-W", "1", target];
-        if v6 {
-            args.insert(0, "-6");
-        }
-        if run("ping", &args).0 {
-            return;
-        }
-    }
-    panic!("no ping reply from {target} within 10 s");
-}
-
 fn ping_no_loss(target: &str, v6: bool) {
     warm_up(target, v6);
     let mut args = vec!["-c", "10", "-i", "0.05", "-W", "2", target];

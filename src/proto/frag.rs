@@ -73,6 +73,19 @@ pub struct Reassembler {
     pub stats: FragStats,
 }
 
+/// One fragment's place in its datagram.
+#[derive(Debug, Clone, Copy)]
+pub struct Fragment<'a> {
+    pub key: FragKey,
+    /// Upper-layer protocol (IPv6: the fragment header's next header).
+    pub proto: u8,
+    /// Offset of `data` in the datagram's payload, in bytes.
+    pub offset: usize,
+    /// More fragments follow (MF / M flag).
+    pub more: bool,
+    pub data: &'a [u8],
+}
+
 /// A whole datagram put back together.
 #[derive(Debug)]
 pub struct Reassembled {
@@ -116,43 +129,24 @@ impl Reassembler {
         n
     }
 
-    /// Add one fragment. `offset` is in bytes; `more` is the MF / M flag; `v6` selects the
-    /// IPv6 rules (overlap discards). Returns the datagram when it is complete.
-    #[allow(clippy::too_many_arguments)]
-    pub fn insert(
-        &mut self,
-        now: Instant,
-        key: FragKey,
-        proto: u8,
-        offset: usize,
-        more: bool,
-        data: &[u8],
-        timeout: Duration,
-        v6: bool,
-    ) -> Result<Option<Reassembled>, FragDrop> {
+    /// Add one fragment. IPv6 fragments (by the key's address family) follow RFC 8200's rules
+    /// (overlap discards, 60 s timeout), IPv4 ones RFC 791's (first data wins, 30 s).
+    /// Returns the datagram when it is complete.
+    pub fn insert(&mut self, now: Instant, f: Fragment<'_>) -> Result<Option<Reassembled>, FragDrop> {
         self.stats.fragments += 1;
-        let r = self.insert_inner(now, key, proto, offset, more, data, timeout, v6);
-        if r.is_err() {
-            self.stats.dropped += 1;
-        }
-        if let Ok(Some(_)) = r {
-            self.stats.reassembled += 1;
+        let r = self.insert_inner(now, f);
+        match r {
+            Err(_) => self.stats.dropped += 1,
+            Ok(Some(_)) => self.stats.reassembled += 1,
+            Ok(None) => {}
         }
         r
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn insert_inner(
-        &mut self,
-        now: Instant,
-        key: FragKey,
-        proto: u8,
-        offset: usize,
-        more: bool,
-        data: &[u8],
-        timeout: Duration,
-        v6: bool,
-    ) -> Result<Option<Reassembled>, FragDrop> {
+    fn insert_inner(&mut self, now: Instant, f: Fragment<'_>) -> Result<Option<Reassembled>, FragDrop> {
+        let Fragment { key, proto, offset, more, data } = f;
+        let v6 = key.src.is_ipv6();
+        let timeout = if v6 { V6_TIMEOUT } else { V4_TIMEOUT };
         let end = offset + data.len();
         // RFC 8200 §4.5: non-final fragments are multiples of 8 bytes; RFC 791 implies it.
         if end > MAX_DATAGRAM || (more && !data.len().is_multiple_of(8)) || (more && data.is_empty()) {
@@ -308,6 +302,10 @@ mod tests {
         FragKey { src: "10.0.0.1".parse().unwrap(), dst: "10.0.0.2".parse().unwrap(), proto: 17, id }
     }
 
+    fn key6(id: u32) -> FragKey {
+        FragKey { src: "fd00::1".parse().unwrap(), dst: "fd00::2".parse().unwrap(), proto: 0, id }
+    }
+
     #[test]
     fn in_order_and_reverse() {
         let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
@@ -320,7 +318,9 @@ mod tests {
             }
             let mut out = None;
             for (off, len, more) in frs {
-                out = r.insert(now, key(1), 17, off, more, &data[off..off + len], V4_TIMEOUT, false).unwrap();
+                out = r
+                    .insert(now, Fragment { key: key(1), proto: 17, offset: off, more, data: &data[off..off + len] })
+                    .unwrap();
             }
             assert_eq!(out.unwrap().payload, data);
             assert_eq!(r.held_bytes(), 0);
@@ -332,13 +332,25 @@ mod tests {
     fn v4_overlap_first_wins_v6_overlap_discards() {
         let now = Instant::now();
         let mut r = Reassembler::new(1 << 20, 16);
-        assert!(r.insert(now, key(2), 17, 0, true, &[1u8; 16], V4_TIMEOUT, false).unwrap().is_none());
+        assert!(r
+            .insert(now, Fragment { key: key(2), proto: 17, offset: 0, more: true, data: &[1u8; 16] })
+            .unwrap()
+            .is_none());
         // overlapping 8..24 with different bytes; first data (1s) wins for 8..16
-        let d = r.insert(now, key(2), 17, 8, false, &[2u8; 16], V4_TIMEOUT, false).unwrap().unwrap();
+        let d = r
+            .insert(now, Fragment { key: key(2), proto: 17, offset: 8, more: false, data: &[2u8; 16] })
+            .unwrap()
+            .unwrap();
         assert_eq!(&d.payload[..16], &[1u8; 16]);
         assert_eq!(&d.payload[16..], &[2u8; 8]);
-        assert!(r.insert(now, key(3), 17, 0, true, &[1u8; 16], V6_TIMEOUT, true).unwrap().is_none());
-        assert_eq!(r.insert(now, key(3), 17, 8, false, &[2u8; 16], V6_TIMEOUT, true).unwrap_err(), FragDrop::Overlap);
+        assert!(r
+            .insert(now, Fragment { key: key6(3), proto: 17, offset: 0, more: true, data: &[1u8; 16] })
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            r.insert(now, Fragment { key: key6(3), proto: 17, offset: 8, more: false, data: &[2u8; 16] }).unwrap_err(),
+            FragDrop::Overlap
+        );
         assert_eq!(r.partials(), 0);
         assert_eq!(r.held_bytes(), 0);
     }
@@ -347,14 +359,18 @@ mod tests {
     fn bad_geometry_and_inconsistent_end() {
         let now = Instant::now();
         let mut r = Reassembler::new(1 << 20, 16);
-        assert_eq!(r.insert(now, key(4), 17, 0, true, &[0; 7], V4_TIMEOUT, false).unwrap_err(), FragDrop::BadGeometry);
         assert_eq!(
-            r.insert(now, key(4), 17, 65_528, false, &[0; 16], V4_TIMEOUT, false).unwrap_err(),
+            r.insert(now, Fragment { key: key(4), proto: 17, offset: 0, more: true, data: &[0; 7] }).unwrap_err(),
             FragDrop::BadGeometry
         );
-        r.insert(now, key(5), 17, 16, false, &[0; 8], V4_TIMEOUT, false).unwrap();
         assert_eq!(
-            r.insert(now, key(5), 17, 32, true, &[0; 8], V4_TIMEOUT, false).unwrap_err(),
+            r.insert(now, Fragment { key: key(4), proto: 17, offset: 65_528, more: false, data: &[0; 16] })
+                .unwrap_err(),
+            FragDrop::BadGeometry
+        );
+        r.insert(now, Fragment { key: key(5), proto: 17, offset: 16, more: false, data: &[0; 8] }).unwrap();
+        assert_eq!(
+            r.insert(now, Fragment { key: key(5), proto: 17, offset: 32, more: true, data: &[0; 8] }).unwrap_err(),
             FragDrop::Inconsistent
         );
         assert_eq!(r.held_bytes(), 0);
@@ -366,7 +382,7 @@ mod tests {
         let mut r = Reassembler::new(64 * 1024, 1000);
         // Many never-completed datagrams: memory stays within the bound.
         for id in 0..1000u32 {
-            let _ = r.insert(now, key(id), 17, 8000, true, &[0u8; 1480], V4_TIMEOUT, false);
+            let _ = r.insert(now, Fragment { key: key(id), proto: 17, offset: 8000, more: true, data: &[0u8; 1480] });
             assert!(r.held_bytes() <= 64 * 1024);
         }
         assert!(r.stats.evicted > 0);
@@ -387,7 +403,7 @@ mod tests {
             let now = Instant::now();
             let mut out = None;
             for (off, l, more) in frs {
-                let got = r.insert(now, key(9), 6, off, more, &data[off..off + l], V6_TIMEOUT, true).unwrap();
+                let got = r.insert(now, Fragment { key: key6(9), proto: 6, offset: off, more, data: &data[off..off + l] }).unwrap();
                 if got.is_some() { out = got; }
             }
             prop_assert_eq!(out.unwrap().payload, data);

@@ -11,7 +11,7 @@
 //!   by a token bucket;
 //! * reassembly memory is bounded (see [`crate::proto::frag`]).
 
-use super::frag::{fragment_ranges, FragKey, Reassembler, V4_TIMEOUT, V6_TIMEOUT};
+use super::frag::{fragment_ranges, FragKey, Fragment, Reassembler};
 use super::udp::{bad_source, UdpSockId, UdpTable};
 use crate::buf::{Batch, Pool};
 use crate::wire::{self, IpProtocol, Ipv4Header, Ipv4Packet, Ipv6Packet};
@@ -370,7 +370,8 @@ impl IpCore {
         let (src, dst) = (IpAddr::V4(src), IpAddr::V4(dst));
         if more || frag_off != 0 {
             let key = FragKey { src, dst, proto, id: ident as u32 };
-            let r = self.reasm.insert(now, key, proto, frag_off, more, &buf[hlen..], V4_TIMEOUT, false);
+            let frag = Fragment { key, proto, offset: frag_off, more, data: &buf[hlen..] };
+            let r = self.reasm.insert(now, frag);
             self.update_reassembly_gauge();
             pool.put(buf);
             match r {
@@ -467,7 +468,8 @@ impl IpCore {
                         continue;
                     }
                     let key = FragKey { src: src_ip, dst: dst_ip, proto: 0, id };
-                    let r = self.reasm.insert(now, key, nh, frag_off, more, &buf[data_off..], V6_TIMEOUT, true);
+                    let frag = Fragment { key, proto: nh, offset: frag_off, more, data: &buf[data_off..] };
+                    let r = self.reasm.insert(now, frag);
                     self.update_reassembly_gauge();
                     pool.put(buf);
                     match r {

@@ -7,6 +7,7 @@ use netstack::device::tun::{TunConfig, TunDevice};
 use netstack::{Stack, StackConfig};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 pub fn under_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
@@ -102,4 +103,19 @@ pub fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;
     let d = sha2::Sha256::digest(data);
     d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Ping until one reply arrives (the first packet after attach is sometimes lost).
+pub fn warm_up(target: &str, v6: bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let mut args = vec!["-c", "1", "-W", "1", target];
+        if v6 {
+            args.insert(0, "-6");
+        }
+        if run("ping", &args).0 {
+            return;
+        }
+    }
+    panic!("no ping reply from {target} within 10 s");
 }
