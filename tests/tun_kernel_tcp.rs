@@ -475,7 +475,7 @@ fn capture_has_no_bad_checksums() {
         let pcap = std::env::temp_dir().join(format!("netstack-cap-{}.pcap", std::process::id()));
         let mut dump = Killed(
             Command::new("tcpdump")
-                .args(["-i", "tun0", "-n", "-U", "-B", "65536", "-w"])
+                .args(["-i", "tun0", "-n", "-U", "--immediate-mode", "-B", "65536", "-w"])
                 .arg(&pcap)
                 .arg("tcp port 3005")
                 .stdout(Stdio::null())

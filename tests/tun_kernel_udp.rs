@@ -218,3 +218,71 @@ fn unprivileged_on_a_premade_device_and_clear_errors() {
         assert!(run("ip", &["tuntap", "del", "dev", "tun0", "mode", "tun"]).0);
     });
 }
+
+/// What the stack sends for ping and UDP (large datagrams fragmented both ways) decodes in
+/// tshark with good checksums and nothing malformed.
+#[test]
+fn capture_of_ping_and_udp_is_well_formed() {
+    in_netns("capture_of_ping_and_udp_is_well_formed", || {
+        let stack = tun_stack();
+        warm_up("10.0.0.2", false);
+        let pcap = std::env::temp_dir().join(format!("netstack-udpcap-{}.pcap", std::process::id()));
+        let mut dump = Killed(
+            Command::new("tcpdump")
+                .args(["-i", "tun0", "-n", "-U", "--immediate-mode", "-w"])
+                .arg(&pcap)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("tcpdump"),
+        );
+        std::thread::sleep(Duration::from_millis(700));
+        assert!(run("ping", &["-c", "3", "-i", "0.1", "-s", "3000", "10.0.0.2"]).0);
+        assert!(run("ping", &["-6", "-c", "3", "-i", "0.1", "-s", "3000", "fd00::2"]).0);
+        let us = UdpSocket::bind(&stack, "0.0.0.0:9100").unwrap();
+        let us6 = UdpSocket::bind(&stack, "[::]:9100").unwrap();
+        for (s, k, dst) in [(&us, "10.0.0.1:0", "10.0.0.2:9100"), (&us6, "[fd00::1]:0", "[fd00::2]:9100")] {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let k = std::net::UdpSocket::bind(k).unwrap();
+            k.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = vec![0u8; 9000];
+            for size in [10usize, 1472, 5000] {
+                k.send_to(&pattern(size, 1), dst).unwrap();
+                let (n, from) = s.recv_from(&mut buf).unwrap();
+                s.send_to(&buf[..n], from).unwrap();
+                assert_eq!(k.recv(&mut buf).unwrap(), size);
+            }
+            // and a closed port, for an ICMP error of ours in the capture
+            k.send_to(b"x", dst.replace("9100", "9101")).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = Command::new("kill").args(["-INT", &dump.0.id().to_string()]).status();
+        let _ = dump.0.wait();
+        let check = |filter: &str| -> usize {
+            let out = Command::new("tshark")
+                .args(["-n", "-o", "udp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE", "-r"])
+                .arg(&pcap)
+                .args(["-Y", filter])
+                .output()
+                .expect("tshark");
+            assert!(out.status.success(), "tshark -Y {filter}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).lines().count()
+        };
+        let from_us = "(ip.src == 10.0.0.2 || ipv6.src == fd00::2)";
+        let icmp_replies = check(&format!("{from_us} && (icmp.type == 0 || icmpv6.type == 129)"));
+        let udp = check(&format!("{from_us} && udp"));
+        let unreach = check(&format!("{from_us} && (icmp.type == 3 || icmpv6.type == 1)"));
+        let bad = check(&format!(
+            "{from_us} && (ip.checksum.status == \"Bad\" || udp.checksum.status == \"Bad\" || \
+             icmp.checksum.status == \"Bad\" || icmpv6.checksum.status == \"Bad\" || _ws.malformed || \
+             _ws.expert.severity >= \"error\")"
+        ));
+        if std::env::var("KEEP_PCAP").is_err() {
+            let _ = std::fs::remove_file(&pcap);
+        }
+        assert!(icmp_replies >= 6, "echo replies in the capture: {icmp_replies}");
+        assert!(udp >= 6, "our UDP datagrams in the capture: {udp}");
+        assert!(unreach >= 2, "our port-unreachable errors in the capture: {unreach}");
+        assert_eq!(bad, 0, "bad or malformed packets from us");
+    });
+}
