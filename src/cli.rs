@@ -26,6 +26,9 @@ pub struct CommonArgs {
     /// Attach to an existing, already configured device (no root needed if you own it).
     #[arg(long)]
     pub no_configure: bool,
+    /// Do not ask the kernel for TCP super-segments and partial checksums (IFF_VNET_HDR).
+    #[arg(long)]
+    pub no_offload: bool,
     /// Log level: off, error, warn, info, debug, trace (default: RUST_LOG, else info).
     #[arg(long)]
     pub log: Option<String>,
@@ -79,6 +82,7 @@ impl CommonArgs {
             mtu: self.mtu,
             configure: !self.no_configure,
             host_addrs: self.host_addrs.clone(),
+            offload: !self.no_offload,
         }
     }
 

@@ -102,7 +102,9 @@ pub fn run(
         }
         for d in out.deliver.drain(..) {
             match d {
-                Deliver::Tcp { src, dst, buf, start, end } => segs.push(SegmentIn { src, dst, buf, start, end }),
+                Deliver::Tcp { src, dst, buf, start, end, csum_ok } => {
+                    segs.push(SegmentIn { src, dst, buf, start, end, csum_ok })
+                }
                 Deliver::TcpIcmp { local, remote, seq, class } => {
                     let _ = tcp.send(TcpMsg::Icmp { local, remote, seq, class });
                 }

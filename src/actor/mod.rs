@@ -110,6 +110,7 @@ impl Stack {
     /// Start the actors on `dev`.
     pub fn new(dev: Box<dyn Device>, mut cfg: StackConfig, log: Logger) -> io::Result<Stack> {
         cfg.ip.mtu = dev.mtu();
+        cfg.ip.rx_trailer = dev.rx_trailer();
         cfg.tcp.mtu = dev.mtu();
         let cfg = Arc::new(cfg);
         let pool = Pool::default();

@@ -38,5 +38,10 @@ pub trait DevTx: Send {
 pub trait Device: Send {
     /// MTU of the link in bytes (the largest IP packet it carries).
     fn mtu(&self) -> usize;
+    /// Whether each received packet ends with one metadata byte (1: the transport checksum
+    /// is already valid), as an offloading TUN device delivers them.
+    fn rx_trailer(&self) -> bool {
+        false
+    }
     fn split(self: Box<Self>) -> (Box<dyn DevRx>, Box<dyn DevTx>);
 }

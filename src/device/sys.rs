@@ -75,3 +75,73 @@ pub fn read_into(fd: RawFd, buf: &mut Vec<u8>) -> io::Result<usize> {
     unsafe { buf.set_len(n as usize) };
     Ok(n as usize)
 }
+
+/// Length of `struct virtio_net_hdr` (no mergeable buffers), the prefix of every packet on a
+/// TUN fd opened with `IFF_VNET_HDR`.
+pub const VNET_HDR_LEN: usize = 10;
+/// `VIRTIO_NET_HDR_F_NEEDS_CSUM`: the kernel left the transport checksum partial (a locally
+/// generated packet; it was never on a wire).
+pub const VNET_F_NEEDS_CSUM: u8 = 1;
+/// `VIRTIO_NET_HDR_F_DATA_VALID`: the checksum was already verified.
+pub const VNET_F_DATA_VALID: u8 = 2;
+/// `TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6`: the kernel may hand us partial checksums and TCP
+/// super-segments of up to 64 KiB.
+pub const TUN_OFFLOAD_CSUM_TSO: libc::c_ulong = 0x01 | 0x02 | 0x04;
+
+/// Open `/dev/net/tun` and attach it to TUN device `name` (created if missing) with
+/// `IFF_TUN | IFF_NO_PI | IFF_VNET_HDR`. tun-tap's `Iface` cannot ask for `IFF_VNET_HDR`,
+/// which the offload path needs; the plain path keeps using tun-tap.
+pub fn tun_open_vnet(name: &str) -> io::Result<std::fs::File> {
+    let f = std::fs::OpenOptions::new().read(true).write(true).open("/dev/net/tun")?;
+    if name.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "interface name too long"));
+    }
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(name.as_bytes()) {
+        *d = *s as libc::c_char;
+    }
+    req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
+    use std::os::fd::AsRawFd;
+    // SAFETY: TUNSETIFF reads and writes the ifreq we own for the duration of the call.
+    let r = unsafe { libc::ioctl(f.as_raw_fd(), libc::TUNSETIFF as _, &mut req as *mut libc::ifreq) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(f)
+}
+
+/// `readv` of one packet from a vnet-header TUN fd: the header into `hdr`, the packet into
+/// the spare capacity of `buf` (which must be empty). Returns the packet length.
+pub fn read_vnet(fd: RawFd, hdr: &mut [u8; VNET_HDR_LEN], buf: &mut Vec<u8>) -> io::Result<usize> {
+    debug_assert!(buf.is_empty());
+    let spare = buf.spare_capacity_mut();
+    let iov = [
+        libc::iovec { iov_base: hdr.as_mut_ptr().cast(), iov_len: VNET_HDR_LEN },
+        libc::iovec { iov_base: spare.as_mut_ptr().cast(), iov_len: spare.len() },
+    ];
+    // SAFETY: both iovecs point to memory we own, valid for writes of their lengths.
+    let n = unsafe { libc::readv(fd, iov.as_ptr(), 2) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = (n as usize).saturating_sub(VNET_HDR_LEN);
+    // SAFETY: `readv` initialised the first `n` bytes of the spare capacity, `n <= capacity`.
+    unsafe { buf.set_len(n) };
+    Ok(n)
+}
+
+/// `writev` of one packet to a vnet-header TUN fd, prefixed with `hdr`.
+pub fn write_vnet(fd: RawFd, hdr: &[u8; VNET_HDR_LEN], pkt: &[u8]) -> io::Result<usize> {
+    let iov = [
+        libc::iovec { iov_base: hdr.as_ptr() as *mut _, iov_len: VNET_HDR_LEN },
+        libc::iovec { iov_base: pkt.as_ptr() as *mut _, iov_len: pkt.len() },
+    ];
+    // SAFETY: the iovecs point to memory we own; writev only reads through them.
+    let n = unsafe { libc::writev(fd, iov.as_ptr(), 2) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}

@@ -4,6 +4,14 @@
 //! parks in `mio::Poll` until the fd is readable or the [`StopHandle`] wakes it through a
 //! `mio::Waker`. dev-tx writes on the same fd (a TUN write hands the packet to the kernel's
 //! receive path and does not block).
+//!
+//! With `offload` (the default) the fd is opened with `IFF_VNET_HDR` and `TUNSETOFFLOAD`
+//! (CSUM, TSO4, TSO6): the kernel hands over TCP super-segments of up to 64 KiB whose
+//! checksums it vouches for (partial or already verified), so one read carries up to 44
+//! segments and nobody computes a checksum for them. Each received packet then ends with one
+//! metadata byte (1: transport checksum valid), which the ip core strips
+//! ([`crate::proto::ip::IpConfig::rx_trailer`]). What we write carries a zero header (no
+//! offload requested).
 
 use super::{DevRx, DevTx, Device, StopHandle};
 use crate::buf::{Batch, Pool};
@@ -29,6 +37,8 @@ pub struct TunConfig {
     pub configure: bool,
     /// Addresses with prefix length given to the kernel side, e.g. "10.0.0.1/24".
     pub host_addrs: Vec<String>,
+    /// Let the kernel pass TCP super-segments and partial checksums (`IFF_VNET_HDR`).
+    pub offload: bool,
 }
 
 impl Default for TunConfig {
@@ -38,13 +48,31 @@ impl Default for TunConfig {
             mtu: 1500,
             configure: true,
             host_addrs: vec!["10.0.0.1/24".into(), "fe80::1/64".into(), "fd00::1/64".into()],
+            offload: true,
+        }
+    }
+}
+
+/// The open fd: through tun-tap, or (offload) opened with `IFF_VNET_HDR`.
+enum Handle {
+    Plain(Iface),
+    Vnet(std::fs::File),
+}
+
+impl Handle {
+    fn fd(&self) -> std::os::fd::RawFd {
+        match self {
+            Handle::Plain(i) => i.as_raw_fd(),
+            Handle::Vnet(f) => f.as_raw_fd(),
         }
     }
 }
 
 pub struct TunDevice {
-    iface: Arc<Iface>,
+    handle: Arc<Handle>,
+    name: String,
     mtu: usize,
+    offload: bool,
 }
 
 /// Turn an OS error from opening/attaching into a one-line message that says what to do.
@@ -100,14 +128,20 @@ impl TunDevice {
                 ),
             ));
         }
-        let iface = Iface::without_packet_info(&cfg.name, Mode::Tun).map_err(|e| explain(e, cfg))?;
-        let fd = iface.as_raw_fd();
-        super::sys::set_nonblocking(fd)?;
-        // A persistent device keeps offload flags from an earlier user: clear them, since we
-        // neither read nor write virtio-net headers.
-        let _ = super::sys::tun_set_offload(fd, 0);
-        if cfg.configure {
+        let (handle, name) = if cfg.offload {
+            let f = super::sys::tun_open_vnet(&cfg.name).map_err(|e| explain(e, cfg))?;
+            (Handle::Vnet(f), cfg.name.clone())
+        } else {
+            let iface = Iface::without_packet_info(&cfg.name, Mode::Tun).map_err(|e| explain(e, cfg))?;
             let name = iface.name().to_string();
+            (Handle::Plain(iface), name)
+        };
+        let fd = handle.fd();
+        super::sys::set_nonblocking(fd)?;
+        // Offload settings persist on a persistent device: always set them (DESIGN.md §7).
+        let flags = if cfg.offload { super::sys::TUN_OFFLOAD_CSUM_TSO } else { 0 };
+        super::sys::tun_set_offload(fd, flags)?;
+        if cfg.configure {
             let conf = format!("/proc/sys/net/ipv6/conf/{name}");
             // No kernel-generated link-local address, no DAD delay, no router solicitations:
             // the link has exactly the addresses we give it.
@@ -124,11 +158,11 @@ impl TunDevice {
             }
             run_ip(&["link", "set", "dev", &name, "up"])?;
         }
-        Ok(TunDevice { iface: Arc::new(iface), mtu: cfg.mtu })
+        Ok(TunDevice { handle: Arc::new(handle), name, mtu: cfg.mtu, offload: cfg.offload })
     }
 
     pub fn name(&self) -> &str {
-        self.iface.name()
+        &self.name
     }
 }
 
@@ -137,26 +171,30 @@ impl Device for TunDevice {
         self.mtu
     }
 
+    fn rx_trailer(&self) -> bool {
+        self.offload
+    }
+
     fn split(self: Box<Self>) -> (Box<dyn DevRx>, Box<dyn DevTx>) {
         let poll = Poll::new().expect("mio poll");
-        let fd = self.iface.as_raw_fd();
+        let fd = self.handle.fd();
         poll.registry().register(&mut SourceFd(&fd), TUN_TOKEN, Interest::READABLE).expect("register tun fd");
         let waker = Arc::new(Waker::new(poll.registry(), WAKE_TOKEN).expect("mio waker"));
         let rx = TunRx {
-            iface: self.iface.clone(),
+            handle: self.handle.clone(),
             poll,
             events: Events::with_capacity(4),
             waker,
             stopped: Arc::new(AtomicBool::new(false)),
             read_len: self.mtu.max(1280) + 64,
         };
-        let tx = TunTx { iface: self.iface };
+        let tx = TunTx { handle: self.handle };
         (Box::new(rx), Box::new(tx))
     }
 }
 
 struct TunRx {
-    iface: Arc<Iface>,
+    handle: Arc<Handle>,
     poll: Poll,
     events: Events,
     waker: Arc<Waker>,
@@ -171,12 +209,31 @@ impl DevRx for TunRx {
                 return Ok(false);
             }
             while out.len() < max {
-                let mut b = pool.get();
-                b.reserve(self.read_len);
-                match super::sys::read_into(self.iface.as_raw_fd(), &mut b) {
-                    Ok(_) => out.push(b),
-                    Err(e) => {
-                        pool.put(b);
+                let r = match &*self.handle {
+                    Handle::Plain(i) => {
+                        let mut b = pool.get();
+                        b.reserve(self.read_len);
+                        super::sys::read_into(i.as_raw_fd(), &mut b).map(|_| b).map_err(|e| (e, None))
+                    }
+                    Handle::Vnet(f) => {
+                        let mut b = pool.get_large();
+                        let mut hdr = [0u8; super::sys::VNET_HDR_LEN];
+                        match super::sys::read_vnet(f.as_raw_fd(), &mut hdr, &mut b) {
+                            Ok(_) => {
+                                let valid = hdr[0] & (super::sys::VNET_F_NEEDS_CSUM | super::sys::VNET_F_DATA_VALID);
+                                b.push(u8::from(valid != 0));
+                                Ok(b)
+                            }
+                            Err(e) => Err((e, Some(b))),
+                        }
+                    }
+                };
+                match r {
+                    Ok(b) => out.push(b),
+                    Err((e, b)) => {
+                        if let Some(b) = b {
+                            pool.put(b);
+                        }
                         match e.kind() {
                             io::ErrorKind::WouldBlock => break,
                             io::ErrorKind::Interrupted => continue,
@@ -207,7 +264,7 @@ impl DevRx for TunRx {
 }
 
 struct TunTx {
-    iface: Arc<Iface>,
+    handle: Arc<Handle>,
 }
 
 impl DevTx for TunTx {
@@ -218,7 +275,11 @@ impl DevTx for TunTx {
             // a real link.
             let mut tries = 0;
             loop {
-                match self.iface.send(&b) {
+                let r = match &*self.handle {
+                    Handle::Plain(i) => i.send(&b),
+                    Handle::Vnet(f) => super::sys::write_vnet(f.as_raw_fd(), &[0; super::sys::VNET_HDR_LEN], &b),
+                };
+                match r {
                     Ok(_) => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted && tries < 3 => tries += 1,
                     Err(_) => {

@@ -36,6 +36,10 @@ pub struct IpConfig {
     pub icmp_burst: u32,
     /// Bound on bytes queued for one UDP socket.
     pub udp_queue_bytes: usize,
+    /// Each received packet ends with one metadata byte from the device (1: the transport
+    /// checksum is already valid; an offloading TUN device, see `device::tun`). Set by
+    /// `Stack::new` from the device.
+    pub rx_trailer: bool,
 }
 
 impl Default for IpConfig {
@@ -49,6 +53,7 @@ impl Default for IpConfig {
             icmp_rate: 1000,
             icmp_burst: 50,
             udp_queue_bytes: 1 << 20,
+            rx_trailer: false,
         }
     }
 }
@@ -113,8 +118,9 @@ pub enum IcmpErrorClass {
 /// Something for a consumer other than the wire.
 #[derive(Debug)]
 pub enum Deliver {
-    /// A TCP segment: `buf[start..end]` is the TCP header and payload.
-    Tcp { src: IpAddr, dst: IpAddr, buf: Vec<u8>, start: usize, end: usize },
+    /// A TCP segment: `buf[start..end]` is the TCP header and payload. `csum_ok`: the device
+    /// vouched for its checksum, so the engine need not verify it.
+    Tcp { src: IpAddr, dst: IpAddr, buf: Vec<u8>, start: usize, end: usize, csum_ok: bool },
     /// A UDP datagram for socket `sock`: payload is `buf[start..end]`.
     Udp { sock: UdpSockId, from: SocketAddr, to: SocketAddr, buf: Vec<u8>, start: usize, end: usize },
     /// An ICMP error for a connected UDP socket.
@@ -175,6 +181,8 @@ struct Io<'a> {
     now: Instant,
     pool: &'a Pool,
     out: &'a mut IpOutput,
+    /// The device vouched for this packet's transport checksum.
+    csum_ok: bool,
 }
 
 /// A transport payload on its way up: `buf[start..end]` from `src` to `dst`.
@@ -321,7 +329,9 @@ impl IpCore {
     /// or handed back to `pool`.
     pub fn handle_packet(&mut self, now: Instant, buf: Vec<u8>, pool: &Pool, out: &mut IpOutput) {
         inc(&self.stats.rx_packets);
-        let mut io = Io { now, pool, out };
+        let mut buf = buf;
+        let csum_ok = self.cfg.rx_trailer && buf.pop() == Some(1);
+        let mut io = Io { now, pool, out, csum_ok };
         match buf.first().map(|b| b >> 4) {
             Some(4) => self.rx_v4(&mut io, buf),
             Some(6) => self.rx_v6(&mut io, buf),
@@ -530,8 +540,10 @@ impl IpCore {
         match (proto, up.src) {
             (6, _) if !up.broadcast => {
                 inc(&self.stats.rx_tcp);
-                let Up { src, dst, buf, start, end, .. } = up;
-                io.out.deliver.push(Deliver::Tcp { src, dst, buf, start, end });
+                let Up { src, dst, buf, start, end, whole, .. } = up;
+                // Only a packet as the device delivered it carries the device's word.
+                let csum_ok = io.csum_ok && whole;
+                io.out.deliver.push(Deliver::Tcp { src, dst, buf, start, end, csum_ok });
             }
             (17, _) => self.rx_udp(io, up),
             (1, IpAddr::V4(_)) => self.rx_icmp4(io, up),
@@ -576,7 +588,7 @@ impl IpCore {
         }
         let seg = &seg[..ulen];
         // RFC 768: zero means "no checksum" for IPv4; RFC 8200 §8.1: mandatory for IPv6.
-        let need_check = csum != 0 || src.is_ipv6();
+        let need_check = (csum != 0 || src.is_ipv6()) && !(io.csum_ok && up.whole);
         if need_check && !wire::transport_checksum_ok(src, dst, IpProtocol::Udp, seg) {
             inc(&self.stats.rx_udp_bad);
             return io.pool.put(up.buf);
