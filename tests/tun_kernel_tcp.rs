@@ -469,83 +469,88 @@ fn seeds_flows_with_python_peers() {
     });
 }
 
-/// A capture of a 64 MiB transfer decodes in tshark with no bad checksums or malformed
-/// segments.
+/// Run a 64 MiB upload to the kernel while tcpdump captures it; returns a counter of the
+/// displayed packets for a tshark filter (the capture is removed on drop).
+fn captured_upload(offload: bool, port: u16) -> impl Fn(&str) -> usize {
+    let cfg = netstack::device::tun::TunConfig { offload, ..Default::default() };
+    let dev = netstack::device::tun::TunDevice::open(&cfg).unwrap();
+    let stack = netstack::Stack::new(Box::new(dev), StackConfig::default(), netstack::log::discard()).unwrap();
+    reachable(false);
+    let pcap = std::env::temp_dir().join(format!("netstack-cap-{}-{port}.pcap", std::process::id()));
+    let mut dump = Killed(
+        Command::new("tcpdump")
+            .args(["-i", "tun0", "-n", "-U", "--immediate-mode", "-B", "65536", "-w"])
+            .arg(&pcap)
+            .arg(format!("tcp port {port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tcpdump"),
+    );
+    thread::sleep(Duration::from_millis(700));
+    let l = std::net::TcpListener::bind(("10.0.0.1", port)).unwrap();
+    let server = thread::spawn(move || {
+        let (mut k, _) = l.accept().unwrap();
+        let mut got = Vec::new();
+        k.read_to_end(&mut got).unwrap();
+        sha256_hex(&got)
+    });
+    let data = pattern(MIB64, 6);
+    let mut s = TcpStream::connect(&stack, ("10.0.0.1", port)).unwrap();
+    s.write_all(&data).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut r = Vec::new();
+    s.read_to_end(&mut r).unwrap();
+    assert_eq!(server.join().unwrap(), sha256_hex(&data));
+    thread::sleep(Duration::from_millis(500));
+    let _ = Command::new("kill").args(["-INT", &dump.0.id().to_string()]).status();
+    let _ = dump.0.wait();
+    struct Rm(std::path::PathBuf);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let rm = Rm(pcap);
+    move |filter: &str| -> usize {
+        let out = Command::new("tshark")
+            .args(["-n", "-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE", "-r"])
+            .arg(&rm.0)
+            .args(["-Y", filter])
+            .output()
+            .expect("tshark");
+        assert!(out.status.success(), "tshark -Y {filter}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    }
+}
+
+/// A capture of a 64 MiB transfer decodes in tshark with no bad checksums and no malformed
+/// segments. On the plain path every checksum on the wire is complete and checked, ours and
+/// the kernel's. With offload, super-segments carry partial checksums by design (as on any
+/// NIC with segmentation offload), so there only our MTU-sized packets are checked, and
+/// nothing may be malformed.
 #[test]
 fn capture_has_no_bad_checksums() {
     in_netns("capture_has_no_bad_checksums", || {
-        let stack = tun_stack();
-        reachable(false);
-        let pcap = std::env::temp_dir().join(format!("netstack-cap-{}.pcap", std::process::id()));
-        let mut dump = Killed(
-            Command::new("tcpdump")
-                .args(["-i", "tun0", "-n", "-U", "--immediate-mode", "-B", "65536", "-w"])
-                .arg(&pcap)
-                .arg("tcp port 3005")
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("tcpdump"),
-        );
-        thread::sleep(Duration::from_millis(700));
-        let l = std::net::TcpListener::bind("10.0.0.1:3005").unwrap();
-        let server = thread::spawn(move || {
-            let (mut k, _) = l.accept().unwrap();
-            let mut got = Vec::new();
-            k.read_to_end(&mut got).unwrap();
-            sha256_hex(&got)
-        });
-        let data = pattern(MIB64, 6);
-        let mut s = TcpStream::connect(&stack, "10.0.0.1:3005").unwrap();
-        s.write_all(&data).unwrap();
-        s.shutdown(Shutdown::Write).unwrap();
-        let mut r = Vec::new();
-        s.read_to_end(&mut r).unwrap();
-        assert_eq!(server.join().unwrap(), sha256_hex(&data));
-        thread::sleep(Duration::from_millis(500));
-        // SIGTERM-equivalent stop, then read the file.
-        let _ = Command::new("kill").args(["-INT", &dump.0.id().to_string()]).status();
-        let _ = dump.0.wait();
-        let check = |filter: &str| -> usize {
-            let out = Command::new("tshark")
-                .args(["-n", "-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE", "-r"])
-                .arg(&pcap)
-                .args(["-Y", filter])
-                .output()
-                .expect("tshark");
-            assert!(out.status.success(), "tshark -Y {filter}: {}", String::from_utf8_lossy(&out.stderr));
-            String::from_utf8_lossy(&out.stdout).lines().count()
-        };
-        struct Rm(std::path::PathBuf);
-        impl Drop for Rm {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_file(&self.0);
-            }
-        }
-        let _rm = Rm(pcap.clone());
+        let check = captured_upload(false, 3005);
         let total = check("tcp");
         assert!(total > 10_000, "capture holds the transfer ({total} segments)");
-        // Ours must be exact. The kernel's own segments are not judged: with offload (the
-        // default) it hands them over with partial checksums, completed by nobody because they
-        // never cross a wire.
-        let bad = "ip.src == 10.0.0.2 && (tcp.checksum.status == \"Bad\" || ip.checksum.status == \"Bad\")";
-        if check(bad) != 0 {
-            let out = Command::new("tshark")
-                .args(["-n", "-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE", "-r"])
-                .arg(&pcap)
-                .args(["-Y", bad, "-V"])
-                .output()
-                .unwrap();
-            let text = String::from_utf8_lossy(&out.stdout);
-            let head: Vec<&str> = text.lines().take(120).collect();
-            panic!("bad checksums in the capture:\n{}", head.join("\n"));
-        }
-        assert!(check("ip.src == 10.0.0.2 && tcp") > 1_000, "our segments are in the capture");
-        assert_eq!(
-            check("_ws.malformed || (ip.src == 10.0.0.2 && _ws.expert.severity >= \"error\")"),
-            0,
-            "malformed segments"
-        );
+        assert!(check("ip.src == 10.0.0.2 && tcp") > 5_000, "our segments are in the capture");
+        // The kernel now and then writes 0xffff where 0x0000 is computed (the same one's-
+        // complement zero, which receivers accept; tshark flags it citing RFC 1624).
+        let bad = "(tcp.checksum.status == \"Bad\" || ip.checksum.status == \"Bad\") && \
+                   (ip.src == 10.0.0.2 || !(tcp.checksum == 0xffff && tcp.checksum_calculated == 0x0000))";
+        assert_eq!(check(bad), 0, "bad checksums on the plain path");
+        assert_eq!(check("_ws.malformed"), 0, "malformed segments");
+    });
+    in_netns("capture_has_no_bad_checksums (offload)", || {
+        let check = captured_upload(true, 3006);
+        assert!(check("ip.src == 10.0.0.2 && tcp.len > 1448") > 100, "our super-segments are in the capture");
+        let bad_small = "ip.src == 10.0.0.2 && frame.len <= 1500 && \
+                         (tcp.checksum.status == \"Bad\" || ip.checksum.status == \"Bad\")";
+        assert_eq!(check(bad_small), 0, "bad checksums on our MTU-sized packets");
+        assert_eq!(check("ip.src == 10.0.0.2 && ip.checksum.status == \"Bad\""), 0, "bad IP header checksums");
+        assert_eq!(check("_ws.malformed"), 0, "malformed segments");
     });
 }
 

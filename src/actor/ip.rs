@@ -97,6 +97,11 @@ pub fn run(
             }
         }
         // Flush: one batch per destination.
+        if core.config().tx_trailer {
+            for p in out.tx.iter_mut() {
+                p.push(crate::wire::gso::TX_TRAILER_PLAIN);
+            }
+        }
         if !out.tx.is_empty() && devtx.send(std::mem::take(&mut out.tx)).is_err() {
             return;
         }

@@ -111,6 +111,7 @@ impl Stack {
     pub fn new(dev: Box<dyn Device>, mut cfg: StackConfig, log: Logger) -> io::Result<Stack> {
         cfg.ip.mtu = dev.mtu();
         cfg.ip.rx_trailer = dev.rx_trailer();
+        cfg.ip.tx_trailer = dev.tx_trailer();
         cfg.tcp.mtu = dev.mtu();
         let cfg = Arc::new(cfg);
         let pool = Pool::default();

@@ -12,7 +12,7 @@ use crate::proto::ip::IcmpErrorClass;
 use crate::proto::tcp::{
     AppCommand, ConnId, Endpoint, Event, IcmpErrorKind, ListenAddr, ListenerId, SocketEvent, TcpConfig,
 };
-use crate::wire::{self, tcp::TcpRepr, IpProtocol, Ipv4Header};
+use crate::wire::tcp::TcpRepr;
 use ahash::AHashMap as HashMap;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use slog::{debug, Logger};
@@ -67,6 +67,8 @@ struct Engine {
     armed: HashMap<ConnId, Instant>,
     touched: Vec<ConnId>,
     ident: u16,
+    /// Joins segments into super-segments when the device takes them.
+    gso: Option<crate::wire::gso::Coalescer>,
     cfg: Arc<StackConfig>,
 }
 
@@ -88,6 +90,7 @@ pub fn run(
         armed: HashMap::default(),
         touched: Vec::new(),
         ident: rand::random(),
+        gso: cfg.ip.tx_trailer.then(crate::wire::gso::Coalescer::default),
         cfg,
     };
     let mut out: Batch = Vec::new();
@@ -192,11 +195,25 @@ impl Engine {
         }
     }
 
+    /// Emit every ready segment into `out`: one packet each, or joined into super-segments
+    /// when the device takes them (`wire::gso`).
+    fn transmit(&mut self, now: Instant, pool: &Pool, out: &mut Batch) {
+        match self.gso.as_mut() {
+            Some(gso) => {
+                self.ep.poll_transmit(now, &mut |src, dst, repr, payload| gso.push(pool, out, src, dst, repr, payload));
+                gso.flush(out);
+            }
+            None => {
+                let ident = &mut self.ident;
+                self.ep.poll_transmit(now, &mut |src, dst, repr, payload| {
+                    out.push(build_packet(pool, ident, src, dst, repr, payload));
+                });
+            }
+        }
+    }
+
     fn flush(&mut self, now: Instant, pool: &Pool, out: &mut Batch, schedule: &mut Vec<(u64, Instant)>) {
-        let ident = &mut self.ident;
-        self.ep.poll_transmit(now, &mut |src, dst, repr, payload| {
-            out.push(build_packet(pool, ident, src, dst, repr, payload));
-        });
+        self.transmit(now, pool, out);
         while let Some(ev) = self.ep.poll_event() {
             match ev {
                 Event::Accepted { listener, conn, local, remote } => {
@@ -223,9 +240,7 @@ impl Engine {
             }
         }
         // Anything Abort just queued.
-        self.ep.poll_transmit(now, &mut |src, dst, repr, payload| {
-            out.push(build_packet(pool, ident, src, dst, repr, payload));
-        });
+        self.transmit(now, pool, out);
         while let Some((conn, dl)) = self.ep.poll_timer_update() {
             match dl {
                 Some(d) => {
@@ -257,33 +272,11 @@ impl Engine {
     }
 }
 
-/// IP header + TCP segment in one pooled buffer: the payload is copied once, from the send
-/// buffer into the packet.
+/// IP header + TCP segment in one pooled buffer (no offload): the payload is copied once,
+/// from the send buffer into the packet.
 fn build_packet(pool: &Pool, ident: &mut u16, src: IpAddr, dst: IpAddr, repr: &TcpRepr, payload: &[u8]) -> Vec<u8> {
-    let ih = wire::ip_header_len(src);
-    let th = repr.header_len();
     let mut b = pool.get();
-    b.resize(ih + th + payload.len(), 0);
-    repr.emit(&mut b[ih..], payload, src, dst);
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            *ident = ident.wrapping_add(1);
-            let h = Ipv4Header {
-                src: s,
-                dst: d,
-                proto: IpProtocol::Tcp,
-                ident: *ident,
-                frag_offset: 0,
-                more_frags: false,
-                dont_frag: true, // RFC 1191: TCP does path MTU discovery
-                ttl: wire::DEFAULT_HOP_LIMIT,
-            };
-            wire::emit_ipv4_header(&mut b, &h, th + payload.len());
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            wire::emit_ipv6_header(&mut b, s, d, IpProtocol::Tcp, th + payload.len(), wire::DEFAULT_HOP_LIMIT)
-        }
-        _ => {}
-    }
+    *ident = ident.wrapping_add(1);
+    crate::wire::gso::build_packet_into(&mut b, *ident, src, dst, repr, payload);
     b
 }

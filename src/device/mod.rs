@@ -43,5 +43,10 @@ pub trait Device: Send {
     fn rx_trailer(&self) -> bool {
         false
     }
+    /// Whether each packet handed to the transmit half ends with a transmit trailer
+    /// (`wire::gso`: marker 0, or a virtio-net header then marker 1).
+    fn tx_trailer(&self) -> bool {
+        false
+    }
     fn split(self: Box<Self>) -> (Box<dyn DevRx>, Box<dyn DevTx>);
 }

@@ -175,6 +175,10 @@ impl Device for TunDevice {
         self.offload
     }
 
+    fn tx_trailer(&self) -> bool {
+        self.offload
+    }
+
     fn split(self: Box<Self>) -> (Box<dyn DevRx>, Box<dyn DevTx>) {
         let poll = Poll::new().expect("mio poll");
         let fd = self.handle.fd();
@@ -277,7 +281,21 @@ impl DevTx for TunTx {
             loop {
                 let r = match &*self.handle {
                     Handle::Plain(i) => i.send(&b),
-                    Handle::Vnet(f) => super::sys::write_vnet(f.as_raw_fd(), &[0; super::sys::VNET_HDR_LEN], &b),
+                    Handle::Vnet(f) => {
+                        // Transmit trailer (wire::gso): marker 0, or header + marker 1.
+                        const H: usize = super::sys::VNET_HDR_LEN;
+                        let (body, marker) = b.split_at(b.len().saturating_sub(1));
+                        let (pkt, hdr) = match marker.first() {
+                            Some(&crate::wire::gso::TX_TRAILER_VNET) if body.len() > H => {
+                                let (pkt, h) = body.split_at(body.len() - H);
+                                let mut hdr = [0u8; H];
+                                hdr.copy_from_slice(h);
+                                (pkt, hdr)
+                            }
+                            _ => (body, [0u8; H]),
+                        };
+                        super::sys::write_vnet(f.as_raw_fd(), &hdr, pkt)
+                    }
                 };
                 match r {
                     Ok(_) => break,

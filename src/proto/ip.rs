@@ -40,6 +40,9 @@ pub struct IpConfig {
     /// checksum is already valid; an offloading TUN device, see `device::tun`). Set by
     /// `Stack::new` from the device.
     pub rx_trailer: bool,
+    /// Packets for the device must end with a transmit trailer (`wire::gso`). Set by
+    /// `Stack::new` from the device.
+    pub tx_trailer: bool,
 }
 
 impl Default for IpConfig {
@@ -54,6 +57,7 @@ impl Default for IpConfig {
             icmp_burst: 50,
             udp_queue_bytes: 1 << 20,
             rx_trailer: false,
+            tx_trailer: false,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! adds the few helpers the stack needs on top: pseudo-header checksums over `std::net::IpAddr`
 //! and header emitters that write straight into a pooled buffer.
 
+pub mod gso;
 pub mod tcp;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
