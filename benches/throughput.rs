@@ -97,9 +97,10 @@ fn gbit(bytes: usize, d: Duration) -> f64 {
     bytes as f64 * 8.0 / d.as_secs_f64() / 1e9
 }
 
-/// netstack: `conns` connections in parallel, one app thread each.
-fn netstack_run(conns: usize, bytes: usize, download: bool, port: u16) -> f64 {
-    let dev = TunDevice::open(&TunConfig::default()).expect("tun0");
+/// netstack: `conns` connections in parallel, one app thread each; `offload`: the TUN fd
+/// passes 64 KiB super-segments (IFF_VNET_HDR), as by default.
+fn netstack_run(conns: usize, bytes: usize, download: bool, port: u16, offload: bool) -> f64 {
+    let dev = TunDevice::open(&TunConfig { offload, ..TunConfig::default() }).expect("tun0");
     let mut cfg = StackConfig::default();
     if let Some(kib) = std::env::var("NETSTACK_BENCH_BUF_KIB").ok().and_then(|v| v.parse::<usize>().ok()) {
         cfg.tcp.recv_buf = kib * 1024;
@@ -307,14 +308,29 @@ fn main() {
         let k1 = report(&o.only, "kernel loopback, 1 conn", || kernel_run(1, bytes, next()), o.reps);
         let s_dl = report(&o.only, "smoltcp download, 1 conn", || smoltcp_run(bytes, true, next()), o.reps);
         let s_ul = report(&o.only, "smoltcp upload, 1 conn", || smoltcp_run(bytes, false, next()), o.reps);
+        report(
+            &o.only,
+            "netstack download, 1 conn, no offload",
+            || netstack_run(1, bytes, true, next(), false),
+            o.reps,
+        );
+        report(&o.only, "netstack upload, 1 conn, no offload", || netstack_run(1, bytes, false, next(), false), o.reps);
         let mut n_dl1 = 0.0;
         let mut n_ul1 = 0.0;
         for &c in &o.conns {
             let per = bytes / c;
-            let dl =
-                report(&o.only, &format!("netstack download, {c} conn"), || netstack_run(c, per, true, next()), o.reps);
-            let ul =
-                report(&o.only, &format!("netstack upload, {c} conn"), || netstack_run(c, per, false, next()), o.reps);
+            let dl = report(
+                &o.only,
+                &format!("netstack download, {c} conn"),
+                || netstack_run(c, per, true, next(), true),
+                o.reps,
+            );
+            let ul = report(
+                &o.only,
+                &format!("netstack upload, {c} conn"),
+                || netstack_run(c, per, false, next(), true),
+                o.reps,
+            );
             if c == 1 {
                 n_dl1 = dl;
                 n_ul1 = ul;
