@@ -26,9 +26,10 @@ pub struct CommonArgs {
     /// Attach to an existing, already configured device (no root needed if you own it).
     #[arg(long)]
     pub no_configure: bool,
-    /// Do not ask the kernel for TCP super-segments and partial checksums (IFF_VNET_HDR).
+    /// Exchange 64 KiB TCP super-segments with the kernel (IFF_VNET_HDR + TSO): much faster;
+    /// tcpdump then shows segments longer than the MTU with partial checksums.
     #[arg(long)]
-    pub no_offload: bool,
+    pub offload: bool,
     /// Log level: off, error, warn, info, debug, trace (default: RUST_LOG, else info).
     #[arg(long)]
     pub log: Option<String>,
@@ -82,7 +83,7 @@ impl CommonArgs {
             mtu: self.mtu,
             configure: !self.no_configure,
             host_addrs: self.host_addrs.clone(),
-            offload: !self.no_offload,
+            offload: self.offload,
         }
     }
 

@@ -26,7 +26,7 @@ fn host(v6: bool) -> &'static str {
 }
 
 fn download(v6: bool) {
-    let stack = tun_stack();
+    let stack = tun_stack_offload();
     reachable(v6);
     let l = std::net::TcpListener::bind(format!("{}:3000", host(v6))).unwrap();
     let data = pattern(MIB64, 3);
@@ -45,14 +45,14 @@ fn download(v6: bool) {
     server.join().unwrap();
     assert_eq!(got.len(), MIB64);
     assert_eq!(sha256_hex(&got), want);
-    // Offload (the default) delivered super-segments: far fewer packets than MTU-sized ones.
+    // Offload delivered super-segments: far fewer packets than MTU-sized ones.
     let snap = stack.stats.ip.snapshot();
     let rx = snap.iter().find(|(k, _)| *k == "rx_packets").unwrap().1;
     assert!(rx < (MIB64 / 1448) as u64 / 4, "{rx} packets for 64 MiB: no super-segments?");
 }
 
 fn upload(v6: bool) {
-    let stack = tun_stack();
+    let stack = tun_stack_offload();
     reachable(v6);
     let l = std::net::TcpListener::bind(format!("{}:3000", host(v6))).unwrap();
     let server = thread::spawn(move || {
@@ -402,11 +402,13 @@ fn seeds_flows_with_python_peers() {
         let sink = format!("{dir}/scripts/sink_server.py");
         let size = (16 << 20).to_string();
         for v6 in [false, true] {
+            // IPv6 runs the bins with --offload, IPv4 on the plain path.
             let fam: &[&str] = if v6 { &["v6"] } else { &[] };
+            let bin_args: &[&str] = if v6 { &["v6", "--offload"] } else { &[] };
             // chargen_server.py + tcp_bulk_download
             let peer = python_peer(Command::new("python3").arg(&chargen).args(fam).args(["--once", "--bytes", &size]));
             let bin = Command::new(env!("CARGO_BIN_EXE_tcp_bulk_download"))
-                .args(fam)
+                .args(bin_args)
                 .args(["--no-wait", "--log", "warn"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
@@ -421,7 +423,7 @@ fn seeds_flows_with_python_peers() {
             sargs.extend_from_slice(fam);
             let peer = python_peer(Command::new("python3").args(&sargs));
             let bin = Command::new(env!("CARGO_BIN_EXE_tcp_bulk_upload"))
-                .args(fam)
+                .args(bin_args)
                 .args(["--no-wait", "--log", "warn", "--bytes", &size])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
@@ -554,14 +556,12 @@ fn capture_has_no_bad_checksums() {
     });
 }
 
-/// The plain path (tun-tap, no `IFF_VNET_HDR`): every segment is MTU-sized and every
-/// checksum is ours to verify.
+/// The plain path (tun-tap, no `IFF_VNET_HDR`, the default): every segment is MTU-sized and
+/// every checksum is ours to verify.
 #[test]
 fn kernel_download_and_upload_without_offload() {
     in_netns("kernel_download_and_upload_without_offload", || {
-        let cfg = netstack::device::tun::TunConfig { offload: false, ..Default::default() };
-        let dev = netstack::device::tun::TunDevice::open(&cfg).unwrap();
-        let stack = netstack::Stack::new(Box::new(dev), StackConfig::default(), netstack::log::discard()).unwrap();
+        let stack = tun_stack();
         reachable(false);
         let l = std::net::TcpListener::bind("10.0.0.1:3010").unwrap();
         let data = pattern(16 << 20, 11);
