@@ -481,7 +481,7 @@ fn captured_upload(offload: bool, port: u16) -> impl Fn(&str) -> usize {
     let pcap = std::env::temp_dir().join(format!("netstack-cap-{}-{port}.pcap", std::process::id()));
     let mut dump = Killed(
         Command::new("tcpdump")
-            .args(["-i", "tun0", "-n", "-U", "--immediate-mode", "-B", "65536", "-w"])
+            .args(["-i", "tun0", "-n", "-U", "--immediate-mode", "-s", "70000", "-B", "65536", "-w"])
             .arg(&pcap)
             .arg(format!("tcp port {port}"))
             .stdout(Stdio::null())
@@ -518,11 +518,17 @@ fn captured_upload(offload: bool, port: u16) -> impl Fn(&str) -> usize {
         let out = Command::new("tshark")
             .args(["-n", "-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE", "-r"])
             .arg(&rm.0)
-            .args(["-Y", filter])
+            // The payload is test bytes: decode it as data, not as whatever protocol tshark
+            // associates with the port (3006 is IPA's, which then reports "malformed").
+            .args(["-d", &format!("tcp.port=={port},data"), "-Y", filter])
             .output()
             .expect("tshark");
         assert!(out.status.success(), "tshark -Y {filter}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).lines().count()
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if std::env::var("SHOW_CAPTURE").is_ok() {
+            eprintln!("== {filter}\n{}", text.lines().take(20).collect::<Vec<_>>().join("\n"));
+        }
+        text.lines().count()
     }
 }
 

@@ -229,7 +229,9 @@ fn capture_of_ping_and_udp_is_well_formed() {
         let pcap = std::env::temp_dir().join(format!("netstack-udpcap-{}.pcap", std::process::id()));
         let mut dump = Killed(
             Command::new("tcpdump")
-                .args(["-i", "tun0", "-n", "-U", "--immediate-mode", "-w"])
+                // A small snap length and a larger buffer give the capture ring room for a burst of
+                // fragments (with the default 256 KiB snap length it holds about 8 packets).
+                .args(["-i", "tun0", "-n", "-U", "--immediate-mode", "-s", "2048", "-B", "8192", "-w"])
                 .arg(&pcap)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -255,23 +257,35 @@ fn capture_of_ping_and_udp_is_well_formed() {
             // and a closed port, for an ICMP error of ours in the capture
             k.send_to(b"x", dst.replace("9100", "9101")).unwrap();
         }
-        std::thread::sleep(Duration::from_millis(300));
-        let _ = Command::new("kill").args(["-INT", &dump.0.id().to_string()]).status();
-        let _ = dump.0.wait();
         let check = |filter: &str| -> usize {
             let out = Command::new("tshark")
                 .args(["-n", "-o", "udp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE", "-r"])
                 .arg(&pcap)
-                .args(["-Y", filter])
+                // Test bytes, not the printer protocol tshark knows port 9100 for.
+                .args(["-d", "udp.port==9100,data", "-Y", filter])
                 .output()
                 .expect("tshark");
             assert!(out.status.success(), "tshark -Y {filter}: {}", String::from_utf8_lossy(&out.stderr));
             String::from_utf8_lossy(&out.stdout).lines().count()
         };
         let from_us = "(ip.src == 10.0.0.2 || ipv6.src == fd00::2)";
-        let icmp_replies = check(&format!("{from_us} && (icmp.type == 0 || icmpv6.type == 129)"));
-        let udp = check(&format!("{from_us} && udp"));
-        let unreach = check(&format!("{from_us} && (icmp.type == 3 || icmpv6.type == 1)"));
+        let count = || {
+            (
+                check(&format!("{from_us} && (icmp.type == 0 || icmpv6.type == 129)")),
+                check(&format!("{from_us} && udp && !icmp && !icmpv6")),
+                check(&format!("{from_us} && (icmp.type == 3 || icmpv6.type == 1)")),
+            )
+        };
+        // tcpdump writes as it goes (-U); read the live file until everything is there, so
+        // stopping it cannot cut the capture short.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let (mut icmp_replies, mut udp, mut unreach) = count();
+        while (icmp_replies < 6 || udp < 6 || unreach < 2) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+            (icmp_replies, udp, unreach) = count();
+        }
+        let _ = Command::new("kill").args(["-INT", &dump.0.id().to_string()]).status();
+        let _ = dump.0.wait();
         // Inside our ICMP errors the quoted kernel datagram may carry a partial checksum
         // (offload: it never crossed a wire), so UDP checksums and expert errors are judged on
         // our datagrams, and ICMP messages by their own checksum.
