@@ -243,6 +243,14 @@ fn bind_any_reports_dialled_address() {
         (&s).read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"ping");
     }
+    // A foreign address reaches the stack only while the bind_any listener lives.
+    let foreign: SocketAddr = "10.0.0.77:80".parse().unwrap();
+    drop(TcpStream::connect_timeout(&b, &foreign, Duration::from_secs(5)).unwrap());
+    drop(l);
+    thread::sleep(Duration::from_millis(50));
+    let e = TcpStream::connect_timeout(&b, &foreign, Duration::from_millis(500)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TimedOut, "dropped, not answered");
+    assert_eq!(TcpListener::bind(&a, "10.0.0.99:80").unwrap_err().kind(), ErrorKind::AddrNotAvailable);
 }
 
 #[test]

@@ -118,3 +118,46 @@ fn udp_survives_lossy_link_and_shutdown_joins() {
     drop(sb);
     b.shutdown();
 }
+
+#[test]
+fn udp_bounds_errors_and_addresses() {
+    let (a, b) = stack_pair(FaultConfig::default(), FaultConfig::default());
+    // As std: an address this host does not have.
+    assert_eq!(UdpSocket::bind(&a, "10.0.0.99:5000").unwrap_err().kind(), ErrorKind::AddrNotAvailable);
+    assert_eq!(UdpSocket::bind(&a, "[fd00::99]:5000").unwrap_err().kind(), ErrorKind::AddrNotAvailable);
+
+    // take_error reports (and clears) an ICMP-reported error; recv then does not repeat it.
+    let sc = UdpSocket::bind(&a, "0.0.0.0:0").unwrap();
+    sc.connect("10.0.0.1:7999").unwrap();
+    sc.send(b"anyone?").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let err = loop {
+        if let Some(e) = sc.take_error().unwrap() {
+            break e;
+        }
+        assert!(std::time::Instant::now() < deadline, "no ICMP error arrived");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+    assert!(sc.take_error().unwrap().is_none());
+    sc.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!(sc.recv(&mut buf).unwrap_err().kind(), ErrorKind::WouldBlock);
+
+    // A flood of empty datagrams at a socket nobody reads: the queue is bounded (each
+    // datagram is charged a fixed overhead), the rest counted as dropped.
+    let sink = UdpSocket::bind(&a, "10.0.0.2:6000").unwrap();
+    let src = UdpSocket::bind(&b, "10.0.0.1:6001").unwrap();
+    for _ in 0..20_000 {
+        src.send_to(&[], "10.0.0.2:6000").unwrap();
+    }
+    let full = || a.stats.ip.snapshot().into_iter().find(|(k, _)| *k == "rx_udp_queue_full").unwrap().1;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while full() == 0 {
+        assert!(std::time::Instant::now() < deadline, "queue never filled");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // What was queued is still delivered, and empty.
+    sink.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    assert_eq!(sink.recv(&mut buf).unwrap(), 0);
+}

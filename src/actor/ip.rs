@@ -4,7 +4,7 @@
 
 use super::tcp::{SegmentIn, TcpMsg};
 use crate::buf::{Batch, Pool};
-use crate::proto::ip::{Deliver, IpCore, IpOutput, QueuedBytes};
+use crate::proto::ip::{Deliver, IpCore, IpOutput, UdpQueue};
 use crate::proto::udp::UdpSockId;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use slog::{debug, Logger};
@@ -29,7 +29,7 @@ pub type BindReply = Sender<io::Result<(UdpSockId, SocketAddr)>>;
 
 pub enum IpMsg {
     Rx(Batch),
-    UdpBind { addr: SocketAddr, inbox: Sender<UdpEvent>, queued: QueuedBytes, reply: BindReply },
+    UdpBind { addr: SocketAddr, inbox: Sender<UdpEvent>, queued: UdpQueue, reply: BindReply },
     UdpConnect { id: UdpSockId, remote: Option<SocketAddr> },
     UdpSend { from: SocketAddr, to: SocketAddr, data: Vec<u8> },
     UdpClose(UdpSockId),

@@ -63,8 +63,9 @@ struct Engine {
     listeners: HashMap<ListenerId, Sender<Incoming>>,
     /// Deadline each connection wants, as last reported by the core.
     wanted: HashMap<ConnId, Instant>,
-    /// Earliest firing already in the wheel per connection.
-    armed: HashMap<ConnId, Instant>,
+    /// Firings in the wheel per connection (a handful: a new one is scheduled only when the
+    /// wanted deadline is earlier than all of them, and each is removed when it fires).
+    armed: HashMap<ConnId, Vec<Instant>>,
     touched: Vec<ConnId>,
     ident: u16,
     /// Joins segments into super-segments when the device takes them.
@@ -148,8 +149,13 @@ impl Engine {
             }
             TcpMsg::Timer(fired) => {
                 for (conn, at) in fired {
-                    if self.armed.get(&conn) == Some(&at) {
-                        self.armed.remove(&conn);
+                    if let Some(v) = self.armed.get_mut(&conn) {
+                        if let Some(i) = v.iter().position(|&t| t == at) {
+                            v.swap_remove(i);
+                        }
+                        if v.is_empty() {
+                            self.armed.remove(&conn);
+                        }
                     }
                     self.ep.handle_timeout(now, conn);
                     self.touched.push(conn);
@@ -255,8 +261,9 @@ impl Engine {
         for conn in self.touched.drain(..) {
             match self.wanted.get(&conn) {
                 Some(&d) => {
-                    if self.armed.get(&conn).is_none_or(|&a| a > d) {
-                        self.armed.insert(conn, d);
+                    let v = self.armed.entry(conn).or_default();
+                    if v.iter().min().is_none_or(|&a| a > d) {
+                        v.push(d);
                         schedule.push((conn, d));
                     }
                 }

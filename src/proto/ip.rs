@@ -163,9 +163,31 @@ impl TokenBucket {
     }
 }
 
-/// Per-socket count of bytes queued toward the application, shared with the socket handle
-/// (which subtracts what it reads). The core refuses a datagram that would pass the bound.
-pub type QueuedBytes = Arc<AtomicU64>;
+/// What a UDP socket shares with the ip core (Linux's `sk_rmem_alloc` and `sk_err`):
+/// the bytes charged to its receive queue, which the socket subtracts as it reads (the core
+/// refuses a datagram that would pass the bound), and the pending ICMP-reported error
+/// (0: none; one slot, so a flood of ICMP errors queues at most one wake-up).
+#[derive(Debug, Default)]
+pub struct UdpShared {
+    pub queued: AtomicU64,
+    pub error: std::sync::atomic::AtomicU8,
+}
+
+/// `UdpShared::error` value for "connection refused" (ICMP port unreachable).
+pub const UDP_ERR_REFUSED: u8 = 1;
+/// Fixed cost charged per queued datagram besides its payload, so that empty or tiny
+/// datagrams cannot queue without bound (Linux charges the buffer's truesize).
+pub const UDP_DATAGRAM_OVERHEAD: u64 = 256;
+/// A payload smaller than its buffer by more than this is copied out, so a small datagram
+/// does not pin a 64 KiB offload buffer while it waits.
+const UDP_COPY_SLACK: usize = 2048;
+
+/// Bytes charged to a socket's queue for a datagram of `len` bytes.
+pub fn udp_charge(len: usize) -> u64 {
+    len as u64 + UDP_DATAGRAM_OVERHEAD
+}
+
+pub type UdpQueue = Arc<UdpShared>;
 
 pub struct IpCore {
     cfg: IpConfig,
@@ -174,7 +196,7 @@ pub struct IpCore {
     v6_frag_id: u32,
     icmp_bucket: TokenBucket,
     pub udp: UdpTable,
-    udp_queues: std::collections::HashMap<UdpSockId, QueuedBytes>,
+    udp_queues: std::collections::HashMap<UdpSockId, UdpQueue>,
     pub stats: Arc<IpStats>,
     /// Deliver TCP to any unicast destination (set while a `bind_any` listener exists).
     pub accept_any_tcp: Arc<std::sync::atomic::AtomicBool>,
@@ -201,6 +223,9 @@ struct Up {
     /// `buf` starts with the datagram's own IP header, so an ICMP error can quote it
     /// (false after reassembly).
     whole: bool,
+    /// Sent to an address that is not ours, accepted only for a `bind_any` listener: only
+    /// TCP may pass.
+    foreign: bool,
 }
 
 /// ICMPv4 types (RFC 792).
@@ -318,7 +343,7 @@ impl IpCore {
     }
 
     /// Register the byte counter of a UDP socket's receive queue.
-    pub fn udp_register_queue(&mut self, id: UdpSockId, q: QueuedBytes) {
+    pub fn udp_register_queue(&mut self, id: UdpSockId, q: UdpQueue) {
         self.udp_queues.insert(id, q);
     }
 
@@ -377,7 +402,15 @@ impl IpCore {
             inc(&self.stats.rx_not_ours);
             return pool.put(buf);
         }
-        if bad_source(IpAddr::V4(src)) || src.is_unspecified() && proto != 17 || self.cfg.v4.contains(&src) {
+        // RFC 1122 §3.2.1.3: never from broadcast, multicast, loopback, class E or ourselves;
+        // 0.0.0.0 only for UDP (DHCP-style).
+        let bogus = bad_source(IpAddr::V4(src))
+            || self.v4_broadcast(src)
+            || src.is_loopback()
+            || src.octets()[0] >= 240
+            || src.is_unspecified() && proto != 17
+            || self.cfg.v4.contains(&src);
+        if bogus {
             inc(&self.stats.rx_bad_source);
             return pool.put(buf);
         }
@@ -392,7 +425,8 @@ impl IpCore {
                 Ok(Some(d)) => {
                     inc(&self.stats.rx_reassembled);
                     let len = d.payload.len();
-                    let up = Up { src, dst, buf: d.payload, start: 0, end: len, broadcast, whole: false };
+                    let up =
+                        Up { src, dst, buf: d.payload, start: 0, end: len, broadcast, whole: false, foreign: !local };
                     self.rx_transport(io, proto, up);
                 }
                 Ok(None) => inc(&self.stats.rx_frag_pending),
@@ -401,7 +435,11 @@ impl IpCore {
             return;
         }
         let len = buf.len();
-        self.rx_transport(io, proto, Up { src, dst, buf, start: hlen, end: len, broadcast, whole: true });
+        self.rx_transport(
+            io,
+            proto,
+            Up { src, dst, buf, start: hlen, end: len, broadcast, whole: true, foreign: !local },
+        );
     }
 
     fn rx_v6(&mut self, io: &mut Io, mut buf: Vec<u8>) {
@@ -415,12 +453,14 @@ impl IpCore {
         };
         let total = wire::IPV6_HEADER_LEN + Ipv6Packet::new_unchecked(&buf[..]).payload_len() as usize;
         buf.truncate(total);
+        let foreign = !self.cfg.v6.contains(&dst);
         let any_tcp = !dst.is_multicast() && self.accept_any_tcp.load(Relaxed);
-        if !self.cfg.v6.contains(&dst) && !any_tcp {
+        if foreign && !any_tcp {
             inc(&self.stats.rx_not_ours);
             return pool.put(buf);
         }
-        if src.is_multicast() || self.cfg.v6.contains(&src) {
+        // RFC 4291 §2.5.2/§2.5.3/§2.7: never from ::, ::1, multicast or ourselves.
+        if src.is_multicast() || src.is_unspecified() || src.is_loopback() || self.cfg.v6.contains(&src) {
             inc(&self.stats.rx_bad_source);
             return pool.put(buf);
         }
@@ -500,6 +540,7 @@ impl IpCore {
                                 end: len,
                                 broadcast: false,
                                 whole: false,
+                                foreign,
                             };
                             self.rx_v6_upper(io, d.proto, up);
                         }
@@ -513,7 +554,16 @@ impl IpCore {
                 }
                 proto => {
                     let len = buf.len();
-                    let up = Up { src: src_ip, dst: dst_ip, buf, start: off, end: len, broadcast: false, whole: true };
+                    let up = Up {
+                        src: src_ip,
+                        dst: dst_ip,
+                        buf,
+                        start: off,
+                        end: len,
+                        broadcast: false,
+                        whole: true,
+                        foreign,
+                    };
                     return self.rx_transport(io, proto, up);
                 }
             }
@@ -541,6 +591,10 @@ impl IpCore {
 
     /// Dispatch a transport payload to TCP, UDP or ICMP.
     fn rx_transport(&mut self, io: &mut Io, proto: u8, up: Up) {
+        if up.foreign && proto != 6 {
+            inc(&self.stats.rx_not_ours);
+            return io.pool.put(up.buf);
+        }
         match (proto, up.src) {
             (6, _) if !up.broadcast => {
                 inc(&self.stats.rx_tcp);
@@ -614,19 +668,27 @@ impl IpCore {
             return io.pool.put(up.buf);
         };
         let payload = ulen - wire::UDP_HEADER_LEN;
+        let charge = udp_charge(payload);
         if let Some(q) = self.udp_queues.get(&sock) {
-            if q.load(Relaxed) as usize + payload > self.cfg.udp_queue_bytes {
+            if q.queued.load(Relaxed) + charge > self.cfg.udp_queue_bytes as u64 {
                 inc(&self.stats.rx_udp_queue_full);
                 return io.pool.put(up.buf);
             }
-            q.fetch_add(payload as u64, Relaxed);
+            q.queued.fetch_add(charge, Relaxed);
         }
         let pstart = up.start + wire::UDP_HEADER_LEN;
-        io.out.deliver.push(Deliver::Udp { sock, from, to, buf: up.buf, start: pstart, end: pstart + payload });
+        let (buf, start, end) = if up.buf.capacity() > payload + UDP_COPY_SLACK {
+            let small = up.buf[pstart..pstart + payload].to_vec();
+            io.pool.put(up.buf);
+            (small, 0, payload)
+        } else {
+            (up.buf, pstart, pstart + payload)
+        };
+        io.out.deliver.push(Deliver::Udp { sock, from, to, buf, start, end });
     }
 
     fn rx_icmp4(&mut self, io: &mut Io, up: Up) {
-        let Up { src, dst, mut buf, start, end, broadcast, whole } = up;
+        let Up { src, dst, mut buf, start, end, broadcast, whole, .. } = up;
         let msg = &buf[start..end];
         if msg.len() < wire::ICMP_HEADER_LEN || wire::ones_sum(msg) != !0 {
             inc(&self.stats.rx_icmp_bad);
@@ -747,7 +809,11 @@ impl IpCore {
         match proto {
             17 => match (self.udp.lookup_sender(local, remote), class) {
                 (Some(sock), IcmpErrorClass::PortUnreachable) => {
-                    out.deliver.push(Deliver::UdpError { sock, kind: io::ErrorKind::ConnectionRefused })
+                    // One pending error per socket: only the first needs to wake a reader.
+                    let fresh = self.udp_queues.get(&sock).is_none_or(|q| q.error.swap(UDP_ERR_REFUSED, Relaxed) == 0);
+                    if fresh {
+                        out.deliver.push(Deliver::UdpError { sock, kind: io::ErrorKind::ConnectionRefused })
+                    }
                 }
                 _ => inc(&self.stats.rx_icmp_ignored),
             },

@@ -30,6 +30,20 @@ pub(crate) fn check_timeout(t: Option<Duration>) -> io::Result<()> {
     Ok(())
 }
 
+/// As std: binding an address the host does not have fails with `AddrNotAvailable`.
+pub(crate) fn check_local(stack: &crate::actor::StackHandle, addr: SocketAddr) -> io::Result<()> {
+    let ip = &stack.config().ip;
+    let ours = match addr.ip() {
+        std::net::IpAddr::V4(a) => a.is_unspecified() || ip.v4.contains(&a),
+        std::net::IpAddr::V6(a) => a.is_unspecified() || ip.v6.contains(&a),
+    };
+    if ours {
+        Ok(())
+    } else {
+        Err(io::Error::new(io::ErrorKind::AddrNotAvailable, format!("{} is not an address of this stack", addr.ip())))
+    }
+}
+
 pub(crate) fn would_block() -> io::Error {
     // std on Unix reports an expired SO_RCVTIMEO/SO_SNDTIMEO as EAGAIN, i.e. WouldBlock.
     io::Error::new(io::ErrorKind::WouldBlock, "Resource temporarily unavailable (timed out)")

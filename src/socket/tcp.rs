@@ -311,6 +311,10 @@ impl TcpStream {
             if st.eof || st.read_shut {
                 return Ok(0);
             }
+            if st.closed {
+                // Gone without EOF or error: the stack stopped under us.
+                return Err(stack_gone());
+            }
             if !ready {
                 return Err(would_block());
             }
@@ -415,6 +419,8 @@ pub struct TcpListener {
     stack: StackHandle,
     local: SocketAddr,
     inbox: Receiver<IncomingConn>,
+    /// Made by `bind_any`: the ip layer accepts TCP to foreign addresses while it lives.
+    any: bool,
 }
 
 impl TcpListener {
@@ -424,6 +430,7 @@ impl TcpListener {
         if addr.port() == 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "listening on port 0 is not supported"));
         }
+        super::check_local(stack, addr)?;
         Self::listen(stack, ListenAddr::Addr(addr), addr)
     }
 
@@ -436,6 +443,7 @@ impl TcpListener {
     }
 
     fn listen(stack: &StackHandle, addr: ListenAddr, local: SocketAddr) -> io::Result<TcpListener> {
+        let any = matches!(addr, ListenAddr::Any);
         let (itx, irx) = unbounded();
         let (rtx, rrx) = bounded(1);
         stack
@@ -443,7 +451,7 @@ impl TcpListener {
             .send(TcpMsg::Listen { addr, backlog: DEFAULT_BACKLOG, inbox: itx, reply: rtx })
             .map_err(|_| stack_gone())?;
         let id = rrx.recv().map_err(|_| stack_gone())??;
-        Ok(TcpListener { id, stack: stack.clone(), local, inbox: irx })
+        Ok(TcpListener { id, stack: stack.clone(), local, inbox: irx, any })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -479,6 +487,10 @@ impl TcpListener {
 impl Drop for TcpListener {
     fn drop(&mut self) {
         let _ = self.stack.tcp.send(TcpMsg::CloseListener(self.id));
+        if self.any {
+            // Only one `ListenAddr::Any` listener can exist, so this was the one.
+            self.stack.any_tcp.store(false, Relaxed);
+        }
     }
 }
 

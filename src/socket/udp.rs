@@ -3,7 +3,7 @@
 use super::{check_timeout, one_addr, would_block};
 use crate::actor::ip::{IpMsg, UdpEvent};
 use crate::actor::{stack_gone, StackHandle};
-use crate::proto::ip::QueuedBytes;
+use crate::proto::ip::{udp_charge, UdpQueue, UDP_ERR_REFUSED};
 use crate::proto::udp::UdpSockId;
 use crate::wire;
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, SendTimeoutError};
@@ -25,18 +25,21 @@ struct Inner {
     local: SocketAddr,
     stack: StackHandle,
     rx: Receiver<UdpEvent>,
-    queued: QueuedBytes,
+    shared: UdpQueue,
     st: Mutex<State>,
+    /// Held by one receiver at a time across "peeked?" and the receive, so concurrent
+    /// `recv`/`peek` calls neither lose nor reorder datagrams.
+    rx_turn: Mutex<Option<Peeked>>,
 }
+
+/// A datagram taken off the queue by `peek_from`: sender, buffer, payload range.
+type Peeked = (SocketAddr, Vec<u8>, usize, usize);
 
 #[derive(Default)]
 struct State {
     peer: Option<SocketAddr>,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
-    /// A datagram taken off the queue by `peek_from`.
-    peeked: Option<(SocketAddr, Vec<u8>, usize, usize)>,
-    error: Option<io::ErrorKind>,
 }
 
 impl Drop for Inner {
@@ -49,15 +52,26 @@ impl UdpSocket {
     /// Bind to `addr` on `stack` (port 0: an ephemeral port; unspecified IP: every address).
     pub fn bind(stack: &StackHandle, addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
         let addr = one_addr(addr)?;
+        super::check_local(stack, addr)?;
         let (tx, rx) = unbounded();
         let (rtx, rrx) = bounded(1);
-        let queued: QueuedBytes = Default::default();
+        let shared: UdpQueue = Default::default();
         stack
             .ip
-            .send(IpMsg::UdpBind { addr, inbox: tx, queued: queued.clone(), reply: rtx })
+            .send(IpMsg::UdpBind { addr, inbox: tx, queued: shared.clone(), reply: rtx })
             .map_err(|_| stack_gone())?;
         let (id, local) = rrx.recv().map_err(|_| stack_gone())??;
-        Ok(UdpSocket { inner: Arc::new(Inner { id, local, stack: stack.clone(), rx, queued, st: Mutex::default() }) })
+        Ok(UdpSocket {
+            inner: Arc::new(Inner {
+                id,
+                local,
+                stack: stack.clone(),
+                rx,
+                shared,
+                st: Mutex::default(),
+                rx_turn: Mutex::new(None),
+            }),
+        })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -95,7 +109,14 @@ impl UdpSocket {
 
     /// The pending ICMP-reported error, cleared by this call.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        Ok(self.inner.st.lock().error.take().map(io::Error::from))
+        Ok(self.take_pending_error())
+    }
+
+    fn take_pending_error(&self) -> Option<io::Error> {
+        match self.inner.shared.error.swap(0, Relaxed) {
+            UDP_ERR_REFUSED => Some(io::Error::from(io::ErrorKind::ConnectionRefused)),
+            _ => None,
+        }
     }
 
     /// Only datagrams from `addr` are received afterwards; `send`/`recv` use it.
@@ -161,49 +182,42 @@ impl UdpSocket {
     }
 
     fn recv_inner(&self, out: &mut [u8], peek: bool) -> io::Result<(usize, SocketAddr)> {
-        let timeout = {
-            let mut st = self.inner.st.lock();
-            if let Some((from, buf, s, e)) = st.peeked.take() {
-                let n = (e - s).min(out.len());
-                out[..n].copy_from_slice(&buf[s..s + n]);
-                if peek {
-                    st.peeked = Some((from, buf, s, e));
-                } else {
-                    self.consumed(buf, e - s);
+        let mut turn = self.inner.rx_turn.lock();
+        let (from, buf, start, end) = match turn.take() {
+            Some(p) => p,
+            None => {
+                let deadline = self.inner.st.lock().read_timeout.map(|t| std::time::Instant::now() + t);
+                loop {
+                    let ev = match deadline {
+                        None => self.inner.rx.recv().map_err(|_| stack_gone())?,
+                        Some(d) => self.inner.rx.recv_deadline(d).map_err(|e| match e {
+                            RecvTimeoutError::Timeout => would_block(),
+                            RecvTimeoutError::Disconnected => stack_gone(),
+                        })?,
+                    };
+                    match ev {
+                        UdpEvent::Datagram { from, buf, start, end } => break (from, buf, start, end),
+                        // As std: a connected socket reports an ICMP error on its next receive
+                        // (unless take_error already took it).
+                        UdpEvent::Error(_) => {
+                            if let Some(e) = self.take_pending_error() {
+                                return Err(e);
+                            }
+                        }
+                    }
                 }
-                return Ok((n, from));
             }
-            st.read_timeout
         };
-        let ev = match timeout {
-            None => self.inner.rx.recv().map_err(|_| stack_gone())?,
-            Some(t) => self.inner.rx.recv_timeout(t).map_err(|e| match e {
-                RecvTimeoutError::Timeout => would_block(),
-                RecvTimeoutError::Disconnected => stack_gone(),
-            })?,
-        };
-        match ev {
-            UdpEvent::Datagram { from, buf, start, end } => {
-                // std truncates a datagram to the buffer and discards the rest.
-                let n = (end - start).min(out.len());
-                out[..n].copy_from_slice(&buf[start..start + n]);
-                if peek {
-                    self.inner.st.lock().peeked = Some((from, buf, start, end));
-                } else {
-                    self.consumed(buf, end - start);
-                }
-                Ok((n, from))
-            }
-            UdpEvent::Error(kind) => {
-                // As std: a connected socket reports an ICMP error on its next receive.
-                Err(io::Error::from(kind))
-            }
+        // std truncates a datagram to the buffer and discards the rest.
+        let n = (end - start).min(out.len());
+        out[..n].copy_from_slice(&buf[start..start + n]);
+        if peek {
+            *turn = Some((from, buf, start, end));
+        } else {
+            self.inner.shared.queued.fetch_sub(udp_charge(end - start), Relaxed);
+            self.inner.stack.pool.put(buf);
         }
-    }
-
-    fn consumed(&self, buf: Vec<u8>, len: usize) {
-        self.inner.queued.fetch_sub(len as u64, Relaxed);
-        self.inner.stack.pool.put(buf);
+        Ok((n, from))
     }
 }
 
