@@ -199,6 +199,10 @@ impl Reassembler {
         if !more {
             p.total = Some(end);
         }
+        if offset == 0 {
+            // RFC 8200 §4.5: the upper-layer protocol is the offset-0 fragment's.
+            p.proto = proto;
+        }
         // Copy only the gaps: the first data received for a byte wins.
         let mut pos = offset;
         let mut gaps = Vec::new();
@@ -353,6 +357,19 @@ mod tests {
         );
         assert_eq!(r.partials(), 0);
         assert_eq!(r.held_bytes(), 0);
+    }
+
+    #[test]
+    fn protocol_comes_from_the_first_fragment_by_offset() {
+        let now = Instant::now();
+        let mut r = Reassembler::new(1 << 20, 16);
+        let k = key6(10);
+        assert!(r
+            .insert(now, Fragment { key: k, proto: 60, offset: 8, more: false, data: &[2; 8] })
+            .unwrap()
+            .is_none());
+        let d = r.insert(now, Fragment { key: k, proto: 17, offset: 0, more: true, data: &[1; 8] }).unwrap().unwrap();
+        assert_eq!(d.proto, 17);
     }
 
     #[test]

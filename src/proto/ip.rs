@@ -209,6 +209,9 @@ struct Io<'a> {
     out: &'a mut IpOutput,
     /// The device vouched for this packet's transport checksum.
     csum_ok: bool,
+    /// IPv6: offset of the Next Header field that named the upper-layer protocol (for a
+    /// parameter problem's pointer, RFC 8200 §4).
+    nh_field: usize,
 }
 
 /// A transport payload on its way up: `buf[start..end]` from `src` to `dst`.
@@ -360,7 +363,7 @@ impl IpCore {
         inc(&self.stats.rx_packets);
         let mut buf = buf;
         let csum_ok = self.cfg.rx_trailer && buf.pop() == Some(1);
-        let mut io = Io { now, pool, out, csum_ok };
+        let mut io = Io { now, pool, out, csum_ok, nh_field: 6 };
         match buf.first().map(|b| b >> 4) {
             Some(4) => self.rx_v4(&mut io, buf),
             Some(6) => self.rx_v6(&mut io, buf),
@@ -502,6 +505,7 @@ impl IpCore {
                         return pool.put(buf);
                     }
                     next = nh;
+                    io.nh_field = off;
                     off += hlen;
                 }
                 ext::FRAGMENT => {
@@ -518,6 +522,7 @@ impl IpCore {
                     if frag_off == 0 && !more {
                         // RFC 6946: an atomic fragment is processed as a whole datagram.
                         next = nh;
+                        io.nh_field = off;
                         off = data_off;
                         continue;
                     }
@@ -617,7 +622,7 @@ impl IpCore {
                             self.icmp4_error(io, &up.buf, [icmp4::DEST_UNREACHABLE, icmp4::CODE_PROTO_UNREACHABLE])
                         }
                         IpAddr::V6(_) => {
-                            let ptr = if up.start == wire::IPV6_HEADER_LEN { 6 } else { 0 };
+                            let ptr = io.nh_field as u32;
                             let tc = [icmp6::PARAM_PROBLEM, icmp6::CODE_UNRECOGNIZED_NEXT_HEADER];
                             self.icmp6_error(io, &up.buf, tc, ptr)
                         }
@@ -1116,4 +1121,58 @@ fn parse_quoted(q: &[u8]) -> Option<(IpAddr, IpAddr, u8, &[u8])> {
 /// How long the ip actor may sleep before reassembly needs attention.
 pub fn idle_timeout(core: &IpCore, now: Instant) -> Option<Duration> {
     core.next_deadline().map(|d| d.saturating_duration_since(now))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v6_packet(next: u8, payload: &[u8]) -> Vec<u8> {
+        let mut b = vec![0u8; 40 + payload.len()];
+        let s: Ipv6Addr = "fd00::1".parse().unwrap();
+        let d: Ipv6Addr = "fd00::2".parse().unwrap();
+        wire::emit_ipv6_header(&mut b, s, d, IpProtocol::from(next), payload.len(), 64);
+        b[40..].copy_from_slice(payload);
+        b
+    }
+
+    /// RFC 8200 §4: an unknown upper-layer protocol gets a parameter problem (code 1) whose
+    /// pointer names the Next Header field that carried it.
+    #[test]
+    fn unknown_next_header_pointer() {
+        let pool = Pool::default();
+        for (pkt, want) in [
+            (v6_packet(253, &[0; 8]), 6u32),
+            // destination options (PadN filling 8 bytes), then protocol 253
+            (v6_packet(60, &[253, 0, 1, 4, 0, 0, 0, 0, 0, 0, 0, 0]), 40),
+        ] {
+            let mut core = IpCore::new(IpConfig::default());
+            let mut out = IpOutput::default();
+            core.handle_packet(Instant::now(), pkt, &pool, &mut out);
+            assert_eq!(out.tx.len(), 1, "one ICMPv6 error");
+            let icmp = &out.tx[0][40..];
+            assert_eq!((icmp[0], icmp[1]), (icmp6::PARAM_PROBLEM, icmp6::CODE_UNRECOGNIZED_NEXT_HEADER));
+            assert_eq!(u32::from_be_bytes([icmp[4], icmp[5], icmp[6], icmp[7]]), want);
+        }
+    }
+
+    /// bind_any lets TCP to a foreign address through, nothing else.
+    #[test]
+    fn foreign_destination_only_for_tcp() {
+        let pool = Pool::default();
+        let mut core = IpCore::new(IpConfig::default());
+        core.accept_any_tcp.store(true, Relaxed);
+        let mut echo = vec![128u8, 0, 0, 0, 0, 1, 0, 1];
+        let mut pkt = v6_packet(58, &echo);
+        pkt[24..40].copy_from_slice(&"2001:db8::99".parse::<Ipv6Addr>().unwrap().octets());
+        let src: IpAddr = "fd00::1".parse().unwrap();
+        let dst: IpAddr = "2001:db8::99".parse().unwrap();
+        let c = wire::transport_checksum(src, dst, IpProtocol::Icmpv6, &echo);
+        echo[2..4].copy_from_slice(&c.to_be_bytes());
+        pkt[40..].copy_from_slice(&echo);
+        let mut out = IpOutput::default();
+        core.handle_packet(Instant::now(), pkt, &pool, &mut out);
+        assert!(out.tx.is_empty(), "no echo reply from a foreign address");
+        assert_eq!(core.stats.rx_not_ours.load(Relaxed), 1);
+    }
 }
