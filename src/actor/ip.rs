@@ -16,13 +16,9 @@ use std::time::Instant;
 /// What a UDP socket receives.
 pub enum UdpEvent {
     /// Payload is `buf[start..end]` (the packet buffer itself, moved, not copied).
-    Datagram {
-        from: SocketAddr,
-        buf: Vec<u8>,
-        start: usize,
-        end: usize,
-    },
-    Error(io::ErrorKind),
+    Datagram { from: SocketAddr, buf: Vec<u8>, start: usize, end: usize },
+    /// An ICMP-reported error is waiting in the socket's shared slot (`UdpShared::error`).
+    ErrorPending,
 }
 
 pub type BindReply = Sender<io::Result<(UdpSockId, SocketAddr)>>;
@@ -124,9 +120,9 @@ pub fn run(
                         pool.put(buf);
                     }
                 }
-                Deliver::UdpError { sock, kind } => {
+                Deliver::UdpError { sock } => {
                     if let Some(tx) = udp.get(&sock) {
-                        let _ = tx.send(UdpEvent::Error(kind));
+                        let _ = tx.send(UdpEvent::ErrorPending);
                     }
                 }
             }

@@ -127,8 +127,8 @@ pub enum Deliver {
     Tcp { src: IpAddr, dst: IpAddr, buf: Vec<u8>, start: usize, end: usize, csum_ok: bool },
     /// A UDP datagram for socket `sock`: payload is `buf[start..end]`.
     Udp { sock: UdpSockId, from: SocketAddr, to: SocketAddr, buf: Vec<u8>, start: usize, end: usize },
-    /// An ICMP error for a connected UDP socket.
-    UdpError { sock: UdpSockId, kind: io::ErrorKind },
+    /// An ICMP error for a connected UDP socket was put in its pending slot: wake a reader.
+    UdpError { sock: UdpSockId },
     /// An ICMP error quoting a TCP segment we sent from `local` to `remote`.
     TcpIcmp { local: SocketAddr, remote: SocketAddr, seq: u32, class: IcmpErrorClass },
 }
@@ -817,7 +817,7 @@ impl IpCore {
                     // One pending error per socket: only the first needs to wake a reader.
                     let fresh = self.udp_queues.get(&sock).is_none_or(|q| q.error.swap(UDP_ERR_REFUSED, Relaxed) == 0);
                     if fresh {
-                        out.deliver.push(Deliver::UdpError { sock, kind: io::ErrorKind::ConnectionRefused })
+                        out.deliver.push(Deliver::UdpError { sock })
                     }
                 }
                 _ => inc(&self.stats.rx_icmp_ignored),

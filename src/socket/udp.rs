@@ -199,7 +199,7 @@ impl UdpSocket {
                         UdpEvent::Datagram { from, buf, start, end } => break (from, buf, start, end),
                         // As std: a connected socket reports an ICMP error on its next receive
                         // (unless take_error already took it).
-                        UdpEvent::Error(_) => {
+                        UdpEvent::ErrorPending => {
                             if let Some(e) = self.take_pending_error() {
                                 return Err(e);
                             }
