@@ -1,7 +1,7 @@
 //! Congestion control (RFC 5681, RFC 6582, RFC 9438) behind one trait.
 //!
-//! The loss-detection logic (duplicate-ACK counting, the NewReno `recover` mark, which
-//! segment to retransmit) lives in the connection; an implementation of
+//! Loss detection (RACK, duplicate ACKs), the Open / Recovery / Loss states and the window
+//! during fast recovery (PRR, RFC 6937) live in the connection; an implementation of
 //! [`CongestionControl`] only does window arithmetic on the events it is told about.
 //! Invariant: `cwnd() >= smss` and `ssthresh() >= 2 * smss` after any loss event.
 
@@ -16,14 +16,14 @@ pub trait CongestionControl: std::fmt::Debug + Send {
     fn set_mss(&mut self, smss: usize);
     /// New data was cumulatively acknowledged outside fast recovery.
     fn on_ack(&mut self, now: Instant, bytes_acked: usize, srtt: Option<Duration>);
-    /// Third duplicate ACK: fast retransmit + enter fast recovery (RFC 5681 §3.2 steps 2-3).
+    /// Loss detected: set ssthresh for fast recovery (RFC 5681 §3.2 step 2, eq. 4). During
+    /// recovery the connection sets the window itself (PRR).
     fn on_enter_recovery(&mut self, now: Instant, flight_size: usize);
-    /// Another duplicate ACK during fast recovery: inflate (RFC 5681 §3.2 step 4).
-    fn on_dup_ack_in_recovery(&mut self);
-    /// Partial ACK during NewReno recovery (RFC 6582 §3.2 step 5): deflate.
-    fn on_partial_ack(&mut self, bytes_acked: usize);
-    /// Full ACK: leave recovery (RFC 6582 §3.2 step 6 option 1).
-    fn on_exit_recovery(&mut self, flight_size: usize);
+    /// Recovery is over: cwnd = ssthresh (RFC 6937 §3, RFC 6582 §3.2 step 6).
+    fn on_exit_recovery(&mut self);
+    /// The last reduction was spurious (RFC 3522, RFC 2883 §5): go back to at least the
+    /// window and threshold from before it.
+    fn undo(&mut self, prior_cwnd: usize, prior_ssthresh: usize);
     /// Retransmission timeout (RFC 5681 §3.1 eq. 4). `first` is false when the segment
     /// was already retransmitted by the timer: ssthresh is then held constant.
     fn on_rto(&mut self, now: Instant, flight_size: usize, first: bool);
@@ -88,25 +88,16 @@ impl CongestionControl for NewReno {
         }
     }
     fn on_enter_recovery(&mut self, _now: Instant, flight_size: usize) {
-        // RFC 5681 §3.2 eq. 4 and step 3.
+        // RFC 5681 §3.2 eq. 4.
         self.ssthresh = (flight_size / 2).max(2 * self.smss);
-        self.cwnd = self.ssthresh + 3 * self.smss;
         self.acked_accum = 0;
     }
-    fn on_dup_ack_in_recovery(&mut self) {
-        self.cwnd += self.smss;
+    fn on_exit_recovery(&mut self) {
+        self.cwnd = self.ssthresh.max(self.smss);
     }
-    fn on_partial_ack(&mut self, bytes_acked: usize) {
-        // RFC 6582 §3.2 step 5: deflate by the amount acked, add back one SMSS if >= SMSS.
-        self.cwnd = self.cwnd.saturating_sub(bytes_acked);
-        if bytes_acked >= self.smss {
-            self.cwnd += self.smss;
-        }
-        self.cwnd = self.cwnd.max(self.smss);
-    }
-    fn on_exit_recovery(&mut self, flight_size: usize) {
-        // RFC 6582 §3.2 step 6, option 1.
-        self.cwnd = self.ssthresh.min(flight_size.max(self.smss) + self.smss);
+    fn undo(&mut self, prior_cwnd: usize, prior_ssthresh: usize) {
+        self.cwnd = self.cwnd.max(prior_cwnd);
+        self.ssthresh = self.ssthresh.max(prior_ssthresh);
     }
     fn on_rto(&mut self, _now: Instant, flight_size: usize, first: bool) {
         if first {
@@ -232,20 +223,15 @@ impl CongestionControl for Cubic {
     }
     fn on_enter_recovery(&mut self, _now: Instant, flight_size: usize) {
         self.reduce(flight_size);
-        self.cwnd = self.ssthresh + 3 * self.smss;
     }
-    fn on_dup_ack_in_recovery(&mut self) {
-        self.cwnd += self.smss;
+    fn on_exit_recovery(&mut self) {
+        self.cwnd = self.ssthresh.max(self.smss);
     }
-    fn on_partial_ack(&mut self, bytes_acked: usize) {
-        self.cwnd = self.cwnd.saturating_sub(bytes_acked);
-        if bytes_acked >= self.smss {
-            self.cwnd += self.smss;
-        }
-        self.cwnd = self.cwnd.max(self.smss);
-    }
-    fn on_exit_recovery(&mut self, flight_size: usize) {
-        self.cwnd = self.ssthresh.min(flight_size.max(self.smss) + self.smss).max(self.smss);
+    fn undo(&mut self, prior_cwnd: usize, prior_ssthresh: usize) {
+        // Linux cubictcp: the window comes back; the epoch restarts from it.
+        self.cwnd = self.cwnd.max(prior_cwnd);
+        self.ssthresh = self.ssthresh.max(prior_ssthresh);
+        self.epoch_start = None;
     }
     fn on_rto(&mut self, _now: Instant, flight_size: usize, first: bool) {
         if first {
@@ -300,15 +286,12 @@ mod tests {
         let mut c = NewReno::new(M);
         c.on_enter_recovery(now, 10 * M);
         assert_eq!(c.ssthresh(), 5 * M);
-        assert_eq!(c.cwnd(), 8 * M);
-        c.on_dup_ack_in_recovery();
-        assert_eq!(c.cwnd(), 9 * M);
-        c.on_partial_ack(2 * M);
-        assert_eq!(c.cwnd(), 8 * M);
-        c.on_exit_recovery(3 * M);
-        assert_eq!(c.cwnd(), 4 * M);
+        c.on_exit_recovery();
+        assert_eq!(c.cwnd(), 5 * M, "cwnd = ssthresh after recovery (RFC 6937)");
         c.on_enter_recovery(now, M);
         assert_eq!(c.ssthresh(), 2 * M, "floor 2*SMSS");
+        c.undo(10 * M, 5 * M);
+        assert_eq!((c.cwnd(), c.ssthresh()), (10 * M, 5 * M), "undo restores the prior window");
     }
 
     #[test]
@@ -321,7 +304,7 @@ mod tests {
         assert_eq!(c.cwnd(), 100 * M);
         c.on_enter_recovery(t0, 100 * M);
         assert_eq!(c.ssthresh(), 70 * M);
-        c.on_exit_recovery(100 * M);
+        c.on_exit_recovery();
         assert_eq!(c.cwnd(), 70 * M);
         let mut t = t0;
         for _ in 0..2000 {

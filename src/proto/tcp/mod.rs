@@ -52,8 +52,11 @@
 pub mod congestion;
 pub mod endpoint;
 pub mod isn;
+pub mod prr;
+pub mod rack;
 pub mod reassembly;
 pub mod rtt;
+pub mod rtx;
 pub mod sack;
 pub mod sendbuf;
 pub mod seq;
@@ -238,6 +241,15 @@ pub struct TcpStats {
     pub retransmits: u64,
     pub timeouts: u64,
     pub fast_retransmits: u64,
+    /// Tail-loss probes sent (RFC 8985 §7) and losses they repaired.
+    pub tlp_probes: u64,
+    pub tlp_recoveries: u64,
+    /// D-SACK blocks received (RFC 2883).
+    pub dsacks_received: u64,
+    /// Connections that saw reordering (RACK widens its window).
+    pub reordering_seen: u64,
+    /// Recoveries or timeouts undone as spurious (Eifel RFC 3522, D-SACK).
+    pub spurious_undone: u64,
     pub dropped: u64,
     pub rst_in: u64,
     pub rst_out: u64,

@@ -1,4 +1,10 @@
-//! Retransmission timeout computation (RFC 6298).
+//! Retransmission timeout computation (RFC 6298, with Linux's floor).
+//!
+//! `RTO = SRTT + max(min_rto, K·RTTVAR)`: the floor applies to the variance term, as
+//! Linux's `tcp_rto_min` does (`__tcp_set_rto`), not to the whole RTO as RFC 6298 §2.4
+//! has it. With timestamps every ACK is a sample and RTTVAR decays towards zero; a floor
+//! on the whole RTO would then give `max(200 ms, SRTT)`, which a delayed-ACK peer beats
+//! and which fires spuriously on any path whose RTT varies by more than the gap.
 //!
 //! Invariant: `rto` is always within `[min_rto, max_rto]`; `backoff` doubles it on each
 //! expiry (§5.5) and a new RTT sample resets the backoff.
@@ -7,8 +13,6 @@ use std::time::Duration;
 
 /// RFC 6298 §2: K = 4.
 const K: u32 = 4;
-/// Clock granularity G used in `RTO = SRTT + max(G, K*RTTVAR)`: 1 ms virtual clock.
-const G: Duration = Duration::from_millis(1);
 
 #[derive(Clone, Debug)]
 pub struct RttEstimator {
@@ -51,8 +55,13 @@ impl RttEstimator {
             }
         }
         let srtt = self.srtt.unwrap_or(r);
-        // RTO <- SRTT + max(G, K*RTTVAR), then §2.4 floor / §2.5 cap.
-        self.base_rto = (srtt + (self.rttvar * K).max(G)).clamp(self.min_rto, self.max_rto);
+        // RTO <- SRTT + max(G, K*RTTVAR) with G raised to the floor (Linux), §2.5 cap.
+        self.base_rto = (srtt + (self.rttvar * K).max(self.min_rto)).min(self.max_rto);
+        self.backoff = 0;
+    }
+
+    /// A timeout proved spurious (RFC 3522): drop the backoff it caused.
+    pub fn undo_backoff(&mut self) {
         self.backoff = 0;
     }
 
@@ -104,15 +113,28 @@ mod tests {
         assert_eq!(e.srtt, Some(Duration::from_micros(112_500)));
         assert_eq!(e.rto(), Duration::from_micros(362_500));
     }
+
+    /// Review defect 5: with a steady RTT (timestamps: a sample per ACK) RTTVAR decays to
+    /// zero. The old `clamp(SRTT + 4·RTTVAR, 200 ms)` then gave 200 ms for a 150 ms path,
+    /// 50 ms of margin against a 40 ms delayed ACK plus jitter; Linux gives SRTT + 200 ms.
+    #[test]
+    fn floor_is_on_the_variance_term() {
+        let mut e = RttEstimator::new(ms(1000), ms(200), ms(60_000));
+        for _ in 0..200 {
+            e.sample(ms(150));
+        }
+        assert!(e.rttvar < ms(1));
+        assert_eq!(e.rto(), ms(350), "SRTT + max(200 ms, 4·RTTVAR)");
+    }
     #[test]
     fn floor_cap_and_backoff() {
         let mut e = RttEstimator::new(ms(1000), ms(200), ms(60_000));
         e.sample(ms(1));
-        assert_eq!(e.rto(), ms(200), "min RTO floor (Linux 200 ms)");
+        assert_eq!(e.rto(), ms(201), "SRTT + the 200 ms floor (Linux)");
         e.on_timeout();
-        assert_eq!(e.rto(), ms(400));
+        assert_eq!(e.rto(), ms(402));
         e.on_timeout();
-        assert_eq!(e.rto(), ms(800));
+        assert_eq!(e.rto(), ms(804));
         for _ in 0..40 {
             e.on_timeout();
         }

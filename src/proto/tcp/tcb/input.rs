@@ -1,6 +1,7 @@
 //! Segment arrival (RFC 9293 §3.10.7): SYN-SENT processing, the acceptability test,
 //! RST/SYN/ACK checks, loss detection on ACKs, segment text and FIN.
 
+use super::super::rtx::Delivered;
 use super::*;
 
 impl Tcb {
@@ -63,6 +64,7 @@ impl Tcb {
                 self.rtt.syn_was_retransmitted();
             }
             self.snd_una = r.ack;
+            self.syn_acked = true;
             if seq::lt(self.snd_nxt, self.snd_una) {
                 self.snd_nxt = self.snd_una;
             }
@@ -103,6 +105,7 @@ impl Tcb {
             if seq::gt(r.ack, self.snd_una) && seq::le(r.ack, self.snd_max) {
                 if self.establish_from_syn_received(ctx, r) {
                     self.snd_una = r.ack;
+                    self.syn_acked = true;
                     if seq::lt(self.snd_nxt, r.ack) {
                         self.snd_nxt = r.ack;
                     }
@@ -164,12 +167,18 @@ impl Tcb {
             // M-66: with a zero window, still process a valid ACK at RCV.NXT.
             if wnd == 0 && r.seq == self.rcv_nxt && f.ack && !f.syn && self.state != State::SynReceived {
                 self.last_recv = now;
-                self.process_ack(now, ctx, r, 0);
+                // The segment's own length: data here is not a duplicate ACK (RFC 5681 §2).
+                self.process_ack(now, ctx, r, seg_len);
                 self.after_ack_transitions(now);
             }
             if self.state == State::TimeWait && f.fin {
                 // §3.10.7.4: a retransmitted FIN restarts the 2*MSL timer.
                 self.close_at = Some(now + self.msl * 2);
+            }
+            // RFC 2883 §4: data entirely below RCV.NXT was received twice: report it.
+            let data_end = r.seq.wrapping_add(payload.len() as u32);
+            if !payload.is_empty() && seq::le(data_end, self.rcv_nxt) {
+                self.dsack_out = Some((r.seq, data_end));
             }
             // <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>. For segments without data (old pure
             // ACKs, SYNs) the answer is rate limited like a challenge ACK (as Linux's
@@ -205,6 +214,11 @@ impl Tcb {
         let mut fin = f.fin;
         if seq::lt(s, self.rcv_nxt) {
             let skip = (self.rcv_nxt.wrapping_sub(s) as usize).min(data.len());
+            if skip > 0 {
+                // RFC 2883 §4: the part below RCV.NXT is a duplicate: report it.
+                self.dsack_out = Some((s, s.wrapping_add(skip as u32)));
+                self.ack_now = true;
+            }
             data = &data[skip..];
             s = s.wrapping_add(skip as u32);
             if fin && seq::lt(s, self.rcv_nxt) {
@@ -361,75 +375,13 @@ impl Tcb {
         }
         self.persist_probes = 0; // M-37: an answered probe keeps the connection
         let new_wnd = (r.window as usize) << self.snd_wscale;
-        let new_sack =
-            self.sack_ok && self.scoreboard.update(seq::max(ack, self.snd_una), self.snd_max, &r.options.sack_blocks);
+        let prior_una = self.snd_una;
+        let mut d = Delivered::new(&self.rtx);
+        let dsack = if self.sack_ok { self.apply_sack(ack, &r.options.sack_blocks, &mut d, ctx) } else { None };
         if seq::gt(ack, self.snd_una) {
-            let mut acked = seq::dist(self.snd_una, ack);
-            let total_acked = acked;
-            if self.snd_una == self.iss {
-                acked -= 1; // our SYN
-            }
-            if let Some(fs) = self.fin_seq {
-                if seq::gt(ack, fs) && seq::le(self.snd_una, fs) {
-                    acked = acked.saturating_sub(1); // our FIN
-                }
-            }
-            let data_acked = acked.min(self.sndbuf.len());
-            self.sndbuf.consume(data_acked);
-            // RTT sample (RFC 6298 §3 / RFC 7323 §4.1; Karn's rule for timed segments).
-            match (self.ts_ok, r.options.timestamps) {
-                (true, Some((_, tsecr))) => self.rtt_sample_ts(now, ctx.epoch, tsecr),
-                _ => {
-                    if let Some((end, t)) = self.rtt_timing {
-                        if seq::ge(ack, end) {
-                            self.rtt.sample(now.saturating_duration_since(t));
-                            self.rtt_timing = None;
-                        }
-                    }
-                }
-            }
-            self.snd_una = ack;
-            if seq::lt(self.snd_nxt, ack) {
-                self.snd_nxt = ack;
-            }
-            if seq::lt(self.snd_max, ack) {
-                self.snd_max = ack; // an accepted zero-window probe
-            }
-            if self.probe_end.is_some_and(|p| seq::le(p, self.snd_max)) {
-                self.probe_end = None;
-            }
-            self.retries = 0;
-            self.rto_repeated = false;
-            if seq::lt(self.high_rxt, ack) {
-                self.high_rxt = ack;
-            }
-            // Congestion control.
-            if self.in_recovery {
-                if seq::ge(ack, self.recover) {
-                    // Full ACK (RFC 6582 §3.2 step 6).
-                    let flight = seq::dist(self.snd_una, self.snd_max);
-                    self.cc.on_exit_recovery(flight);
-                    self.in_recovery = false;
-                    self.dupacks = 0;
-                } else {
-                    // Partial ACK: retransmit the next hole (step 5).
-                    self.cc.on_partial_ack(total_acked);
-                    self.rexmit_one = Some(self.snd_una);
-                    self.sack_rexmit = self.sack_ok;
-                    self.rto_at = None; // restarted below (first partial ACK resets timer)
-                }
-            } else {
-                self.dupacks = 0;
-                self.cc.on_ack(now, total_acked, self.rtt.srtt);
-            }
-            // RFC 6298 §5.3: restart the timer for the remaining data.
-            self.rto_at = None;
-            if data_acked > 0 {
-                self.push_event(SocketEvent::SendCredit(data_acked));
-            }
+            self.on_ack_advance(now, ctx, r, &mut d);
         } else if ack == self.snd_una {
-            // RFC 5681 §2 duplicate ACK.
-            // Zero-window probe answers are not duplicate ACKs.
+            // RFC 5681 §2 duplicate ACK (zero-window probe answers are not).
             let dup = self.snd_max != self.snd_una
                 && self.snd_wnd > 0
                 && seg_len == 0
@@ -438,29 +390,20 @@ impl Tcb {
                 && !r.flags.fin;
             if dup {
                 self.dupacks += 1;
-                if self.in_recovery {
-                    self.cc.on_dup_ack_in_recovery();
-                    self.sack_rexmit = self.sack_ok;
-                } else if self.dupacks == DUPACK_THRESHOLD && seq::gt(ack, self.recover) {
-                    // RFC 6582 §3.2 step 2 / RFC 5681 §3.2 step 2-3.
-                    self.enter_recovery(now, ctx);
+                if !self.sack_ok {
+                    // Without SACK a duplicate ACK stands for one delivered segment.
+                    let flight = seq::dist(self.snd_una, self.snd_max);
+                    let add = self.smss().min(flight.saturating_sub(self.reno_sacked));
+                    self.reno_sacked += add;
+                    d.bytes += add;
                 }
             }
         }
-        if self.sack_ok && self.snd_una != self.snd_max {
-            if !self.in_recovery
-                && seq::gt(self.snd_una, self.recover)
-                && self.scoreboard.sacked_bytes() >= DUPACK_THRESHOLD as usize * self.smss()
-            {
-                // RFC 6675 §5 (IsLost): DupThresh segments SACKed above SND.UNA mean loss,
-                // even when the ACKs ride on data segments (no pure duplicate ACKs).
-                self.enter_recovery(now, ctx);
-            } else if self.in_recovery && new_sack {
-                self.sack_rexmit = true;
-            }
-        }
-        // RFC 9293 §3.10.7.4 fifth: window update when the segment is newer.
-        if seq::lt(self.snd_wl1, r.seq) || (self.snd_wl1 == r.seq && seq::le(self.snd_wl2, ack)) {
+        self.on_delivery(now, ctx, r, prior_una, &d, dsack);
+        // RFC 9293 §3.10.7.4 fifth: update the window only if SND.UNA <= SEG.ACK and the
+        // segment is newer than the one that last did.
+        let newer = seq::lt(self.snd_wl1, r.seq) || (self.snd_wl1 == r.seq && seq::le(self.snd_wl2, ack));
+        if seq::le(prior_una, ack) && newer {
             self.snd_wnd = new_wnd;
             self.snd_wl1 = r.seq;
             self.snd_wl2 = ack;
@@ -472,16 +415,58 @@ impl Tcb {
         true
     }
 
-    /// Fast retransmit and enter fast recovery (RFC 5681 §3.2 steps 2-3, RFC 6582 §3.2).
-    fn enter_recovery(&mut self, now: Instant, ctx: &mut Ctx) {
-        let flight = seq::dist(self.snd_una, self.snd_max);
-        self.cc.on_enter_recovery(now, flight);
-        self.in_recovery = true;
-        self.recover = self.snd_max;
-        self.high_rxt = self.snd_una;
-        self.rexmit_one = Some(self.snd_una);
-        self.rtt_timing = None;
-        ctx.stats.fast_retransmits += 1;
+    /// SND.UNA advances to `r.ack`: free acknowledged data, take an RTT sample, restart
+    /// the retransmission timer (RFC 6298 §5.3).
+    fn on_ack_advance(&mut self, now: Instant, ctx: &mut Ctx, r: &TcpRepr, d: &mut Delivered) {
+        let ack = r.ack;
+        let mut acked = seq::dist(self.snd_una, ack);
+        if !self.syn_acked {
+            self.syn_acked = true;
+            acked -= 1; // our SYN
+        }
+        if let Some(fs) = self.fin_seq {
+            if seq::gt(ack, fs) && seq::le(self.snd_una, fs) {
+                acked = acked.saturating_sub(1); // our FIN
+            }
+        }
+        let data_acked = acked.min(self.sndbuf.len());
+        self.sndbuf.consume(data_acked);
+        // RTT sample (RFC 6298 §3 / RFC 7323 §4.1; Karn's rule for timed segments).
+        match (self.ts_ok, r.options.timestamps) {
+            (true, Some((_, tsecr))) => self.rtt_sample_ts(now, ctx.epoch, tsecr),
+            _ => {
+                if let Some((end, t)) = self.rtt_timing {
+                    if seq::ge(ack, end) {
+                        self.rtt.sample(now.saturating_duration_since(t));
+                        self.rtt_timing = None;
+                    }
+                }
+            }
+        }
+        self.rtx.ack(ack, d);
+        if !self.sack_ok {
+            self.reno_sacked = self.reno_sacked.saturating_sub(seq::dist(self.snd_una, ack));
+            self.dupacks = 0;
+        }
+        self.snd_una = ack;
+        if seq::lt(self.snd_nxt, ack) {
+            self.snd_nxt = ack;
+        }
+        if seq::lt(self.snd_max, ack) {
+            self.snd_max = ack; // an accepted zero-window probe
+        }
+        if self.probe_end.is_some_and(|p| seq::le(p, self.snd_max)) {
+            self.probe_end = None;
+        }
+        self.retries = 0;
+        self.rto_repeated = false;
+        // RFC 6298 §5.3: restart the timer for the remaining data; RFC 8985 §7.2: re-arm
+        // the probe timer likewise.
+        self.rto_at = None;
+        self.pto_at = None;
+        if data_acked > 0 {
+            self.push_event(SocketEvent::SendCredit(data_acked));
+        }
     }
 
     /// In-window data at `s` (already trimmed to `[RCV.NXT, RCV.ADV)`).

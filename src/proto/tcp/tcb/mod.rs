@@ -17,11 +17,15 @@
 
 mod input;
 mod output;
+mod recovery;
 
 use super::congestion::{CongestionControl, Cubic, NewReno};
+use super::prr::Prr;
+use super::rack::{Rack, Tlp};
 use super::reassembly::Reassembly;
 use super::rtt::RttEstimator;
-use super::sack::{RecentBlocks, Scoreboard};
+use super::rtx::RtxQueue;
+use super::sack::RecentBlocks;
 use super::sendbuf::SendBuffer;
 use super::{
     seq, AppCommand, CongestionAlgorithm, ConnId, IcmpErrorKind, ListenerId, SocketEvent, TcpConfig, TcpStats,
@@ -116,6 +120,8 @@ pub struct Tcb {
 
     // --- send sequence space (RFC 9293 §3.3.1)
     iss: u32,
+    /// Our SYN has been acknowledged (byte 0 of the send buffer is then SND.UNA).
+    syn_acked: bool,
     snd_una: u32,
     snd_nxt: u32,
     snd_max: u32,
@@ -158,7 +164,8 @@ pub struct Tcb {
     ts_recent_at: Option<Instant>,
     last_ack_sent: u32,
     sack_ok: bool,
-    scoreboard: Scoreboard,
+    /// A D-SACK block (RFC 2883) to report first in the next ACK: duplicate data received.
+    dsack_out: Option<(u32, u32)>,
     ws_ok: bool,
 
     // --- loss recovery and congestion control
@@ -166,14 +173,29 @@ pub struct Tcb {
     cc: Box<dyn CongestionControl>,
     /// Karn timing of one segment: (sequence number that must be acked, send time).
     rtt_timing: Option<(u32, Instant)>,
+    /// Segments sent and not cumulatively acknowledged, with the SACK scoreboard.
+    rtx: RtxQueue,
+    /// Loss-recovery state (Linux's Open / Recovery / Loss).
+    ca: CaState,
+    /// RFC 6582 `recover`: SND.MAX when Recovery or Loss began; None in Open, so it can
+    /// never fall 2^31 behind SND.UNA.
+    recover: Option<u32>,
+    /// Duplicate ACKs in a row (RFC 5681 §2); without SACK each one stands for one
+    /// delivered segment in `reno_sacked` (Linux's Reno emulation).
     dupacks: u32,
-    in_recovery: bool,
-    /// RFC 6582 `recover`.
-    recover: u32,
-    /// Highest sequence number retransmitted from a SACK hole in this recovery.
-    high_rxt: u32,
-    rexmit_one: Option<u32>,
-    sack_rexmit: bool,
+    reno_sacked: usize,
+    rack: Rack,
+    tlp: Tlp,
+    /// The probe timer fired: poll_transmit sends one probe.
+    tlp_fire: bool,
+    prr: Prr,
+    /// The congestion window PRR computed for this ACK (used instead of the
+    /// algorithm's while in Recovery).
+    recovery_cwnd: usize,
+    /// State to undo a spurious recovery or timeout (Eifel, RFC 3522; D-SACK, RFC 2883 §5).
+    undo: Option<Undo>,
+    /// The last transmission was limited by cwnd (RFC 7661: only then may cwnd grow).
+    cwnd_limited: bool,
     /// End of an outstanding zero-window probe (beyond SND.MAX).
     probe_end: Option<u32>,
     /// The segment at SND.UNA was already retransmitted by the timer (ssthresh held).
@@ -185,6 +207,10 @@ pub struct Tcb {
 
     // --- timers
     rto_at: Option<Instant>,
+    /// RACK reordering timer (RFC 8985 §6.3).
+    rack_at: Option<Instant>,
+    /// Tail-loss probe timer (RFC 8985 §7.2).
+    pto_at: Option<Instant>,
     persist_at: Option<Instant>,
     persist_backoff: u32,
     persist_probes: u32,
@@ -210,6 +236,30 @@ pub struct Tcb {
     max_retries: u32,
     syn_retries: u32,
     pub(crate) soft_error: Option<IcmpErrorKind>,
+}
+
+/// Loss-recovery state of the sender.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CaState {
+    /// No loss being repaired.
+    Open,
+    /// Fast recovery (RFC 6675 / RFC 6582) with PRR (RFC 6937).
+    Recovery,
+    /// After a retransmission timeout: everything outstanding was marked lost.
+    Loss,
+}
+
+/// What a recovery episode changed, to put back if it proves spurious.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Undo {
+    prior_cwnd: usize,
+    prior_ssthresh: usize,
+    /// SND.UNA when the episode began (Linux `undo_marker`).
+    marker: u32,
+    /// Retransmissions not yet shown spurious by a D-SACK (Linux `undo_retrans`).
+    retrans: u32,
+    /// Sequence number and TSval of the first retransmission (RFC 3522 Eifel).
+    first_rexmit: Option<(u32, u32)>,
 }
 
 /// Smallest window-scale shift that makes `buf` representable (RFC 7323 §2.3).
@@ -257,6 +307,7 @@ impl Tcb {
             events: VecDeque::new(),
             rst_out: None,
             iss,
+            syn_acked: false,
             snd_una: iss,
             snd_nxt: iss,
             snd_max: iss,
@@ -288,23 +339,31 @@ impl Tcb {
             ts_recent_at: None,
             last_ack_sent: 0,
             sack_ok: false,
-            scoreboard: Scoreboard::default(),
+            dsack_out: None,
             ws_ok: false,
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
             cc,
             rtt_timing: None,
+            rtx: RtxQueue::default(),
+            ca: CaState::Open,
+            recover: None,
             dupacks: 0,
-            in_recovery: false,
-            recover: iss,
-            high_rxt: iss,
-            rexmit_one: None,
-            sack_rexmit: false,
+            reno_sacked: 0,
+            rack: Rack::default(),
+            tlp: Tlp::default(),
+            tlp_fire: false,
+            prr: Prr::default(),
+            recovery_cwnd: 0,
+            undo: None,
+            cwnd_limited: true,
             probe_end: None,
             rto_repeated: false,
             retries: 0,
             syn_retransmitted: false,
             last_data_sent: None,
             rto_at: None,
+            rack_at: None,
+            pto_at: None,
             persist_at: None,
             persist_backoff: 0,
             persist_probes: 0,
@@ -418,7 +477,7 @@ impl Tcb {
 
     /// Sequence number of byte 0 of the send buffer.
     fn buf_seq(&self) -> u32 {
-        if self.snd_una == self.iss {
+        if !self.syn_acked {
             self.iss.wrapping_add(1)
         } else {
             self.snd_una
@@ -456,6 +515,8 @@ impl Tcb {
         self.push_event(SocketEvent::Closed);
         self.state = State::Closed;
         self.rto_at = None;
+        self.rack_at = None;
+        self.pto_at = None;
         self.persist_at = None;
         self.delack_at = None;
         self.keepalive_at = None;
@@ -512,6 +573,8 @@ impl Tcb {
         // M-13: 2*MSL.
         self.close_at = Some(now + self.msl * 2);
         self.rto_at = None;
+        self.rack_at = None;
+        self.pto_at = None;
         self.persist_at = None;
         self.keepalive_at = None;
     }
@@ -532,13 +595,22 @@ impl Tcb {
 
     /// The earliest deadline this connection wants.
     pub fn deadline(&self) -> Option<Instant> {
-        [self.rto_at, self.persist_at, self.delack_at, self.keepalive_at, self.close_at].into_iter().flatten().min()
+        [self.rto_at, self.rack_at, self.pto_at, self.persist_at, self.delack_at, self.keepalive_at, self.close_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Re-establish the timer invariants after any change.
     fn update_timers(&mut self, now: Instant) {
+        #[cfg(test)]
+        if self.state != State::Closed {
+            self.rtx.check(self.snd_una, self.snd_max);
+        }
         if matches!(self.state, State::Closed | State::TimeWait | State::Listen) {
             self.rto_at = None;
+            self.rack_at = None;
+            self.pto_at = None;
             self.persist_at = None;
             self.keepalive_at = None;
             if self.state == State::Closed {
@@ -554,7 +626,9 @@ impl Tcb {
             }
         } else {
             self.rto_at = None;
+            self.rack_at = None;
         }
+        self.arm_pto(now);
         // Persist / SWS override timer.
         let synced = self.state.can_send_data();
         let unsent = seq::dist(self.snd_nxt, self.data_end()) > 0;
@@ -609,6 +683,14 @@ impl Tcb {
                 return;
             }
         }
+        if self.rack_at.is_some_and(|t| t <= now) {
+            self.rack_at = None;
+            self.on_rack_timer(now, ctx);
+        }
+        if self.pto_at.is_some_and(|t| t <= now) {
+            self.pto_at = None;
+            self.tlp_fire = true;
+        }
         if self.persist_at.is_some_and(|t| t <= now) {
             self.persist_at = None;
             self.persist_probes += 1;
@@ -659,17 +741,7 @@ impl Tcb {
         if self.snd_una == self.snd_max {
             return;
         }
-        // RFC 5681 §3.1 eq. 4 / RFC 6582 §3.2 step 4 after a timeout.
-        let flight = seq::dist(self.snd_una, self.snd_max);
-        self.cc.on_rto(now, flight, !self.rto_repeated);
-        self.rto_repeated = true;
-        self.recover = self.snd_max;
-        self.in_recovery = false;
-        self.dupacks = 0;
-        self.rexmit_one = None;
-        // RFC 2018 §8: after a timeout, SACK information is not trusted.
-        self.scoreboard.clear();
-        self.snd_nxt = self.snd_una;
+        self.enter_loss(now);
     }
 
     // ------------------------------------------------------------------------------------
@@ -816,9 +888,10 @@ impl Tcb {
                 if new_mss < self.peer_mss {
                     self.peer_mss = new_mss;
                     self.cc.set_mss(self.smss());
-                    // Resend what is in flight in smaller segments; not a congestion signal.
+                    // Resend what is in flight in smaller segments; not a congestion signal
+                    // (cwnd is kept, as Linux's tcp_simple_retransmit).
                     if self.state.can_send_data() || self.state == State::FinWait2 {
-                        self.snd_nxt = self.snd_una;
+                        self.rtx.mark_all_lost(false);
                         self.rtt_timing = None;
                     }
                 }

@@ -13,7 +13,7 @@ impl Tcb {
         self.rst_out.is_some()
             || self.syn_pending
             || self.ack_now
-            || self.rexmit_one.is_some()
+            || self.tlp_fire
             || self.force_send
             || self.send_keepalive
             || self.state.can_send_data()
@@ -55,9 +55,18 @@ impl Tcb {
             let ecr = if active_syn { 0 } else { self.ts_recent };
             o.timestamps = Some((self.ts_now(now, epoch), ecr));
         }
-        if !syn && self.sack_ok && !self.ooo.is_empty() {
+        if !syn && self.sack_ok {
             let max = if self.ts_ok { 3 } else { 4 };
-            o.sack_blocks = self.recent_blocks.blocks(max, |x| self.ooo.range_containing(x), self.ooo.ranges());
+            let dsack = self.dsack_out.is_some() as usize;
+            if !self.ooo.is_empty() {
+                o.sack_blocks =
+                    self.recent_blocks.blocks(max - dsack, |x| self.ooo.range_containing(x), self.ooo.ranges());
+            }
+            if let Some(d) = self.dsack_out {
+                // RFC 2883 §4: the D-SACK block comes first.
+                o.sack_blocks.rotate_right(1);
+                o.sack_blocks[0] = Some(d);
+            }
         }
         o
     }
@@ -101,6 +110,9 @@ impl Tcb {
         emit(&repr, self.sndbuf.slice(off, len));
         ctx.stats.segments_out += 1;
         let end = s.wrapping_add(len as u32).wrapping_add(fin as u32);
+        if self.ca == CaState::Recovery {
+            self.prr.on_sent(seq::dist(s, end));
+        }
         if seq::lt(s, self.snd_max) {
             ctx.stats.retransmits += 1;
             // Karn (RFC 6298 §3): no sample from a retransmitted segment.
@@ -117,7 +129,10 @@ impl Tcb {
             self.last_data_sent = Some(now);
         }
         if seq::gt(end, self.snd_max) {
+            self.rtx.push(seq::max(s, self.snd_max), end, now);
             self.snd_max = end;
+            // RFC 8985 §7.2: new data re-arms the probe timer.
+            self.pto_at = None;
         }
         if self.rto_at.is_none() {
             self.rto_at = Some(now + self.rtt.rto());
@@ -160,41 +175,17 @@ impl Tcb {
             _ => {}
         }
         let opts = self.options(now, ctx.epoch, false);
+        self.dsack_out = None;
         let max_payload = self.peer_mss.saturating_sub(opts.emitted_len()).max(1);
         let mut sent = false;
 
         if self.state.can_send_data() || self.state == State::FinWait2 {
-            // 1. Fast retransmit / NewReno partial ACK: the segment at `s`.
-            if let Some(s) = self.rexmit_one.take() {
-                if seq::lt(s, self.snd_max) && seq::ge(s, self.snd_una) {
-                    let mut len = seq::dist(s, self.data_end()).min(max_payload);
-                    if let Some((_, he)) = self.scoreboard.next_hole(s).filter(|h| h.0 == s) {
-                        len = len.min(seq::dist(s, he));
-                    }
-                    len = len.min(seq::dist(s, self.snd_max));
-                    let fin = self.fin_seq == Some(s.wrapping_add(len as u32))
-                        && seq::gt(self.snd_max, s.wrapping_add(len as u32));
-                    if len > 0 || fin {
-                        self.send_segment(now, ctx, opts, s, len, fin, emit);
-                        self.high_rxt = seq::max(self.high_rxt, s.wrapping_add(len as u32));
-                        sent = true;
-                    }
-                }
-            }
-            // 2. SACK: retransmit the next hole the peer reported around (RFC 6675 NextSeg rule 1).
-            if self.sack_rexmit {
-                self.sack_rexmit = false;
-                if self.in_recovery {
-                    let from = seq::max(self.high_rxt, self.snd_una);
-                    if let Some((hs, he)) = self.scoreboard.next_hole(from) {
-                        let len = seq::dist(hs, he).min(max_payload).min(seq::dist(hs, self.data_end()));
-                        if len > 0 && seq::lt(hs, self.snd_max) {
-                            self.send_segment(now, ctx, opts, hs, len, false, emit);
-                            self.high_rxt = hs.wrapping_add(len as u32);
-                            sent = true;
-                        }
-                    }
-                }
+            // 1. Retransmit what is marked lost, within cwnd (RFC 6675 §5 NextSeg rule 1).
+            sent |= self.send_retransmissions(now, ctx, opts, max_payload, emit);
+            // 2. A tail-loss probe (RFC 8985 §7.3).
+            if self.tlp_fire {
+                self.tlp_fire = false;
+                sent |= self.send_probe(now, ctx, opts, max_payload, emit);
             }
             // 3. Zero-window probe (M-35/M-36): one byte (or the FIN) beyond the window.
             // SND.MAX is not advanced past the window (pure ACKs carry SEQ=SND.MAX);
@@ -214,6 +205,7 @@ impl Tcb {
                 if seq::gt(self.snd_max, old_max) {
                     self.probe_end = Some(self.snd_max);
                     self.snd_max = old_max;
+                    self.rtx.truncate(old_max);
                 }
                 // The probe is not "in flight" for the RTO; the persist timer covers it.
                 self.rto_at = None;
@@ -249,6 +241,83 @@ impl Tcb {
         self.update_timers(now);
     }
 
+    /// Retransmit records marked lost, oldest first, while `pipe < cwnd`.
+    fn send_retransmissions(
+        &mut self,
+        now: Instant,
+        ctx: &mut Ctx,
+        opts: TcpOptions,
+        max_payload: usize,
+        emit: &mut Emit,
+    ) -> bool {
+        let mut sent = false;
+        while self.pipe() < self.cwnd() {
+            let Some((i, s, e)) = self.rtx.next_lost(max_payload) else { break };
+            self.retransmit_record(now, ctx, opts, i, s, e, emit);
+            sent = true;
+        }
+        sent
+    }
+
+    /// Send record `i` = `[s, e)` again (its last byte may be the FIN).
+    #[allow(clippy::too_many_arguments)]
+    fn retransmit_record(
+        &mut self,
+        now: Instant,
+        ctx: &mut Ctx,
+        opts: TcpOptions,
+        i: usize,
+        s: u32,
+        e: u32,
+        emit: &mut Emit,
+    ) {
+        let fin = self.fin_seq.is_some_and(|f| seq::le(s, f) && seq::lt(f, e));
+        let len = seq::dist(s, e) - fin as usize;
+        self.send_segment(now, ctx, opts, s, len, fin, emit);
+        self.rtx.retransmitted(i, now);
+        let ts = self.ts_now(now, ctx.epoch);
+        self.note_retransmission(s, ts);
+    }
+
+    /// RFC 8985 §7.3: one new segment if the peer's window allows, else the last segment
+    /// sent again. The probe ignores cwnd; the retransmission timer follows it.
+    fn send_probe(
+        &mut self,
+        now: Instant,
+        ctx: &mut Ctx,
+        opts: TcpOptions,
+        max_payload: usize,
+        emit: &mut Emit,
+    ) -> bool {
+        let unsent = seq::dist(self.snd_nxt, self.data_end());
+        let rwnd_room = self.snd_wnd.saturating_sub(seq::dist(self.snd_una, self.snd_nxt));
+        let len = unsent.min(max_payload).min(rwnd_room);
+        if len > 0 {
+            let s = self.snd_nxt;
+            self.send_segment(now, ctx, opts, s, len, false, emit);
+            self.snd_nxt = s.wrapping_add(len as u32);
+            self.tlp.is_retrans = false;
+        } else if let Some(i) = self.rtx.last_unsacked() {
+            let Some(&rec) = self.rtx.get(i) else { return false };
+            // A probe copies the last segment; it is not a loss verdict (no undo count).
+            let fin = self.fin_seq.is_some_and(|f| seq::le(rec.start, f) && seq::lt(f, rec.end));
+            let len = (rec.len() - fin as usize).min(max_payload);
+            let fin = fin && len == rec.len() - 1;
+            self.send_segment(now, ctx, opts, rec.start, len, fin, emit);
+            if len + fin as usize == rec.len() {
+                self.rtx.retransmitted(i, now);
+            }
+            self.tlp.is_retrans = true;
+        } else {
+            return false;
+        }
+        ctx.stats.tlp_probes += 1;
+        self.tlp.end_seq = Some(self.snd_max);
+        // RFC 8985 §7.3: the retransmission timer restarts after a probe.
+        self.rto_at = Some(now + self.rtt.rto());
+        true
+    }
+
     fn send_data(
         &mut self,
         now: Instant,
@@ -266,42 +335,35 @@ impl Tcb {
             self.cc.on_idle_restart();
             self.last_data_sent = None;
         }
-        // A bound on iterations: each one sends or advances SND.NXT over a SACKed range.
+        // A bound on iterations: each one sends a segment.
+        let mut stopped_by_cwnd = false;
         for _ in 0..100_000 {
             let data_end = self.data_end();
-            if self.sack_ok && seq::lt(self.snd_nxt, self.snd_max) {
-                if let Some(e) = self.scoreboard.sacked_end(self.snd_nxt) {
-                    self.snd_nxt = seq::min(e, self.snd_max);
-                    continue;
-                }
-            }
             let in_flight = seq::dist(self.snd_una, self.snd_nxt);
-            let wnd = self.snd_wnd.min(self.cc.cwnd());
-            let usable = wnd.saturating_sub(in_flight);
+            // The peer's window bounds sequence space; cwnd bounds `pipe` (RFC 6675 §5), so
+            // SACKed or duplicate-ACKed segments make room for new ones (limited transmit,
+            // RFC 3042).
+            let rwnd_room = self.snd_wnd.saturating_sub(in_flight);
+            let cwnd_room = self.cwnd().saturating_sub(self.pipe());
+            let usable = rwnd_room.min(cwnd_room);
             let unsent = seq::dist(self.snd_nxt, data_end);
             let fin_pending = self.fin_queued && self.fin_seq.is_none_or(|f| seq::le(self.snd_nxt, f));
             if unsent == 0 && !fin_pending {
                 break;
             }
-            let mut len = unsent.min(max_payload).min(usable);
-            let retransmit = seq::lt(self.snd_nxt, self.snd_max);
-            if retransmit && self.sack_ok {
-                if let Some((hs, he)) = self.scoreboard.next_hole(self.snd_nxt) {
-                    if hs == self.snd_nxt {
-                        len = len.min(seq::dist(hs, he));
-                    }
-                }
-            }
+            let len = unsent.min(max_payload).min(usable);
             let fin = fin_pending && len == unsent && (len > 0 || usable > 0);
             if len == 0 && !fin {
+                stopped_by_cwnd = cwnd_room < rwnd_room.min(unsent.max(1));
                 break;
             }
-            if !retransmit && len > 0 && len < smss && !self.force_send {
+            if len > 0 && len < smss && !self.force_send {
                 if len < unsent {
                     // Sender SWS (M-38): a partial segment only if it is >= half the
                     // largest window the peer ever offered (else wait for an ACK or the
                     // override timer).
                     if len < self.max_snd_wnd / 2 {
+                        stopped_by_cwnd = cwnd_room < rwnd_room;
                         break;
                     }
                 } else if !self.nodelay && in_flight > 0 && !fin {
@@ -315,6 +377,10 @@ impl Tcb {
             self.snd_nxt = s.wrapping_add(len as u32).wrapping_add(fin as u32);
             sent = true;
         }
+        // RFC 7661 / Linux `tcp_is_cwnd_limited`: cwnd may grow only when it was what held
+        // the sender back (in slow start: when at least half of it was in use).
+        let in_slow_start = self.cc.cwnd() < self.cc.ssthresh();
+        self.cwnd_limited = stopped_by_cwnd || (in_slow_start && 2 * self.pipe() >= self.cc.cwnd());
         sent
     }
 }

@@ -1,0 +1,451 @@
+//! The retransmission queue: one record per segment sent and not yet cumulatively
+//! acknowledged, with the SACK scoreboard (RFC 6675 §3) kept on the records.
+//!
+//! Each record is a range `[start, end)` of sequence space, when it was last sent, and
+//! flags: SACKed, lost (RFC 6675 `IsLost` or RACK, RFC 8985 §6.2), retransmitted and that
+//! retransmission still believed in flight, and "ever retransmitted" (for Karn's rule and
+//! RACK's RTT filter). Byte counters make RFC 6675's `pipe` O(1):
+//! `pipe = (SND.MAX - SND.UNA) - sacked - lost + retrans`, the same sum Linux keeps as
+//! `packets_out - sacked_out - lost_out + retrans_out`, in bytes.
+//!
+//! Invariants:
+//! * records are sorted, disjoint and contiguous: they cover exactly `[SND.UNA, SND.MAX)`
+//!   (the SYN is never a record; a FIN is the last byte of the last record);
+//! * `SACKED` excludes `LOST` and `RETRANS` (a SACKed byte is delivered);
+//! * `sacked`, `lost` and `retrans` equal the sums over the records of their flags
+//!   (checked by [`RtxQueue::check`] in tests);
+//! * the record count is bounded: records are only split at SACK edges while the queue is
+//!   below [`MAX_RECORDS`] (a hostile peer cannot make it grow with tiny SACK blocks), and
+//!   each record is at least one byte of a send buffer bounded in bytes.
+
+use super::seq;
+use std::collections::VecDeque;
+use std::time::Instant;
+
+/// Bound on records; beyond it SACK blocks that cut a record are applied only to the
+/// records they cover entirely.
+pub const MAX_RECORDS: usize = 16 * 1024;
+
+pub const SACKED: u8 = 1;
+pub const LOST: u8 = 2;
+/// Retransmitted, and that retransmission is still counted in flight.
+pub const RETRANS: u8 = 4;
+pub const EVER_RETRANS: u8 = 8;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub start: u32,
+    pub end: u32,
+    /// When this range was last (re)transmitted.
+    pub xmit: Instant,
+    pub flags: u8,
+}
+
+impl Record {
+    pub fn len(&self) -> usize {
+        self.end.wrapping_sub(self.start) as usize
+    }
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+    pub fn has(&self, f: u8) -> bool {
+        self.flags & f != 0
+    }
+}
+
+/// What one cumulative ACK or SACK block delivered.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Delivered {
+    /// Bytes newly acknowledged or SACKed (RFC 6937 `DeliveredData`).
+    pub bytes: usize,
+    /// The most recently sent delivered record that was never retransmitted, or whose
+    /// retransmission was delivered: `(xmit, end, ever_retransmitted)` (RFC 8985 §6.2 step 2).
+    pub newest: Option<(Instant, u32, bool)>,
+    /// A never-retransmitted record was delivered below the highest delivered sequence
+    /// number: reordering (RFC 8985 §6.2 step 3).
+    pub reordered: bool,
+    /// The highest SACKed sequence number before this ACK (RACK.fack).
+    prior_fack: Option<u32>,
+}
+
+impl Delivered {
+    /// Start accounting one ACK against `q` as it stands before the ACK.
+    pub fn new(q: &RtxQueue) -> Self {
+        Delivered { prior_fack: q.fack, ..Default::default() }
+    }
+
+    fn note(&mut self, r: &Record) {
+        self.bytes += r.len();
+        let newer = self.newest.is_none_or(|(t, e, _)| r.xmit > t || (r.xmit == t && seq::gt(r.end, e)));
+        if newer {
+            self.newest = Some((r.xmit, r.end, r.has(EVER_RETRANS)));
+        }
+        if !r.has(EVER_RETRANS) && self.prior_fack.is_some_and(|f| seq::lt(r.end, f)) {
+            self.reordered = true;
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct RtxQueue {
+    recs: VecDeque<Record>,
+    sacked: usize,
+    lost: usize,
+    retrans: usize,
+    /// Highest SACKed sequence number (right edge), RFC 6675 `HighACK`/Linux `fackets`.
+    fack: Option<u32>,
+}
+
+impl RtxQueue {
+    pub fn is_empty(&self) -> bool {
+        self.recs.is_empty()
+    }
+    pub fn len(&self) -> usize {
+        self.recs.len()
+    }
+    pub fn sacked_bytes(&self) -> usize {
+        self.sacked
+    }
+    pub fn lost_bytes(&self) -> usize {
+        self.lost
+    }
+    pub fn retrans_bytes(&self) -> usize {
+        self.retrans
+    }
+    /// Right edge of the highest SACKed record, if any.
+    pub fn fack(&self) -> Option<u32> {
+        self.fack
+    }
+    pub fn records(&self) -> impl Iterator<Item = &Record> {
+        self.recs.iter()
+    }
+
+    /// RFC 6675 §4 `pipe` over `[snd_una, snd_max)` of `flight` bytes.
+    pub fn pipe(&self, flight: usize) -> usize {
+        (flight + self.retrans).saturating_sub(self.sacked + self.lost)
+    }
+
+    /// A new segment `[start, end)` was sent at `now` (appended at SND.MAX).
+    pub fn push(&mut self, start: u32, end: u32, now: Instant) {
+        if start == end {
+            return;
+        }
+        self.recs.push_back(Record { start, end, xmit: now, flags: 0 });
+    }
+
+    fn uncount(&mut self, r: &Record) {
+        let n = r.len();
+        if r.has(SACKED) {
+            self.sacked -= n;
+        }
+        if r.has(LOST) {
+            self.lost -= n;
+        }
+        if r.has(RETRANS) {
+            self.retrans -= n;
+        }
+    }
+
+    fn count(&mut self, r: &Record) {
+        let n = r.len();
+        if r.has(SACKED) {
+            self.sacked += n;
+        }
+        if r.has(LOST) {
+            self.lost += n;
+        }
+        if r.has(RETRANS) {
+            self.retrans += n;
+        }
+    }
+
+    /// Replace the flags of record `i`, keeping the counters right.
+    fn set_flags(&mut self, i: usize, flags: u8) {
+        let r = self.recs[i];
+        self.uncount(&r);
+        self.recs[i].flags = flags;
+        let r = self.recs[i];
+        self.count(&r);
+    }
+
+    /// Split record `i` at `at` (strictly inside it); both halves keep flags and time.
+    fn split(&mut self, i: usize, at: u32) {
+        let r = self.recs[i];
+        debug_assert!(seq::lt(r.start, at) && seq::lt(at, r.end));
+        self.recs[i].end = at;
+        self.recs.insert(i + 1, Record { start: at, ..r });
+    }
+
+    /// Cumulative ACK up to `ack`: drop (or trim) the records below it.
+    pub fn ack(&mut self, ack: u32, d: &mut Delivered) {
+        while let Some(&r) = self.recs.front() {
+            if seq::le(r.end, ack) {
+                self.uncount(&r);
+                self.recs.pop_front();
+                if !r.has(SACKED) {
+                    d.note(&r);
+                }
+            } else {
+                if seq::lt(r.start, ack) {
+                    // Partly acknowledged (a probe or a PMTU change cut it): trim.
+                    self.uncount(&r);
+                    let head = Record { end: ack, ..r };
+                    if !r.has(SACKED) {
+                        d.note(&head);
+                    }
+                    self.recs[0].start = ack;
+                    let t = self.recs[0];
+                    self.count(&t);
+                }
+                break;
+            }
+        }
+        if self.fack.is_some_and(|f| seq::le(f, ack)) {
+            self.fack = None;
+        }
+    }
+
+    /// Apply one SACK block `[l, r)` (already validated inside `[SND.UNA, SND.MAX]`).
+    pub fn sack(&mut self, l: u32, r: u32, d: &mut Delivered) {
+        let fack = self.fack.map_or(r, |f| seq::max(f, r));
+        // First record that ends after `l`.
+        let mut i = self.recs.partition_point(|x| seq::le(x.end, l));
+        while i < self.recs.len() {
+            let rec = self.recs[i];
+            if seq::ge(rec.start, r) {
+                break;
+            }
+            if rec.has(SACKED) {
+                i += 1;
+                continue;
+            }
+            let room = self.recs.len() < MAX_RECORDS;
+            if seq::lt(rec.start, l) {
+                if room {
+                    self.split(i, l);
+                    i += 1;
+                    continue;
+                }
+                i += 1;
+                continue;
+            }
+            if seq::gt(rec.end, r) {
+                if !room {
+                    break;
+                }
+                self.split(i, r);
+            }
+            let rec = self.recs[i];
+            d.note(&rec);
+            self.set_flags(i, (rec.flags & !(LOST | RETRANS)) | SACKED);
+            i += 1;
+        }
+        self.fack = Some(fack);
+    }
+
+    /// Mark record `i` lost: it needs a retransmission (a retransmission of it that was
+    /// counted in flight is now believed lost as well).
+    pub fn mark_lost(&mut self, i: usize) {
+        let f = self.recs[i].flags;
+        if f & SACKED == 0 && (f & LOST == 0 || f & RETRANS != 0) {
+            self.set_flags(i, (f | LOST) & !RETRANS);
+        }
+    }
+
+    /// Mark every record not SACKed as lost (retransmission timeout). With `forget_sack`
+    /// the SACK information is dropped first (RFC 2018 §8: the receiver may have reneged).
+    pub fn mark_all_lost(&mut self, forget_sack: bool) {
+        for i in 0..self.recs.len() {
+            let f = self.recs[i].flags;
+            let f = if forget_sack { f & !SACKED } else { f };
+            if f & SACKED == 0 {
+                self.set_flags(i, (f | LOST) & !RETRANS);
+            }
+        }
+        if forget_sack {
+            self.fack = None;
+        }
+    }
+
+    /// Forget that anything is lost (a spurious retransmission was undone).
+    pub fn clear_lost(&mut self) {
+        for i in 0..self.recs.len() {
+            let f = self.recs[i].flags;
+            if f & LOST != 0 {
+                self.set_flags(i, f & !LOST);
+            }
+        }
+    }
+
+    /// RFC 6675 `NextSeg()` rule 1 with RACK's marks: the first record that is lost and not
+    /// retransmitted since, cut to at most `max_len` bytes. Returns `(index, start, end)`.
+    pub fn next_lost(&mut self, max_len: usize) -> Option<(usize, u32, u32)> {
+        let i = self.recs.iter().position(|r| r.flags & (LOST | RETRANS | SACKED) == LOST)?;
+        let r = self.recs[i];
+        if r.len() > max_len && self.recs.len() < MAX_RECORDS {
+            self.split(i, r.start.wrapping_add(max_len as u32));
+        }
+        let r = self.recs[i];
+        Some((i, r.start, r.end))
+    }
+
+    /// The last record not SACKed (the tail-loss probe retransmits it, RFC 8985 §7.3).
+    pub fn last_unsacked(&self) -> Option<usize> {
+        self.recs.iter().rposition(|r| !r.has(SACKED))
+    }
+
+    /// Record `i` was retransmitted at `now`.
+    pub fn retransmitted(&mut self, i: usize, now: Instant) {
+        let f = self.recs[i].flags;
+        self.recs[i].xmit = now;
+        self.set_flags(i, f | RETRANS | EVER_RETRANS);
+    }
+
+    /// Index and record by position.
+    pub fn get(&self, i: usize) -> Option<&Record> {
+        self.recs.get(i)
+    }
+
+    /// Records that may be lost by RACK's rule: not SACKed, not already lost and awaiting
+    /// retransmission, and below the highest delivered sequence `below`.
+    pub fn candidates(&self, below: u32) -> impl Iterator<Item = (usize, &Record)> {
+        self.recs
+            .iter()
+            .enumerate()
+            .take_while(move |(_, r)| seq::lt(r.start, below))
+            .filter(|(_, r)| !r.has(SACKED) && (!r.has(LOST) || r.has(RETRANS)))
+    }
+
+    /// Forget records at or beyond `at` (a zero-window probe is not kept in flight).
+    pub fn truncate(&mut self, at: u32) {
+        while let Some(&r) = self.recs.back() {
+            if seq::lt(r.start, at) {
+                break;
+            }
+            self.uncount(&r);
+            self.recs.pop_back();
+        }
+    }
+
+    /// Recompute the counters and check the invariants (tests).
+    #[cfg(test)]
+    pub fn check(&self, snd_una: u32, snd_max: u32) {
+        let (mut s, mut l, mut r) = (0, 0, 0);
+        let mut at = snd_una;
+        for rec in &self.recs {
+            assert_eq!(rec.start, at, "records contiguous from SND.UNA: {:?}", self.recs);
+            assert!(seq::lt(rec.start, rec.end));
+            if rec.has(SACKED) {
+                assert!(!rec.has(LOST) && !rec.has(RETRANS));
+                s += rec.len();
+            }
+            if rec.has(LOST) {
+                l += rec.len();
+            }
+            if rec.has(RETRANS) {
+                r += rec.len();
+            }
+            at = rec.end;
+        }
+        if !self.recs.is_empty() {
+            assert_eq!(at, snd_max, "records end at SND.MAX");
+        }
+        assert_eq!((s, l, r), (self.sacked, self.lost, self.retrans));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(n: u32, now: Instant) -> RtxQueue {
+        let mut q = RtxQueue::default();
+        for k in 0..n {
+            q.push(1000 + k * 100, 1100 + k * 100, now);
+        }
+        q
+    }
+
+    #[test]
+    fn sack_marks_splits_and_counts() {
+        let t = Instant::now();
+        let mut rq = q(10, t);
+        let mut d = Delivered::new(&rq);
+        rq.sack(1250, 1400, &mut d);
+        rq.check(1000, 2000);
+        assert_eq!(rq.sacked_bytes(), 150);
+        assert_eq!(d.bytes, 150);
+        assert_eq!(rq.fack(), Some(1400));
+        assert_eq!(rq.pipe(1000), 850);
+        // The same block again delivers nothing.
+        let mut d2 = Delivered::new(&rq);
+        rq.sack(1250, 1400, &mut d2);
+        assert_eq!(d2.bytes, 0);
+        // Lost + retransmitted: counted once in flight (RFC 6675 pipe).
+        rq.mark_lost(0);
+        assert_eq!(rq.pipe(1000), 750);
+        let (i, s, e) = rq.next_lost(1000).unwrap();
+        assert_eq!((i, s, e), (0, 1000, 1100));
+        rq.retransmitted(i, t);
+        assert_eq!(rq.pipe(1000), 850);
+        assert!(rq.next_lost(1000).is_none(), "a hole is retransmitted once");
+        // Its retransmission lost too: needs sending again.
+        rq.mark_lost(0);
+        assert_eq!(rq.next_lost(1000).map(|x| x.1), Some(1000));
+        rq.check(1000, 2000);
+        // Cumulative ACK past the SACKed block: only un-SACKed bytes are "delivered".
+        let mut d3 = Delivered::new(&rq);
+        rq.ack(1400, &mut d3);
+        assert_eq!(d3.bytes, 250);
+        assert_eq!(rq.fack(), None);
+        rq.check(1400, 2000);
+        assert_eq!(rq.sacked_bytes() + rq.lost_bytes() + rq.retrans_bytes(), 0);
+    }
+
+    #[test]
+    fn partial_ack_trims_and_tlp_retrans_counts_twice() {
+        let t = Instant::now();
+        let mut rq = q(3, t);
+        let mut d = Delivered::new(&rq);
+        rq.ack(1050, &mut d);
+        assert_eq!(d.bytes, 50);
+        rq.check(1050, 1300);
+        let i = rq.last_unsacked().unwrap();
+        rq.retransmitted(i, t);
+        assert_eq!(rq.pipe(250), 350, "a probe copy of an un-lost segment is extra in flight");
+        rq.mark_all_lost(false);
+        assert_eq!(rq.pipe(250), 0);
+        rq.clear_lost();
+        assert_eq!(rq.pipe(250), 250);
+        rq.check(1050, 1300);
+    }
+
+    #[test]
+    fn reordering_and_newest_delivered() {
+        let t0 = Instant::now();
+        let t1 = t0 + std::time::Duration::from_millis(1);
+        let mut rq = RtxQueue::default();
+        rq.push(0, 100, t0);
+        rq.push(100, 200, t1);
+        let mut d = Delivered::new(&rq);
+        rq.sack(100, 200, &mut d);
+        assert_eq!(d.newest, Some((t1, 200, false)));
+        assert!(!d.reordered);
+        let mut d = Delivered::new(&rq);
+        rq.ack(200, &mut d);
+        assert!(d.reordered, "segment 0 delivered after segment 1 was SACKed");
+    }
+
+    #[test]
+    fn splits_are_bounded() {
+        let t = Instant::now();
+        let mut rq = RtxQueue::default();
+        rq.push(0, 1 << 30, t);
+        for k in 0..(MAX_RECORDS as u32 + 100) {
+            let mut d = Delivered::new(&rq);
+            rq.sack(k * 4 + 1, k * 4 + 2, &mut d);
+        }
+        assert!(rq.len() <= MAX_RECORDS + 1, "{}", rq.len());
+        rq.check(0, 1 << 30);
+    }
+}
