@@ -574,7 +574,10 @@ impl Tcb {
         match self.keepalive {
             Some(idle) if matches!(self.state, State::Established | State::CloseWait) => {
                 if self.keepalive_probes == 0 {
-                    self.keepalive_at = Some(self.last_recv + idle);
+                    // Idle time counts from the last segment received; a later deadline set
+                    // when the timer found the connection busy (now + idle) is kept.
+                    let at = self.last_recv + idle;
+                    self.keepalive_at = Some(self.keepalive_at.map_or(at, |t| t.max(at)));
                 } else if self.keepalive_at.is_none() {
                     self.keepalive_at = Some(now + idle.min(KEEPALIVE_INTERVAL_MAX));
                 }
@@ -626,7 +629,11 @@ impl Tcb {
         if self.keepalive_at.is_some_and(|t| t <= now) {
             self.keepalive_at = None;
             let idle = self.snd_una == self.snd_max && self.sndbuf.is_empty();
-            if idle {
+            if !idle {
+                // Busy (data in flight or queued): try again a full idle time from now, as
+                // Linux's tcp_keepalive_timer. `last_recv + idle` is already past.
+                self.keepalive_at = self.keepalive.map(|d| now + d);
+            } else {
                 self.keepalive_probes += 1;
                 if self.keepalive_probes > KEEPALIVE_PROBES {
                     self.close_with(Some(ErrorKind::TimedOut));

@@ -991,3 +991,4 @@ fn time_wait_bounded() {
 }
 
 mod more;
+mod review;
