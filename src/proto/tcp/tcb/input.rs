@@ -185,14 +185,6 @@ impl Tcb {
         self.keepalive_probes = 0;
         self.keepalive_at = None;
 
-        // RFC 7323 §4.3: TS.Recent only from a segment covering Last.ACK.sent.
-        if let (true, Some((tsval, _))) = (self.ts_ok, r.options.timestamps) {
-            if seq::le(r.seq, self.last_ack_sent) {
-                self.ts_recent = tsval;
-                self.ts_recent_at = Some(now);
-            }
-        }
-
         // Fourth: SYN in a synchronized state -> challenge ACK (RFC 5961 §4.2).
         if f.syn {
             self.challenge_ack(now, ctx.stats);
@@ -234,6 +226,15 @@ impl Tcb {
         }
         if !self.process_ack(now, ctx, r, seg_len) {
             return;
+        }
+        // RFC 7323 §4.3: TS.Recent only from a segment covering Last.ACK.sent, and only
+        // once it passed the ACK checks (as Linux's tcp_ack): a blind in-window segment
+        // with a bogus ACK must not push it ahead and wedge the connection under PAWS.
+        if let (true, Some((tsval, _))) = (self.ts_ok, r.options.timestamps) {
+            if seq::le(r.seq, self.last_ack_sent) {
+                self.ts_recent = tsval;
+                self.ts_recent_at = Some(now);
+            }
         }
         if self.after_ack_transitions(now) {
             return;

@@ -46,3 +46,29 @@ fn review_1_keepalive_rearms_in_the_future_when_busy() {
     }
     assert_eq!(rexmits, 8, "the retransmission timer keeps running");
 }
+
+// ----------------------------------------------------------------------------------------
+// 4. TS.Recent only from segments that pass the ACK checks
+// ----------------------------------------------------------------------------------------
+
+#[test]
+fn review_4_bogus_ack_does_not_advance_ts_recent() {
+    let cfg = TcpConfig { sack: false, window_scale: false, ..TcpConfig::default() };
+    let (mut h, _) = active(cfg, TcpOptions { mss: Some(1460), timestamps: Some((1000, 1)), ..Default::default() });
+    // A blind attacker guesses an in-window sequence number but not the ACK: it
+    // acknowledges data we never sent, with a TSval far ahead (RFC 5961 §5.2 drops it).
+    let mut forged = h.seg("A");
+    forged.ack = h.pack.wrapping_add(100_000);
+    forged.options.timestamps = Some((1000 + (1 << 30), 1));
+    h.raw(forged, &[]);
+    h.out();
+    assert_eq!(h.ep.stats().challenge_acks, 1, "the forged ACK is challenged");
+    // The real peer's next segment carries its real clock: it must not fail PAWS.
+    h.popts.timestamps = Some((1010, 1));
+    h.send("A", b"real data");
+    assert_eq!(h.ep.stats().paws_rejected, 0, "TS.Recent was not taken from the forged segment");
+    assert_eq!(h.conn_evs(), vec![SocketEvent::Data(b"real data".to_vec())]);
+    h.advance(ms(50));
+    let o = h.out();
+    assert_eq!(o[0].0.options.timestamps.map(|t| t.1), Some(1010), "TS.Recent echoed");
+}
