@@ -35,6 +35,8 @@
 //!   (RFC 2525 §2.17, as Linux);
 //! * unacceptable segments without data and challenge ACKs share one per-connection rate
 //!   limit of one ACK per 500 ms (RFC 5961 §7, Linux's `tcp_invalid_ratelimit`);
+//! * acceptability (RFC 9293 §3.10.7.4) as Linux: a zero-length segment at exactly
+//!   RCV.NXT + RCV.WND and a bare FIN at RCV.NXT with a zero window are acceptable;
 //! * a zero-window probe is one byte of new data (RFC 9293 §3.8.6.1); SND.MAX is not
 //!   advanced by it, so pure ACKs (SEQ = SND.MAX) stay acceptable to the peer;
 //! * the receive window is `recv_buf - delivered-but-not-credited`; out-of-order data

@@ -133,13 +133,18 @@ impl Tcb {
             }
         }
 
-        // RFC 9293 §3.10.7.4 first: acceptability (four cases).
+        // RFC 9293 §3.10.7.4 first: acceptability (four cases), with two deliberate
+        // deviations that follow Linux (tcp_sequence, tcp_data_queue):
+        // * a zero-length segment may sit exactly at RCV.NXT + RCV.WND (the RFC says
+        //   `< RCV.NXT+RCV.WND`): a peer that filled our window sends its pure ACKs there;
+        // * a bare FIN at RCV.NXT is accepted with a zero window (the RFC refuses any
+        //   segment of length > 0): it needs no buffer, and refusing it stalls the close.
         let wnd = self.rcv_wnd() as u32;
         let rcv_end = self.rcv_nxt.wrapping_add(wnd);
+        let bare_fin = f.fin && !f.syn && payload.is_empty();
         let acceptable = match (seg_len, wnd) {
-            (0, 0) => r.seq == self.rcv_nxt,
-            (0, _) => seq::in_range(r.seq, self.rcv_nxt, rcv_end),
-            (_, 0) => false,
+            (0, _) => seq::le(self.rcv_nxt, r.seq) && seq::le(r.seq, rcv_end),
+            (_, 0) => bare_fin && r.seq == self.rcv_nxt,
             (n, _) => {
                 seq::in_range(r.seq, self.rcv_nxt, rcv_end)
                     || seq::in_range(r.seq.wrapping_add(n as u32 - 1), self.rcv_nxt, rcv_end)

@@ -72,3 +72,51 @@ fn review_4_bogus_ack_does_not_advance_ts_recent() {
     let o = h.out();
     assert_eq!(o[0].0.options.timestamps.map(|t| t.1), Some(1010), "TS.Recent echoed");
 }
+
+// ----------------------------------------------------------------------------------------
+// 7. Acceptability at the right window edge and of a bare FIN with a zero window
+// ----------------------------------------------------------------------------------------
+
+#[test]
+fn review_7_pure_ack_at_right_window_edge_accepted() {
+    let (mut h, _) = active(plain(), TcpOptions { mss: Some(1000), ..Default::default() });
+    h.app(AppCommand::Write(vec![1; 100]));
+    h.out();
+    h.conn_evs();
+    // The peer filled our window (65535 bytes, all still in flight towards us) and then
+    // acknowledges our data with a pure ACK: its sequence number is RCV.NXT + RCV.WND.
+    let mut r = h.seg("A");
+    r.seq = h.pseq.wrapping_add(65535);
+    r.ack = h.pack.wrapping_add(100);
+    h.raw(r, &[]);
+    assert_eq!(h.conn_evs(), vec![SocketEvent::SendCredit(100)], "the ACK is processed");
+    assert_eq!(h.ep.stats().challenge_acks, 0, "not answered as unacceptable");
+    // One past the edge is still unacceptable.
+    r.seq = h.pseq.wrapping_add(65536);
+    h.raw(r, &[]);
+    assert_eq!(h.ep.stats().challenge_acks, 1);
+}
+
+#[test]
+fn review_7_bare_fin_with_zero_window_accepted() {
+    let cfg = TcpConfig { recv_buf: 1000, ..plain() };
+    let (mut h, _) = active(cfg, TcpOptions { mss: Some(1460), ..Default::default() });
+    h.send("A", &[1; 1000]);
+    h.advance(ms(50));
+    let o = h.out();
+    assert_eq!(o.last().unwrap().0.window, 0, "buffer full: window 0");
+    h.conn_evs();
+    // The application does not read; the peer closes.
+    h.send("FA", &[]);
+    assert_eq!(h.state(), Some(State::CloseWait), "the FIN is accepted at RCV.NXT");
+    assert_eq!(h.conn_evs(), vec![SocketEvent::Eof]);
+    let o = h.out();
+    assert_eq!(o[0].0.ack, h.pseq, "FIN acknowledged");
+    // A FIN carrying data is still refused with a zero window.
+    let cfg = TcpConfig { recv_buf: 1000, ..plain() };
+    let (mut h, _) = active(cfg, TcpOptions { mss: Some(1460), ..Default::default() });
+    h.send("A", &[1; 1000]);
+    h.out();
+    h.send("FA", b"x");
+    assert_eq!(h.state(), Some(State::Established));
+}
