@@ -31,6 +31,8 @@
 //!   longer than the RTO the window restarts from it (RFC 5681 §4.1, as Linux);
 //! * the FIN-WAIT-2 state of a fully closed (orphaned) connection times out after 2*MSL
 //!   (Linux `tcp_fin_timeout`-like); a half-closed one waits forever;
+//! * answered zero-window probes keep a connection forever (M-37) unless it is orphaned:
+//!   then it is dropped after 8 probes (Linux `tcp_orphan_retries`);
 //! * closing with unread data, or data arriving after Close, resets the connection
 //!   (RFC 2525 §2.17, as Linux);
 //! * unacceptable segments without data and challenge ACKs share one per-connection rate
@@ -105,9 +107,13 @@ pub struct TcpConfig {
     pub initial_rto: Duration,
     /// R2 for data: timeouts in a row before the connection fails with TimedOut (M-20).
     pub max_retries: u32,
-    /// R2 for SYN / SYN-ACK: retransmissions before giving up (settable, M-21/M-22).
-    /// The default 7 waits 1+2+4+8+16+32+60+60 s = 183 s >= 3 minutes (M-23).
+    /// R2 for our SYN (active open): retransmissions before giving up (settable,
+    /// M-21/M-22). The default 7 waits 1+2+4+8+16+32+60+60 s = 183 s >= 3 minutes (M-23).
     pub syn_retries: u32,
+    /// R2 for our SYN-ACK (passive open in SYN-RECEIVED). The default 5 gives up after
+    /// 1+2+4+8+16+32 s = 63 s, as Linux's `tcp_synack_retries`: a half-open entry of a
+    /// listener is held for a minute, not three.
+    pub synack_retries: u32,
     /// Delayed-ACK timer (< 500 ms, M-40).
     pub delayed_ack: Duration,
     /// Bound on out-of-order bytes per connection.
@@ -139,6 +145,7 @@ impl Default for TcpConfig {
             initial_rto: Duration::from_secs(1),
             max_retries: 15,
             syn_retries: 7,
+            synack_retries: 5,
             delayed_ack: Duration::from_millis(40),
             max_ooo_bytes: 1 << 20,
             max_half_open: 1024,

@@ -75,6 +75,10 @@ const MAX_WSCALE: u8 = 14;
 const TS_OPT_LEN: usize = 12;
 /// One challenge ACK per connection per this interval (RFC 5961 §7, Linux 500 ms).
 const CHALLENGE_ACK_INTERVAL: Duration = Duration::from_millis(500);
+/// Zero-window probes in a row for an orphaned connection (closed by the application)
+/// before it is dropped, even when the peer answers them (Linux `tcp_orphan_retries`, whose
+/// 0 default means 8). A connection the application still holds probes forever (M-37).
+const ORPHAN_PROBES: u32 = 8;
 /// Keep-alive probes before giving up (Linux tcp_keepalive_probes); interval between them.
 const KEEPALIVE_PROBES: u32 = 9;
 const KEEPALIVE_INTERVAL_MAX: Duration = Duration::from_secs(75);
@@ -208,6 +212,7 @@ pub struct Tcb {
     delayed_ack: Duration,
     msl: Duration,
     max_retries: u32,
+    /// R2 for the handshake: `syn_retries` (active open) or `synack_retries` (passive).
     syn_retries: u32,
     pub(crate) soft_error: Option<IcmpErrorKind>,
 }
@@ -364,6 +369,7 @@ impl Tcb {
     ) -> Self {
         let mut t = Tcb::new(id, local, remote, iss, ts_offset, now, cfg, State::SynReceived);
         t.listener = Some(listener);
+        t.syn_retries = cfg.synack_retries;
         t.irs = syn.seq;
         t.rcv_nxt = syn.seq.wrapping_add(1);
         t.snd_wnd = syn.window as usize; // never scaled in a SYN (RFC 7323 §2.2)
@@ -615,7 +621,10 @@ impl Tcb {
         if self.persist_at.is_some_and(|t| t <= now) {
             self.persist_at = None;
             self.persist_probes += 1;
-            if self.persist_probes > self.max_retries {
+            // `persist_backoff` counts probes since the window closed; answers that keep it
+            // closed do not reset it.
+            let orphan_done = self.orphaned && self.persist_backoff >= ORPHAN_PROBES;
+            if self.persist_probes > self.max_retries || orphan_done {
                 self.close_with(Some(ErrorKind::TimedOut));
                 return;
             }

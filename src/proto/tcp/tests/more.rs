@@ -419,7 +419,7 @@ fn passive_data_with_handshake_ack_follows_accepted() {
 
 #[test]
 fn half_open_synack_retries_exhaust_silently() {
-    let cfg = TcpConfig { syn_retries: 2, ..plain() };
+    let cfg = TcpConfig { synack_retries: 2, ..plain() };
     let mut h = H::new(cfg);
     h.ep.listen(ListenAddr::Addr(SocketAddr::new(US, LPORT)), 8).unwrap();
     h.send("S", &[]);

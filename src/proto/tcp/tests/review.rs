@@ -120,3 +120,57 @@ fn review_7_bare_fin_with_zero_window_accepted() {
     h.send("FA", b"x");
     assert_eq!(h.state(), Some(State::Established));
 }
+
+// ----------------------------------------------------------------------------------------
+// 9. SYN-ACK retries; orphaned connections facing a zero window
+// ----------------------------------------------------------------------------------------
+
+#[test]
+fn review_9_synack_retries_default_five() {
+    // A passive open whose handshake never completes gives up after 5 SYN-ACK
+    // retransmissions, about 63 s (Linux tcp_synack_retries), not after syn_retries (7).
+    let mut h = H::new(TcpConfig::default());
+    h.ep.listen(ListenAddr::Addr(SocketAddr::new(US, LPORT)), 8).unwrap();
+    h.send("S", &[]);
+    let start = h.now;
+    let mut synacks = 0;
+    while h.ep.conn_count() > 0 {
+        synacks += h.out().iter().filter(|s| s.0.flags.syn && s.0.flags.ack).count();
+        if h.run_timer(Duration::from_secs(1000)).is_zero() {
+            break;
+        }
+    }
+    assert_eq!(h.ep.conn_count(), 0);
+    assert_eq!(synacks, 6, "one SYN-ACK and 5 retransmissions");
+    assert_eq!(h.now - start, Duration::from_secs(63));
+    assert_eq!(TcpConfig::default().synack_retries, 5);
+    assert_eq!(TcpConfig::default().syn_retries, 7, "active opens keep their own count");
+}
+
+#[test]
+fn review_9_orphan_zero_window_probes_bounded() {
+    let (mut h, _) = active(
+        TcpConfig { msl: Duration::from_secs(5), ..plain() },
+        TcpOptions { mss: Some(1000), ..Default::default() },
+    );
+    h.pwnd = 0;
+    h.send("A", &[]);
+    h.app(AppCommand::Write(vec![7; 3000]));
+    h.app(AppCommand::Close);
+    assert!(h.out().is_empty(), "zero window: nothing sent");
+    assert_eq!(h.state(), Some(State::FinWait1));
+    // Every probe is answered with a zero window: an application that still holds the
+    // socket would wait forever (M-37), but nobody will ever read this connection's errors.
+    let start = h.now;
+    let mut probes = 0;
+    while h.state().is_some() && probes < 40 {
+        if h.run_timer(Duration::from_secs(1000)).is_zero() {
+            break;
+        }
+        probes += h.out().iter().filter(|s| s.1.len() == 1).count();
+        h.send("A", &[]);
+    }
+    assert_eq!(h.state(), None, "gave up after {probes} answered probes");
+    assert!(probes <= 9, "{probes} probes");
+    assert!(h.now - start < Duration::from_secs(10 * 60), "{:?}", h.now - start);
+}
