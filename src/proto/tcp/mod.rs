@@ -34,7 +34,7 @@
 //! * answered zero-window probes keep a connection forever (M-37) unless it is orphaned:
 //!   then it is dropped after 8 probes (Linux `tcp_orphan_retries`);
 //! * closing with unread data, or data arriving after Close, resets the connection
-//!   (RFC 2525 §2.17, as Linux);
+//!   (RFC 2525 §2.17, as Linux), except in TIME-WAIT, which keeps its 2*MSL;
 //! * unacceptable segments without data and challenge ACKs share one per-connection rate
 //!   limit of one ACK per 500 ms (RFC 5961 §7, Linux's `tcp_invalid_ratelimit`);
 //! * acceptability (RFC 9293 §3.10.7.4) as Linux: a zero-length segment at exactly

@@ -728,9 +728,11 @@ impl Tcb {
                 }
             }
             AppCommand::Close => {
-                if self.rcv_unconsumed > 0 && self.state != State::SynSent {
-                    // Unread data: abort like Linux (RFC 2525 §2.17).
-                    if !matches!(self.state, State::TimeWait | State::Closed) {
+                // Unread data: abort like Linux (RFC 2525 §2.17). Not in TIME-WAIT: both
+                // directions are closed, nothing is left to reset, and 2*MSL must run out
+                // (Linux's TIME-WAIT bucket outlives the socket).
+                if self.rcv_unconsumed > 0 && !matches!(self.state, State::SynSent | State::TimeWait) {
+                    if self.state != State::Closed {
                         self.queue_abort_rst();
                     }
                     self.close_with(None);

@@ -174,3 +174,51 @@ fn review_9_orphan_zero_window_probes_bounded() {
     assert!(probes <= 9, "{probes} probes");
     assert!(h.now - start < Duration::from_secs(10 * 60), "{:?}", h.now - start);
 }
+
+// ----------------------------------------------------------------------------------------
+// 10. TIME-WAIT: overflow still acknowledges the FIN; Close keeps 2*MSL
+// ----------------------------------------------------------------------------------------
+
+#[test]
+fn review_10_time_wait_overflow_acks_fin_first() {
+    let cfg = TcpConfig { max_time_wait: 0, ..plain() };
+    let (mut h, _) = active(cfg, TcpOptions::default());
+    h.app(AppCommand::ShutdownWrite);
+    h.out();
+    h.pack = h.pack.wrapping_add(1);
+    h.send("FA", &[]);
+    let o = h.out();
+    assert_eq!(o.len(), 1, "the peer's FIN is acknowledged: {o:?}");
+    assert!(o[0].0.flags.ack && !o[0].0.flags.rst && !o[0].0.flags.fin);
+    assert_eq!(o[0].0.ack, h.pseq);
+    assert_eq!(h.ep.conn_count(), 0, "no TIME-WAIT slot: dropped once the ACK is out");
+    assert_eq!(h.ep.stats().time_wait_overflow, 1);
+    assert_eq!(h.conn_evs(), vec![SocketEvent::Eof, SocketEvent::Closed]);
+    assert!(h.timers.is_empty(), "no timer left: {:?}", h.timers);
+}
+
+#[test]
+fn review_10_close_with_unread_data_keeps_time_wait() {
+    let cfg = TcpConfig { msl: Duration::from_secs(10), ..plain() };
+    let (mut h, _) = active(cfg, TcpOptions::default());
+    h.app(AppCommand::ShutdownWrite);
+    h.out();
+    h.pack = h.pack.wrapping_add(1);
+    h.send("FA", b"unread");
+    assert_eq!(h.state(), Some(State::TimeWait));
+    h.out();
+    // The application drops the socket without reading: the connection is already closed
+    // both ways, so there is nothing to reset, and TIME-WAIT keeps its 2*MSL.
+    h.app(AppCommand::Close);
+    assert_eq!(h.state(), Some(State::TimeWait));
+    assert!(h.out().is_empty(), "no RST from TIME-WAIT");
+    // A retransmitted FIN is still acknowledged.
+    h.advance(Duration::from_secs(5));
+    h.pseq = h.pseq.wrapping_sub(1);
+    h.send("FA", &[]);
+    assert_eq!(h.out()[0].0.ack, h.pseq);
+    h.advance(Duration::from_secs(19));
+    assert_eq!(h.state(), Some(State::TimeWait));
+    h.advance(Duration::from_secs(2));
+    assert_eq!(h.state(), None, "gone after 2*MSL");
+}
