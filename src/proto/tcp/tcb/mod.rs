@@ -67,6 +67,10 @@ impl State {
 /// RFC 9293 §3.7.1 / M-15: default send MSS without the option.
 const DEFAULT_MSS_V4: usize = 536;
 const DEFAULT_MSS_V6: usize = 1220;
+/// RFC 8200 §5: IPv6 minimum link MTU.
+const IPV6_MIN_MTU: usize = 1280;
+/// RFC 791: the datagram size every IPv4 host accepts; floor for Frag Needed MTUs.
+const IPV4_MIN_PMTU: usize = 576;
 /// Smallest peer MSS we honour (Linux and smoltcp clamp to 48).
 const MIN_PEER_MSS: usize = 48;
 /// RFC 7323 §2.3: the shift is at most 14.
@@ -823,11 +827,16 @@ impl Tcb {
             }
             IcmpErrorKind::PacketTooBig(mtu) => {
                 let v6 = self.local.is_ipv6();
-                // RFC 8201 §4: ignore PTB below the IPv6 minimum MTU; RFC 1191/791 576 for v4.
-                let floor = if v6 { 1280 } else { 576 };
-                let mtu = mtu as usize;
-                if mtu < floor {
+                let mut mtu = mtu as usize;
+                if v6 && mtu < IPV6_MIN_MTU {
+                    // RFC 8201 §4: a PTB below the IPv6 minimum link MTU is ignored.
                     return;
+                }
+                if !v6 {
+                    // A Frag Needed below 576 (or 0 from an old router, RFC 1191 §5) is
+                    // clamped, not ignored: the path does need smaller packets. Linux
+                    // clamps to its min_pmtu (552); we use RFC 791's 576.
+                    mtu = mtu.max(IPV4_MIN_PMTU);
                 }
                 let new_mss = mtu - if v6 { 60 } else { 40 };
                 // Never grow the MSS from ICMP (RFC 1191 §3, RFC 8201 §4).

@@ -223,8 +223,7 @@ fn packet_too_big_shrinks_mss_and_resends() {
     h.app(AppCommand::Write(vec![1; 2920]));
     let o = h.out();
     assert_eq!(o[0].1.len(), 1460);
-    // Below 576: ignored. Larger than now: never grows.
-    h.ep.handle_icmp_error(h.now, local, remote, h.pack, IcmpErrorKind::PacketTooBig(300));
+    // Larger than now: never grows (below 576: see review_11_frag_needed_below_576_clamps).
     h.ep.handle_icmp_error(h.now, local, remote, h.pack, IcmpErrorKind::PacketTooBig(9000));
     assert!(h.out().is_empty());
     h.ep.handle_icmp_error(h.now, local, remote, h.pack, IcmpErrorKind::PacketTooBig(1000));

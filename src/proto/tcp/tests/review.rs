@@ -222,3 +222,30 @@ fn review_10_close_with_unread_data_keeps_time_wait() {
     h.advance(Duration::from_secs(2));
     assert_eq!(h.state(), None, "gone after 2*MSL");
 }
+
+// ----------------------------------------------------------------------------------------
+// 11. ICMP: Frag Needed below 576 clamps; soft errors reach the application
+// ----------------------------------------------------------------------------------------
+
+#[test]
+fn review_11_frag_needed_below_576_clamps() {
+    let mut h = active_plain();
+    let local = SocketAddr::new(US, h.port);
+    let remote = SocketAddr::new(PEER, PEER_PORT);
+    h.app(AppCommand::Write(vec![1; 2920]));
+    assert_eq!(h.out()[0].1.len(), 1460);
+    // A (possibly forged) next-hop MTU of 300 is raised to 576: segments of 536 bytes.
+    h.ep.handle_icmp_error(h.now, local, remote, h.pack, IcmpErrorKind::PacketTooBig(300));
+    let o = h.out();
+    assert!(!o.is_empty(), "resent in smaller segments");
+    assert_eq!(o[0].0.seq, h.pack, "from SND.UNA");
+    assert!(o.iter().all(|s| s.1.len() <= 536), "{:?}", o.iter().map(|s| s.1.len()).collect::<Vec<_>>());
+    assert_eq!(o[0].1.len(), 536);
+    // An MTU of 0 (RFC 1191 §5: an old router that does not fill the field) as well.
+    let mut h = active_plain();
+    let local = SocketAddr::new(US, h.port);
+    h.app(AppCommand::Write(vec![1; 1000]));
+    h.out();
+    h.ep.handle_icmp_error(h.now, local, remote, h.pack, IcmpErrorKind::PacketTooBig(0));
+    assert_eq!(h.out()[0].1.len(), 536);
+}
