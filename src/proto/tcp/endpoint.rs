@@ -337,7 +337,8 @@ impl Endpoint {
         }
     }
 
-    /// The last soft ICMP error recorded for `conn` (like `SO_ERROR`), cleared on read.
+    /// The last soft ICMP error recorded for `conn` (like `SO_ERROR`), cleared on read and
+    /// by an acceptable ACK; a timeout reports it instead of TimedOut.
     pub fn take_soft_error(&mut self, conn: ConnId) -> Option<IcmpErrorKind> {
         self.conns.get_mut(&conn).and_then(|t| t.soft_error.take())
     }

@@ -208,7 +208,9 @@ pub enum SocketEvent {
     Eof,
     /// ConnectionRefused (RST to our SYN, ICMP port unreachable in SYN-SENT),
     /// ConnectionReset (RST in a synchronized state), TimedOut (retransmissions, probes
-    /// or keep-alive exhausted); BrokenPipe / WouldBlock for misused writes (non-fatal).
+    /// or keep-alive exhausted; instead the kind of a soft ICMP error received since the
+    /// last acceptable ACK, e.g. HostUnreachable, as Linux); BrokenPipe / WouldBlock for
+    /// misused writes (non-fatal).
     Error(std::io::ErrorKind),
     /// The TCB is gone (after TIME-WAIT, last ACK, reset, abort or timeout). Last event.
     Closed,
@@ -232,7 +234,9 @@ pub enum Event {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IcmpErrorKind {
     /// Net/host/proto unreachable, time exceeded, parameter problem: never abort (M-56).
-    Soft,
+    /// Carries the error to report if the connection later times out (Linux
+    /// `sk_err_soft`): e.g. `HostUnreachable`, `NetworkUnreachable`.
+    Soft(std::io::ErrorKind),
     /// Port unreachable: aborts a connection in SYN-SENT with ConnectionRefused.
     PortUnreachable,
     /// Fragmentation needed / Packet Too Big with the next-hop MTU.

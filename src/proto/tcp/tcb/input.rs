@@ -62,6 +62,7 @@ impl Tcb {
             if self.syn_retransmitted {
                 self.rtt.syn_was_retransmitted();
             }
+            self.soft_error = None; // the peer answered: a soft error is stale
             self.snd_una = r.ack;
             if seq::lt(self.snd_nxt, self.snd_una) {
                 self.snd_nxt = self.snd_una;
@@ -232,6 +233,8 @@ impl Tcb {
         if !self.process_ack(now, ctx, r, seg_len) {
             return;
         }
+        // Something worked: forget the soft ICMP error (Linux clears sk_err_soft in tcp_ack).
+        self.soft_error = None;
         // RFC 7323 §4.3: TS.Recent only from a segment covering Last.ACK.sent, and only
         // once it passed the ACK checks (as Linux's tcp_ack): a blind in-window segment
         // with a bogus ACK must not push it ahead and wedge the connection under PAWS.

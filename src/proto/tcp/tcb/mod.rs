@@ -473,6 +473,18 @@ impl Tcb {
         self.ooo.clear();
     }
 
+    /// Give up after retransmissions, probes or keep-alives went unanswered. The error is
+    /// the last soft ICMP error if one arrived since the last acceptable ACK (Linux
+    /// `tcp_write_err`: `sk_err_soft ?: ETIMEDOUT`), else TimedOut.
+    fn close_timed_out(&mut self) {
+        let err = match self.soft_error {
+            Some(IcmpErrorKind::Soft(k)) => k,
+            Some(IcmpErrorKind::PortUnreachable) => ErrorKind::ConnectionRefused,
+            Some(IcmpErrorKind::PacketTooBig(_)) | None => ErrorKind::TimedOut,
+        };
+        self.close_with(Some(err));
+    }
+
     /// RFC 6191: a new SYN may end TIME-WAIT if its timestamp (or, without timestamps, its
     /// sequence number) is beyond anything of the old incarnation.
     pub(crate) fn time_wait_reopenable(&self, r: &TcpRepr) -> bool {
@@ -629,7 +641,7 @@ impl Tcb {
             // closed do not reset it.
             let orphan_done = self.orphaned && self.persist_backoff >= ORPHAN_PROBES;
             if self.persist_probes > self.max_retries || orphan_done {
-                self.close_with(Some(ErrorKind::TimedOut));
+                self.close_timed_out();
                 return;
             }
             self.persist_backoff = self.persist_backoff.saturating_add(1);
@@ -649,7 +661,7 @@ impl Tcb {
             } else {
                 self.keepalive_probes += 1;
                 if self.keepalive_probes > KEEPALIVE_PROBES {
-                    self.close_with(Some(ErrorKind::TimedOut));
+                    self.close_timed_out();
                     return;
                 }
                 self.send_keepalive = true;
@@ -665,7 +677,7 @@ impl Tcb {
         let limit = if syn_state { self.syn_retries } else { self.max_retries };
         if self.retries > limit {
             // R2 exceeded (M-20): report TimedOut (a half-open passive TCB is silent).
-            self.close_with(Some(ErrorKind::TimedOut));
+            self.close_timed_out();
             return;
         }
         // RFC 6298 §5.5: back off.
@@ -817,7 +829,7 @@ impl Tcb {
             return;
         }
         match kind {
-            IcmpErrorKind::Soft => self.soft_error = Some(kind), // M-56: never abort
+            IcmpErrorKind::Soft(_) => self.soft_error = Some(kind), // M-56: never abort
             IcmpErrorKind::PortUnreachable => {
                 if self.state == State::SynSent {
                     self.close_with(Some(ErrorKind::ConnectionRefused));

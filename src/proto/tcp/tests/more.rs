@@ -198,7 +198,7 @@ fn icmp_soft_errors_never_abort_port_unreach_in_syn_sent() {
     let mut h = active_plain();
     let local = SocketAddr::new(US, h.port);
     let remote = SocketAddr::new(PEER, PEER_PORT);
-    h.ep.handle_icmp_error(h.now, local, remote, h.pack, IcmpErrorKind::Soft);
+    h.ep.handle_icmp_error(h.now, local, remote, h.pack, IcmpErrorKind::Soft(ErrorKind::HostUnreachable));
     h.ep.handle_icmp_error(h.now, local, remote, h.pack, IcmpErrorKind::PortUnreachable);
     assert_eq!(h.state(), Some(State::Established));
     assert!(h.conn_evs().is_empty());
@@ -483,7 +483,7 @@ fn ptb_ignored_below_ipv6_minimum() {
     let syn = syn.unwrap();
     let local = SocketAddr::new(l, syn.src_port);
     ep.handle_icmp_error(now, local, remote, syn.seq, IcmpErrorKind::PacketTooBig(1000));
-    ep.handle_icmp_error(now, local, remote, syn.seq, IcmpErrorKind::Soft);
+    ep.handle_icmp_error(now, local, remote, syn.seq, IcmpErrorKind::Soft(ErrorKind::HostUnreachable));
     assert_eq!(ep.state(c), Some(State::SynSent), "soft errors never abort (M-56)");
 }
 

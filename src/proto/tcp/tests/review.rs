@@ -249,3 +249,54 @@ fn review_11_frag_needed_below_576_clamps() {
     h.ep.handle_icmp_error(h.now, local, remote, h.pack, IcmpErrorKind::PacketTooBig(0));
     assert_eq!(h.out()[0].1.len(), 536);
 }
+
+#[test]
+fn review_11_connect_timeout_reports_soft_error() {
+    let cfg = TcpConfig { syn_retries: 2, ..plain() };
+    let mut h = H::new(cfg);
+    let remote = SocketAddr::new(PEER, PEER_PORT);
+    h.conn = h.ep.connect(h.now, US, remote).unwrap();
+    let syn = h.out()[0].0;
+    let local = SocketAddr::new(US, syn.src_port);
+    // A router answers the SYN with Host Unreachable: soft, the SYN is retried (M-56) ...
+    let host_unreach = crate::proto::ip::soft_error_kind(false, 3, 1);
+    assert_eq!(host_unreach, ErrorKind::HostUnreachable);
+    h.ep.handle_icmp_error(h.now, local, remote, syn.seq, IcmpErrorKind::Soft(host_unreach));
+    assert_eq!(h.state(), Some(State::SynSent));
+    while h.state().is_some() && !h.run_timer(Duration::from_secs(100)).is_zero() {
+        h.out();
+    }
+    // ... and when the retries run out, connect fails with it, not TimedOut (Linux
+    // tcp_write_err: sk_err_soft ?: ETIMEDOUT).
+    assert_eq!(h.conn_evs(), vec![SocketEvent::Error(ErrorKind::HostUnreachable), SocketEvent::Closed]);
+}
+
+#[test]
+fn review_11_established_timeout_reports_soft_error_until_acked() {
+    let cfg = TcpConfig { max_retries: 3, ..plain() };
+    let run = |ack_after_icmp: bool| {
+        let (mut h, _) = active(cfg.clone(), TcpOptions { mss: Some(1000), ..Default::default() });
+        let local = SocketAddr::new(US, h.port);
+        let remote = SocketAddr::new(PEER, PEER_PORT);
+        h.app(AppCommand::Write(vec![1; 100]));
+        h.out();
+        let net_unreach = crate::proto::ip::soft_error_kind(true, 1, 0);
+        assert_eq!(net_unreach, ErrorKind::NetworkUnreachable);
+        h.ep.handle_icmp_error(h.now, local, remote, h.pack, IcmpErrorKind::Soft(net_unreach));
+        if ack_after_icmp {
+            // Something worked after the error: it is forgotten (Linux clears sk_err_soft
+            // in tcp_ack).
+            h.pack = h.pack.wrapping_add(100);
+            h.send("A", &[]);
+            h.app(AppCommand::Write(vec![1; 100]));
+            h.out();
+        }
+        h.conn_evs();
+        while h.state().is_some() && !h.run_timer(Duration::from_secs(100)).is_zero() {
+            h.out();
+        }
+        h.conn_evs()
+    };
+    assert_eq!(run(false), vec![SocketEvent::Error(ErrorKind::NetworkUnreachable), SocketEvent::Closed]);
+    assert_eq!(run(true), vec![SocketEvent::Error(ErrorKind::TimedOut), SocketEvent::Closed]);
+}
