@@ -143,7 +143,7 @@ impl Engine {
                 let kind = match class {
                     IcmpErrorClass::PortUnreachable => IcmpErrorKind::PortUnreachable,
                     IcmpErrorClass::PacketTooBig(mtu) => IcmpErrorKind::PacketTooBig(mtu),
-                    IcmpErrorClass::Soft => IcmpErrorKind::Soft,
+                    IcmpErrorClass::Soft(k) => IcmpErrorKind::Soft(k),
                 };
                 self.ep.handle_icmp_error(now, local, remote, seq, kind);
             }

@@ -115,8 +115,32 @@ pub enum IcmpErrorClass {
     /// Fragmentation needed / packet too big, with the next-hop MTU.
     PacketTooBig(u16),
     /// Everything else that is not ignored: net/host/protocol unreachable, time exceeded,
-    /// parameter problem (soft errors for TCP, RFC 1122 §4.2.3.9).
-    Soft,
+    /// parameter problem (soft errors for TCP, RFC 1122 §4.2.3.9), with the error Linux
+    /// would report for it (see [`soft_error_kind`]).
+    Soft(io::ErrorKind),
+}
+
+/// The error a soft ICMP error stands for, as Linux's `icmp_err_convert` (v4) and
+/// `icmpv6_err_convert` (v6) map them. EPROTO, ENOPROTOOPT and EOPNOTSUPP have no
+/// `io::ErrorKind` and become `Other`.
+pub(crate) fn soft_error_kind(v6: bool, icmp_type: u8, code: u8) -> io::ErrorKind {
+    use io::ErrorKind::*;
+    if v6 {
+        match (icmp_type, code) {
+            (icmp6::DEST_UNREACHABLE, 0) => NetworkUnreachable,       // no route
+            (icmp6::DEST_UNREACHABLE, 1 | 5 | 6) => PermissionDenied, // prohibited, policy, reject
+            (icmp6::PARAM_PROBLEM, _) => Other,
+            _ => HostUnreachable, // beyond scope, address unreachable, time exceeded
+        }
+    } else {
+        match (icmp_type, code) {
+            // Net unreachable, net unknown, net prohibited, net unreachable for TOS.
+            (icmp4::DEST_UNREACHABLE, 0 | 6 | 9 | 11) => NetworkUnreachable,
+            // Protocol unreachable, source route failed; parameter problem.
+            (icmp4::DEST_UNREACHABLE, icmp4::CODE_PROTO_UNREACHABLE | 5) | (icmp4::PARAM_PROBLEM, _) => Other,
+            _ => HostUnreachable, // host codes, filtered, precedence; time exceeded
+        }
+    }
 }
 
 /// Something for a consumer other than the wire.
@@ -744,7 +768,7 @@ impl IpCore {
                     (icmp4::DEST_UNREACHABLE, icmp4::CODE_FRAG_NEEDED) => {
                         IcmpErrorClass::PacketTooBig(u16::from_be_bytes([msg[6], msg[7]]))
                     }
-                    _ => IcmpErrorClass::Soft,
+                    (t, c) => IcmpErrorClass::Soft(soft_error_kind(false, t, c)),
                 };
                 self.quoted_error(&msg[8..], class, io.out);
                 io.pool.put(buf);
@@ -785,7 +809,7 @@ impl IpCore {
                         let mtu = u32::from_be_bytes([msg[4], msg[5], msg[6], msg[7]]);
                         IcmpErrorClass::PacketTooBig(mtu.min(u16::MAX as u32) as u16)
                     }
-                    _ => IcmpErrorClass::Soft,
+                    (t, c) => IcmpErrorClass::Soft(soft_error_kind(true, t, c)),
                 };
                 self.quoted_error(&msg[8..], class, io.out);
                 io.pool.put(buf);

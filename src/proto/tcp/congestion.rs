@@ -192,8 +192,10 @@ impl CongestionControl for Cubic {
                 if self.w_max < cwnd {
                     self.w_max = cwnd;
                 }
-                // K = cbrt(W_max (1 - β) / C), in segments (§4.2 eq. 2).
-                self.k = ((self.w_max / smss) * (1.0 - BETA_CUBIC) / C_CUBIC).cbrt();
+                // K = cbrt((W_max - cwnd_epoch) / C), in segments (§4.2 eq. 2), with
+                // cwnd_epoch the window at the start of this epoch: after fast convergence
+                // or slow start it is not β * W_max. 0 when cwnd_epoch >= W_max.
+                self.k = ((self.w_max - cwnd) / smss / C_CUBIC).cbrt();
                 self.w_est = cwnd;
                 now
             }
@@ -312,5 +314,29 @@ mod tests {
             c.on_ack(t, M, Some(Duration::from_millis(50)));
         }
         assert!(c.cwnd() > 100 * M, "grows past W_max: {}", c.cwnd());
+    }
+
+    #[test]
+    fn review_11_cubic_k_from_cwnd_at_epoch_start() {
+        let t0 = Instant::now();
+        let mut c = Cubic::new(M);
+        for _ in 0..90 {
+            c.on_ack(t0, M, None);
+        }
+        // Two losses in a row: the second one below W_max triggers fast convergence
+        // (§4.7), so W_max = 70 * (1 + β) / 2 = 59.5 segments while the epoch starts at
+        // cwnd = ssthresh = 49 segments, not at β * W_max.
+        c.on_enter_recovery(t0, 100 * M);
+        c.on_exit_recovery();
+        c.on_enter_recovery(t0, 70 * M);
+        c.on_exit_recovery();
+        assert_eq!(c.cwnd(), 49 * M);
+        c.on_ack(t0, M, Some(Duration::from_millis(50)));
+        // RFC 9438 §4.2 eq. 2: K = cbrt((W_max - cwnd_epoch) / C), in segments.
+        let want = ((59.5 - 49.0) / C_CUBIC).cbrt();
+        assert!((c.k - want).abs() < 1e-9, "K = {} s, want {want} s", c.k);
+        // So the curve starts at the epoch's cwnd: W_cubic(0) = W_max - C K^3 = cwnd_epoch.
+        let w0 = c.w_max / M as f64 - C_CUBIC * c.k.powi(3);
+        assert!((w0 - 49.0).abs() < 1e-6, "W_cubic(0) = {w0} segments");
     }
 }

@@ -4,7 +4,8 @@
 //! * `tuples` and `conns` describe the same TCBs: `(local, remote) -> ConnId -> Tcb`; a
 //!   segment is demultiplexed with one hash lookup (never a scan of connections);
 //! * per listener, half-open TCBs `<= max_half_open` and the accept queue `<= backlog`;
-//! * TIME-WAIT TCBs `<= max_time_wait` (beyond it a connection closes without TIME-WAIT);
+//! * TIME-WAIT TCBs `<= max_time_wait` (beyond it a connection closes without TIME-WAIT,
+//!   right after its pending ACK of the peer's FIN is sent);
 //! * pending control segments (RSTs for closed ports, aborts) `<= MAX_CTL`;
 //! * ConnIds are allocated from a counter and never reused.
 
@@ -336,7 +337,8 @@ impl Endpoint {
         }
     }
 
-    /// The last soft ICMP error recorded for `conn` (like `SO_ERROR`), cleared on read.
+    /// The last soft ICMP error recorded for `conn` (like `SO_ERROR`), cleared on read and
+    /// by an acceptable ACK; a timeout reports it instead of TimedOut.
     pub fn take_soft_error(&mut self, conn: ConnId) -> Option<IcmpErrorKind> {
         self.conns.get_mut(&conn).and_then(|t| t.soft_error.take())
     }
@@ -411,7 +413,8 @@ impl Endpoint {
     }
 
     /// Bookkeeping after any operation on a TCB: events, listener accounting, TIME-WAIT
-    /// bound, transmit scheduling, deadline changes, removal of closed TCBs.
+    /// bound, transmit scheduling, deadline changes, removal of closed TCBs. `mark_dirty`
+    /// is false after the TCB transmitted (and for a forced close).
     fn after(&mut self, _now: Instant, id: ConnId, mark_dirty: bool) {
         let Some(t) = self.conns.get_mut(&id) else { return };
         if t.just_established {
@@ -450,16 +453,24 @@ impl Endpoint {
             self.events.push_back(Event::Conn(id, e));
         }
         if t.state == State::TimeWait && !t.tw_counted {
-            if self.time_wait_count >= self.cfg.max_time_wait {
+            if self.time_wait_count < self.cfg.max_time_wait {
+                self.time_wait_count += 1;
+                t.tw_counted = true;
+            } else if mark_dirty && t.wants_transmit() {
+                // No TIME-WAIT slot, but the ACK of the peer's FIN is not sent yet: keep
+                // the TCB until poll_transmit has sent it (its `after` call, with
+                // `mark_dirty` false, lands in the branch below). Not counted meanwhile.
+                if !t.in_dirty {
+                    t.in_dirty = true;
+                    self.dirty.push_back(id);
+                }
+            } else {
                 // Bounded TIME-WAIT: close at once (like Linux's tw_buckets overflow).
                 self.stats.time_wait_overflow += 1;
                 t.state = State::Closed;
                 if t.announced {
                     self.events.push_back(Event::Conn(id, SocketEvent::Closed));
                 }
-            } else {
-                self.time_wait_count += 1;
-                t.tw_counted = true;
             }
         }
         if t.state == State::Closed {

@@ -31,10 +31,14 @@
 //!   longer than the RTO the window restarts from it (RFC 5681 §4.1, as Linux);
 //! * the FIN-WAIT-2 state of a fully closed (orphaned) connection times out after 2*MSL
 //!   (Linux `tcp_fin_timeout`-like); a half-closed one waits forever;
+//! * answered zero-window probes keep a connection forever (M-37) unless it is orphaned:
+//!   then it is dropped after 8 probes (Linux `tcp_orphan_retries`);
 //! * closing with unread data, or data arriving after Close, resets the connection
-//!   (RFC 2525 §2.17, as Linux);
+//!   (RFC 2525 §2.17, as Linux), except in TIME-WAIT, which keeps its 2*MSL;
 //! * unacceptable segments without data and challenge ACKs share one per-connection rate
 //!   limit of one ACK per 500 ms (RFC 5961 §7, Linux's `tcp_invalid_ratelimit`);
+//! * acceptability (RFC 9293 §3.10.7.4) as Linux: a zero-length segment at exactly
+//!   RCV.NXT + RCV.WND and a bare FIN at RCV.NXT with a zero window are acceptable;
 //! * a zero-window probe is one byte of new data (RFC 9293 §3.8.6.1); SND.MAX is not
 //!   advanced by it, so pure ACKs (SEQ = SND.MAX) stay acceptable to the peer;
 //! * the receive window is `recv_buf - delivered-but-not-credited`; out-of-order data
@@ -106,9 +110,13 @@ pub struct TcpConfig {
     pub initial_rto: Duration,
     /// R2 for data: timeouts in a row before the connection fails with TimedOut (M-20).
     pub max_retries: u32,
-    /// R2 for SYN / SYN-ACK: retransmissions before giving up (settable, M-21/M-22).
-    /// The default 7 waits 1+2+4+8+16+32+60+60 s = 183 s >= 3 minutes (M-23).
+    /// R2 for our SYN (active open): retransmissions before giving up (settable,
+    /// M-21/M-22). The default 7 waits 1+2+4+8+16+32+60+60 s = 183 s >= 3 minutes (M-23).
     pub syn_retries: u32,
+    /// R2 for our SYN-ACK (passive open in SYN-RECEIVED). The default 5 gives up after
+    /// 1+2+4+8+16+32 s = 63 s, as Linux's `tcp_synack_retries`: a half-open entry of a
+    /// listener is held for a minute, not three.
+    pub synack_retries: u32,
     /// Delayed-ACK timer (< 500 ms, M-40).
     pub delayed_ack: Duration,
     /// Bound on out-of-order bytes per connection.
@@ -140,6 +148,7 @@ impl Default for TcpConfig {
             initial_rto: Duration::from_secs(1),
             max_retries: 15,
             syn_retries: 7,
+            synack_retries: 5,
             delayed_ack: Duration::from_millis(40),
             max_ooo_bytes: 1 << 20,
             max_half_open: 1024,
@@ -202,7 +211,9 @@ pub enum SocketEvent {
     Eof,
     /// ConnectionRefused (RST to our SYN, ICMP port unreachable in SYN-SENT),
     /// ConnectionReset (RST in a synchronized state), TimedOut (retransmissions, probes
-    /// or keep-alive exhausted); BrokenPipe / WouldBlock for misused writes (non-fatal).
+    /// or keep-alive exhausted; instead the kind of a soft ICMP error received since the
+    /// last acceptable ACK, e.g. HostUnreachable, as Linux); BrokenPipe / WouldBlock for
+    /// misused writes (non-fatal).
     Error(std::io::ErrorKind),
     /// The TCB is gone (after TIME-WAIT, last ACK, reset, abort or timeout). Last event.
     Closed,
@@ -226,7 +237,9 @@ pub enum Event {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IcmpErrorKind {
     /// Net/host/proto unreachable, time exceeded, parameter problem: never abort (M-56).
-    Soft,
+    /// Carries the error to report if the connection later times out (Linux
+    /// `sk_err_soft`): e.g. `HostUnreachable`, `NetworkUnreachable`.
+    Soft(std::io::ErrorKind),
     /// Port unreachable: aborts a connection in SYN-SENT with ConnectionRefused.
     PortUnreachable,
     /// Fragmentation needed / Packet Too Big with the next-hop MTU.

@@ -63,6 +63,7 @@ impl Tcb {
             if self.syn_retransmitted {
                 self.rtt.syn_was_retransmitted();
             }
+            self.soft_error = None; // the peer answered: a soft error is stale
             self.snd_una = r.ack;
             self.syn_acked = true;
             if seq::lt(self.snd_nxt, self.snd_una) {
@@ -136,13 +137,18 @@ impl Tcb {
             }
         }
 
-        // RFC 9293 §3.10.7.4 first: acceptability (four cases).
+        // RFC 9293 §3.10.7.4 first: acceptability (four cases), with two deliberate
+        // deviations that follow Linux (tcp_sequence, tcp_data_queue):
+        // * a zero-length segment may sit exactly at RCV.NXT + RCV.WND (the RFC says
+        //   `< RCV.NXT+RCV.WND`): a peer that filled our window sends its pure ACKs there;
+        // * a bare FIN at RCV.NXT is accepted with a zero window (the RFC refuses any
+        //   segment of length > 0): it needs no buffer, and refusing it stalls the close.
         let wnd = self.rcv_wnd() as u32;
         let rcv_end = self.rcv_nxt.wrapping_add(wnd);
+        let bare_fin = f.fin && !f.syn && payload.is_empty();
         let acceptable = match (seg_len, wnd) {
-            (0, 0) => r.seq == self.rcv_nxt,
-            (0, _) => seq::in_range(r.seq, self.rcv_nxt, rcv_end),
-            (_, 0) => false,
+            (0, _) => seq::le(self.rcv_nxt, r.seq) && seq::le(r.seq, rcv_end),
+            (_, 0) => bare_fin && r.seq == self.rcv_nxt,
             (n, _) => {
                 seq::in_range(r.seq, self.rcv_nxt, rcv_end)
                     || seq::in_range(r.seq.wrapping_add(n as u32 - 1), self.rcv_nxt, rcv_end)
@@ -194,14 +200,6 @@ impl Tcb {
         self.keepalive_probes = 0;
         self.keepalive_at = None;
 
-        // RFC 7323 §4.3: TS.Recent only from a segment covering Last.ACK.sent.
-        if let (true, Some((tsval, _))) = (self.ts_ok, r.options.timestamps) {
-            if seq::le(r.seq, self.last_ack_sent) {
-                self.ts_recent = tsval;
-                self.ts_recent_at = Some(now);
-            }
-        }
-
         // Fourth: SYN in a synchronized state -> challenge ACK (RFC 5961 §4.2).
         if f.syn {
             self.challenge_ack(now, ctx.stats);
@@ -248,6 +246,17 @@ impl Tcb {
         }
         if !self.process_ack(now, ctx, r, seg_len) {
             return;
+        }
+        // Something worked: forget the soft ICMP error (Linux clears sk_err_soft in tcp_ack).
+        self.soft_error = None;
+        // RFC 7323 §4.3: TS.Recent only from a segment covering Last.ACK.sent, and only
+        // once it passed the ACK checks (as Linux's tcp_ack): a blind in-window segment
+        // with a bogus ACK must not push it ahead and wedge the connection under PAWS.
+        if let (true, Some((tsval, _))) = (self.ts_ok, r.options.timestamps) {
+            if seq::le(r.seq, self.last_ack_sent) {
+                self.ts_recent = tsval;
+                self.ts_recent_at = Some(now);
+            }
         }
         if self.after_ack_transitions(now) {
             return;

@@ -71,6 +71,10 @@ impl State {
 /// RFC 9293 §3.7.1 / M-15: default send MSS without the option.
 const DEFAULT_MSS_V4: usize = 536;
 const DEFAULT_MSS_V6: usize = 1220;
+/// RFC 8200 §5: IPv6 minimum link MTU.
+const IPV6_MIN_MTU: usize = 1280;
+/// RFC 791: the datagram size every IPv4 host accepts; floor for Frag Needed MTUs.
+const IPV4_MIN_PMTU: usize = 576;
 /// Smallest peer MSS we honour (Linux and smoltcp clamp to 48).
 const MIN_PEER_MSS: usize = 48;
 /// RFC 7323 §2.3: the shift is at most 14.
@@ -79,6 +83,10 @@ const MAX_WSCALE: u8 = 14;
 const TS_OPT_LEN: usize = 12;
 /// One challenge ACK per connection per this interval (RFC 5961 §7, Linux 500 ms).
 const CHALLENGE_ACK_INTERVAL: Duration = Duration::from_millis(500);
+/// Zero-window probes in a row for an orphaned connection (closed by the application)
+/// before it is dropped, even when the peer answers them (Linux `tcp_orphan_retries`, whose
+/// 0 default means 8). A connection the application still holds probes forever (M-37).
+const ORPHAN_PROBES: u32 = 8;
 /// Keep-alive probes before giving up (Linux tcp_keepalive_probes); interval between them.
 const KEEPALIVE_PROBES: u32 = 9;
 const KEEPALIVE_INTERVAL_MAX: Duration = Duration::from_secs(75);
@@ -234,6 +242,7 @@ pub struct Tcb {
     delayed_ack: Duration,
     msl: Duration,
     max_retries: u32,
+    /// R2 for the handshake: `syn_retries` (active open) or `synack_retries` (passive).
     syn_retries: u32,
     pub(crate) soft_error: Option<IcmpErrorKind>,
 }
@@ -423,6 +432,7 @@ impl Tcb {
     ) -> Self {
         let mut t = Tcb::new(id, local, remote, iss, ts_offset, now, cfg, State::SynReceived);
         t.listener = Some(listener);
+        t.syn_retries = cfg.synack_retries;
         t.irs = syn.seq;
         t.rcv_nxt = syn.seq.wrapping_add(1);
         t.snd_wnd = syn.window as usize; // never scaled in a SYN (RFC 7323 §2.2)
@@ -522,6 +532,18 @@ impl Tcb {
         self.keepalive_at = None;
         self.close_at = None;
         self.ooo.clear();
+    }
+
+    /// Give up after retransmissions, probes or keep-alives went unanswered. The error is
+    /// the last soft ICMP error if one arrived since the last acceptable ACK (Linux
+    /// `tcp_write_err`: `sk_err_soft ?: ETIMEDOUT`), else TimedOut.
+    fn close_timed_out(&mut self) {
+        let err = match self.soft_error {
+            Some(IcmpErrorKind::Soft(k)) => k,
+            Some(IcmpErrorKind::PortUnreachable) => ErrorKind::ConnectionRefused,
+            Some(IcmpErrorKind::PacketTooBig(_)) | None => ErrorKind::TimedOut,
+        };
+        self.close_with(Some(err));
     }
 
     /// RFC 6191: a new SYN may end TIME-WAIT if its timestamp (or, without timestamps, its
@@ -648,7 +670,10 @@ impl Tcb {
         match self.keepalive {
             Some(idle) if matches!(self.state, State::Established | State::CloseWait) => {
                 if self.keepalive_probes == 0 {
-                    self.keepalive_at = Some(self.last_recv + idle);
+                    // Idle time counts from the last segment received; a later deadline set
+                    // when the timer found the connection busy (now + idle) is kept.
+                    let at = self.last_recv + idle;
+                    self.keepalive_at = Some(self.keepalive_at.map_or(at, |t| t.max(at)));
                 } else if self.keepalive_at.is_none() {
                     self.keepalive_at = Some(now + idle.min(KEEPALIVE_INTERVAL_MAX));
                 }
@@ -694,8 +719,11 @@ impl Tcb {
         if self.persist_at.is_some_and(|t| t <= now) {
             self.persist_at = None;
             self.persist_probes += 1;
-            if self.persist_probes > self.max_retries {
-                self.close_with(Some(ErrorKind::TimedOut));
+            // `persist_backoff` counts probes since the window closed; answers that keep it
+            // closed do not reset it.
+            let orphan_done = self.orphaned && self.persist_backoff >= ORPHAN_PROBES;
+            if self.persist_probes > self.max_retries || orphan_done {
+                self.close_timed_out();
                 return;
             }
             self.persist_backoff = self.persist_backoff.saturating_add(1);
@@ -708,10 +736,14 @@ impl Tcb {
         if self.keepalive_at.is_some_and(|t| t <= now) {
             self.keepalive_at = None;
             let idle = self.snd_una == self.snd_max && self.sndbuf.is_empty();
-            if idle {
+            if !idle {
+                // Busy (data in flight or queued): try again a full idle time from now, as
+                // Linux's tcp_keepalive_timer. `last_recv + idle` is already past.
+                self.keepalive_at = self.keepalive.map(|d| now + d);
+            } else {
                 self.keepalive_probes += 1;
                 if self.keepalive_probes > KEEPALIVE_PROBES {
-                    self.close_with(Some(ErrorKind::TimedOut));
+                    self.close_timed_out();
                     return;
                 }
                 self.send_keepalive = true;
@@ -727,7 +759,7 @@ impl Tcb {
         let limit = if syn_state { self.syn_retries } else { self.max_retries };
         if self.retries > limit {
             // R2 exceeded (M-20): report TimedOut (a half-open passive TCB is silent).
-            self.close_with(Some(ErrorKind::TimedOut));
+            self.close_timed_out();
             return;
         }
         // RFC 6298 §5.5: back off.
@@ -784,9 +816,11 @@ impl Tcb {
                 }
             }
             AppCommand::Close => {
-                if self.rcv_unconsumed > 0 && self.state != State::SynSent {
-                    // Unread data: abort like Linux (RFC 2525 §2.17).
-                    if !matches!(self.state, State::TimeWait | State::Closed) {
+                // Unread data: abort like Linux (RFC 2525 §2.17). Not in TIME-WAIT: both
+                // directions are closed, nothing is left to reset, and 2*MSL must run out
+                // (Linux's TIME-WAIT bucket outlives the socket).
+                if self.rcv_unconsumed > 0 && !matches!(self.state, State::SynSent | State::TimeWait) {
+                    if self.state != State::Closed {
                         self.queue_abort_rst();
                     }
                     self.close_with(None);
@@ -867,7 +901,7 @@ impl Tcb {
             return;
         }
         match kind {
-            IcmpErrorKind::Soft => self.soft_error = Some(kind), // M-56: never abort
+            IcmpErrorKind::Soft(_) => self.soft_error = Some(kind), // M-56: never abort
             IcmpErrorKind::PortUnreachable => {
                 if self.state == State::SynSent {
                     self.close_with(Some(ErrorKind::ConnectionRefused));
@@ -877,11 +911,16 @@ impl Tcb {
             }
             IcmpErrorKind::PacketTooBig(mtu) => {
                 let v6 = self.local.is_ipv6();
-                // RFC 8201 §4: ignore PTB below the IPv6 minimum MTU; RFC 1191/791 576 for v4.
-                let floor = if v6 { 1280 } else { 576 };
-                let mtu = mtu as usize;
-                if mtu < floor {
+                let mut mtu = mtu as usize;
+                if v6 && mtu < IPV6_MIN_MTU {
+                    // RFC 8201 §4: a PTB below the IPv6 minimum link MTU is ignored.
                     return;
+                }
+                if !v6 {
+                    // A Frag Needed below 576 (or 0 from an old router, RFC 1191 §5) is
+                    // clamped, not ignored: the path does need smaller packets. Linux
+                    // clamps to its min_pmtu (552); we use RFC 791's 576.
+                    mtu = mtu.max(IPV4_MIN_PMTU);
                 }
                 let new_mss = mtu - if v6 { 60 } else { 40 };
                 // Never grow the MSS from ICMP (RFC 1191 §3, RFC 8201 §4).

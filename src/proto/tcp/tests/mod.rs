@@ -986,9 +986,11 @@ fn time_wait_bounded() {
     h.out();
     h.pack = h.pack.wrapping_add(1);
     h.send("FA", &[]);
+    assert_eq!(h.out().len(), 1, "the FIN's ACK goes out first");
     assert_eq!(h.ep.conn_count(), 0, "no TIME-WAIT slot: closed at once");
     assert_eq!(h.ep.stats().time_wait_overflow, 1);
 }
 
 mod more;
 mod recovery;
+mod review;

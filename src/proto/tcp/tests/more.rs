@@ -198,7 +198,7 @@ fn icmp_soft_errors_never_abort_port_unreach_in_syn_sent() {
     let mut h = active_plain();
     let local = SocketAddr::new(US, h.port);
     let remote = SocketAddr::new(PEER, PEER_PORT);
-    h.ep.handle_icmp_error(h.now, local, remote, h.pack, IcmpErrorKind::Soft);
+    h.ep.handle_icmp_error(h.now, local, remote, h.pack, IcmpErrorKind::Soft(ErrorKind::HostUnreachable));
     h.ep.handle_icmp_error(h.now, local, remote, h.pack, IcmpErrorKind::PortUnreachable);
     assert_eq!(h.state(), Some(State::Established));
     assert!(h.conn_evs().is_empty());
@@ -223,8 +223,7 @@ fn packet_too_big_shrinks_mss_and_resends() {
     h.app(AppCommand::Write(vec![1; 2920]));
     let o = h.out();
     assert_eq!(o[0].1.len(), 1460);
-    // Below 576: ignored. Larger than now: never grows.
-    h.ep.handle_icmp_error(h.now, local, remote, h.pack, IcmpErrorKind::PacketTooBig(300));
+    // Larger than now: never grows (below 576: see review_11_frag_needed_below_576_clamps).
     h.ep.handle_icmp_error(h.now, local, remote, h.pack, IcmpErrorKind::PacketTooBig(9000));
     assert!(h.out().is_empty());
     h.ep.handle_icmp_error(h.now, local, remote, h.pack, IcmpErrorKind::PacketTooBig(1000));
@@ -419,7 +418,7 @@ fn passive_data_with_handshake_ack_follows_accepted() {
 
 #[test]
 fn half_open_synack_retries_exhaust_silently() {
-    let cfg = TcpConfig { syn_retries: 2, ..plain() };
+    let cfg = TcpConfig { synack_retries: 2, ..plain() };
     let mut h = H::new(cfg);
     h.ep.listen(ListenAddr::Addr(SocketAddr::new(US, LPORT)), 8).unwrap();
     h.send("S", &[]);
@@ -484,7 +483,7 @@ fn ptb_ignored_below_ipv6_minimum() {
     let syn = syn.unwrap();
     let local = SocketAddr::new(l, syn.src_port);
     ep.handle_icmp_error(now, local, remote, syn.seq, IcmpErrorKind::PacketTooBig(1000));
-    ep.handle_icmp_error(now, local, remote, syn.seq, IcmpErrorKind::Soft);
+    ep.handle_icmp_error(now, local, remote, syn.seq, IcmpErrorKind::Soft(ErrorKind::HostUnreachable));
     assert_eq!(ep.state(c), Some(State::SynSent), "soft errors never abort (M-56)");
 }
 

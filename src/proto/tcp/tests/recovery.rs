@@ -252,6 +252,7 @@ fn receiver_reports_duplicate_data_with_dsack() {
 /// Every payload is checked against the repeating pattern `offset & 0xff`.
 fn pump(h: &mut H, total: u64, check_from: Option<u32>, ack_at: Option<u32>, mut credit: usize) {
     let pattern: Vec<u8> = (0..1usize << 20).map(|i| i as u8).collect();
+    let mut segments = 0u64;
     let mut written = 0u64;
     let mut acked = 0u64;
     for e in h.conn_evs() {
@@ -279,6 +280,7 @@ fn pump(h: &mut H, total: u64, check_from: Option<u32>, ack_at: Option<u32>, mut
         });
         h.sync_timers();
         assert_eq!(bad, None, "payload shifted at seq {bad:?} after {acked} bytes");
+        segments += ends.len() as u64;
         for end in ends {
             if let Some(x) = ack_at.filter(|&x| seq::lt(h.pack, x) && seq::lt(x, end)) {
                 h.pack = x;
@@ -294,6 +296,7 @@ fn pump(h: &mut H, total: u64, check_from: Option<u32>, ack_at: Option<u32>, mut
             }
         }
     }
+    eprintln!("pump: {acked} bytes in {segments} segments, {written} written");
 }
 
 fn jumbo() -> (H, u32) {
