@@ -100,7 +100,7 @@ impl Sim {
         let a = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
         let b = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
         let mk = |cfg: TcpConfig, ip: IpAddr, k: u8| Node {
-            ep: Endpoint::new(cfg, [k; 16]),
+            ep: Endpoint::new(cfg, [k; 16], now),
             ip,
             timers: HashMap::new(),
             app: App::default(),
