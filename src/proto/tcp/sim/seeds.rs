@@ -58,9 +58,11 @@ fn gen_cfg(r: &mut StdRng, v6: bool) -> TcpConfig {
         c.keepalive = Some(idle);
     }
     if r.gen_bool(0.25) {
-        // Small buffers: windows of a few segments, zero windows, SWS avoidance.
-        c.recv_buf = r.gen_range(2000..64_000);
-        c.send_buf = r.gen_range(2000..64_000);
+        // Small buffers: windows of a few segments, zero windows, SWS avoidance; now and
+        // then below one segment.
+        let min = if r.gen_bool(0.2) { 1 } else { 2000 };
+        c.recv_buf = r.gen_range(min..64_000);
+        c.send_buf = r.gen_range(min..64_000);
         c.max_ooo_bytes = r.gen_range(0..c.recv_buf);
     }
     c.mtu = match (v6, r.gen_range(0..10)) {
