@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 fuzz_target!(|data: &[u8]| {
     let cfg = IpConfig { reassembly_bytes: 64 * 1024, ..IpConfig::default() };
     let bound = cfg.reassembly_bytes;
-    let mut core = IpCore::new(cfg);
+    let mut core = IpCore::new(cfg, 1, 1);
     let pool = Pool::new(16, 2048);
     let mut out = IpOutput::default();
     let t0 = Instant::now();

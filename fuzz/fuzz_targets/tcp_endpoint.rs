@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 fuzz_target!(|data: &[u8]| {
     let src: IpAddr = "10.0.0.1".parse().unwrap();
     let dst: IpAddr = "10.0.0.2".parse().unwrap();
-    let mut ep = Endpoint::new(TcpConfig::default(), [7; 16]);
     let t0 = Instant::now();
+    let mut ep = Endpoint::new(TcpConfig::default(), [7; 16], t0);
     let _ = ep.listen(ListenAddr::Addr("10.0.0.2:80".parse().unwrap()), 8);
     let _ = ep.connect(t0, dst, "10.0.0.1:3000".parse().unwrap());
     let mut now = t0;

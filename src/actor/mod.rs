@@ -121,7 +121,7 @@ impl Stack {
         let (tcp_tx, tcp_rx) = bounded::<tcp::TcpMsg>(INBOX_DEPTH);
         let (devtx_tx, devtx_rx) = bounded::<Batch>(INBOX_DEPTH);
         let (timer_tx, timer_rx) = bounded::<timer::TimerMsg>(INBOX_DEPTH);
-        let ip_core = crate::proto::ip::IpCore::new(cfg.ip.clone());
+        let ip_core = crate::proto::ip::IpCore::new(cfg.ip.clone(), rand::random(), rand::random());
         let stats = Arc::new(StackStats { ip: ip_core.stats.clone(), ..Default::default() });
         let any_tcp = ip_core.accept_any_tcp.clone();
         let handle = StackHandle {

@@ -84,7 +84,7 @@ pub fn run(
 ) {
     let tcp_cfg: TcpConfig = cfg.tcp.clone();
     let mut e = Engine {
-        ep: Endpoint::new(tcp_cfg, rand::random()),
+        ep: Endpoint::new(tcp_cfg, rand::random(), Instant::now()),
         conns: HashMap::default(),
         listeners: HashMap::default(),
         wanted: HashMap::default(),

@@ -296,14 +296,17 @@ pub const IPV6_MIN_MTU: usize = 1280;
 const ICMPV4_ERROR_MAX: usize = 576;
 
 impl IpCore {
-    pub fn new(cfg: IpConfig) -> IpCore {
+    /// A new core. The caller chooses the first IPv4 Identification and IPv6 fragment
+    /// Identification values (the ip actor passes random ones, RFC 6864 §4.1 / RFC 7739
+    /// §5; a simulation passes fixed ones), so the core holds no source of randomness.
+    pub fn new(cfg: IpConfig, ident: u16, v6_frag_id: u32) -> IpCore {
         let burst = cfg.icmp_burst as f64;
         let rate = cfg.icmp_rate as f64;
         IpCore {
             reasm: Reassembler::new(cfg.reassembly_bytes, 256),
             cfg,
-            ident: rand::random(),
-            v6_frag_id: rand::random(),
+            ident,
+            v6_frag_id,
             icmp_bucket: TokenBucket { tokens: burst, rate, burst, last: None },
             udp: UdpTable::new(),
             udp_queues: Default::default(),
@@ -1170,7 +1173,7 @@ mod tests {
             // destination options (PadN filling 8 bytes), then protocol 253
             (v6_packet(60, &[253, 0, 1, 4, 0, 0, 0, 0, 0, 0, 0, 0]), 40),
         ] {
-            let mut core = IpCore::new(IpConfig::default());
+            let mut core = IpCore::new(IpConfig::default(), 1, 1);
             let mut out = IpOutput::default();
             core.handle_packet(Instant::now(), pkt, &pool, &mut out);
             assert_eq!(out.tx.len(), 1, "one ICMPv6 error");
@@ -1184,7 +1187,7 @@ mod tests {
     #[test]
     fn foreign_destination_only_for_tcp() {
         let pool = Pool::default();
-        let mut core = IpCore::new(IpConfig::default());
+        let mut core = IpCore::new(IpConfig::default(), 1, 1);
         core.accept_any_tcp.store(true, Relaxed);
         let mut echo = vec![128u8, 0, 0, 0, 0, 1, 0, 1];
         let mut pkt = v6_packet(58, &echo);

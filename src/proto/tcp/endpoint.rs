@@ -75,9 +75,9 @@ fn bad_peer(ip: IpAddr) -> bool {
 
 impl Endpoint {
     /// A new endpoint. `isn_key` keys the RFC 6528 ISN hash; the 4 µs ISN clock and the
-    /// timestamp clock run from the `Instant` taken here.
-    pub fn new(cfg: TcpConfig, isn_key: [u8; 16]) -> Self {
-        let epoch = Instant::now();
+    /// timestamp clock run from `epoch`, which the caller passes (the core reads no clock),
+    /// so a simulation with a fixed key and a virtual clock replays bit for bit.
+    pub fn new(cfg: TcpConfig, isn_key: [u8; 16], epoch: Instant) -> Self {
         let port_seed = u32::from_be_bytes([isn_key[0], isn_key[1], isn_key[2], isn_key[3]]);
         Endpoint {
             cfg,

@@ -50,9 +50,10 @@ struct H {
 
 impl H {
     fn new(cfg: TcpConfig) -> H {
+        let now = Instant::now();
         H {
-            ep: Endpoint::new(cfg, [7; 16]),
-            now: Instant::now(),
+            ep: Endpoint::new(cfg, [7; 16], now),
+            now,
             timers: HashMap::new(),
             port: LPORT,
             pseq: PISS,
@@ -294,8 +295,8 @@ fn mss_defaults_and_clamp() {
 
 #[test]
 fn ipv6_mss_and_default() {
-    let mut ep = Endpoint::new(TcpConfig::default(), [1; 16]);
     let now = Instant::now();
+    let mut ep = Endpoint::new(TcpConfig::default(), [1; 16], now);
     let a: IpAddr = "fd00::1".parse().unwrap();
     let c = ep.connect(now, a, "[fd00::2]:80".parse().unwrap()).unwrap();
     let mut syn = None;
@@ -451,7 +452,7 @@ fn closed_port_rst_fields() {
 
 #[test]
 fn listen_addr_in_use_and_wildcards() {
-    let mut ep = Endpoint::new(plain(), [0; 16]);
+    let mut ep = Endpoint::new(plain(), [0; 16], Instant::now());
     let a = SocketAddr::new(US, 80);
     ep.listen(ListenAddr::Addr(a), 4).unwrap();
     assert_eq!(ep.listen(ListenAddr::Addr(a), 4).unwrap_err().kind(), ErrorKind::AddrInUse);

@@ -473,8 +473,8 @@ fn new_syn_ends_time_wait_rfc6191() {
 
 #[test]
 fn ptb_ignored_below_ipv6_minimum() {
-    let mut ep = Endpoint::new(plain(), [3; 16]);
     let now = Instant::now();
+    let mut ep = Endpoint::new(plain(), [3; 16], now);
     let l: IpAddr = "fd00::1".parse().unwrap();
     let remote: SocketAddr = "[fd00::2]:80".parse().unwrap();
     let c = ep.connect(now, l, remote).unwrap();
