@@ -16,13 +16,6 @@ const LIMIT: Duration = Duration::from_secs(2 * 3600);
 /// default ranges and listed in the report that added them. Empty: every seed passes.
 const KNOWN_BAD: &[u64] = &[];
 
-/// Keep-alive is out of the default mix: with it about 1.3 % of seeds livelock on review
-/// defect 1 (issue 6: a keep-alive timer firing on a busy connection is re-armed in the
-/// past). `SIM_KEEPALIVE=1` adds it; make it the default once that is fixed.
-fn keepalive_in_mix() -> bool {
-    std::env::var_os("SIM_KEEPALIVE").is_some()
-}
-
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
@@ -54,7 +47,7 @@ fn gen_cfg(r: &mut StdRng, v6: bool) -> TcpConfig {
     }
     // Drawn always, so SIM_KEEPALIVE changes nothing else about a seed.
     let (keepalive, idle) = (r.gen_bool(0.3), ms(r.gen_range(1000..=20_000)));
-    if keepalive && keepalive_in_mix() {
+    if keepalive {
         c.keepalive = Some(idle);
     }
     if r.gen_bool(0.25) {
