@@ -73,6 +73,7 @@ fn main() {
     }
     eprintln!();
     println!("{}", m.summary());
+    eprintln!("{}", netstack::bulk::tcp_report(&stack.tcp_stats()));
     drop(s);
     std::thread::sleep(Duration::from_millis(200));
     stack.shutdown();

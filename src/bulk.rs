@@ -71,3 +71,20 @@ impl Meter {
         )
     }
 }
+
+/// One line of the TCP counters that show how recovery went (stderr, after the summary).
+pub fn tcp_report(s: &crate::proto::tcp::TcpStats) -> String {
+    format!(
+        "tcp: segments_out={} retransmits={} fast_recoveries={} timeouts={} tlp_probes={} \
+         dsacks_in={} spurious_undone={} segments_in={} dropped_in={}",
+        s.segments_out,
+        s.retransmits,
+        s.fast_retransmits,
+        s.timeouts,
+        s.tlp_probes,
+        s.dsacks_received,
+        s.spurious_undone,
+        s.segments_in,
+        s.dropped
+    )
+}
