@@ -43,8 +43,12 @@ pub struct StackConfig {
 }
 
 impl Default for StackConfig {
+    /// The TCP core's defaults, with BBR congestion control: as on the Linux peers here,
+    /// a random loss is not taken as congestion (a loss-based window settles near
+    /// `1.2/√p` segments; BBR keeps about two bandwidth-delay products in flight).
     fn default() -> Self {
-        StackConfig { ip: IpConfig::default(), tcp: TcpConfig::default(), batch: DEFAULT_BATCH }
+        let tcp = TcpConfig { congestion: crate::proto::tcp::CongestionAlgorithm::Bbr, ..TcpConfig::default() };
+        StackConfig { ip: IpConfig::default(), tcp, batch: DEFAULT_BATCH }
     }
 }
 

@@ -30,6 +30,15 @@ pub trait CongestionControl: std::fmt::Debug + Send {
     /// The connection was idle for more than an RTO (RFC 5681 §4.1): restart from the
     /// initial window.
     fn on_idle_restart(&mut self);
+    /// A delivery-rate sample ([`super::rate`]) from an ACK, with the connection's total
+    /// delivered bytes and the bytes in flight after it. Model-based algorithms (BBR) do
+    /// their work here; loss-based ones ignore it.
+    fn on_rate_sample(&mut self, _now: Instant, _rs: &super::rate::RateSample, _delivered: u64, _inflight: usize) {}
+    /// True if the algorithm sets the window during fast recovery itself (BBR's packet
+    /// conservation) instead of the connection's PRR.
+    fn owns_recovery_window(&self) -> bool {
+        false
+    }
 }
 
 /// RFC 6928 initial window: min(10*MSS, max(2*MSS, 14600)). RFC 5681 §3.1 allows at most

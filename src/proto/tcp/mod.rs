@@ -53,11 +53,13 @@
 //! * RFC 6675's pipe algorithm: SACK recovery retransmits one reported hole per ACK on top
 //!   of NewReno's cwnd inflation; RACK/TLP, F-RTO, D-SACK, PRR and pacing are absent;
 
+pub mod bbr;
 pub mod congestion;
 pub mod endpoint;
 pub mod isn;
 pub mod prr;
 pub mod rack;
+pub mod rate;
 pub mod reassembly;
 pub mod rtt;
 pub mod rtx;
@@ -71,6 +73,7 @@ mod sim;
 #[cfg(test)]
 mod tests;
 
+pub use bbr::Bbr;
 pub use congestion::{CongestionControl, Cubic, NewReno};
 pub use endpoint::Endpoint;
 pub use tcb::State;
@@ -86,9 +89,25 @@ pub type ListenerId = u64;
 /// Which congestion-control algorithm new connections use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum CongestionAlgorithm {
+    /// RFC 5681 / RFC 6582 (the core's default: predictable for tests and the RFCs).
     #[default]
     NewReno,
+    /// RFC 9438.
     Cubic,
+    /// BBR v1 (model-based; the stack's default, as on the Linux peers here).
+    Bbr,
+}
+
+impl std::str::FromStr for CongestionAlgorithm {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "newreno" | "reno" => Ok(CongestionAlgorithm::NewReno),
+            "cubic" => Ok(CongestionAlgorithm::Cubic),
+            "bbr" => Ok(CongestionAlgorithm::Bbr),
+            _ => Err(format!("unknown congestion control {s:?} (newreno, cubic, bbr)")),
+        }
+    }
 }
 
 /// Endpoint-wide configuration.

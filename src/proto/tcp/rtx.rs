@@ -18,6 +18,7 @@
 //!   below [`MAX_RECORDS`] (a hostile peer cannot make it grow with tiny SACK blocks), and
 //!   each record is at least one byte of a send buffer bounded in bytes.
 
+use super::rate::SendStamp;
 use super::seq;
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -39,6 +40,8 @@ pub struct Record {
     /// When this range was last (re)transmitted.
     pub xmit: Instant,
     pub flags: u8,
+    /// Delivery counters when it was last sent (rate sampling).
+    pub stamp: SendStamp,
 }
 
 impl Record {
@@ -64,6 +67,9 @@ pub struct Delivered {
     /// A never-retransmitted record was delivered below the highest delivered sequence
     /// number: reordering (RFC 8985 §6.2 step 3).
     pub reordered: bool,
+    /// Stamp, send time and "ever retransmitted" of the delivered record sent last in
+    /// delivery order (the newest `stamp.delivered`), for the rate sample.
+    pub rate_newest: Option<(SendStamp, Instant, bool)>,
     /// The highest SACKed sequence number before this ACK (RACK.fack).
     prior_fack: Option<u32>,
 }
@@ -79,6 +85,12 @@ impl Delivered {
         let newer = self.newest.is_none_or(|(t, e, _)| r.xmit > t || (r.xmit == t && seq::gt(r.end, e)));
         if newer {
             self.newest = Some((r.xmit, r.end, r.has(EVER_RETRANS)));
+        }
+        let rate_newer = self.rate_newest.is_none_or(|(s, t, _)| {
+            r.stamp.delivered > s.delivered || (r.stamp.delivered == s.delivered && r.xmit > t)
+        });
+        if rate_newer {
+            self.rate_newest = Some((r.stamp, r.xmit, r.has(EVER_RETRANS)));
         }
         if !r.has(EVER_RETRANS) && self.prior_fack.is_some_and(|f| seq::lt(r.end, f)) {
             self.reordered = true;
@@ -126,11 +138,11 @@ impl RtxQueue {
     }
 
     /// A new segment `[start, end)` was sent at `now` (appended at SND.MAX).
-    pub fn push(&mut self, start: u32, end: u32, now: Instant) {
+    pub fn push(&mut self, start: u32, end: u32, now: Instant, stamp: SendStamp) {
         if start == end {
             return;
         }
-        self.recs.push_back(Record { start, end, xmit: now, flags: 0 });
+        self.recs.push_back(Record { start, end, xmit: now, flags: 0, stamp });
     }
 
     fn uncount(&mut self, r: &Record) {
@@ -295,9 +307,10 @@ impl RtxQueue {
     }
 
     /// Record `i` was retransmitted at `now`.
-    pub fn retransmitted(&mut self, i: usize, now: Instant) {
+    pub fn retransmitted(&mut self, i: usize, now: Instant, stamp: SendStamp) {
         let f = self.recs[i].flags;
         self.recs[i].xmit = now;
+        self.recs[i].stamp = stamp;
         self.set_flags(i, f | RETRANS | EVER_RETRANS);
     }
 
@@ -358,10 +371,14 @@ impl RtxQueue {
 mod tests {
     use super::*;
 
+    fn st(t: Instant) -> SendStamp {
+        SendStamp { delivered: 0, delivered_time: t, first_sent: t, app_limited: false }
+    }
+
     fn q(n: u32, now: Instant) -> RtxQueue {
         let mut q = RtxQueue::default();
         for k in 0..n {
-            q.push(1000 + k * 100, 1100 + k * 100, now);
+            q.push(1000 + k * 100, 1100 + k * 100, now, st(now));
         }
         q
     }
@@ -386,7 +403,7 @@ mod tests {
         assert_eq!(rq.pipe(1000), 750);
         let (i, s, e) = rq.next_lost(1000).unwrap();
         assert_eq!((i, s, e), (0, 1000, 1100));
-        rq.retransmitted(i, t);
+        rq.retransmitted(i, t, st(t));
         assert_eq!(rq.pipe(1000), 850);
         assert!(rq.next_lost(1000).is_none(), "a hole is retransmitted once");
         // Its retransmission lost too: needs sending again.
@@ -411,7 +428,7 @@ mod tests {
         assert_eq!(d.bytes, 50);
         rq.check(1050, 1300);
         let i = rq.last_unsacked().unwrap();
-        rq.retransmitted(i, t);
+        rq.retransmitted(i, t, st(t));
         assert_eq!(rq.pipe(250), 350, "a probe copy of an un-lost segment is extra in flight");
         rq.mark_all_lost(false);
         assert_eq!(rq.pipe(250), 0);
@@ -425,8 +442,8 @@ mod tests {
         let t0 = Instant::now();
         let t1 = t0 + std::time::Duration::from_millis(1);
         let mut rq = RtxQueue::default();
-        rq.push(0, 100, t0);
-        rq.push(100, 200, t1);
+        rq.push(0, 100, t0, st(t0));
+        rq.push(100, 200, t1, st(t1));
         let mut d = Delivered::new(&rq);
         rq.sack(100, 200, &mut d);
         assert_eq!(d.newest, Some((t1, 200, false)));
@@ -440,7 +457,7 @@ mod tests {
     fn splits_are_bounded() {
         let t = Instant::now();
         let mut rq = RtxQueue::default();
-        rq.push(0, 1 << 30, t);
+        rq.push(0, 1 << 30, t, st(t));
         for k in 0..(MAX_RECORDS as u32 + 100) {
             let mut d = Delivered::new(&rq);
             rq.sack(k * 4 + 1, k * 4 + 2, &mut d);

@@ -42,9 +42,11 @@ fn gen_cfg(r: &mut StdRng, v6: bool) -> TcpConfig {
         nagle: r.gen_bool(0.5),
         ..TcpConfig::default()
     };
-    if r.gen_bool(0.4) {
-        c.congestion = CongestionAlgorithm::Cubic;
-    }
+    c.congestion = match r.gen_range(0..10u8) {
+        0..=3 => CongestionAlgorithm::Cubic,
+        4..=6 => CongestionAlgorithm::Bbr,
+        _ => CongestionAlgorithm::NewReno,
+    };
     // Drawn always, so SIM_KEEPALIVE changes nothing else about a seed.
     let (keepalive, idle) = (r.gen_bool(0.3), ms(r.gen_range(1000..=20_000)));
     if keepalive {
@@ -336,7 +338,7 @@ fn seed_replays_bit_for_bit() {
 fn seed_mix_covers_every_fault() {
     let sc: Vec<Scenario> = (0..1000).map(Scenario::from_seed).collect();
     let count = |f: &dyn Fn(&Scenario) -> bool| sc.iter().filter(|s| f(s)).count();
-    let checks: [(&str, usize); 16] = [
+    let checks: [(&str, usize); 17] = [
         ("loss", count(&|s| s.faults.loss > 0.0)),
         ("dup", count(&|s| s.faults.dup > 0.0)),
         ("reorder", count(&|s| s.faults.reorder > 0.0)),
@@ -350,6 +352,7 @@ fn seed_mix_covers_every_fault() {
         ("no timestamps", count(&|s| !s.cfg[0].timestamps || !s.cfg[1].timestamps)),
         ("no wscale", count(&|s| !s.cfg[0].window_scale || !s.cfg[1].window_scale)),
         ("cubic", count(&|s| s.cfg.iter().any(|c| c.congestion == CongestionAlgorithm::Cubic))),
+        ("bbr", count(&|s| s.cfg.iter().any(|c| c.congestion == CongestionAlgorithm::Bbr))),
         ("small mtu", count(&|s| s.cfg.iter().any(|c| c.mtu < 576))),
         ("slow reader", count(&|s| s.read_delay.iter().any(|d| d.is_some()))),
         ("simultaneous", count(&|s| s.simultaneous)),

@@ -19,9 +19,11 @@ mod input;
 mod output;
 mod recovery;
 
+use super::bbr::Bbr;
 use super::congestion::{CongestionControl, Cubic, NewReno};
 use super::prr::Prr;
 use super::rack::{Rack, Tlp};
+use super::rate::RateState;
 use super::reassembly::Reassembly;
 use super::rtt::RttEstimator;
 use super::rtx::RtxQueue;
@@ -204,6 +206,8 @@ pub struct Tcb {
     undo: Option<Undo>,
     /// The last transmission was limited by cwnd (RFC 7661: only then may cwnd grow).
     cwnd_limited: bool,
+    /// Delivery-rate counters (rate samples for BBR).
+    rate: RateState,
     /// End of an outstanding zero-window probe (beyond SND.MAX).
     probe_end: Option<u32>,
     /// The segment at SND.UNA was already retransmitted by the timer (ssthresh held).
@@ -299,6 +303,7 @@ impl Tcb {
         let cc: Box<dyn CongestionControl> = match cfg.congestion {
             CongestionAlgorithm::NewReno => Box::new(NewReno::new(peer_mss)),
             CongestionAlgorithm::Cubic => Box::new(Cubic::new(peer_mss)),
+            CongestionAlgorithm::Bbr => Box::new(Bbr::new(peer_mss)),
         };
         Tcb {
             id,
@@ -365,6 +370,7 @@ impl Tcb {
             recovery_cwnd: 0,
             undo: None,
             cwnd_limited: true,
+            rate: RateState::default(),
             probe_end: None,
             rto_repeated: false,
             retries: 0,

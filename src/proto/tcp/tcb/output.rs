@@ -1,6 +1,7 @@
 //! Output: the receive window we advertise, options, and building the segments that
 //! `poll_transmit` emits (SYN, retransmissions, zero-window probes, new data, ACKs).
 
+use super::super::rate::SendStamp;
 use super::*;
 
 impl Tcb {
@@ -91,7 +92,8 @@ impl Tcb {
         }
     }
 
-    /// Emit one data/FIN segment `[s, s+len)` (+FIN) from the send buffer.
+    /// Emit one data/FIN segment `[s, s+len)` (+FIN) from the send buffer. Returns the
+    /// delivery-rate stamp it was sent with.
     #[allow(clippy::too_many_arguments)]
     fn send_segment(
         &mut self,
@@ -102,7 +104,7 @@ impl Tcb {
         len: usize,
         fin: bool,
         emit: &mut Emit,
-    ) {
+    ) -> SendStamp {
         let unsent_after = seq::dist(s.wrapping_add(len as u32), self.data_end());
         let flags = TcpFlags { ack: true, psh: len > 0 && unsent_after == 0, fin, ..Default::default() };
         let repr = self.make_repr(s, flags, opts);
@@ -110,6 +112,7 @@ impl Tcb {
         emit(&repr, self.sndbuf.slice(off, len));
         ctx.stats.segments_out += 1;
         let end = s.wrapping_add(len as u32).wrapping_add(fin as u32);
+        let stamp = self.rate.on_send(now, self.rtx.is_empty());
         if self.ca == CaState::Recovery {
             self.prr.on_sent(seq::dist(s, end));
         }
@@ -129,7 +132,7 @@ impl Tcb {
             self.last_data_sent = Some(now);
         }
         if seq::gt(end, self.snd_max) {
-            self.rtx.push(seq::max(s, self.snd_max), end, now);
+            self.rtx.push(seq::max(s, self.snd_max), end, now, stamp);
             self.snd_max = end;
             // RFC 8985 §7.2: new data re-arms the probe timer.
             self.pto_at = None;
@@ -137,6 +140,7 @@ impl Tcb {
         if self.rto_at.is_none() {
             self.rto_at = Some(now + self.rtt.rto());
         }
+        stamp
     }
 
     pub(crate) fn poll_transmit(&mut self, now: Instant, ctx: &mut Ctx, emit: &mut Emit) {
@@ -273,8 +277,8 @@ impl Tcb {
     ) {
         let fin = self.fin_seq.is_some_and(|f| seq::le(s, f) && seq::lt(f, e));
         let len = seq::dist(s, e) - fin as usize;
-        self.send_segment(now, ctx, opts, s, len, fin, emit);
-        self.rtx.retransmitted(i, now);
+        let stamp = self.send_segment(now, ctx, opts, s, len, fin, emit);
+        self.rtx.retransmitted(i, now, stamp);
         let ts = self.ts_now(now, ctx.epoch);
         self.note_retransmission(s, ts);
     }
@@ -303,9 +307,9 @@ impl Tcb {
             let fin = self.fin_seq.is_some_and(|f| seq::le(rec.start, f) && seq::lt(f, rec.end));
             let len = (rec.len() - fin as usize).min(max_payload);
             let fin = fin && len == rec.len() - 1;
-            self.send_segment(now, ctx, opts, rec.start, len, fin, emit);
+            let stamp = self.send_segment(now, ctx, opts, rec.start, len, fin, emit);
             if len + fin as usize == rec.len() {
-                self.rtx.retransmitted(i, now);
+                self.rtx.retransmitted(i, now, stamp);
             }
             self.tlp.is_retrans = true;
         } else {
@@ -349,6 +353,11 @@ impl Tcb {
             let unsent = seq::dist(self.snd_nxt, data_end);
             let fin_pending = self.fin_queued && self.fin_seq.is_none_or(|f| seq::le(self.snd_nxt, f));
             if unsent == 0 && !fin_pending {
+                // Out of data with room in the window: rate samples are app-limited.
+                let pipe = self.pipe();
+                if pipe < self.cwnd() {
+                    self.rate.mark_app_limited(pipe);
+                }
                 break;
             }
             let len = unsent.min(max_payload).min(usable);

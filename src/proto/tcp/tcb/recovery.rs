@@ -18,7 +18,7 @@ use super::*;
 impl Tcb {
     /// The congestion window in force.
     pub(super) fn cwnd(&self) -> usize {
-        if self.ca == CaState::Recovery {
+        if self.ca == CaState::Recovery && !self.cc.owns_recovery_window() {
             self.recovery_cwnd
         } else {
             self.cc.cwnd()
@@ -99,6 +99,9 @@ impl Tcb {
             _ => {}
         }
         let acked = seq::dist(prior_una, self.snd_una);
+        let rs = self.rate.on_ack(now, d.bytes as u64, d.rate_newest, self.rack.min_rtt);
+        let (delivered, pipe) = (self.rate.delivered, self.pipe());
+        self.cc.on_rate_sample(now, &rs, delivered, pipe);
         if self.ca == CaState::Recovery {
             let (pipe, ssthresh, smss) = (self.pipe(), self.cc.ssthresh(), self.smss());
             self.recovery_cwnd = self.prr.on_ack(d.bytes, pipe, ssthresh, smss);

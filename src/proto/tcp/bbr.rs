@@ -1,0 +1,425 @@
+//! BBR congestion control, version 1 (draft-cardwell-iccrg-bbr-congestion-control-00, as
+//! Linux's `tcp_bbr.c`): the window follows a model of the path — the bottleneck
+//! bandwidth (windowed maximum of delivery-rate samples, [`super::rate`]) times the
+//! minimum RTT — instead of shrinking on every loss. On a link with random loss a
+//! loss-based algorithm settles at `cwnd ≈ 1.2/√p` segments (about five at 5 % loss);
+//! BBR keeps about two bandwidth-delay products in flight.
+//!
+//! Differences from Linux, on purpose: no pacing (the stack sends up to cwnd at once; on the
+//! short TUN paths it targets the burst is a few dozen segments), so DRAIN empties the
+//! queue through cwnd (gain 1) rather than the pacing rate; no long-term bandwidth
+//! ("policer") model. Loss is handled as Linux does: packet conservation for the first
+//! round of a recovery, then the model's window; after a timeout cwnd restarts from one
+//! segment and regrows by what is delivered.
+//!
+//! Invariants: `cwnd >= 4 * smss` except right after a timeout; in PROBE_RTT `cwnd <=
+//! 4 * smss`; the bandwidth filter holds at most [`BW_ROUNDS`] per-round maxima.
+
+use super::congestion::{initial_window, CongestionControl};
+use super::rate::RateSample;
+use std::time::{Duration, Instant};
+
+/// Rounds the bandwidth maximum is remembered (draft §4.1.1: 10 round trips).
+const BW_ROUNDS: usize = 10;
+/// draft §4.1.2: min_rtt expires after 10 s; PROBE_RTT then lasts at least 200 ms.
+const MIN_RTT_WINDOW: Duration = Duration::from_secs(10);
+const PROBE_RTT_TIME: Duration = Duration::from_millis(200);
+/// draft §4.3.1: 2/ln 2, the smallest gain that doubles the rate each round.
+const HIGH_GAIN: f64 = 2.885;
+/// draft §4.3.3: the PROBE_BW gain cycle.
+const CYCLE: [f64; 8] = [1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+/// draft §4.3.3: cwnd gain in PROBE_BW.
+const CWND_GAIN: f64 = 2.0;
+/// draft §4.3.2: the pipe is full once three rounds grow the bandwidth by less than 25 %.
+const FULL_BW_GROWTH: f64 = 1.25;
+const FULL_BW_ROUNDS: u32 = 3;
+/// Linux `bbr_cwnd_min_target`: four segments.
+const MIN_CWND_SEGS: usize = 4;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Startup,
+    Drain,
+    ProbeBw,
+    ProbeRtt,
+}
+
+#[derive(Debug, Clone)]
+pub struct Bbr {
+    smss: usize,
+    cwnd: usize,
+    pub mode: Mode,
+    /// Per-round maxima of the delivery rate (bytes/s), indexed by round % BW_ROUNDS.
+    bw: [(u64, u64); BW_ROUNDS],
+    round: u64,
+    next_round_delivered: u64,
+    round_start: bool,
+    min_rtt: Option<Duration>,
+    min_rtt_stamp: Option<Instant>,
+    probe_rtt_done: Option<Instant>,
+    probe_rtt_round_done: bool,
+    pacing_gain: f64,
+    cwnd_gain: f64,
+    cycle_idx: usize,
+    cycle_stamp: Option<Instant>,
+    full_bw: u64,
+    full_bw_cnt: u32,
+    filled_pipe: bool,
+    /// cwnd before a recovery or timeout, restored after it.
+    prior_cwnd: usize,
+    packet_conservation: bool,
+    /// A loss was reported in this PROBE_BW phase.
+    loss_in_cycle: bool,
+}
+
+impl Bbr {
+    pub fn new(smss: usize) -> Self {
+        let smss = smss.max(1);
+        Bbr {
+            smss,
+            cwnd: initial_window(smss),
+            mode: Mode::Startup,
+            bw: [(0, 0); BW_ROUNDS],
+            round: 0,
+            next_round_delivered: 0,
+            round_start: false,
+            min_rtt: None,
+            min_rtt_stamp: None,
+            probe_rtt_done: None,
+            probe_rtt_round_done: false,
+            pacing_gain: HIGH_GAIN,
+            cwnd_gain: HIGH_GAIN,
+            cycle_idx: 0,
+            cycle_stamp: None,
+            full_bw: 0,
+            full_bw_cnt: 0,
+            filled_pipe: false,
+            prior_cwnd: 0,
+            packet_conservation: false,
+            loss_in_cycle: false,
+        }
+    }
+
+    /// The bottleneck bandwidth estimate (bytes/s): the maximum over the last rounds.
+    pub fn max_bw(&self) -> u64 {
+        let oldest = self.round.saturating_sub(BW_ROUNDS as u64 - 1);
+        self.bw.iter().filter(|(r, _)| *r >= oldest).map(|(_, b)| *b).max().unwrap_or(0)
+    }
+
+    /// `gain` times the estimated bandwidth-delay product, in bytes.
+    fn bdp(&self, gain: f64) -> Option<usize> {
+        let (bw, rtt) = (self.max_bw(), self.min_rtt?);
+        if bw == 0 {
+            return None;
+        }
+        Some((bw as f64 * rtt.as_secs_f64() * gain) as usize)
+    }
+
+    fn save_cwnd(&mut self) {
+        self.prior_cwnd = if self.packet_conservation || self.mode == Mode::ProbeRtt {
+            self.prior_cwnd.max(self.cwnd)
+        } else {
+            self.cwnd
+        };
+    }
+
+    fn enter_probe_bw(&mut self, now: Instant) {
+        self.mode = Mode::ProbeBw;
+        self.cwnd_gain = CWND_GAIN;
+        // Linux starts at a random phase other than 1 (the 0.75 drain); phase 2 here keeps
+        // the core free of randomness.
+        self.cycle_idx = 2;
+        self.pacing_gain = CYCLE[self.cycle_idx];
+        self.cycle_stamp = Some(now);
+    }
+
+    /// draft §4.1.1: round counting and the bandwidth filter.
+    fn update_bw(&mut self, rs: &RateSample, delivered: u64) {
+        self.round_start = false;
+        if rs.acked > 0 && rs.prior_delivered >= self.next_round_delivered {
+            self.next_round_delivered = delivered;
+            self.round += 1;
+            self.round_start = true;
+            self.packet_conservation = false;
+        }
+        let Some(bw) = rs.bytes_per_sec() else { return };
+        if rs.app_limited && bw < self.max_bw() {
+            return;
+        }
+        let slot = &mut self.bw[(self.round % BW_ROUNDS as u64) as usize];
+        if slot.0 != self.round {
+            *slot = (self.round, 0);
+        }
+        slot.1 = slot.1.max(bw);
+    }
+
+    /// draft §4.3.3: advance the gain cycle once a phase has lasted a min_rtt (and, for
+    /// the probing phase, filled its target; for the draining one, emptied the queue).
+    fn update_cycle(&mut self, now: Instant, inflight: usize) {
+        if self.mode != Mode::ProbeBw {
+            return;
+        }
+        let (Some(stamp), Some(rtt)) = (self.cycle_stamp, self.min_rtt) else { return };
+        let full = now.saturating_duration_since(stamp) > rtt;
+        let advance = if self.pacing_gain > 1.0 {
+            full && (self.loss_in_cycle || self.bdp(self.pacing_gain).is_some_and(|b| inflight >= b))
+        } else if self.pacing_gain < 1.0 {
+            full || self.bdp(1.0).is_some_and(|b| inflight <= b)
+        } else {
+            full
+        };
+        if advance {
+            self.cycle_idx = (self.cycle_idx + 1) % CYCLE.len();
+            self.pacing_gain = CYCLE[self.cycle_idx];
+            self.cycle_stamp = Some(now);
+            self.loss_in_cycle = false;
+        }
+    }
+
+    /// draft §4.3.2: STARTUP ends when the bandwidth stops growing; DRAIN when the queue
+    /// it built is gone.
+    fn check_full_pipe_and_drain(&mut self, now: Instant, rs: &RateSample, inflight: usize) {
+        if !self.filled_pipe && self.round_start && !rs.app_limited {
+            let bw = self.max_bw();
+            if bw as f64 >= self.full_bw as f64 * FULL_BW_GROWTH {
+                self.full_bw = bw;
+                self.full_bw_cnt = 0;
+            } else {
+                self.full_bw_cnt += 1;
+                self.filled_pipe = self.full_bw_cnt >= FULL_BW_ROUNDS;
+            }
+        }
+        if self.mode == Mode::Startup && self.filled_pipe {
+            // Without pacing the queue STARTUP built drains through cwnd: one BDP (plus
+            // the burst budget) instead of Linux's 1/2.885 pacing gain.
+            self.mode = Mode::Drain;
+            self.pacing_gain = 1.0 / HIGH_GAIN;
+            self.cwnd_gain = 1.0;
+        }
+        let drained = self.bdp(1.0).is_none_or(|b| inflight <= b + self.quantization_budget());
+        if self.mode == Mode::Drain && drained {
+            self.enter_probe_bw(now);
+        }
+    }
+
+    /// draft §4.3.4: refresh min_rtt; every 10 s without a lower sample, drain to four
+    /// segments for 200 ms and a round to measure it again.
+    fn update_min_rtt(&mut self, now: Instant, rs: &RateSample, inflight: usize) {
+        let expired = self.min_rtt_stamp.is_some_and(|t| now.saturating_duration_since(t) > MIN_RTT_WINDOW);
+        if let Some(r) = rs.rtt {
+            if self.min_rtt.is_none_or(|m| r <= m) || expired {
+                self.min_rtt = Some(r);
+                self.min_rtt_stamp = Some(now);
+            }
+        }
+        if expired && self.mode != Mode::ProbeRtt {
+            self.save_cwnd();
+            self.mode = Mode::ProbeRtt;
+            self.pacing_gain = 1.0;
+            self.cwnd_gain = 1.0;
+            self.probe_rtt_done = None;
+        }
+        if self.mode != Mode::ProbeRtt {
+            return;
+        }
+        match self.probe_rtt_done {
+            None if inflight <= MIN_CWND_SEGS * self.smss => {
+                self.probe_rtt_done = Some(now + PROBE_RTT_TIME);
+                self.probe_rtt_round_done = false;
+            }
+            Some(done) => {
+                self.probe_rtt_round_done |= self.round_start;
+                if self.probe_rtt_round_done && now >= done {
+                    self.min_rtt_stamp = Some(now);
+                    self.cwnd = self.cwnd.max(self.prior_cwnd);
+                    if self.filled_pipe {
+                        self.enter_probe_bw(now);
+                    } else {
+                        self.mode = Mode::Startup;
+                        self.pacing_gain = HIGH_GAIN;
+                        self.cwnd_gain = HIGH_GAIN;
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// Linux `bbr_quantization_budget`: room for three send bursts ("TSO goal": what the
+    /// path delivers in 1 ms, between 2 segments and 64 KiB), so ACK aggregation and
+    /// batching do not starve the pipe. On microsecond RTTs this, not the BDP, sets cwnd.
+    fn quantization_budget(&self) -> usize {
+        let per_ms = (self.max_bw() as f64 * self.pacing_gain / 1000.0) as usize;
+        let goal = per_ms.clamp(2 * self.smss, (64 * 1024).max(2 * self.smss));
+        3 * goal
+    }
+
+    /// draft §4.3.5 / Linux `bbr_set_cwnd`.
+    fn set_cwnd(&mut self, rs: &RateSample, inflight: usize) {
+        let acked = rs.acked as usize;
+        let min = MIN_CWND_SEGS * self.smss;
+        if self.packet_conservation {
+            self.cwnd = self.cwnd.max(inflight + acked);
+        } else {
+            let target = self.bdp(self.cwnd_gain).map_or(initial_window(self.smss), |b| b + self.quantization_budget());
+            if self.filled_pipe {
+                self.cwnd = (self.cwnd + acked).min(target);
+            } else if self.cwnd < target || rs.prior_delivered < initial_window(self.smss) as u64 {
+                self.cwnd += acked;
+            }
+        }
+        self.cwnd = self.cwnd.max(min);
+        if self.mode == Mode::ProbeRtt {
+            self.cwnd = self.cwnd.min(min);
+        }
+    }
+}
+
+impl CongestionControl for Bbr {
+    fn name(&self) -> &'static str {
+        "bbr"
+    }
+    fn cwnd(&self) -> usize {
+        self.cwnd
+    }
+    fn ssthresh(&self) -> usize {
+        // BBR has no threshold; "infinite" keeps the caller's slow-start checks inert.
+        usize::MAX / 2
+    }
+    fn set_mss(&mut self, smss: usize) {
+        let smss = smss.max(1);
+        if self.cwnd == initial_window(self.smss) {
+            self.cwnd = initial_window(smss);
+        }
+        self.smss = smss;
+        self.cwnd = self.cwnd.max(smss);
+    }
+    fn on_ack(&mut self, _now: Instant, _bytes_acked: usize, _srtt: Option<Duration>) {}
+    fn on_rate_sample(&mut self, now: Instant, rs: &RateSample, delivered: u64, inflight: usize) {
+        self.update_bw(rs, delivered);
+        self.update_cycle(now, inflight);
+        self.check_full_pipe_and_drain(now, rs, inflight);
+        self.update_min_rtt(now, rs, inflight);
+        self.set_cwnd(rs, inflight);
+    }
+    fn owns_recovery_window(&self) -> bool {
+        true
+    }
+    fn on_enter_recovery(&mut self, _now: Instant, flight_size: usize) {
+        // Linux `bbr_set_cwnd_to_recover_or_restore`: one round of packet conservation.
+        self.save_cwnd();
+        self.packet_conservation = true;
+        self.loss_in_cycle = true;
+        self.cwnd = self.cwnd.min(flight_size.max(self.smss));
+    }
+    fn on_exit_recovery(&mut self) {
+        self.packet_conservation = false;
+        self.cwnd = self.cwnd.max(self.prior_cwnd);
+    }
+    fn undo(&mut self, prior_cwnd: usize, _prior_ssthresh: usize) {
+        // Linux `bbr_undo_cwnd`: forget the full-pipe estimate, keep the window.
+        self.full_bw = 0;
+        self.full_bw_cnt = 0;
+        self.packet_conservation = false;
+        self.cwnd = self.cwnd.max(prior_cwnd);
+    }
+    fn on_rto(&mut self, _now: Instant, _flight_size: usize, first: bool) {
+        if first {
+            self.save_cwnd();
+        }
+        self.packet_conservation = false;
+        self.loss_in_cycle = true;
+        // RFC 5681 §3.1 loss window; the model regrows it by what is delivered.
+        self.cwnd = self.smss;
+    }
+    fn on_idle_restart(&mut self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const M: usize = 1000;
+
+    /// Feed `rounds` round trips of a path with `bw` bytes/s and `rtt`, the sender always
+    /// keeping `cwnd` in flight (capped at the path's BDP plus a queue of `queue` bytes).
+    fn drive(b: &mut Bbr, t: &mut Instant, delivered: &mut u64, rounds: usize, bw: u64, rtt: Duration, queue: usize) {
+        let bdp = (bw as f64 * rtt.as_secs_f64()) as usize;
+        for _ in 0..rounds {
+            let inflight = b.cwnd().min(bdp + queue);
+            // One ACK per round carrying a round's worth of delivery at the path rate.
+            let delivered_now = inflight as u64;
+            let rtt_now = rtt + Duration::from_secs_f64(inflight.saturating_sub(bdp) as f64 / bw as f64);
+            let rs = RateSample {
+                delivered: delivered_now,
+                interval: rtt_now,
+                prior_delivered: *delivered,
+                app_limited: false,
+                rtt: Some(rtt_now),
+                acked: delivered_now,
+            };
+            *t += rtt_now;
+            *delivered += delivered_now;
+            b.on_rate_sample(*t, &rs, *delivered, inflight);
+        }
+    }
+
+    #[test]
+    fn startup_finds_the_bandwidth_then_probes_at_two_bdp() {
+        let mut b = Bbr::new(M);
+        let mut t = Instant::now();
+        let mut d = 0;
+        let (bw, rtt) = (10_000_000u64, Duration::from_millis(10)); // BDP = 100 kB
+        drive(&mut b, &mut t, &mut d, 40, bw, rtt, 1_000_000);
+        assert_eq!(b.mode, Mode::ProbeBw);
+        assert!((b.max_bw() as f64 - bw as f64).abs() < bw as f64 * 0.05, "bw {}", b.max_bw());
+        let cwnd = b.cwnd() as f64;
+        // 2 BDP + 3 bursts of 1 ms at the path rate (Linux's quantization budget).
+        assert!((220_000.0..=245_000.0).contains(&cwnd), "cwnd ≈ 2 BDP + quanta: {cwnd}");
+    }
+
+    #[test]
+    fn random_loss_does_not_collapse_the_window() {
+        let mut b = Bbr::new(M);
+        let mut t = Instant::now();
+        let mut d = 0;
+        let (bw, rtt) = (10_000_000u64, Duration::from_millis(10));
+        drive(&mut b, &mut t, &mut d, 40, bw, rtt, 1_000_000);
+        let before = b.cwnd();
+        for _ in 0..20 {
+            b.on_enter_recovery(t, b.cwnd());
+            drive(&mut b, &mut t, &mut d, 2, bw, rtt, 1_000_000);
+            b.on_exit_recovery();
+        }
+        assert!(b.cwnd() >= before * 9 / 10, "{} vs {before}", b.cwnd());
+        // A timeout restarts from one segment and regrows by what is delivered.
+        b.on_rto(t, b.cwnd(), true);
+        assert_eq!(b.cwnd(), M);
+        drive(&mut b, &mut t, &mut d, 8, bw, rtt, 1_000_000);
+        assert!(b.cwnd() >= before / 2, "{}", b.cwnd());
+    }
+
+    #[test]
+    fn probe_rtt_after_ten_seconds() {
+        let mut b = Bbr::new(M);
+        let mut t = Instant::now();
+        let mut d = 0;
+        let (bw, rtt) = (10_000_000u64, Duration::from_millis(10));
+        drive(&mut b, &mut t, &mut d, 40, bw, rtt, 0);
+        let start = t;
+        // Samples above min_rtt (a standing queue) for 10 s: PROBE_RTT with 4 segments.
+        let mut seen = None;
+        for _ in 0..1500 {
+            drive(&mut b, &mut t, &mut d, 1, bw, rtt, 50_000);
+            if b.mode == Mode::ProbeRtt {
+                seen.get_or_insert(t - start);
+                assert!(b.cwnd() <= 4 * M);
+            } else if seen.is_some() {
+                break;
+            }
+        }
+        let at = seen.expect("PROBE_RTT entered");
+        assert!(at >= MIN_RTT_WINDOW - Duration::from_millis(500), "after {at:?}");
+        assert_eq!(b.mode, Mode::ProbeBw, "and left");
+    }
+}
