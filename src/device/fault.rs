@@ -13,8 +13,8 @@
 //! Invariants:
 //! * The schedule draws the same number of random values for every packet, so which packets
 //!   are hit depends only on the seed and the packet's position in its direction.
-//! * Memory is bounded: a line's inbox holds at most `LINE_DEPTH` batches and its queue at
-//!   most [`FaultSpec::max_packets`] packets and [`FaultSpec::max_bytes`] bytes; beyond that
+//! * Memory is bounded: a line's inbox holds at most `LINE_DEPTH` (or `PUMP_DEPTH`) batches
+//!   and its queue at most [`FaultSpec::max_packets`] packets and [`FaultSpec::max_bytes`] bytes; beyond that
 //!   a packet is dropped and counted (`queue_full`), as a full router queue would.
 //! * Corruption flips exactly one bit, inside bytes an Internet checksum covers (the IPv4
 //!   header; a TCP, UDP or ICMP message). A single-bit error always changes a ones'-
@@ -46,8 +46,11 @@ pub const REORDER_HOLD: Duration = Duration::from_millis(1);
 pub const DEFAULT_MAX_PACKETS: usize = 16_384;
 /// Default bound of a line's delay queue, in bytes.
 pub const DEFAULT_MAX_BYTES: usize = 32 << 20;
-/// Batches that may wait in a line's inbox.
-const LINE_DEPTH: usize = 256;
+/// Batches that may wait in a line's inbox from dev-tx (a full inbox drops the batch).
+const LINE_DEPTH: usize = 64;
+/// Batches the receive pump may read ahead of the line (it then blocks, as dev-rx does):
+/// with offload a batch can hold 64 super-segments of 64 KiB, so keep this small.
+const PUMP_DEPTH: usize = 8;
 /// Most packets the `fault-tx` thread writes per device call.
 const TX_BATCH: usize = 64;
 
@@ -523,7 +526,7 @@ struct FaultRx {
 
 impl FaultRx {
     fn new(inner: Box<dyn DevRx>, spec: FaultSpec, stats: Arc<FaultStats>, report: Arc<Report>, log: Logger) -> Self {
-        let (pump_tx, inbox) = bounded(LINE_DEPTH);
+        let (pump_tx, inbox) = bounded(PUMP_DEPTH);
         let (stop_tx, stop_rx) = bounded(1);
         FaultRx {
             inner_stop: inner.stop_handle(),
