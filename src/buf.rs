@@ -8,7 +8,7 @@
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-/// A batch of whole packets: the unit every hop moves (DESIGN.md §2 rule 3).
+/// A batch of whole packets: the unit every hop moves (ARCHITECTURE.md §2 rule 3).
 pub type Batch = Vec<Vec<u8>>;
 
 /// Size of a pooled packet buffer: a 1500-byte MTU packet plus slack for TAP headers; larger

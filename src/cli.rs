@@ -1,10 +1,34 @@
 //! Flags shared by every bin, and starting a stack on a TUN device from them.
 
 use crate::actor::{Stack, StackConfig};
+use crate::device::fault::{FaultDevice, FaultSpec};
 use crate::device::tun::{TunConfig, TunDevice};
-use clap::Args;
-use slog::Logger;
+use crate::device::Device;
+use clap::{Args, ValueEnum};
+use slog::{info, Logger};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+/// Which directions the fault flags apply to.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultDir {
+    /// Both ways.
+    Both,
+    /// Only packets the stack receives (kernel → stack).
+    In,
+    /// Only packets the stack sends (stack → kernel).
+    Out,
+}
+
+/// A probability flag: a number in `0..=1`.
+fn probability(s: &str) -> Result<f64, String> {
+    let p: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if (0.0..=1.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err(format!("a probability must be between 0 and 1 (0.05 is 5 %), got {s}"))
+    }
+}
 
 #[derive(Args, Debug, Clone)]
 pub struct CommonArgs {
@@ -28,7 +52,7 @@ pub struct CommonArgs {
     pub no_configure: bool,
     /// Exchange 64 KiB TCP super-segments with the kernel (IFF_VNET_HDR + TSO): much faster;
     /// tcpdump then shows segments longer than the MTU with partial checksums.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "corrupt")]
     pub offload: bool,
     /// Log level: off, error, warn, info, debug, trace (default: RUST_LOG, else info).
     #[arg(long)]
@@ -39,6 +63,33 @@ pub struct CommonArgs {
     /// `v6` selects IPv6, as in the original seeds' usage.
     #[arg(value_parser = ["v6"])]
     pub mode: Option<String>,
+    /// Fault injection: probability (0..=1) that a packet is dropped.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability, help_heading = "Faults")]
+    pub drop: f64,
+    /// Probability that a packet is delivered twice.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability, help_heading = "Faults")]
+    pub dup: f64,
+    /// Probability that a packet is held back 1 ms, so later packets overtake it.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability, help_heading = "Faults")]
+    pub reorder: f64,
+    /// Probability that one checksum-covered bit of a packet is flipped (the receiver must drop
+    /// it). Not with --offload, whose partial checksums would hide the flip.
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = probability, help_heading = "Faults")]
+    pub corrupt: f64,
+    /// Fixed one-way delay added to every packet, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0, help_heading = "Faults",
+          value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub delay_ms: u64,
+    /// Extra random delay in [0, MS) per packet (packets may overtake each other).
+    #[arg(long, value_name = "MS", default_value_t = 0, help_heading = "Faults",
+          value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub jitter_ms: u64,
+    /// Seed of the fault schedule (the outgoing direction uses a seed derived from it).
+    #[arg(long, value_name = "N", default_value_t = 1, help_heading = "Faults")]
+    pub seed: u64,
+    /// Directions the faults apply to.
+    #[arg(long, value_enum, default_value_t = FaultDir::Both, help_heading = "Faults")]
+    pub fault_dir: FaultDir,
 }
 
 impl CommonArgs {
@@ -87,17 +138,50 @@ impl CommonArgs {
         }
     }
 
+    /// The faults for packets the stack receives and sends, or `None` for a clean direction.
+    /// The outgoing direction's seed differs from the incoming one's, so the two schedules are
+    /// independent.
+    pub fn fault_specs(&self) -> (Option<FaultSpec>, Option<FaultSpec>) {
+        let spec = FaultSpec {
+            seed: self.seed,
+            drop: self.drop,
+            dup: self.dup,
+            reorder: self.reorder,
+            corrupt: self.corrupt,
+            delay: Duration::from_millis(self.delay_ms),
+            jitter: Duration::from_millis(self.jitter_ms),
+            ..FaultSpec::default()
+        };
+        if spec.is_clean() {
+            return (None, None);
+        }
+        let out = FaultSpec { seed: self.seed ^ 0x9e37_79b9_7f4a_7c15, ..spec };
+        match self.fault_dir {
+            FaultDir::Both => (Some(spec), Some(out)),
+            FaultDir::In => (Some(spec), None),
+            FaultDir::Out => (None, Some(out)),
+        }
+    }
+
     /// Open the device and start the stack, or print a one-line reason and exit(1).
     pub fn start(&self) -> (Stack, Logger) {
         let log = crate::log::logger(self.log.as_deref());
-        let dev = match TunDevice::open(&self.tun_config()) {
-            Ok(d) => d,
-            Err(e) => {
-                eprintln!("error: {e}");
-                std::process::exit(1);
-            }
+        let fail = |what: &str, e: std::io::Error| -> ! {
+            eprintln!("error: {what}{e}");
+            std::process::exit(1)
         };
-        match Stack::new(Box::new(dev), self.stack_config(), log.clone()) {
+        let tun = TunDevice::open(&self.tun_config()).unwrap_or_else(|e| fail("", e));
+        let mut dev: Box<dyn Device> = Box::new(tun);
+        let (rx, tx) = self.fault_specs();
+        if rx.is_some() || tx.is_some() {
+            info!(log, "fault injection on";
+                "drop" => self.drop, "dup" => self.dup, "reorder" => self.reorder,
+                "corrupt" => self.corrupt, "delay_ms" => self.delay_ms, "jitter_ms" => self.jitter_ms,
+                "seed" => self.seed, "directions" => ?self.fault_dir);
+            let f = FaultDevice::new(dev, rx, tx, log.clone()).unwrap_or_else(|e| fail("", e));
+            dev = Box::new(f);
+        }
+        match Stack::new(dev, self.stack_config(), log.clone()) {
             Ok(s) => (s, log),
             Err(e) => {
                 eprintln!("error: cannot start the stack: {e}");

@@ -1,6 +1,6 @@
 //! netstack: a user-space TCP/IP stack on a Linux TUN device.
 //!
-//! Layering (DESIGN.md §5): `wire` <- `proto` <- `actor` <- `socket` <- bins.
+//! Layering (ARCHITECTURE.md §5): `wire` <- `proto` <- `actor` <- `socket` <- bins.
 pub mod actor;
 pub mod buf;
 pub mod bulk;

@@ -9,7 +9,7 @@
 //!                                        timer
 //! ```
 //! Every inbox is bounded except the per-socket event inboxes, whose content is bounded in
-//! bytes by the window or queue limit the socket advertised (DESIGN.md §2 rule 1). No actor
+//! bytes by the window or queue limit the socket advertised (ARCHITECTURE.md §2 rule 1). No actor
 //! blocks on a channel that could lead back to itself: dev-tx sends nowhere; tcp never
 //! blocks on a socket inbox or on the timer (the timer never blocks: a full tcp inbox makes
 //! it retry later).

@@ -1,7 +1,7 @@
 //! The timer actor: a hashed wheel that turns deadlines into messages for the tcp engine.
 //!
 //! It never blocks on the engine's inbox: firings that do not fit are kept and retried a
-//! millisecond later (this breaks the tcp → timer → tcp cycle, DESIGN.md §2 rule 2).
+//! millisecond later (this breaks the tcp → timer → tcp cycle, ARCHITECTURE.md §2 rule 2).
 
 use super::tcp::TcpMsg;
 use crate::proto::timer::TimerWheel;

@@ -3,20 +3,17 @@
 //! Each direction is a bounded channel of batches. A full channel drops the batch and counts
 //! it (a link never blocks its sender: blocking here could close a cycle between two stacks'
 //! actors). Each direction may carry a seeded [`FaultConfig`]: loss, duplication, delay with
-//! jitter (which reorders), applied on the receiving side so the schedule depends only on
-//! the seed and the order packets were sent.
+//! jitter (which reorders), applied on the receiving side by a [`super::fault`] line, so the
+//! schedule depends only on the seed and the order packets were sent.
 
+use super::fault::{FaultSpec, FaultStats, Line};
 use super::{DevRx, DevTx, Device, StopHandle};
 use crate::buf::{Batch, Pool};
 use crossbeam_channel::{bounded, select, Receiver, Sender, TrySendError};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Batches that may wait in one direction of the link before it drops.
 const LINK_QUEUE_BATCHES: usize = 1024;
@@ -36,8 +33,16 @@ pub struct FaultConfig {
 }
 
 impl FaultConfig {
-    fn is_clean(&self) -> bool {
-        self.loss == 0.0 && self.duplicate == 0.0 && self.delay.is_zero() && self.jitter.is_zero()
+    /// The same faults as a [`FaultSpec`] (no reordering or corruption beyond jitter's).
+    pub fn spec(&self) -> FaultSpec {
+        FaultSpec {
+            seed: self.seed,
+            drop: self.loss,
+            dup: self.duplicate,
+            delay: self.delay,
+            jitter: self.jitter,
+            ..FaultSpec::default()
+        }
     }
 }
 
@@ -46,8 +51,8 @@ impl FaultConfig {
 pub struct LinkStats {
     pub packets: AtomicU64,
     pub dropped_full: AtomicU64,
-    pub lost: AtomicU64,
-    pub duplicated: AtomicU64,
+    /// What the receiving side's faults did (loss is `faults.dropped`).
+    pub faults: Arc<FaultStats>,
 }
 
 pub struct PairDevice {
@@ -78,70 +83,15 @@ impl Device for PairDevice {
 
     fn split(self: Box<Self>) -> (Box<dyn DevRx>, Box<dyn DevTx>) {
         let (stop_tx, stop_rx) = bounded(1);
+        let (spec, stats) = (self.fault.spec(), self.rx_stats.faults.clone());
         let rx = PairRx {
+            fault: (!spec.is_clean()).then(|| Line::new(spec, self.rx.clone(), stop_rx.clone(), stats)),
             rx: self.rx,
             stop_tx,
             stop_rx,
-            fault: if self.fault.is_clean() { None } else { Some(Faults::new(self.fault)) },
-            stats: self.rx_stats,
         };
         let tx = PairTx { tx: self.tx, stats: self.tx_stats };
         (Box::new(rx), Box::new(tx))
-    }
-}
-
-struct Faults {
-    cfg: FaultConfig,
-    rng: StdRng,
-    /// Packets in flight, by (delivery time, arrival order).
-    heap: BinaryHeap<Reverse<(Instant, u64, Vec<u8>)>>,
-    order: u64,
-}
-
-impl Faults {
-    fn new(cfg: FaultConfig) -> Faults {
-        Faults { cfg, rng: StdRng::seed_from_u64(cfg.seed), heap: BinaryHeap::new(), order: 0 }
-    }
-
-    fn admit(&mut self, now: Instant, batch: Batch, pool: &Pool, stats: &LinkStats) {
-        for p in batch {
-            if self.rng.gen::<f64>() < self.cfg.loss {
-                stats.lost.fetch_add(1, Ordering::Relaxed);
-                pool.put(p);
-                continue;
-            }
-            if self.rng.gen::<f64>() < self.cfg.duplicate {
-                stats.duplicated.fetch_add(1, Ordering::Relaxed);
-                let mut copy = pool.get();
-                copy.extend_from_slice(&p);
-                self.schedule(now, copy);
-            }
-            self.schedule(now, p);
-        }
-    }
-
-    fn schedule(&mut self, now: Instant, p: Vec<u8>) {
-        let jitter =
-            if self.cfg.jitter.is_zero() { Duration::ZERO } else { self.cfg.jitter.mul_f64(self.rng.gen::<f64>()) };
-        self.order += 1;
-        self.heap.push(Reverse((now + self.cfg.delay + jitter, self.order, p)));
-    }
-
-    fn next_due(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((t, _, _))| *t)
-    }
-
-    fn release(&mut self, now: Instant, out: &mut Batch, max: usize) {
-        while out.len() < max {
-            match self.heap.peek() {
-                Some(Reverse((t, _, _))) if *t <= now => {
-                    if let Some(Reverse((_, _, p))) = self.heap.pop() {
-                        out.push(p);
-                    }
-                }
-                _ => break,
-            }
-        }
     }
 }
 
@@ -149,8 +99,8 @@ struct PairRx {
     rx: Receiver<Batch>,
     stop_tx: Sender<()>,
     stop_rx: Receiver<()>,
-    fault: Option<Faults>,
-    stats: Arc<LinkStats>,
+    /// The faulty line, reading `rx` and `stop_rx`, when the direction has faults.
+    fault: Option<Line>,
 }
 
 impl DevRx for PairRx {
@@ -165,26 +115,7 @@ impl DevRx for PairRx {
                 recv(self.stop_rx) -> _ => Ok(false),
             };
         };
-        loop {
-            let now = Instant::now();
-            f.release(now, out, max);
-            if !out.is_empty() {
-                return Ok(true);
-            }
-            let timeout = f.next_due().map(|t| t.saturating_duration_since(now));
-            let timer = match timeout {
-                Some(d) => crossbeam_channel::after(d),
-                None => crossbeam_channel::never(),
-            };
-            select! {
-                recv(self.rx) -> b => match b {
-                    Ok(b) => f.admit(Instant::now(), b, pool, &self.stats),
-                    Err(_) => return Ok(false),
-                },
-                recv(self.stop_rx) -> _ => return Ok(false),
-                recv(timer) -> _ => {}
-            }
-        }
+        Ok(f.recv(pool, out, max))
     }
 
     fn stop_handle(&self) -> StopHandle {

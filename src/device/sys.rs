@@ -32,7 +32,7 @@ pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
 }
 
 /// `TUNSETOFFLOAD` with the given flags (0 turns every offload off). Offload settings survive
-/// on a persistent device after its fd closes, so attach code always sets them (DESIGN.md §7).
+/// on a persistent device after its fd closes, so attach code always sets them (ARCHITECTURE.md §3, tun).
 pub fn tun_set_offload(fd: RawFd, flags: libc::c_ulong) -> io::Result<()> {
     // TUNSETOFFLOAD = _IOW('T', 208, unsigned int)
     const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;

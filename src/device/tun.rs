@@ -140,7 +140,7 @@ impl TunDevice {
         };
         let fd = handle.fd();
         super::sys::set_nonblocking(fd)?;
-        // Offload settings persist on a persistent device: always set them (DESIGN.md §7).
+        // Offload settings persist on a persistent device: always set them (ARCHITECTURE.md §3, tun).
         let flags = if cfg.offload { super::sys::TUN_OFFLOAD_CSUM_TSO } else { 0 };
         super::sys::tun_set_offload(fd, flags)?;
         if cfg.configure {
