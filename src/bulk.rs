@@ -76,7 +76,7 @@ impl Meter {
 pub fn tcp_report(s: &crate::proto::tcp::TcpStats) -> String {
     format!(
         "tcp: segments_out={} retransmits={} fast_recoveries={} timeouts={} tlp_probes={} \
-         dsacks_in={} spurious_undone={} segments_in={} dropped_in={}",
+         dsacks_in={} spurious_undone={} segments_in={} dropped_in={} malformed_in={}",
         s.segments_out,
         s.retransmits,
         s.fast_retransmits,
@@ -85,6 +85,7 @@ pub fn tcp_report(s: &crate::proto::tcp::TcpStats) -> String {
         s.dsacks_received,
         s.spurious_undone,
         s.segments_in,
-        s.dropped
+        s.dropped,
+        s.malformed
     )
 }

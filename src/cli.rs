@@ -54,6 +54,9 @@ pub struct CommonArgs {
     /// tcpdump then shows segments longer than the MTU with partial checksums.
     #[arg(long, conflicts_with = "corrupt")]
     pub offload: bool,
+    /// TCP congestion control: bbr (default, as the Linux peers here), cubic or newreno.
+    #[arg(long, value_name = "ALGO", default_value = "bbr")]
+    pub congestion: crate::proto::tcp::CongestionAlgorithm,
     /// Log level: off, error, warn, info, debug, trace (default: RUST_LOG, else info).
     #[arg(long)]
     pub log: Option<String>,
@@ -125,6 +128,7 @@ impl CommonArgs {
         cfg.ip.v4 = vec![self.addr];
         cfg.ip.v6 = vec!["fe80::2".parse().unwrap(), self.addr6];
         cfg.ip.mtu = self.mtu;
+        cfg.tcp.congestion = self.congestion;
         cfg
     }
 

@@ -15,7 +15,7 @@ use crate::proto::tcp::{
 use crate::wire::tcp::TcpRepr;
 use ahash::AHashMap as HashMap;
 use crossbeam_channel::{unbounded, Receiver, Sender};
-use slog::{debug, Logger};
+use slog::Logger;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -83,6 +83,7 @@ pub fn run(
     log: Logger,
 ) {
     let tcp_cfg: TcpConfig = cfg.tcp.clone();
+    slog::debug!(log, "tcp engine started"; "congestion" => ?tcp_cfg.congestion, "mtu" => tcp_cfg.mtu);
     let mut e = Engine {
         ep: Endpoint::new(tcp_cfg, rand::random(), Instant::now()),
         conns: HashMap::default(),
@@ -101,7 +102,7 @@ pub fn run(
         let mut next = Some(first);
         let mut n = 0;
         while let Some(m) = next.take() {
-            if !e.handle(now, m, &pool, &log) {
+            if !e.handle(now, m, &pool) {
                 return;
             }
             n += 1;
@@ -123,19 +124,11 @@ pub fn run(
 
 impl Engine {
     /// Returns false on shutdown.
-    fn handle(&mut self, now: Instant, m: TcpMsg, pool: &Pool, log: &Logger) -> bool {
+    fn handle(&mut self, now: Instant, m: TcpMsg, pool: &Pool) -> bool {
         match m {
             TcpMsg::Segments(segs) => {
                 for s in segs {
-                    let seg = &s.buf[s.start..s.end];
-                    let parsed =
-                        if s.csum_ok { TcpRepr::parse_trusted(seg) } else { TcpRepr::parse(seg, s.src, s.dst) };
-                    match parsed {
-                        Ok((repr, hlen)) => {
-                            self.ep.handle_segment(now, s.src, s.dst, &repr, &s.buf[s.start + hlen..s.end]);
-                        }
-                        Err(err) => debug!(log, "tcp segment dropped"; "reason" => ?err),
-                    }
+                    self.ep.handle_packet(now, s.src, s.dst, &s.buf[s.start..s.end], s.csum_ok);
                     pool.put(s.buf);
                 }
             }

@@ -212,6 +212,21 @@ impl Endpoint {
         self.after(now, id, dirty);
     }
 
+    /// A raw segment (TCP header + payload) from `src` to `dst`: parsed and checked here
+    /// (the checksum is skipped when `checksum_verified`, as an offloading device vouches
+    /// for it). A segment that fails is counted in `malformed` and dropped (RFC 9293
+    /// §3.10.7.1 / M-3: silently).
+    pub fn handle_packet(&mut self, now: Instant, src: IpAddr, dst: IpAddr, seg: &[u8], checksum_verified: bool) {
+        let parsed = if checksum_verified { TcpRepr::parse_trusted(seg) } else { TcpRepr::parse(seg, src, dst) };
+        match parsed {
+            Ok((repr, hlen)) => self.handle_segment(now, src, dst, &repr, &seg[hlen..]),
+            Err(_) => {
+                self.stats.segments_in += 1;
+                self.stats.malformed += 1;
+            }
+        }
+    }
+
     /// A validated segment (checksum verified by `TcpRepr::parse`) from `src` to `dst`.
     /// No matching TCB or listener: RST per RFC 9293 §3.5.2 (never for a RST).
     pub fn handle_segment(&mut self, now: Instant, src: IpAddr, dst: IpAddr, repr: &TcpRepr, payload: &[u8]) {

@@ -269,6 +269,8 @@ pub enum IcmpErrorKind {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TcpStats {
     pub segments_in: u64,
+    /// Segments dropped for a bad checksum or header (counted in `segments_in` too).
+    pub malformed: u64,
     pub segments_out: u64,
     pub retransmits: u64,
     pub timeouts: u64,

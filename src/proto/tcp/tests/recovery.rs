@@ -341,3 +341,20 @@ fn review_2_fast_retransmit_still_works_2gib_after_a_recovery() {
     }
     assert_eq!(h.ep.stats().fast_retransmits, 2);
 }
+
+#[test]
+fn corrupted_segment_is_a_counted_drop() {
+    let (mut h, _) = active(sack_cfg(), sack_opts());
+    let r = h.seg("A");
+    let mut buf = vec![0u8; r.header_len() + 10];
+    r.emit(&mut buf, &[7; 10], PEER, US);
+    let last = buf.len() - 1;
+    buf[last] ^= 0x10;
+    h.ep.handle_packet(h.now, PEER, US, &buf, false);
+    assert_eq!(h.ep.stats().malformed, 1);
+    assert!(h.out().is_empty(), "dropped silently (M-3)");
+    buf[last] ^= 0x10;
+    h.ep.handle_packet(h.now, PEER, US, &buf, false);
+    assert_eq!(h.ep.stats().malformed, 1);
+    assert_eq!(h.conn_evs(), vec![SocketEvent::Data(vec![7; 10])]);
+}
