@@ -2,7 +2,7 @@
 //! [`FaultDevice`], a wrapper that puts them on any [`Device`] (the bins' `--drop --dup
 //! --reorder --corrupt --delay-ms --jitter-ms --seed`).
 //!
-//! A direction of a faulty link is a [`Line`]: batches arrive on a bounded channel, each
+//! A direction of a faulty link is a `Line`: batches arrive on a bounded channel, each
 //! packet gets a [`Verdict`] from the seeded [`Schedule`], survivors wait in a timed queue
 //! and come out when due. [`FaultDevice`] runs one line per faulty direction: towards the
 //! stack a pump thread feeds the line from the real device and dev-rx reads the line; from

@@ -116,7 +116,7 @@ pub enum IcmpErrorClass {
     PacketTooBig(u16),
     /// Everything else that is not ignored: net/host/protocol unreachable, time exceeded,
     /// parameter problem (soft errors for TCP, RFC 1122 §4.2.3.9), with the error Linux
-    /// would report for it (see [`soft_error_kind`]).
+    /// would report for it (see `soft_error_kind`).
     Soft(io::ErrorKind),
 }
 

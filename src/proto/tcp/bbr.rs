@@ -13,7 +13,7 @@
 //! segment and regrows by what is delivered.
 //!
 //! Invariants: `cwnd >= 4 * smss` except right after a timeout; in PROBE_RTT `cwnd <=
-//! 4 * smss`; the bandwidth filter holds at most [`BW_ROUNDS`] per-round maxima.
+//! 4 * smss`; the bandwidth filter holds at most `BW_ROUNDS` (10) per-round maxima.
 
 use super::congestion::{initial_window, CongestionControl};
 use super::rate::RateSample;

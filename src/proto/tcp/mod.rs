@@ -4,19 +4,25 @@
 //! `(now, input)` — validated segments, application commands, timer firings, ICMP errors —
 //! and drains its outputs: segments ([`Endpoint::poll_transmit`]), events for sockets
 //! ([`Endpoint::poll_event`]) and deadline changes ([`Endpoint::poll_timer_update`]).
-//! Nothing here does I/O, reads a clock or spawns a thread; tests drive it with a
-//! virtual clock.
+//! Nothing here does I/O, reads a clock, draws random numbers or spawns a thread: the
+//! caller passes `now`, the clock epoch and the ISN key, so the simulation (`sim`, tests only)
+//! replays a seed bit for bit on a virtual clock.
 //!
 //! Module map (one job each):
 //! * [`seq`] — sequence-number arithmetic modulo 2^32;
 //! * [`isn`] — RFC 6528 initial sequence numbers;
-//! * [`rtt`] — RFC 6298 RTO estimator;
+//! * [`rtt`] — RFC 6298 RTO estimator (Linux's floor on the variance term);
 //! * [`congestion`] — `CongestionControl` trait, NewReno (RFC 5681/6582), CUBIC (RFC 9438);
-//! * [`sack`] — RFC 2018 scoreboard (sender) and block selection (receiver);
+//! * [`bbr`] — BBR v1 on [`rate`]'s delivery-rate samples;
+//! * [`rtx`] — retransmission queue: one record per segment in flight, the SACK
+//!   scoreboard and RFC 6675's `pipe`;
+//! * [`rack`] — RACK-TLP (RFC 8985) loss detection and probe timeout;
+//! * [`prr`] — Proportional Rate Reduction (RFC 6937);
+//! * [`sack`] — RFC 2018 block selection (receiver);
 //! * [`reassembly`] — bounded out-of-order queue;
 //! * [`sendbuf`] — bounded send buffer, segments are slices of it;
 //! * [`tcb`] — one connection's state machine (`tcb/input.rs`: segment arrival,
-//!   `tcb/output.rs`: what to send);
+//!   `tcb/output.rs`: what to send, `tcb/recovery.rs`: loss recovery);
 //! * [`endpoint`] — demultiplexing, listeners, RST for closed ports, bounds.
 //!
 //! Invariants kept across the core:
@@ -26,7 +32,13 @@
 //! * a `ConnId` is never reused; `Closed` is the last event of a connection.
 //!
 //! Deliberate choices:
-//! * minimum RTO is 200 ms (Linux) instead of RFC 6298's 1 s SHOULD (configurable);
+//! * RTO = SRTT + max(200 ms, 4·RTTVAR) (Linux) instead of RFC 6298's 1 s floor on the
+//!   whole RTO (configurable);
+//! * loss recovery as Linux: RACK-TLP marks losses (no duplicate-ACK counting with SACK),
+//!   PRR paces fast recovery, D-SACK and Eifel (timestamps) undo spurious recoveries and
+//!   timeouts; without SACK, NewReno's three duplicate ACKs and partial ACKs;
+//! * the core's default congestion control is NewReno; the stack (`StackConfig`) and the
+//!   bins default to BBR, as the Linux peers on this machine do;
 //! * initial window is 10 segments (RFC 6928), not RFC 5681's 4; after an idle period
 //!   longer than the RTO the window restarts from it (RFC 5681 §4.1, as Linux);
 //! * the FIN-WAIT-2 state of a fully closed (orphaned) connection times out after 2*MSL
@@ -50,8 +62,9 @@
 //! * urgent data (URG): the urgent pointer is ignored and the bytes delivered in line;
 //! * ECN (ECE/CWR are never set);
 //! * data carried on a SYN is not queued (it is not acknowledged, so the peer resends it);
-//! * RFC 6675's pipe algorithm: SACK recovery retransmits one reported hole per ACK on top
-//!   of NewReno's cwnd inflation; RACK/TLP, F-RTO, D-SACK, PRR and pacing are absent;
+//! * pacing (BBR runs without it), F-RTO (RFC 5682: spurious timeouts are detected with
+//!   timestamps or D-SACK instead), D-SACK for duplicates inside the out-of-order queue
+//!   (only for data below RCV.NXT).
 
 pub mod bbr;
 pub mod congestion;

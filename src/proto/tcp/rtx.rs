@@ -13,7 +13,7 @@
 //!   (the SYN is never a record; a FIN is the last byte of the last record);
 //! * `SACKED` excludes `LOST` and `RETRANS` (a SACKed byte is delivered);
 //! * `sacked`, `lost` and `retrans` equal the sums over the records of their flags
-//!   (checked by [`RtxQueue::check`] in tests);
+//!   (checked by `RtxQueue::check` in tests);
 //! * the record count is bounded: records are only split at SACK edges while the queue is
 //!   below [`MAX_RECORDS`] (a hostile peer cannot make it grow with tiny SACK blocks), and
 //!   each record is at least one byte of a send buffer bounded in bytes.
