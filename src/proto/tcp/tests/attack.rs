@@ -450,6 +450,11 @@ fn attack_fuzz_hostile_acks_and_sack_blocks() {
                 break;
             }
         }
+        let st = h.ep.stats();
+        eprintln!(
+            "seed {seed}: mss {mss} retrans {} fast {} rto {} tlp {} dsack {} undo {}",
+            st.retransmits, st.fast_retransmits, st.timeouts, st.tlp_probes, st.dsacks_received, st.spurious_undone
+        );
     }
 }
 
@@ -570,4 +575,31 @@ fn attack_pmtu_shrink_resends_segments_that_already_fit() {
     h.ep.handle_icmp_error(h.now, l, r, una, IcmpErrorKind::PacketTooBig(1000));
     let o = h.out();
     assert_eq!(data_bytes(&o), 0, "500-byte segments fit a 960-byte MSS: {:?}", seqs(&o));
+}
+
+/// FAILS (performance nit): with every outstanding byte SACKed but not acknowledged (a
+/// reneging or hostile receiver), the probe timer fires every PTO (>= 10 ms) with nothing
+/// to probe: `send_probe` returns false without setting `tlp.end_seq`, so `arm_pto`
+/// re-arms it at once. Linux re-arms the RTO instead when there is nothing to probe.
+#[test]
+fn attack_fully_sacked_flight_spins_the_probe_timer() {
+    let (mut h, _) = active(sack_cfg(), sack_opts());
+    h.app(AppCommand::Write(vec![1; 5_000]));
+    assert_eq!(h.out().len(), 5);
+    let una = h.pack;
+    h.popts.sack_blocks = [Some((una, una.wrapping_add(5000))), None, None, None];
+    h.send("A", &[]);
+    h.out();
+    let mut wakeups = 0;
+    for _ in 0..1000 {
+        let before = h.ep.stats().timeouts;
+        h.run_timer(Duration::from_secs(10));
+        h.out();
+        wakeups += 1;
+        if h.ep.stats().timeouts > before {
+            break;
+        }
+    }
+    eprintln!("fully SACKed: {wakeups} wake-ups until the first RTO");
+    assert!(wakeups <= 3, "{wakeups} timer wake-ups with nothing to send, then an RTO that sends nothing");
 }
