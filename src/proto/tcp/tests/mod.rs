@@ -992,6 +992,7 @@ fn time_wait_bounded() {
     assert_eq!(h.ep.stats().time_wait_overflow, 1);
 }
 
+mod attack;
 mod more;
 mod recovery;
 mod review;
