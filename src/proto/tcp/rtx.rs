@@ -14,9 +14,12 @@
 //! * `SACKED` excludes `LOST` and `RETRANS` (a SACKed byte is delivered);
 //! * `sacked`, `lost` and `retrans` equal the sums over the records of their flags
 //!   (checked by `RtxQueue::check` in tests);
-//! * the record count is bounded: records are only split at SACK edges while the queue is
-//!   below [`MAX_RECORDS`] (a hostile peer cannot make it grow with tiny SACK blocks), and
-//!   each record is at least one byte of a send buffer bounded in bytes.
+//! * the record count is bounded: a SACK block splits a record only at whole multiples of
+//!   the MSS from its start (as Linux's `tcp_match_skb_to_sack`; the part of a block that
+//!   covers less than an MSS of a record is ignored), so records are about an MSS long and
+//!   a hostile peer cannot shred the queue with tiny blocks; [`MAX_RECORDS`] caps it too;
+//! * `lost_from` is at or below the start of every record that is lost and not yet
+//!   retransmitted, so [`RtxQueue::next_lost`] need not scan from the head.
 
 use super::rate::SendStamp;
 use super::seq;
@@ -106,6 +109,8 @@ pub struct RtxQueue {
     retrans: usize,
     /// Highest SACKed sequence number (right edge), RFC 6675 `HighACK`/Linux `fackets`.
     fack: Option<u32>,
+    /// No record below this is lost and awaiting retransmission.
+    lost_from: u32,
 }
 
 impl RtxQueue {
@@ -141,6 +146,9 @@ impl RtxQueue {
     pub fn push(&mut self, start: u32, end: u32, now: Instant, stamp: SendStamp) {
         if start == end {
             return;
+        }
+        if self.recs.is_empty() {
+            self.lost_from = start;
         }
         self.recs.push_back(Record { start, end, xmit: now, flags: 0, stamp });
     }
@@ -215,11 +223,16 @@ impl RtxQueue {
         if self.fack.is_some_and(|f| seq::le(f, ack)) {
             self.fack = None;
         }
+        if seq::lt(self.lost_from, ack) {
+            self.lost_from = ack;
+        }
     }
 
-    /// Apply one SACK block `[l, r)` (already validated inside `[SND.UNA, SND.MAX]`).
-    pub fn sack(&mut self, l: u32, r: u32, d: &mut Delivered) {
-        let fack = self.fack.map_or(r, |f| seq::max(f, r));
+    /// Apply one SACK block `[l, r)` (already validated inside `[SND.UNA, SND.MAX]`);
+    /// records are split only at multiples of `mss` from their start.
+    pub fn sack(&mut self, l: u32, r: u32, mss: usize, d: &mut Delivered) {
+        let mss = mss.max(1) as u32;
+        let mut marked = false;
         // First record that ends after `l`.
         let mut i = self.recs.partition_point(|x| seq::le(x.end, l));
         while i < self.recs.len() {
@@ -233,26 +246,31 @@ impl RtxQueue {
             }
             let room = self.recs.len() < MAX_RECORDS;
             if seq::lt(rec.start, l) {
-                if room {
-                    self.split(i, l);
-                    i += 1;
-                    continue;
+                // The block starts inside: split at the next MSS boundary at or after `l`.
+                let at = rec.start.wrapping_add(l.wrapping_sub(rec.start).div_ceil(mss) * mss);
+                if room && seq::lt(at, rec.end) && seq::lt(at, r) {
+                    self.split(i, at);
                 }
                 i += 1;
                 continue;
             }
             if seq::gt(rec.end, r) {
-                if !room {
+                // The block ends inside: keep only whole MSS of it.
+                let at = rec.start.wrapping_add(r.wrapping_sub(rec.start) / mss * mss);
+                if !room || at == rec.start {
                     break;
                 }
-                self.split(i, r);
+                self.split(i, at);
             }
             let rec = self.recs[i];
             d.note(&rec);
             self.set_flags(i, (rec.flags & !(LOST | RETRANS)) | SACKED);
+            marked = true;
             i += 1;
         }
-        self.fack = Some(fack);
+        if marked {
+            self.fack = Some(self.fack.map_or(r, |f| seq::max(f, r)));
+        }
     }
 
     /// Mark record `i` lost: it needs a retransmission (a retransmission of it that was
@@ -261,22 +279,41 @@ impl RtxQueue {
         let f = self.recs[i].flags;
         if f & SACKED == 0 && (f & LOST == 0 || f & RETRANS != 0) {
             self.set_flags(i, (f | LOST) & !RETRANS);
+            self.lost_from = seq::min(self.lost_from, self.recs[i].start);
         }
     }
 
-    /// Mark every record not SACKed as lost (retransmission timeout). With `forget_sack`
-    /// the SACK information is dropped first (RFC 2018 §8: the receiver may have reneged).
+    /// Retransmission timeout: every record not SACKed is lost. With `forget_sack`, or when
+    /// the first record is SACKed (the receiver reneged: it must resend SND.UNA, RFC 2018
+    /// §8), the SACK information is dropped first.
     pub fn mark_all_lost(&mut self, forget_sack: bool) {
+        let forget = forget_sack || self.recs.front().is_some_and(|r| r.has(SACKED));
         for i in 0..self.recs.len() {
             let f = self.recs[i].flags;
-            let f = if forget_sack { f & !SACKED } else { f };
+            let f = if forget { f & !SACKED } else { f };
             if f & SACKED == 0 {
                 self.set_flags(i, (f | LOST) & !RETRANS);
             }
         }
-        if forget_sack {
+        if forget {
             self.fack = None;
         }
+        if let Some(r) = self.recs.front() {
+            self.lost_from = r.start;
+        }
+    }
+
+    /// The path MTU shrank: records longer than `mss` must go again in smaller pieces;
+    /// the others still fit (Linux `tcp_simple_retransmit`). Returns whether any was marked.
+    pub fn mark_lost_longer_than(&mut self, mss: usize) -> bool {
+        let mut any = false;
+        for i in 0..self.recs.len() {
+            if self.recs[i].len() > mss && !self.recs[i].has(SACKED) {
+                self.mark_lost(i);
+                any = true;
+            }
+        }
+        any
     }
 
     /// Forget that anything is lost (a spurious retransmission was undone).
@@ -292,7 +329,13 @@ impl RtxQueue {
     /// RFC 6675 `NextSeg()` rule 1 with RACK's marks: the first record that is lost and not
     /// retransmitted since, cut to at most `max_len` bytes. Returns `(index, start, end)`.
     pub fn next_lost(&mut self, max_len: usize) -> Option<(usize, u32, u32)> {
-        let i = self.recs.iter().position(|r| r.flags & (LOST | RETRANS | SACKED) == LOST)?;
+        let from = self.recs.partition_point(|r| seq::le(r.end, self.lost_from));
+        let Some(k) = self.recs.range(from..).position(|r| r.flags & (LOST | RETRANS | SACKED) == LOST) else {
+            self.lost_from = self.recs.back().map_or(self.lost_from, |r| r.end);
+            return None;
+        };
+        let i = from + k;
+        self.lost_from = self.recs[i].start;
         let r = self.recs[i];
         if r.len() > max_len && self.recs.len() < MAX_RECORDS {
             self.split(i, r.start.wrapping_add(max_len as u32));
@@ -317,16 +360,6 @@ impl RtxQueue {
     /// Index and record by position.
     pub fn get(&self, i: usize) -> Option<&Record> {
         self.recs.get(i)
-    }
-
-    /// Records that may be lost by RACK's rule: not SACKed, not already lost and awaiting
-    /// retransmission, and below the highest delivered sequence `below`.
-    pub fn candidates(&self, below: u32) -> impl Iterator<Item = (usize, &Record)> {
-        self.recs
-            .iter()
-            .enumerate()
-            .take_while(move |(_, r)| seq::lt(r.start, below))
-            .filter(|(_, r)| !r.has(SACKED) && (!r.has(LOST) || r.has(RETRANS)))
     }
 
     /// Forget records at or beyond `at` (a zero-window probe is not kept in flight).
@@ -388,7 +421,7 @@ mod tests {
         let t = Instant::now();
         let mut rq = q(10, t);
         let mut d = Delivered::new(&rq);
-        rq.sack(1250, 1400, &mut d);
+        rq.sack(1250, 1400, 50, &mut d);
         rq.check(1000, 2000);
         assert_eq!(rq.sacked_bytes(), 150);
         assert_eq!(d.bytes, 150);
@@ -396,7 +429,7 @@ mod tests {
         assert_eq!(rq.pipe(1000), 850);
         // The same block again delivers nothing.
         let mut d2 = Delivered::new(&rq);
-        rq.sack(1250, 1400, &mut d2);
+        rq.sack(1250, 1400, 50, &mut d2);
         assert_eq!(d2.bytes, 0);
         // Lost + retransmitted: counted once in flight (RFC 6675 pipe).
         rq.mark_lost(0);
@@ -445,12 +478,26 @@ mod tests {
         rq.push(0, 100, t0, st(t0));
         rq.push(100, 200, t1, st(t1));
         let mut d = Delivered::new(&rq);
-        rq.sack(100, 200, &mut d);
+        rq.sack(100, 200, 100, &mut d);
         assert_eq!(d.newest, Some((t1, 200, false)));
         assert!(!d.reordered);
         let mut d = Delivered::new(&rq);
         rq.ack(200, &mut d);
         assert!(d.reordered, "segment 0 delivered after segment 1 was SACKed");
+    }
+
+    #[test]
+    fn sack_edges_inside_a_record_round_to_whole_mss() {
+        let t = Instant::now();
+        let mut rq = RtxQueue::default();
+        rq.push(0, 3000, t, st(t)); // a 3-MSS record (e.g. after an MSS change)
+        let mut d = Delivered::new(&rq);
+        rq.sack(1, 2, 1000, &mut d);
+        assert_eq!((rq.len(), d.bytes), (1, 0), "a sub-MSS block neither splits nor SACKs");
+        rq.sack(500, 2500, 1000, &mut d);
+        assert_eq!(d.bytes, 1000, "only the whole MSS [1000, 2000) is SACKed");
+        assert_eq!(rq.len(), 3);
+        rq.check(0, 3000);
     }
 
     #[test]
@@ -460,7 +507,7 @@ mod tests {
         rq.push(0, 1 << 30, t, st(t));
         for k in 0..(MAX_RECORDS as u32 + 100) {
             let mut d = Delivered::new(&rq);
-            rq.sack(k * 4 + 1, k * 4 + 2, &mut d);
+            rq.sack(k * 4 + 1, k * 4 + 2, 1, &mut d);
         }
         assert!(rq.len() <= MAX_RECORDS + 1, "{}", rq.len());
         rq.check(0, 1 << 30);

@@ -511,6 +511,11 @@ impl Tcb {
                 self.delack_at = Some(now + self.delayed_ack);
             }
         } else {
+            // RFC 2883 §4.2: data already held out of order is reported with a D-SACK.
+            if let Some((_, held_end)) = self.ooo.range_containing(s) {
+                let end = s.wrapping_add(data.len() as u32);
+                self.dsack_out = Some((s, seq::min(end, held_end)));
+            }
             // Out of order: keep (bounded), ACK at once with SACK blocks (RFC 5681 §4.2).
             self.ooo.insert(self.rcv_nxt, s, data, true);
             self.recent_blocks.note(s);

@@ -2,8 +2,9 @@
 //!
 //! Sequence-space invariants (all comparisons modulo 2^32, see [`seq`]):
 //! * `ISS <= SND.UNA <= SND.NXT <= SND.MAX`. `SND.MAX` is the highest sequence number ever
-//!   sent; `SND.NXT` is rewound to `SND.UNA` on a retransmission timeout (go-back-N, with
-//!   SACKed ranges skipped) and on PMTU shrinking.
+//!   sent; `SND.NXT` equals it except while a zero-window probe byte is out. Retransmission
+//!   never rewinds SND.NXT: it resends the records of the retransmission queue marked lost
+//!   (by RACK, duplicate ACKs, a timeout or a PMTU drop).
 //! * Byte 0 of the send buffer is sequence number `SND.UNA` (or `ISS+1` while the SYN is
 //!   unacknowledged); the FIN, once queued, sits right after the last buffered byte.
 //! * `RCV.NXT <= RCV.ADV`: `RCV.ADV` is the right edge of the window we advertised and it
@@ -262,15 +263,20 @@ pub(crate) enum CaState {
     Loss,
 }
 
+/// Retransmissions remembered per recovery episode for D-SACK undo; beyond it the episode
+/// can only be undone by timestamps.
+const UNDO_REXMITS: usize = 64;
+
 /// What a recovery episode changed, to put back if it proves spurious.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Undo {
     prior_cwnd: usize,
     prior_ssthresh: usize,
-    /// SND.UNA when the episode began (Linux `undo_marker`).
-    marker: u32,
-    /// Retransmissions not yet shown spurious by a D-SACK (Linux `undo_retrans`).
-    retrans: u32,
+    /// Retransmitted ranges not yet shown spurious by a D-SACK (Linux `undo_retrans`, with
+    /// the ranges kept so each D-SACK is matched to one retransmission).
+    rexmits: Vec<(u32, u32)>,
+    /// More retransmissions than [`UNDO_REXMITS`]: D-SACKs cannot prove them all.
+    overflow: bool,
     /// Sequence number and TSval of the first retransmission (RFC 3522 Eifel).
     first_rexmit: Option<(u32, u32)>,
 }
@@ -707,6 +713,15 @@ impl Tcb {
                 return;
             }
         }
+        if self.pto_at.is_some_and(|t| t <= now) {
+            // The probe goes first; the retransmission timer restarts after it (RFC 8985
+            // §7.3), so a probe and a timeout due together are one probe.
+            self.pto_at = None;
+            self.tlp_fire = true;
+            if self.rto_at.is_some_and(|t| t <= now) {
+                self.rto_at = Some(now + self.rtt.rto());
+            }
+        }
         if self.rto_at.is_some_and(|t| t <= now) {
             self.rto_at = None;
             self.on_rto(now, ctx);
@@ -717,10 +732,6 @@ impl Tcb {
         if self.rack_at.is_some_and(|t| t <= now) {
             self.rack_at = None;
             self.on_rack_timer(now, ctx);
-        }
-        if self.pto_at.is_some_and(|t| t <= now) {
-            self.pto_at = None;
-            self.tlp_fire = true;
         }
         if self.persist_at.is_some_and(|t| t <= now) {
             self.persist_at = None;
@@ -933,11 +944,16 @@ impl Tcb {
                 if new_mss < self.peer_mss {
                     self.peer_mss = new_mss;
                     self.cc.set_mss(self.smss());
-                    // Resend what is in flight in smaller segments; not a congestion signal
-                    // (cwnd is kept, as Linux's tcp_simple_retransmit).
-                    if self.state.can_send_data() || self.state == State::FinWait2 {
-                        self.rtx.mark_all_lost(false);
+                    // Resend what no longer fits in smaller segments; not a congestion signal
+                    // (Linux `tcp_simple_retransmit`: Loss state, window kept, no undo).
+                    let sending = self.state.can_send_data() || self.state == State::FinWait2;
+                    if sending && self.rtx.mark_lost_longer_than(self.smss()) {
                         self.rtt_timing = None;
+                        if self.ca == CaState::Open {
+                            self.ca = CaState::Loss;
+                            self.recover = Some(self.snd_max);
+                            self.undo = None;
+                        }
                     }
                 }
             }

@@ -215,7 +215,7 @@ impl Tcb {
                 self.rto_at = None;
                 self.update_timers(now);
             }
-            // 4. New data and go-back-N retransmission from SND.NXT.
+            // 4. New data from SND.NXT.
             if self.state.can_send_data() {
                 sent |= self.send_data(now, ctx, opts, max_payload, emit);
             }
@@ -280,7 +280,7 @@ impl Tcb {
         let stamp = self.send_segment(now, ctx, opts, s, len, fin, emit);
         self.rtx.retransmitted(i, now, stamp);
         let ts = self.ts_now(now, ctx.epoch);
-        self.note_retransmission(s, ts);
+        self.note_retransmission(s, e, ts);
     }
 
     /// RFC 8985 §7.3: one new segment if the peer's window allows, else the last segment

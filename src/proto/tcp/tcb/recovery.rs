@@ -54,7 +54,7 @@ impl Tcb {
             }
             // RFC 2018: ignore blocks outside [SND.UNA, SND.MAX].
             if seq::le(una, l) && seq::lt(l, r) && seq::le(r, self.snd_max) {
-                self.rtx.sack(l, r, d);
+                self.rtx.sack(l, r, self.smss(), d);
             }
         }
         dsack
@@ -217,8 +217,8 @@ impl Tcb {
         self.undo = Some(Undo {
             prior_cwnd: self.cwnd(),
             prior_ssthresh: self.cc.ssthresh(),
-            marker: self.snd_una,
-            retrans: 0,
+            rexmits: Vec::new(),
+            overflow: false,
             first_rexmit: None,
         });
     }
@@ -240,30 +240,35 @@ impl Tcb {
     /// RFC 3522 (Eifel): an ACK beyond the first retransmission echoing a timestamp older
     /// than it was caused by the original transmission.
     fn try_undo_eifel(&mut self, ctx: &mut Ctx, tsecr: Option<u32>) {
-        let (Some(u), Some(ecr)) = (self.undo, tsecr) else { return };
-        let Some((rx_seq, rx_ts)) = u.first_rexmit else { return };
+        let (Some(Some((rx_seq, rx_ts))), Some(ecr)) = (self.undo.as_ref().map(|u| u.first_rexmit), tsecr) else {
+            return;
+        };
         if ecr != 0 && seq::gt(self.snd_una, rx_seq) && seq::lt(ecr, rx_ts) {
             self.undo_recovery(ctx);
         }
     }
 
     /// RFC 2883 §5 / Linux `tcp_try_undo_dsack`: every retransmission of the episode came
-    /// back as a duplicate: none was needed.
-    fn undo_on_dsack(&mut self, ctx: &mut Ctx, (l, _): (u32, u32)) {
+    /// back as a duplicate: none was needed. A D-SACK counts only if it falls inside a
+    /// retransmission of this episode not yet matched, so a network duplicate of an
+    /// original segment, or the same D-SACK twice, cannot undo a real loss.
+    fn undo_on_dsack(&mut self, ctx: &mut Ctx, (l, r): (u32, u32)) {
         let Some(u) = self.undo.as_mut() else { return };
-        if u.retrans == 0 || seq::lt(l, u.marker) {
-            return;
-        }
-        u.retrans -= 1;
-        if u.retrans == 0 && u.first_rexmit.is_some() {
+        let Some(k) = u.rexmits.iter().position(|&(a, b)| seq::le(a, l) && seq::le(r, b)) else { return };
+        u.rexmits.swap_remove(k);
+        if u.rexmits.is_empty() && !u.overflow && u.first_rexmit.is_some() {
             self.undo_recovery(ctx);
         }
     }
 
-    /// Bookkeeping for one retransmission of `[s, ..)` sent now with TSval `ts`.
-    pub(super) fn note_retransmission(&mut self, s: u32, ts: u32) {
+    /// Bookkeeping for one retransmission of `[s, e)` sent now with TSval `ts`.
+    pub(super) fn note_retransmission(&mut self, s: u32, e: u32, ts: u32) {
         if let Some(u) = self.undo.as_mut() {
-            u.retrans = u.retrans.saturating_add(1);
+            if u.rexmits.len() < UNDO_REXMITS {
+                u.rexmits.push((s, e));
+            } else {
+                u.overflow = true;
+            }
             if u.first_rexmit.is_none() {
                 u.first_rexmit = Some((s, ts));
             }
@@ -284,20 +289,24 @@ impl Tcb {
             self.tlp = Tlp::default();
         } else if seq::gt(ack, end) {
             self.tlp = Tlp::default();
-            let flight = seq::dist(self.snd_una, self.snd_max);
-            self.cc.on_enter_recovery(now, flight);
+            // The ACK that proves the loss leaves little in flight: reduce from the window
+            // (Linux `tcp_init_cwnd_reduction` halves cwnd), not from the flight.
+            let cwnd = self.cwnd();
+            self.cc.on_enter_recovery(now, cwnd);
             self.cc.on_exit_recovery();
             ctx.stats.tlp_recoveries += 1;
         }
     }
 
-    /// RFC 8985 §7.2: arm the probe timer in Open with SACK when data is in flight, unless
-    /// the retransmission timer would fire first.
+    /// RFC 8985 §7.2: arm the probe timer in Open with SACK when data is in flight and
+    /// nothing is SACKed; a probe due after the retransmission timer is sent at its time
+    /// instead (the probe, not a timeout, then repairs a single lost segment).
     pub(super) fn arm_pto(&mut self, now: Instant) {
         let eligible = self.sack_ok
             && self.ca == CaState::Open
             && self.tlp.end_seq.is_none()
             && self.snd_una != self.snd_max
+            && self.rtx.sacked_bytes() == 0
             && self.state.can_send_data();
         if !eligible {
             self.pto_at = None;
@@ -308,8 +317,6 @@ impl Tcb {
         }
         let segs = seq::dist(self.snd_una, self.snd_max).div_ceil(self.smss().max(1));
         let at = now + rack::pto(self.rtt.srtt, segs);
-        if self.rto_at.is_none_or(|rto| at < rto) {
-            self.pto_at = Some(at);
-        }
+        self.pto_at = Some(self.rto_at.map_or(at, |rto| at.min(rto)));
     }
 }

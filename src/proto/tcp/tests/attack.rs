@@ -1,8 +1,8 @@
 //! Adversarial review of the sender's loss recovery (rtx/rack/prr/rate/bbr, tcb/recovery).
 //!
-//! Each test either DEMONSTRATES a defect (its doc comment starts with "FAILS:") or is
-//! evidence that a bound or rule holds ("HOLDS:"). Failing tests are kept on purpose on the
-//! review branch; they are not `#[ignore]`d. Note that `RtxQueue::check` runs after every
+//! Tests whose doc comment starts with "FAILS:" each demonstrated a defect the review
+//! found (the comment says how it failed); they are the regression tests of its fixes.
+//! "HOLDS:" tests are evidence that a bound or rule held from the start. Note that `RtxQueue::check` runs after every
 //! event in test builds (`update_timers`), so every scripted step also checks the
 //! scoreboard's counters and contiguity.
 
@@ -80,7 +80,7 @@ fn active_at_iss(cfg: TcpConfig, opts: TcpOptions, target: u32) -> H {
 /// Open; the next ACK then finds `lost_bytes > 0` in Open and `on_delivery` calls
 /// `enter_recovery`: a fast retransmit is counted and cwnd is halved.
 #[test]
-fn attack_pmtu_shrink_enters_fast_recovery_and_halves_cwnd() {
+fn attack_pmtu_shrink_is_not_a_congestion_event() {
     let (mut h, _) = active(sack_cfg(), sack_opts());
     h.app(AppCommand::Write(vec![1; 100_000]));
     assert_eq!(h.out().len(), 10, "IW");
@@ -107,7 +107,7 @@ fn attack_pmtu_shrink_enters_fast_recovery_and_halves_cwnd() {
 /// retransmitted record (Linux `tcp_sacktag_one` requires TCPCB_RETRANS), so the real
 /// loss is "undone": cwnd goes back to its pre-loss value.
 #[test]
-fn attack_dsack_of_duplicated_original_undoes_a_real_loss() {
+fn attack_dsack_of_duplicated_original_does_not_undo_a_real_loss() {
     let (mut h, _) = active(sack_cfg(), sack_opts());
     h.app(AppCommand::Write(vec![1; 40_000]));
     assert_eq!(h.out().len(), 10);
@@ -133,7 +133,7 @@ fn attack_dsack_of_duplicated_original_undoes_a_real_loss() {
 /// the duplicated ACK brings `undo.retrans` to zero and the real loss is undone. The
 /// counter is not tied to WHICH retransmission was D-SACKed.
 #[test]
-fn attack_duplicated_dsack_ack_undoes_a_real_loss() {
+fn attack_duplicated_dsack_ack_does_not_undo_a_real_loss() {
     let (mut h, _) = active(sack_cfg(), sack_opts());
     h.app(AppCommand::Write(vec![1; 40_000]));
     assert_eq!(h.out().len(), 10);
@@ -180,7 +180,7 @@ fn shred(h: &mut H, una: u32, bytes: u32) -> usize {
 /// byte of payload). Linux aligns SACK-driven splits to the MSS (`tcp_match_skb_to_sack`),
 /// so sub-MSS SACK blocks do not fragment its queue; it would send ~10 full segments.
 #[test]
-fn attack_sub_mss_sack_blocks_shred_retransmissions_into_1_byte_segments() {
+fn attack_sub_mss_sack_blocks_do_not_shred_retransmissions() {
     let (mut h, _) = active(sack_cfg(), sack_opts());
     h.app(AppCommand::Write(vec![1; 10_000]));
     assert_eq!(h.out().len(), 10);
@@ -494,7 +494,7 @@ fn attack_receiver_dsack_for_duplicate_out_of_order_segment() {
 /// ssthresh and cwnd become 2·SMSS. Linux (`tcp_process_tlp_ack` ->
 /// `tcp_init_cwnd_reduction`) halves cwnd (reno: cwnd/2) instead.
 #[test]
-fn attack_tlp_repaired_loss_collapses_cwnd_to_two_segments() {
+fn attack_tlp_repaired_loss_halves_cwnd() {
     let (mut h, _) = active(sack_cfg(), sack_opts());
     // Grow cwnd past the IW: two rounds of 10 and ~20 segments, all acknowledged.
     h.app(AppCommand::Write(vec![1; 30_000]));
@@ -539,7 +539,7 @@ fn attack_tlp_repaired_loss_collapses_cwnd_to_two_segments() {
 /// path with a steady RTT the PTO is always later, so a lost single-segment tail (every
 /// request/response exchange) ALWAYS ends in an RTO with cwnd = 1 MSS, never a TLP.
 #[test]
-fn attack_single_segment_tail_gets_rto_instead_of_tlp() {
+fn attack_single_segment_tail_is_probed_not_timed_out() {
     let (mut h, _) = active(sack_cfg(), sack_opts());
     // A steady 20 ms path: request/response, one segment each.
     for _ in 0..20 {
@@ -563,7 +563,7 @@ fn attack_single_segment_tail_gets_rto_instead_of_tlp() {
 /// `tcp_simple_retransmit` marks only segments longer than the new MSS. A flight of small
 /// segments is resent in full for nothing (and, with finding 1, cwnd is halved).
 #[test]
-fn attack_pmtu_shrink_resends_segments_that_already_fit() {
+fn attack_pmtu_shrink_resends_only_segments_too_big() {
     let cfg = TcpConfig { nagle: false, ..sack_cfg() };
     let (mut h, _) = active(cfg, sack_opts());
     for _ in 0..5 {
@@ -582,7 +582,7 @@ fn attack_pmtu_shrink_resends_segments_that_already_fit() {
 /// to probe: `send_probe` returns false without setting `tlp.end_seq`, so `arm_pto`
 /// re-arms it at once. Linux re-arms the RTO instead when there is nothing to probe.
 #[test]
-fn attack_fully_sacked_flight_spins_the_probe_timer() {
+fn attack_fully_sacked_flight_does_not_spin_the_probe_timer() {
     let (mut h, _) = active(sack_cfg(), sack_opts());
     h.app(AppCommand::Write(vec![1; 5_000]));
     assert_eq!(h.out().len(), 5);
