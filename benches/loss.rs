@@ -6,13 +6,15 @@
 //! - Linux's sender: a kernel socket sends to the release bin `tcp_bulk_download`.
 //!
 //! The bins are measured because they are what users run; each reports its own Gbit/s (from
-//! connect to the peer's close). Both ends' SHA-256 must agree. Every run is bounded by
+//! connect, or the request, to the end of the transfer). Both ends' SHA-256 must agree. Every run is bounded by
 //! `--timeout` and kills only the child it started.
 //!
 //! Needs root: it runs inside a network namespace it creates (nothing touches the machine's
 //! own). `cargo bench --bench loss -- [--mib 32] [--reps 3] [--loss 0,1,5,10] [--dup 2]
-//! [--timeout 120]`. Prints a table of medians: loss | our upload | Linux sender | ratio. A run
-//! that fails (timeout, wrong bytes) is left out of the median and noted in its cell.
+//! [--timeout 120] [--cc cubic] [--gso-bundles]`. Prints a table of medians: loss | our
+//! upload | Linux sender | ratio. A run that fails (timeout, wrong bytes) is left out of the
+//! median and noted in its cell. `--gso-bundles` keeps the kernel's 64 KiB GSO bundles on
+//! tun0, so each loss decision towards the stack drops a whole burst (see scripts/loss.sh).
 
 use netstack::bulk::fill_pattern;
 use netstack::device::sys;
@@ -34,10 +36,22 @@ struct Opts {
     loss: Vec<u32>,
     dup: u32,
     timeout: Duration,
+    /// Congestion control for Linux's sender (default: the namespace's).
+    cc: Option<String>,
+    /// Keep the kernel's GSO bundles on tun0 (scripts/loss.sh then drops whole bursts).
+    gso_bundles: bool,
 }
 
 fn opts() -> Opts {
-    let mut o = Opts { mib: 32, reps: 3, loss: vec![0, 1, 5, 10], dup: 2, timeout: Duration::from_secs(120) };
+    let mut o = Opts {
+        mib: 32,
+        reps: 3,
+        loss: vec![0, 1, 5, 10],
+        dup: 2,
+        timeout: Duration::from_secs(120),
+        cc: None,
+        gso_bundles: false,
+    };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < args.len() {
@@ -48,6 +62,12 @@ fn opts() -> Opts {
             "--loss" => o.loss = val().split(',').map(|p| p.parse().expect("--loss 0,1,5")).collect(),
             "--dup" => o.dup = val().parse().expect("--dup P"),
             "--timeout" => o.timeout = Duration::from_secs(val().parse().expect("--timeout SECONDS")),
+            "--cc" => o.cc = Some(val()),
+            "--gso-bundles" => {
+                o.gso_bundles = true;
+                i += 1;
+                continue;
+            }
             _ => {
                 i += 1; // cargo bench passes --bench
                 continue;
@@ -112,8 +132,18 @@ fn accept_by(l: &TcpListener, deadline: Instant) -> Result<TcpStream, String> {
 
 /// The kernel's end: `send = Some(n)` sends n pattern bytes after the bin's request line;
 /// `None` reads to EOF. Returns (bytes, SHA-256) of what it sent or read.
-fn kernel_end(l: TcpListener, send: Option<usize>, deadline: Instant) -> Result<(usize, String), String> {
+fn kernel_end(
+    l: TcpListener,
+    send: Option<usize>,
+    cc: Option<String>,
+    deadline: Instant,
+) -> Result<(usize, String), String> {
     let mut s = accept_by(&l, deadline)?;
+    if let Some(cc) = cc {
+        socket2::SockRef::from(&s)
+            .set_tcp_congestion(cc.as_bytes())
+            .map_err(|e| format!("TCP_CONGESTION {cc}: {e}"))?;
+    }
     let mut buf = vec![0u8; CHUNK];
     let mut h = Sha256::new();
     let mut moved = 0;
@@ -173,10 +203,12 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 }
 
 /// One transfer through a bin; returns its Gbit/s, or why it failed.
-fn run(upload: bool, bytes: usize, port: u16, timeout: Duration) -> Result<f64, String> {
+fn run(upload: bool, bytes: usize, port: u16, o: &Opts) -> Result<f64, String> {
+    let timeout = o.timeout;
     let l = TcpListener::bind(("10.0.0.1", port)).map_err(|e| format!("bind: {e}"))?;
     let deadline = Instant::now() + timeout;
-    let kernel = thread::spawn(move || kernel_end(l, if upload { None } else { Some(bytes) }, deadline));
+    let cc = o.cc.clone();
+    let kernel = thread::spawn(move || kernel_end(l, if upload { None } else { Some(bytes) }, cc, deadline));
     let port = port.to_string();
     let size = bytes.to_string();
     let mut args = vec!["--no-configure", "--no-wait", "--log", "warn", "--port", &port];
@@ -241,14 +273,16 @@ impl Runs {
 
 /// The runs at one loss rate: (our upload, Linux sender).
 fn one_rate(o: &Opts, loss: u32, port: &mut u16) -> (Runs, Runs) {
-    cmd(LOSS_SH, &["on", &loss.to_string(), &o.dup.to_string()]);
+    let segs = if o.gso_bundles { "65535" } else { "1" };
+    let on = Command::new(LOSS_SH).args(["on", &loss.to_string(), &o.dup.to_string()]).env("GSO_SEGS", segs).status();
+    assert!(on.is_ok_and(|s| s.success()), "scripts/loss.sh on {loss} {}", o.dup);
     let (mut ours, mut linux) = (Runs::default(), Runs::default());
     for rep in 0..o.reps {
         for upload in [true, false] {
             cmd(LOSS_SH, &["reset"]);
             *port += 1;
             let what = if upload { "our upload" } else { "Linux sender" };
-            let result = run(upload, o.mib << 20, *port, o.timeout);
+            let result = run(upload, o.mib << 20, *port, o);
             let c = counters();
             let runs = if upload { &mut ours } else { &mut linux };
             let got = match result {
@@ -283,11 +317,15 @@ fn main() {
         make_tun();
         println!(
             "{} MiB per transfer, IPv4, MTU 1500, loss each way + {} % duplication towards the stack, \
-             median of {} runs, {} CPUs",
+             median of {} runs, {} CPUs, Linux's congestion control {}, {}",
             o.mib,
             o.dup,
             o.reps,
-            thread::available_parallelism().map_or(0, |n| n.get())
+            thread::available_parallelism().map_or(0, |n| n.get()),
+            o.cc.clone().unwrap_or_else(|| {
+                std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control").unwrap_or_default().trim().into()
+            }),
+            if o.gso_bundles { "loss per GSO bundle" } else { "loss per segment" }
         );
         let mut port = 3000;
         let rows: Vec<_> = o.loss.iter().map(|&loss| (loss, one_rate(&o, loss, &mut port))).collect();

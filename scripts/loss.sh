@@ -8,6 +8,8 @@
 #   loss.sh counters              print `name packets` for each counter
 #   loss.sh reset                 zero the counters
 #   loss.sh off                   remove the rules
+# GSO_SEGS=N before `on` sets tun0's gso_max_segs (default 1, see below; 65535 restores the
+# kernel's 64 KiB bundles, where one decision drops a whole burst).
 #
 # On a TUN device, netdev ingress sees what the user-space stack writes (towards the kernel),
 # netdev egress what the kernel transmits (towards the stack). Two details make this a lossy
@@ -17,7 +19,8 @@
 #   are forwarded (`fwd`) to a veth whose peer is down, which discards them; to the socket
 #   the packet left.
 # - TCP hands the device 64 KiB GSO bundles, segmented after the egress hook: one decision
-#   would drop or duplicate ~44 segments at once. gso_max_segs 1 makes each one a segment.
+#   would drop or duplicate ~44 segments at once. gso_max_segs 1 makes each one a segment;
+#   the price is the kernel sender's own per-segment cost (about 6x slower without loss).
 set -euo pipefail
 
 table=netstack_loss
@@ -38,7 +41,7 @@ on)
     [[ $loss =~ ^[0-9]+$ && $dup =~ ^[0-9]+$ && $loss -le 100 && $dup -le 100 ]] || usage
     ip link show "$bh" >/dev/null 2>&1 || ip link add "$bh" type veth peer name "${bh}1"
     ip link set "$bh" up
-    ip link set dev "$dev" gso_max_segs 1
+    ip link set dev "$dev" gso_max_segs "${GSO_SEGS:-1}"
     nft delete table netdev "$table" 2>/dev/null || true
     nft -f - <<EOF
 table netdev $table {
