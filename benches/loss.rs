@@ -334,7 +334,7 @@ fn main() {
         println!("|---:|---:|---:|---:|");
         for (loss, (ours, linux)) in rows {
             let ratio = match (ours.median(), linux.median()) {
-                (Some(a), Some(b)) if ours.failed == 0 && linux.failed == 0 => format!("{:.2}", a / b),
+                (Some(a), Some(b)) if ours.failed == 0 && linux.failed == 0 => format!("{:.3}", a / b),
                 _ => "—".into(),
             };
             let (a, b) = (ours.cell(o.mib, o.timeout), linux.cell(o.mib, o.timeout));
