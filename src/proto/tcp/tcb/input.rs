@@ -479,13 +479,14 @@ impl Tcb {
     }
 
     /// In-window data at `s` (already trimmed to `[RCV.NXT, RCV.ADV)`).
-    fn process_text(&mut self, now: Instant, _ctx: &mut Ctx, s: u32, data: &[u8]) {
+    fn process_text(&mut self, now: Instant, ctx: &mut Ctx, s: u32, data: &[u8]) {
         if s == self.rcv_nxt {
             let had_ooo = !self.ooo.is_empty();
             if !had_ooo {
                 self.rcv_nxt = self.rcv_nxt.wrapping_add(data.len() as u32);
                 self.deliver(data);
             } else {
+                self.snapshot_pending_ack(now, ctx.epoch);
                 self.ooo.insert(self.rcv_nxt, s, data, false);
                 while let Some(d) = self.ooo.pop(self.rcv_nxt) {
                     self.rcv_nxt = self.rcv_nxt.wrapping_add(d.len() as u32);
@@ -493,6 +494,7 @@ impl Tcb {
                 }
                 // RFC 5681 §4.2: ACK a hole-filling segment at once.
                 self.ack_now = true;
+                self.ooo_ack_pending = true;
             }
             if self.ooo.is_empty() {
                 self.recent_blocks.clear();
@@ -511,6 +513,7 @@ impl Tcb {
                 self.delack_at = Some(now + self.delayed_ack);
             }
         } else {
+            self.snapshot_pending_ack(now, ctx.epoch);
             // RFC 2883 §4.2: data already held out of order is reported with a D-SACK.
             if let Some((_, held_end)) = self.ooo.range_containing(s) {
                 let end = s.wrapping_add(data.len() as u32);
@@ -520,6 +523,7 @@ impl Tcb {
             self.ooo.insert(self.rcv_nxt, s, data, true);
             self.recent_blocks.note(s);
             self.ack_now = true;
+            self.ooo_ack_pending = true;
         }
     }
 

@@ -95,6 +95,9 @@ const KEEPALIVE_PROBES: u32 = 9;
 const KEEPALIVE_INTERVAL_MAX: Duration = Duration::from_secs(75);
 /// RFC 7323 §5.5: TS.Recent is invalid after 24 days of idleness.
 const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
+/// ACKs queued per connection within one batch of segments (beyond it, the last ACK of the
+/// batch carries the newest SACK blocks).
+const MAX_QUEUED_ACKS: usize = 16;
 /// RFC 5681 §3.2: fast retransmit on the third duplicate ACK.
 const DUPACK_THRESHOLD: u32 = 3;
 
@@ -239,6 +242,11 @@ pub struct Tcb {
     // --- ACK generation
     syn_pending: bool,
     ack_now: bool,
+    /// The pending ACK answers an out-of-order or hole-filling segment.
+    ooo_ack_pending: bool,
+    /// ACKs built earlier in this batch, one per out-of-order segment (RFC 5681 §4.2),
+    /// sent before anything else; at most [`MAX_QUEUED_ACKS`].
+    acks_out: Vec<TcpRepr>,
     unacked_bytes: usize,
     rcv_mss_est: usize,
     challenge_last: Option<Instant>,
@@ -398,6 +406,8 @@ impl Tcb {
             close_at: None,
             syn_pending: true,
             ack_now: false,
+            ooo_ack_pending: false,
+            acks_out: Vec::new(),
             unacked_bytes: 0,
             rcv_mss_est: our_mss.min(DEFAULT_MSS_V4),
             challenge_last: None,

@@ -15,6 +15,7 @@ impl Tcb {
             || self.syn_pending
             || self.ack_now
             || self.tlp_fire
+            || !self.acks_out.is_empty()
             || self.force_send
             || self.send_keepalive
             || self.state.can_send_data()
@@ -72,11 +73,27 @@ impl Tcb {
         o
     }
 
+    /// RFC 5681 §4.2: every out-of-order or hole-filling segment is answered by its own
+    /// ACK, carrying the SACK blocks as they were then, even when a batch of segments is
+    /// processed before one `poll_transmit` (M-58 coalesces in-order data only). If such an
+    /// ACK is still pending when the next one is due, it is built now and queued.
+    pub(super) fn snapshot_pending_ack(&mut self, now: Instant, epoch: Instant) {
+        if !(self.ack_now && self.ooo_ack_pending) || self.acks_out.len() >= MAX_QUEUED_ACKS {
+            return;
+        }
+        let opts = self.options(now, epoch, false);
+        self.dsack_out = None;
+        let flags = TcpFlags { ack: true, ..Default::default() };
+        let repr = self.make_repr(self.snd_max, flags, opts);
+        self.acks_out.push(repr);
+    }
+
     fn make_repr(&mut self, seq_no: u32, flags: TcpFlags, opts: TcpOptions) -> TcpRepr {
         let window = if flags.syn { self.syn_window() as u16 } else { self.window_field() };
         if flags.ack {
             self.last_ack_sent = self.rcv_nxt;
             self.ack_now = false;
+            self.ooo_ack_pending = false;
             self.delack_at = None;
             self.unacked_bytes = 0;
         }
@@ -148,6 +165,10 @@ impl Tcb {
             emit(&rst, &[]);
             ctx.stats.segments_out += 1;
             ctx.stats.rst_out += 1;
+        }
+        for repr in self.acks_out.drain(..) {
+            emit(&repr, &[]);
+            ctx.stats.segments_out += 1;
         }
         match self.state {
             State::Closed | State::Listen => return,

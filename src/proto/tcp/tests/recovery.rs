@@ -358,3 +358,23 @@ fn corrupted_segment_is_a_counted_drop() {
     assert_eq!(h.ep.stats().malformed, 1);
     assert_eq!(h.conn_evs(), vec![SocketEvent::Data(vec![7; 10])]);
 }
+
+#[test]
+fn each_out_of_order_segment_gets_its_own_ack_within_a_batch() {
+    let (mut h, _) = active(sack_cfg(), sack_opts());
+    let start = h.pseq;
+    // Three segments arrive in one batch: a hole at `start`, then two out of order.
+    h.pseq = start.wrapping_add(1000);
+    h.send("A", &[1; 1000]);
+    h.send("A", &[1; 1000]);
+    let o = h.out();
+    let blocks: Vec<_> = o.iter().map(|s| s.0.options.sack_blocks[0]).collect();
+    let b = |l: u32, r: u32| Some((start.wrapping_add(l), start.wrapping_add(r)));
+    assert_eq!(blocks, vec![b(1000, 2000), b(1000, 3000)], "one duplicate ACK per segment (RFC 5681 §4.2)");
+    // In-order data in a batch still gets one ACK (M-58).
+    h.pseq = start;
+    h.send("A", &[1; 1000]);
+    let o = h.out();
+    assert_eq!(o.len(), 1);
+    assert_eq!(o[0].0.ack, start.wrapping_add(3000));
+}
