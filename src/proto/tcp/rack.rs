@@ -23,9 +23,9 @@ const REO_WND_PERSIST: u32 = 16;
 
 #[derive(Clone, Debug, Default)]
 pub struct Rack {
-    /// Send time and end of the most recently sent delivered segment (RACK.xmit_ts,
-    /// RACK.end_seq).
-    pub xmit: Option<(Instant, u32)>,
+    /// Send time, transmission number and end of the most recently sent delivered segment
+    /// (RACK.xmit_ts, RACK.end_seq; the number orders segments sent at one instant).
+    pub xmit: Option<(Instant, u64, u32)>,
     /// RTT measured from that segment (RACK.rtt).
     pub rtt: Duration,
     /// Smallest RTT seen (the connection's minimum; Linux keeps a windowed minimum).
@@ -38,24 +38,18 @@ pub struct Rack {
 }
 
 impl Rack {
-    /// §6.2 step 2: a delivered segment sent at `xmit` ending at `end`. A retransmitted
-    /// segment counts only if the ACK cannot be for its original transmission: with
-    /// timestamps `ts_echo_fresh` says the echoed TSval is not older than the
-    /// retransmission; without them an RTT below min_rtt rules it out.
-    pub fn update(&mut self, now: Instant, xmit: Instant, end: u32, retransmitted: bool, ts_echo_fresh: Option<bool>) {
+    /// §6.2 step 2: a delivered segment sent at `xmit` (transmission number `tx`) ending at
+    /// `end`. For a retransmitted segment the ACK may be for an earlier transmission: as
+    /// Linux's `tcp_rack_advance`, it counts only if its RTT is at least min_rtt (echoed
+    /// timestamps cannot tell: a receiver echoes the last in-order segment's TSval).
+    pub fn update(&mut self, now: Instant, xmit: Instant, tx: u64, end: u32, retransmitted: bool) {
         let rtt = now.saturating_duration_since(xmit);
-        if retransmitted {
-            match ts_echo_fresh {
-                Some(false) => return,
-                Some(true) => {}
-                None if self.min_rtt.is_some_and(|m| rtt < m) => return,
-                None => {}
-            }
+        if retransmitted && self.min_rtt.is_some_and(|m| rtt < m) {
+            return;
         }
         self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
-        let newer = self.xmit.is_none_or(|(t, e)| xmit > t || (xmit == t && seq::gt(end, e)));
-        if newer {
-            self.xmit = Some((xmit, end));
+        if self.xmit.is_none_or(|(t, n, _)| (xmit, tx) > (t, n)) {
+            self.xmit = Some((xmit, tx, end));
             self.rtt = rtt;
         }
     }
@@ -91,20 +85,11 @@ impl Rack {
         srtt.map_or(w, |s| w.min(s))
     }
 
-    /// §6.2 step 5: time left before a segment sent at `xmit` counts as lost
-    /// (`None`: lost now). Only segments sent before RACK's segment are considered; a
-    /// retransmission stamped with the same instant (one batch) was sent after it.
-    pub fn remaining(
-        &self,
-        now: Instant,
-        xmit: Instant,
-        end: u32,
-        retransmitted: bool,
-        reo_wnd: Duration,
-    ) -> Option<Option<Duration>> {
-        let (rx, re) = self.xmit?;
-        let sent_before = xmit < rx || (xmit == rx && !retransmitted && seq::lt(end, re));
-        if !sent_before {
+    /// §6.2 step 5: time left before a segment sent at `xmit` (transmission number `tx`)
+    /// counts as lost (`None`: lost now). Only segments sent before RACK's segment count.
+    pub fn remaining(&self, now: Instant, xmit: Instant, tx: u64, reo_wnd: Duration) -> Option<Option<Duration>> {
+        let (rx, rtx, _) = self.xmit?;
+        if (xmit, tx) >= (rx, rtx) {
             return None;
         }
         let deadline = xmit + self.rtt + reo_wnd;
@@ -144,17 +129,18 @@ mod tests {
         let t0 = Instant::now();
         let mut r = Rack::default();
         // Segment B (sent at 1 ms) delivered at 11 ms: RACK.rtt = 10 ms.
-        r.update(t0 + ms(11), t0 + ms(1), 200, false, None);
+        r.update(t0 + ms(11), t0 + ms(1), 2, 200, false);
         assert_eq!(r.rtt, ms(10));
         // Segment A sent at 0 ms, undelivered. No reordering seen, in recovery: window 0.
         let w = r.reo_wnd(true, false, Some(ms(10)));
         assert_eq!(w, Duration::ZERO);
-        assert_eq!(r.remaining(t0 + ms(11), t0, 100, false, w), Some(None), "lost now");
-        assert_eq!(r.remaining(t0 + ms(5), t0, 100, false, w), Some(Some(ms(5))), "lost in 5 ms");
+        assert_eq!(r.remaining(t0 + ms(11), t0, 1, w), Some(None), "lost now");
+        assert_eq!(r.remaining(t0 + ms(5), t0, 1, w), Some(Some(ms(5))), "lost in 5 ms");
         // Sent after RACK's segment: not judged.
-        assert_eq!(r.remaining(t0 + ms(11), t0 + ms(2), 300, false, w), None);
-        // A retransmission in the same batch as RACK's segment is not older than it.
-        assert_eq!(r.remaining(t0 + ms(11), t0 + ms(1), 100, true, w), None);
+        assert_eq!(r.remaining(t0 + ms(11), t0 + ms(2), 3, w), None);
+        // Sent at the same instant as RACK's segment: the transmission order decides.
+        assert_eq!(r.remaining(t0 + ms(11), t0 + ms(1), 1, w), Some(None));
+        assert_eq!(r.remaining(t0 + ms(11), t0 + ms(1), 3, w), None);
         // Reordering seen: min_rtt / 4, growing with D-SACK rounds, capped at SRTT.
         r.reordering_seen = true;
         assert_eq!(r.reo_wnd(true, true, Some(ms(10))), Duration::from_micros(2500));
@@ -173,14 +159,12 @@ mod tests {
     fn retransmitted_sample_below_min_rtt_ignored() {
         let t0 = Instant::now();
         let mut r = Rack::default();
-        r.update(t0 + ms(10), t0, 100, false, None);
+        r.update(t0 + ms(10), t0, 1, 100, false);
         // A retransmission acknowledged 1 ms after it was sent: the ACK was for the original.
-        r.update(t0 + ms(21), t0 + ms(20), 200, true, None);
-        assert_eq!(r.xmit, Some((t0, 100)));
-        r.update(t0 + ms(40), t0 + ms(20), 200, true, Some(false));
-        assert_eq!(r.xmit, Some((t0, 100)), "the echo is older than the retransmission");
-        r.update(t0 + ms(21), t0 + ms(20), 200, true, Some(true));
-        assert_eq!(r.xmit, Some((t0 + ms(20), 200)));
+        r.update(t0 + ms(21), t0 + ms(20), 2, 200, true);
+        assert_eq!(r.xmit, Some((t0, 1, 100)));
+        r.update(t0 + ms(40), t0 + ms(20), 2, 200, true);
+        assert_eq!(r.xmit, Some((t0 + ms(20), 2, 200)), "an RTT of min_rtt or more counts");
     }
 
     #[test]

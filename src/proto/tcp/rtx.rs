@@ -40,8 +40,10 @@ pub const EVER_RETRANS: u8 = 8;
 pub struct Record {
     pub start: u32,
     pub end: u32,
-    /// When this range was last (re)transmitted.
+    /// When this range was last (re)transmitted, and its place in the connection's
+    /// transmission order (ties between segments sent in one batch, at one instant).
     pub xmit: Instant,
+    pub tx: u64,
     pub flags: u8,
     /// Delivery counters when it was last sent (rate sampling).
     pub stamp: SendStamp,
@@ -64,9 +66,9 @@ impl Record {
 pub struct Delivered {
     /// Bytes newly acknowledged or SACKed (RFC 6937 `DeliveredData`).
     pub bytes: usize,
-    /// The most recently sent delivered record that was never retransmitted, or whose
-    /// retransmission was delivered: `(xmit, end, ever_retransmitted)` (RFC 8985 §6.2 step 2).
-    pub newest: Option<(Instant, u32, bool)>,
+    /// The most recently sent delivered record: `(xmit, tx, end, ever_retransmitted)`
+    /// (RFC 8985 §6.2 step 2).
+    pub newest: Option<(Instant, u64, u32, bool)>,
     /// A never-retransmitted record was delivered below the highest delivered sequence
     /// number: reordering (RFC 8985 §6.2 step 3).
     pub reordered: bool,
@@ -85,9 +87,8 @@ impl Delivered {
 
     fn note(&mut self, r: &Record) {
         self.bytes += r.len();
-        let newer = self.newest.is_none_or(|(t, e, _)| r.xmit > t || (r.xmit == t && seq::gt(r.end, e)));
-        if newer {
-            self.newest = Some((r.xmit, r.end, r.has(EVER_RETRANS)));
+        if self.newest.is_none_or(|(t, tx, _, _)| (r.xmit, r.tx) > (t, tx)) {
+            self.newest = Some((r.xmit, r.tx, r.end, r.has(EVER_RETRANS)));
         }
         let rate_newer = self.rate_newest.is_none_or(|(s, t, _)| {
             r.stamp.delivered > s.delivered || (r.stamp.delivered == s.delivered && r.xmit > t)
@@ -111,6 +112,8 @@ pub struct RtxQueue {
     fack: Option<u32>,
     /// No record below this is lost and awaiting retransmission.
     lost_from: u32,
+    /// Transmissions so far (the last record's `tx`).
+    next_tx: u64,
 }
 
 impl RtxQueue {
@@ -150,7 +153,8 @@ impl RtxQueue {
         if self.recs.is_empty() {
             self.lost_from = start;
         }
-        self.recs.push_back(Record { start, end, xmit: now, flags: 0, stamp });
+        self.next_tx += 1;
+        self.recs.push_back(Record { start, end, xmit: now, tx: self.next_tx, flags: 0, stamp });
     }
 
     fn uncount(&mut self, r: &Record) {
@@ -352,7 +356,9 @@ impl RtxQueue {
     /// Record `i` was retransmitted at `now`.
     pub fn retransmitted(&mut self, i: usize, now: Instant, stamp: SendStamp) {
         let f = self.recs[i].flags;
+        self.next_tx += 1;
         self.recs[i].xmit = now;
+        self.recs[i].tx = self.next_tx;
         self.recs[i].stamp = stamp;
         self.set_flags(i, f | RETRANS | EVER_RETRANS);
     }
@@ -479,7 +485,7 @@ mod tests {
         rq.push(100, 200, t1, st(t1));
         let mut d = Delivered::new(&rq);
         rq.sack(100, 200, 100, &mut d);
-        assert_eq!(d.newest, Some((t1, 200, false)));
+        assert_eq!(d.newest, Some((t1, 2, 200, false)));
         assert!(!d.reordered);
         let mut d = Delivered::new(&rq);
         rq.ack(200, &mut d);

@@ -81,9 +81,8 @@ impl Tcb {
             self.try_undo_eifel(ctx, tsecr);
         }
         self.tlp_on_ack(now, ctx, advanced || d.bytes > 0, dsack);
-        if let Some((xmit, end, rexmit)) = d.newest {
-            let fresh = tsecr.map(|e| seq::ge(e, self.ts_now(xmit, ctx.epoch)));
-            self.rack.update(now, xmit, end, rexmit, fresh);
+        if let Some((xmit, tx, end, rexmit)) = d.newest {
+            self.rack.update(now, xmit, tx, end, rexmit);
         }
         if d.reordered && !self.rack.reordering_seen {
             self.rack.reordering_seen = true;
@@ -126,7 +125,7 @@ impl Tcb {
             return;
         }
         self.rack_at = None;
-        let Some((_, rack_end)) = self.rack.xmit else { return };
+        let Some((_, _, rack_end)) = self.rack.xmit else { return };
         let below = self.rtx.fack().map_or(rack_end, |f| seq::max(f, rack_end));
         let dupthresh = self.rtx.sacked_bytes() >= DUPACK_THRESHOLD as usize * self.smss();
         let reo_wnd = self.rack.reo_wnd(self.ca != CaState::Open, dupthresh, self.rtt.srtt);
@@ -138,7 +137,7 @@ impl Tcb {
             }
             let candidate = !rec.has(rtx::SACKED) && (!rec.has(rtx::LOST) || rec.has(rtx::RETRANS));
             if candidate {
-                match self.rack.remaining(now, rec.xmit, rec.end, rec.has(rtx::RETRANS), reo_wnd) {
+                match self.rack.remaining(now, rec.xmit, rec.tx, reo_wnd) {
                     Some(None) => self.rtx.mark_lost(i),
                     Some(Some(left)) => wait = Some(wait.map_or(left, |w| w.min(left))),
                     None => {}
