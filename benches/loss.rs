@@ -1,7 +1,15 @@
 //! TCP under loss: our sender against Linux's, over the same faults, in one run.
 //!
-//! For each loss rate, scripts/loss.sh (nftables on tun0) drops that share of the packets each
-//! way and sends `--dup` % of those reaching the stack twice. Then, over IPv4:
+//! For each loss rate the faults come, in turn, from two places (`--faults nft|wrapper|both`,
+//! default both, one table each):
+//! - scripts/loss.sh: nftables on tun0 drops that share of the packets each way and sends
+//!   `--dup` % of those reaching the stack twice. Per segment, tun0 must carry no GSO
+//!   bundles (gso_max_segs 1), which costs Linux's sender its fast path;
+//! - the bins' fault wrapper (`--drop --dup --seed`, src/device/fault.rs): every packet in
+//!   both directions, after the kernel has segmented its bundles, so Linux's sender keeps
+//!   GSO and still meets every loss. This is the like-for-like comparison.
+//!
+//! Then, over IPv4:
 //! - our sender: the release bin `tcp_bulk_upload` sends to a kernel socket that reads to EOF;
 //! - Linux's sender: a kernel socket sends to the release bin `tcp_bulk_download`.
 //!
@@ -11,7 +19,7 @@
 //!
 //! Needs root: it runs inside a network namespace it creates (nothing touches the machine's
 //! own). `cargo bench --bench loss -- [--mib 32] [--reps 3] [--loss 0,1,5,10] [--dup 2]
-//! [--timeout 120] [--cc cubic] [--gso-bundles]`. Prints a table of medians: loss | our
+//! [--timeout 120] [--cc cubic] [--gso-bundles] [--faults both]`. Prints a table of medians: loss | our
 //! upload | Linux sender | ratio. A run that fails (timeout, wrong bytes) is left out of the
 //! median and noted in its cell. `--gso-bundles` keeps the kernel's 64 KiB GSO bundles on
 //! tun0, so each loss decision towards the stack drops a whole burst (see scripts/loss.sh).
@@ -40,6 +48,19 @@ struct Opts {
     cc: Option<String>,
     /// Keep the kernel's GSO bundles on tun0 (scripts/loss.sh then drops whole bursts).
     gso_bundles: bool,
+    /// Where the faults are made: nftables on tun0, the bins' fault wrapper, or both in turn.
+    modes: Vec<Faults>,
+}
+
+/// Where a run's faults come from.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Faults {
+    /// scripts/loss.sh: nftables on tun0 (per segment unless `--gso-bundles`).
+    Nft,
+    /// The bins' `--drop --dup --seed` (src/device/fault.rs): every packet in both
+    /// directions, after the kernel segmented its GSO bundles, so Linux's sender keeps its
+    /// fast path and still meets every loss.
+    Wrapper,
 }
 
 fn opts() -> Opts {
@@ -51,6 +72,7 @@ fn opts() -> Opts {
         timeout: Duration::from_secs(120),
         cc: None,
         gso_bundles: false,
+        modes: vec![Faults::Nft, Faults::Wrapper],
     };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -63,6 +85,14 @@ fn opts() -> Opts {
             "--dup" => o.dup = val().parse().expect("--dup P"),
             "--timeout" => o.timeout = Duration::from_secs(val().parse().expect("--timeout SECONDS")),
             "--cc" => o.cc = Some(val()),
+            "--faults" => {
+                o.modes = match val().as_str() {
+                    "nft" => vec![Faults::Nft],
+                    "wrapper" => vec![Faults::Wrapper],
+                    "both" => vec![Faults::Nft, Faults::Wrapper],
+                    m => panic!("--faults nft|wrapper|both, not {m}"),
+                }
+            }
             "--gso-bundles" => {
                 o.gso_bundles = true;
                 i += 1;
@@ -202,8 +232,9 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split_whitespace().find_map(|f| f.strip_prefix(key))
 }
 
-/// One transfer through a bin; returns its Gbit/s, or why it failed.
-fn run(upload: bool, bytes: usize, port: u16, o: &Opts) -> Result<f64, String> {
+/// One transfer through a bin (with `faults` added to its arguments); returns its Gbit/s,
+/// or why it failed.
+fn run(upload: bool, bytes: usize, port: u16, o: &Opts, faults: &[String]) -> Result<f64, String> {
     let timeout = o.timeout;
     let l = TcpListener::bind(("10.0.0.1", port)).map_err(|e| format!("bind: {e}"))?;
     let deadline = Instant::now() + timeout;
@@ -215,6 +246,7 @@ fn run(upload: bool, bytes: usize, port: u16, o: &Opts) -> Result<f64, String> {
     if upload {
         args.extend(["--bytes", &size]);
     }
+    args.extend(faults.iter().map(String::as_str));
     let child = Command::new(if upload { UPLOAD_BIN } else { DOWNLOAD_BIN })
         .args(&args)
         .stdin(Stdio::null())
@@ -272,17 +304,26 @@ impl Runs {
 }
 
 /// The runs at one loss rate: (our upload, Linux sender).
-fn one_rate(o: &Opts, loss: u32, port: &mut u16) -> (Runs, Runs) {
-    let segs = if o.gso_bundles { "65535" } else { "1" };
-    let on = Command::new(LOSS_SH).args(["on", &loss.to_string(), &o.dup.to_string()]).env("GSO_SEGS", segs).status();
-    assert!(on.is_ok_and(|s| s.success()), "scripts/loss.sh on {loss} {}", o.dup);
+fn one_rate(o: &Opts, mode: Faults, loss: u32, port: &mut u16) -> (Runs, Runs) {
+    let nft = mode == Faults::Nft;
+    // The wrapper's runs leave tun0 with the kernel's GSO bundles and no nft rule.
+    let segs = if o.gso_bundles || !nft { "65535" } else { "1" };
+    let (l, d) = if nft { (loss, o.dup) } else { (0, 0) };
+    let on = Command::new(LOSS_SH).args(["on", &l.to_string(), &d.to_string()]).env("GSO_SEGS", segs).status();
+    assert!(on.is_ok_and(|s| s.success()), "scripts/loss.sh on {l} {d}");
+    let faults: Vec<String> = if nft {
+        vec![]
+    } else {
+        let p = |x: u32| format!("{:.2}", x as f64 / 100.0);
+        ["--drop".into(), p(loss), "--dup".into(), p(o.dup), "--seed".into(), loss.to_string()].into()
+    };
     let (mut ours, mut linux) = (Runs::default(), Runs::default());
     for rep in 0..o.reps {
         for upload in [true, false] {
             cmd(LOSS_SH, &["reset"]);
             *port += 1;
             let what = if upload { "our upload" } else { "Linux sender" };
-            let result = run(upload, o.mib << 20, *port, o);
+            let result = run(upload, o.mib << 20, *port, o, &faults);
             let c = counters();
             let runs = if upload { &mut ours } else { &mut linux };
             let got = match result {
@@ -296,12 +337,12 @@ fn one_rate(o: &Opts, loss: u32, port: &mut u16) -> (Runs, Runs) {
                 }
             };
             eprintln!(
-                "loss {loss}% rep {rep} {what}: {got}; to stack {} dropped {} duplicated {}; to kernel {} dropped {}",
+                "{mode:?} loss {loss}% rep {rep} {what}: {got}; nft: to stack {} dropped {} duplicated {}; to kernel {} dropped {}",
                 c[0], c[1], c[2], c[3], c[4]
             );
         }
     }
-    println!("  loss {loss:>2} %: our upload runs {}; Linux sender runs {}", ours.show(), linux.show());
+    println!("  {mode:?} loss {loss:>2} %: our upload runs {}; Linux sender runs {}", ours.show(), linux.show());
     (ours, linux)
 }
 
@@ -316,8 +357,8 @@ fn main() {
         cmd("ip", &["link", "set", "lo", "up"]);
         make_tun();
         println!(
-            "{} MiB per transfer, IPv4, MTU 1500, loss each way + {} % duplication towards the stack, \
-             median of {} runs, {} CPUs, Linux's congestion control {}, {}",
+            "{} MiB per transfer, IPv4, MTU 1500, loss each way + {} % duplication, median of {} runs, \
+             {} CPUs, Linux's congestion control {}",
             o.mib,
             o.dup,
             o.reps,
@@ -325,20 +366,35 @@ fn main() {
             o.cc.clone().unwrap_or_else(|| {
                 std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control").unwrap_or_default().trim().into()
             }),
-            if o.gso_bundles { "loss per GSO bundle" } else { "loss per segment" }
         );
         let mut port = 3000;
-        let rows: Vec<_> = o.loss.iter().map(|&loss| (loss, one_rate(&o, loss, &mut port))).collect();
+        let mut tables = Vec::new();
+        for &mode in &o.modes {
+            let rows: Vec<_> = o.loss.iter().map(|&loss| (loss, one_rate(&o, mode, loss, &mut port))).collect();
+            tables.push((mode, rows));
+        }
         cmd(LOSS_SH, &["off"]);
-        println!("\n| loss | our upload Gbit/s | Linux sender Gbit/s | ratio |");
-        println!("|---:|---:|---:|---:|");
-        for (loss, (ours, linux)) in rows {
-            let ratio = match (ours.median(), linux.median()) {
-                (Some(a), Some(b)) if ours.failed == 0 && linux.failed == 0 => format!("{:.3}", a / b),
-                _ => "—".into(),
+        for (mode, rows) in tables {
+            let how = match mode {
+                Faults::Nft if o.gso_bundles => "nftables on tun0, one decision per GSO bundle towards the stack",
+                Faults::Nft => {
+                    "nftables on tun0, per segment (tun0 gso_max_segs 1: Linux's sender loses its GSO fast path)"
+                }
+                Faults::Wrapper => {
+                    "the bins' fault wrapper, per packet both ways (Linux keeps GSO; duplication both ways)"
+                }
             };
-            let (a, b) = (ours.cell(o.mib, o.timeout), linux.cell(o.mib, o.timeout));
-            println!("| {loss} % | {a} | {b} | {ratio} |");
+            println!("\nFaults: {how}\n");
+            println!("| loss | our upload Gbit/s | Linux sender Gbit/s | ratio |");
+            println!("|---:|---:|---:|---:|");
+            for (loss, (ours, linux)) in rows {
+                let ratio = match (ours.median(), linux.median()) {
+                    (Some(a), Some(b)) if ours.failed == 0 && linux.failed == 0 => format!("{:.3}", a / b),
+                    _ => "—".into(),
+                };
+                let (a, b) = (ours.cell(o.mib, o.timeout), linux.cell(o.mib, o.timeout));
+                println!("| {loss} % | {a} | {b} | {ratio} |");
+            }
         }
     });
     t.join().unwrap();

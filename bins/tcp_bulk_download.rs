@@ -81,7 +81,5 @@ fn main() {
     println!("{}", m.summary());
     eprintln!("{}", netstack::bulk::tcp_report(&stack.tcp_stats()));
     drop(s);
-    // Let the close handshake go out before the stack stops.
-    std::thread::sleep(Duration::from_millis(200));
     stack.shutdown();
 }

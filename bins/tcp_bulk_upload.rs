@@ -75,6 +75,5 @@ fn main() {
     println!("{}", m.summary());
     eprintln!("{}", netstack::bulk::tcp_report(&stack.tcp_stats()));
     drop(s);
-    std::thread::sleep(Duration::from_millis(200));
     stack.shutdown();
 }

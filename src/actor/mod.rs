@@ -32,6 +32,9 @@ use std::thread::JoinHandle;
 
 /// Most packets one message carries, and most messages an actor drains before flushing.
 pub const DEFAULT_BATCH: usize = 64;
+/// Default [`StackConfig::close_linger`]: covers a FIN's first retransmissions (200 ms RTO
+/// backing off: 0.2 + 0.4 + 0.8 s).
+pub const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_millis(1500);
 /// Depth of the actors' inboxes, in messages (each carries a batch).
 const INBOX_DEPTH: usize = 256;
 
@@ -40,6 +43,10 @@ pub struct StackConfig {
     pub ip: IpConfig,
     pub tcp: TcpConfig,
     pub batch: usize,
+    /// How long shutdown waits for closing connections to get their FIN acknowledged (so a
+    /// program that closes its sockets and exits does not leave the peer waiting for a FIN
+    /// lost on the way). Zero: stop at once.
+    pub close_linger: std::time::Duration,
 }
 
 impl Default for StackConfig {
@@ -48,7 +55,7 @@ impl Default for StackConfig {
     /// `1.2/√p` segments; BBR keeps about two bandwidth-delay products in flight).
     fn default() -> Self {
         let tcp = TcpConfig { congestion: crate::proto::tcp::CongestionAlgorithm::Bbr, ..TcpConfig::default() };
-        StackConfig { ip: IpConfig::default(), tcp, batch: DEFAULT_BATCH }
+        StackConfig { ip: IpConfig::default(), tcp, batch: DEFAULT_BATCH, close_linger: CLOSE_LINGER }
     }
 }
 
@@ -97,6 +104,7 @@ pub struct Stack {
     stop_dev: StopHandle,
     timer: Sender<timer::TimerMsg>,
     log: Logger,
+    linger: std::time::Duration,
 }
 
 impl std::ops::Deref for Stack {
@@ -159,22 +167,39 @@ impl Stack {
             threads.push(spawn("tcp", move || tcp::run(cfg, tcp_rx, devtx_tx, timer_tx, pool, stats, log))?);
         }
         info!(log, "stack started"; "mtu" => cfg.ip.mtu, "v4" => ?cfg.ip.v4, "v6" => ?cfg.ip.v6);
-        Ok(Stack { handle, threads, stop_dev, timer: timer_tx, log })
+        Ok(Stack { handle, threads, stop_dev, timer: timer_tx, log, linger: cfg.close_linger })
     }
 
     pub fn handle(&self) -> StackHandle {
         self.handle.clone()
     }
 
-    /// Stop every actor and join its thread.
+    /// Stop every actor and join its thread, after waiting up to `close_linger` for
+    /// connections whose FIN is not yet acknowledged.
     pub fn shutdown(mut self) {
         self.stop();
+    }
+
+    /// Wait (bounded) until no connection has an unacknowledged FIN.
+    fn linger(&self) {
+        let end = std::time::Instant::now() + self.linger;
+        while std::time::Instant::now() < end {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            if self.handle.tcp.send(tcp::TcpMsg::Closing(tx)).is_err() {
+                return;
+            }
+            match rx.recv_timeout(std::time::Duration::from_millis(200)) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+        }
     }
 
     fn stop(&mut self) {
         if self.threads.is_empty() {
             return;
         }
+        self.linger();
         (self.stop_dev)();
         let _ = self.handle.ip.send(ip::IpMsg::Shutdown);
         let _ = self.handle.tcp.send(tcp::TcpMsg::Shutdown);

@@ -44,13 +44,29 @@ pub struct Incoming {
 
 pub enum TcpMsg {
     Segments(Vec<SegmentIn>),
-    Icmp { local: SocketAddr, remote: SocketAddr, seq: u32, class: IcmpErrorClass },
+    Icmp {
+        local: SocketAddr,
+        remote: SocketAddr,
+        seq: u32,
+        class: IcmpErrorClass,
+    },
     Timer(Vec<(u64, Instant)>),
-    Connect { remote: SocketAddr, events: Sender<SocketEvent>, reply: Sender<io::Result<ConnId>> },
-    Listen { addr: ListenAddr, backlog: usize, inbox: Sender<Incoming>, reply: Sender<io::Result<ListenerId>> },
+    Connect {
+        remote: SocketAddr,
+        events: Sender<SocketEvent>,
+        reply: Sender<io::Result<ConnId>>,
+    },
+    Listen {
+        addr: ListenAddr,
+        backlog: usize,
+        inbox: Sender<Incoming>,
+        reply: Sender<io::Result<ListenerId>>,
+    },
     CloseListener(ListenerId),
     Accepted(ListenerId),
     App(ConnId, AppCommand),
+    /// Reply with the number of connections whose FIN is not yet acknowledged.
+    Closing(Sender<usize>),
     Shutdown,
 }
 
@@ -178,6 +194,9 @@ impl Engine {
             }
             TcpMsg::Accepted(id) => self.ep.listener_accepted(id),
             TcpMsg::App(conn, cmd) => self.ep.handle_app(now, conn, cmd),
+            TcpMsg::Closing(reply) => {
+                let _ = reply.try_send(self.ep.closing_count());
+            }
             TcpMsg::Shutdown => return false,
         }
         true

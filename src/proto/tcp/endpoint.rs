@@ -412,6 +412,12 @@ impl Endpoint {
         self.timer_updates.pop_front()
     }
 
+    /// Connections that sent (or must still send) their FIN and have not had it
+    /// acknowledged: FIN-WAIT-1, CLOSING, LAST-ACK.
+    pub fn closing_count(&self) -> usize {
+        self.conns.values().filter(|t| matches!(t.state, State::FinWait1 | State::Closing | State::LastAck)).count()
+    }
+
     /// Live TCBs, TIME-WAIT included.
     pub fn conn_count(&self) -> usize {
         self.conns.len()

@@ -378,3 +378,17 @@ fn each_out_of_order_segment_gets_its_own_ack_within_a_batch() {
     assert_eq!(o.len(), 1);
     assert_eq!(o[0].0.ack, start.wrapping_add(3000));
 }
+
+#[test]
+fn closing_count_tracks_unacknowledged_fins() {
+    let (mut h, _) = active(sack_cfg(), sack_opts());
+    assert_eq!(h.ep.closing_count(), 0);
+    h.app(AppCommand::Close);
+    let o = h.out();
+    assert!(o[0].0.flags.fin);
+    assert_eq!(h.ep.closing_count(), 1, "FIN-WAIT-1: the stack's shutdown lingers for it");
+    h.pack = h.pack.wrapping_add(1);
+    h.send("A", &[]);
+    assert_eq!(h.state(), Some(State::FinWait2));
+    assert_eq!(h.ep.closing_count(), 0);
+}
