@@ -287,12 +287,7 @@ impl CongestionControl for Bbr {
         usize::MAX / 2
     }
     fn set_mss(&mut self, smss: usize) {
-        let smss = smss.max(1);
-        if self.cwnd == initial_window(self.smss) {
-            self.cwnd = initial_window(smss);
-        }
-        self.smss = smss;
-        self.cwnd = self.cwnd.max(smss);
+        super::congestion::set_mss(&mut self.cwnd, &mut self.smss, smss);
     }
     fn on_ack(&mut self, _now: Instant, _bytes_acked: usize, _srtt: Option<Duration>) {}
     fn on_rate_sample(&mut self, now: Instant, rs: &RateSample, delivered: u64, inflight: usize) {

@@ -47,6 +47,17 @@ pub fn initial_window(smss: usize) -> usize {
     (10 * smss).min((2 * smss).max(14600))
 }
 
+/// The sender MSS changed: an untouched initial window is recomputed for it (RFC 6928),
+/// and cwnd stays at least one segment.
+pub(crate) fn set_mss(cwnd: &mut usize, old_smss: &mut usize, smss: usize) {
+    let smss = smss.max(1);
+    if *cwnd == initial_window(*old_smss) {
+        *cwnd = initial_window(smss);
+    }
+    *old_smss = smss;
+    *cwnd = (*cwnd).max(smss);
+}
+
 /// RFC 5681 + RFC 6582 NewReno.
 #[derive(Debug, Clone)]
 pub struct NewReno {
@@ -76,12 +87,7 @@ impl CongestionControl for NewReno {
         self.ssthresh
     }
     fn set_mss(&mut self, smss: usize) {
-        let smss = smss.max(1);
-        if self.cwnd == initial_window(self.smss) {
-            self.cwnd = initial_window(smss);
-        }
-        self.smss = smss;
-        self.cwnd = self.cwnd.max(smss);
+        set_mss(&mut self.cwnd, &mut self.smss, smss);
     }
     fn on_ack(&mut self, _now: Instant, bytes_acked: usize, _srtt: Option<Duration>) {
         if self.cwnd < self.ssthresh {
@@ -180,12 +186,7 @@ impl CongestionControl for Cubic {
         self.ssthresh
     }
     fn set_mss(&mut self, smss: usize) {
-        let smss = smss.max(1);
-        if self.cwnd == initial_window(self.smss) {
-            self.cwnd = initial_window(smss);
-        }
-        self.smss = smss;
-        self.cwnd = self.cwnd.max(smss);
+        set_mss(&mut self.cwnd, &mut self.smss, smss);
     }
     fn on_ack(&mut self, now: Instant, bytes_acked: usize, srtt: Option<Duration>) {
         if self.cwnd < self.ssthresh {

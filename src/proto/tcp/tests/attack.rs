@@ -8,18 +8,6 @@
 
 use super::*;
 
-fn sack_cfg() -> TcpConfig {
-    TcpConfig { timestamps: false, window_scale: false, ..TcpConfig::default() }
-}
-
-fn sack_opts() -> TcpOptions {
-    TcpOptions { mss: Some(1000), sack_permitted: true, ..Default::default() }
-}
-
-fn seqs(o: &[(TcpRepr, Vec<u8>)]) -> Vec<u32> {
-    o.iter().filter(|s| !s.1.is_empty() || s.0.flags.fin).map(|s| s.0.seq).collect()
-}
-
 fn data_bytes(o: &[(TcpRepr, Vec<u8>)]) -> usize {
     o.iter().map(|s| s.1.len()).sum()
 }

@@ -187,6 +187,21 @@ fn active(cfg: TcpConfig, opts: TcpOptions) -> (H, TcpRepr) {
     (h, syn)
 }
 
+/// SACK on, no timestamps or window scale: segment arithmetic stays simple.
+fn sack_cfg() -> TcpConfig {
+    TcpConfig { timestamps: false, window_scale: false, ..TcpConfig::default() }
+}
+
+/// The peer's SYN-ACK options for [`sack_cfg`] connections: MSS 1000, SACK permitted.
+fn sack_opts() -> TcpOptions {
+    TcpOptions { mss: Some(1000), sack_permitted: true, ..Default::default() }
+}
+
+/// Sequence numbers of the segments in `o` that carry data or a FIN.
+fn seqs(o: &[(TcpRepr, Vec<u8>)]) -> Vec<u32> {
+    o.iter().filter(|s| !s.1.is_empty() || s.0.flags.fin).map(|s| s.0.seq).collect()
+}
+
 fn active_plain() -> H {
     active(plain(), TcpOptions { mss: Some(1460), ..Default::default() }).0
 }

@@ -4,19 +4,6 @@
 
 use super::*;
 
-fn sack_cfg() -> TcpConfig {
-    TcpConfig { timestamps: false, window_scale: false, ..TcpConfig::default() }
-}
-
-fn sack_opts() -> TcpOptions {
-    TcpOptions { mss: Some(1000), sack_permitted: true, ..Default::default() }
-}
-
-/// Sequence numbers of the data segments in `o`.
-fn seqs(o: &[(TcpRepr, Vec<u8>)]) -> Vec<u32> {
-    o.iter().filter(|s| !s.1.is_empty()).map(|s| s.0.seq).collect()
-}
-
 #[test]
 fn review_6_limited_transmit_rfc3042() {
     let (mut h, _) = active(plain(), TcpOptions { mss: Some(1000), ..Default::default() });
