@@ -1008,6 +1008,7 @@ fn time_wait_bounded() {
 }
 
 mod attack;
+mod attack2;
 mod more;
 mod recovery;
 mod review;
