@@ -185,7 +185,8 @@ impl Stack {
         let end = std::time::Instant::now() + self.linger;
         while std::time::Instant::now() < end {
             let (tx, rx) = crossbeam_channel::bounded(1);
-            if self.handle.tcp.send(tcp::TcpMsg::Closing(tx)).is_err() {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            if self.handle.tcp.send_timeout(tcp::TcpMsg::Closing(tx), left).is_err() {
                 return;
             }
             match rx.recv_timeout(std::time::Duration::from_millis(200)) {

@@ -261,7 +261,9 @@ impl Bbr {
         if self.packet_conservation {
             self.cwnd = self.cwnd.max(inflight + acked);
         } else {
-            let target = self.bdp(self.cwnd_gain).map_or(initial_window(self.smss), |b| b + self.quantization_budget());
+            let target = self
+                .bdp(self.cwnd_gain)
+                .map_or(initial_window(self.smss), |b| b.saturating_add(self.quantization_budget()));
             if self.filled_pipe {
                 self.cwnd = (self.cwnd + acked).min(target);
             } else if self.cwnd < target || rs.prior_delivered < initial_window(self.smss) as u64 {
@@ -327,7 +329,13 @@ impl CongestionControl for Bbr {
         // RFC 5681 §3.1 loss window; the model regrows it by what is delivered.
         self.cwnd = self.smss;
     }
-    fn on_idle_restart(&mut self) {}
+    fn on_idle_restart(&mut self) {
+        // Linux `bbr_cwnd_event(CA_EVENT_TX_START)`: an idle connection has drained, so a
+        // PROBE_RTT waiting for a low inflight is done once its time is up.
+        if self.mode == Mode::ProbeRtt && self.probe_rtt_done.is_some() {
+            self.probe_rtt_round_done = true;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -44,7 +44,7 @@ impl Rack {
     /// timestamps cannot tell: a receiver echoes the last in-order segment's TSval).
     pub fn update(&mut self, now: Instant, xmit: Instant, tx: u64, end: u32, retransmitted: bool) {
         let rtt = now.saturating_duration_since(xmit);
-        if retransmitted && self.min_rtt.is_some_and(|m| rtt < m) {
+        if retransmitted && self.min_rtt.is_none_or(|m| rtt < m) {
             return;
         }
         self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));

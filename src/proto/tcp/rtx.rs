@@ -75,6 +75,8 @@ pub struct Delivered {
     /// Stamp, send time and "ever retransmitted" of the delivered record sent last in
     /// delivery order (the newest `stamp.delivered`), for the rate sample.
     pub rate_newest: Option<(SendStamp, Instant, bool)>,
+    /// Transmission number of `rate_newest` (orders segments sent at one instant).
+    rate_tx: u64,
     /// The highest SACKed sequence number before this ACK (RACK.fack).
     prior_fack: Option<u32>,
 }
@@ -90,11 +92,11 @@ impl Delivered {
         if self.newest.is_none_or(|(t, tx, _, _)| (r.xmit, r.tx) > (t, tx)) {
             self.newest = Some((r.xmit, r.tx, r.end, r.has(EVER_RETRANS)));
         }
-        let rate_newer = self.rate_newest.is_none_or(|(s, t, _)| {
-            r.stamp.delivered > s.delivered || (r.stamp.delivered == s.delivered && r.xmit > t)
-        });
+        let rate_newer =
+            self.rate_newest.is_none_or(|(s, t, _)| (r.stamp.delivered, r.xmit, r.tx) > (s.delivered, t, self.rate_tx));
         if rate_newer {
             self.rate_newest = Some((r.stamp, r.xmit, r.has(EVER_RETRANS)));
+            self.rate_tx = r.tx;
         }
         if !r.has(EVER_RETRANS) && self.prior_fack.is_some_and(|f| seq::lt(r.end, f)) {
             self.reordered = true;

@@ -184,7 +184,7 @@ impl Tcb {
             // RFC 2883 §4: data entirely below RCV.NXT was received twice: report it.
             let data_end = r.seq.wrapping_add(payload.len() as u32);
             if !payload.is_empty() && seq::le(data_end, self.rcv_nxt) {
-                self.dsack_out = Some((r.seq, data_end));
+                self.report_duplicate(now, ctx.epoch, r.seq, data_end);
             }
             // <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>. For segments without data (old pure
             // ACKs, SYNs) the answer is rate limited like a challenge ACK (as Linux's
@@ -214,8 +214,7 @@ impl Tcb {
             let skip = (self.rcv_nxt.wrapping_sub(s) as usize).min(data.len());
             if skip > 0 {
                 // RFC 2883 §4: the part below RCV.NXT is a duplicate: report it.
-                self.dsack_out = Some((s, s.wrapping_add(skip as u32)));
-                self.ack_now = true;
+                self.report_duplicate(now, ctx.epoch, s, s.wrapping_add(skip as u32));
             }
             data = &data[skip..];
             s = s.wrapping_add(skip as u32);

@@ -88,6 +88,16 @@ impl Tcb {
         self.acks_out.push(repr);
     }
 
+    /// RFC 2883 §4: duplicate data `[l, r)` is reported in a D-SACK block. Each duplicate
+    /// gets its own ACK (Linux `tcp_send_dupack`), so a sender that resent several segments
+    /// sees each one come back; a pending D-SACK is therefore sent first.
+    pub(super) fn report_duplicate(&mut self, now: Instant, epoch: Instant, l: u32, r: u32) {
+        self.snapshot_pending_ack(now, epoch);
+        self.dsack_out = Some((l, r));
+        self.ack_now = true;
+        self.ooo_ack_pending = true;
+    }
+
     fn make_repr(&mut self, seq_no: u32, flags: TcpFlags, opts: TcpOptions) -> TcpRepr {
         let window = if flags.syn { self.syn_window() as u16 } else { self.window_field() };
         if flags.ack {

@@ -253,8 +253,26 @@ impl Tcb {
     /// original segment, or the same D-SACK twice, cannot undo a real loss.
     fn undo_on_dsack(&mut self, ctx: &mut Ctx, (l, r): (u32, u32)) {
         let Some(u) = self.undo.as_mut() else { return };
-        let Some(k) = u.rexmits.iter().position(|&(a, b)| seq::le(a, l) && seq::le(r, b)) else { return };
-        u.rexmits.swap_remove(k);
+        if let Some(k) = u.rexmits.iter().position(|&(a, b)| seq::le(a, l) && seq::le(r, b)) {
+            u.rexmits.swap_remove(k);
+        } else {
+            // One block may cover several adjacent retransmissions (a receiver extends its
+            // D-SACK, Linux `tcp_dsack_extend`): it counts only if they tile it exactly.
+            let mut inside: Vec<(u32, u32)> =
+                u.rexmits.iter().copied().filter(|&(a, b)| seq::le(l, a) && seq::le(b, r)).collect();
+            inside.sort_by_key(|&(a, _)| a.wrapping_sub(l));
+            let mut at = l;
+            for &(a, b) in &inside {
+                if a != at {
+                    return;
+                }
+                at = b;
+            }
+            if at != r || inside.is_empty() {
+                return;
+            }
+            u.rexmits.retain(|x| !inside.contains(x));
+        }
         if u.rexmits.is_empty() && !u.overflow && u.first_rexmit.is_some() {
             self.undo_recovery(ctx);
         }
