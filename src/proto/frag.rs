@@ -9,7 +9,11 @@
 //! * every partial datagram has a deadline (`timeout` after its first fragment) and is
 //!   discarded by [`Reassembler::expire`] after it;
 //! * IPv6 fragments that overlap make the whole datagram be discarded (RFC 5722 §4); for
-//!   IPv4 the first data received for a byte wins.
+//!   IPv4 the first data received for a byte wins;
+//! * IPv4 fragments of one datagram never arrive more than [`MAX_DIST`] fragments (from the
+//!   same source) apart: beyond that the partial datagram is started afresh, so fragments
+//!   of a later datagram that reuses the 16-bit ID after it wrapped are never spliced into
+//!   an earlier one (RFC 4963 §2; Linux's `ipfrag_max_dist`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -21,6 +25,12 @@ pub const MAX_DATAGRAM: usize = 65_535;
 pub const V4_TIMEOUT: Duration = Duration::from_secs(30);
 /// RFC 8200 §4.5: 60 seconds.
 pub const V6_TIMEOUT: Duration = Duration::from_secs(60);
+/// Fragments from one source that may arrive between two fragments of one IPv4 datagram
+/// (Linux `ipfrag_max_dist`, 64).
+pub const MAX_DIST: u64 = 64;
+/// Sources whose fragment counts are remembered; beyond it the counts restart (partial
+/// datagrams then look too far and restart too: the safe direction).
+const MAX_PEERS: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FragKey {
@@ -51,6 +61,8 @@ pub struct FragStats {
     pub dropped: u64,
     pub timed_out: u64,
     pub evicted: u64,
+    /// IPv4 partial datagrams restarted because their fragments arrived too far apart.
+    pub too_far: u64,
 }
 
 struct Partial {
@@ -63,10 +75,14 @@ struct Partial {
     /// Upper-layer protocol (IPv6: the fragment header's next header).
     proto: u8,
     deadline: Instant,
+    /// The source's fragment count at this datagram's latest fragment.
+    src_seq: u64,
 }
 
 pub struct Reassembler {
     parts: HashMap<FragKey, Partial>,
+    /// IPv4 fragments received per source (Linux's per-peer `rid`).
+    peers: HashMap<IpAddr, u64>,
     bytes: usize,
     max_bytes: usize,
     max_datagrams: usize,
@@ -95,7 +111,14 @@ pub struct Reassembled {
 
 impl Reassembler {
     pub fn new(max_bytes: usize, max_datagrams: usize) -> Reassembler {
-        Reassembler { parts: HashMap::new(), bytes: 0, max_bytes, max_datagrams, stats: FragStats::default() }
+        Reassembler {
+            parts: HashMap::new(),
+            peers: HashMap::new(),
+            bytes: 0,
+            max_bytes,
+            max_datagrams,
+            stats: FragStats::default(),
+        }
     }
 
     /// Bytes currently held by partial datagrams.
@@ -153,14 +176,23 @@ impl Reassembler {
             self.discard(&key);
             return Err(FragDrop::BadGeometry);
         }
+        let src_seq = if v6 { 0 } else { self.count_from(key.src) };
+        if self.parts.get(&key).is_some_and(|p| !v6 && src_seq.wrapping_sub(p.src_seq) > MAX_DIST) {
+            // Too far from this datagram's last fragment: the ID was reused (wrapped).
+            self.discard(&key);
+            self.stats.too_far += 1;
+        }
         if !self.parts.contains_key(&key) {
             if self.parts.len() >= self.max_datagrams {
                 self.evict_one();
             }
             self.parts.insert(
                 key,
-                Partial { data: Vec::new(), have: Vec::new(), total: None, proto, deadline: now + timeout },
+                Partial { data: Vec::new(), have: Vec::new(), total: None, proto, deadline: now + timeout, src_seq },
             );
+        }
+        if let Some(p) = self.parts.get_mut(&key) {
+            p.src_seq = src_seq;
         }
         // Consistency of the end.
         {
@@ -235,6 +267,16 @@ impl Reassembler {
             return Ok(Some(Reassembled { proto: p.proto, payload }));
         }
         Ok(None)
+    }
+
+    /// One more IPv4 fragment from `src`: its running count.
+    fn count_from(&mut self, src: IpAddr) -> u64 {
+        if self.peers.len() >= MAX_PEERS && !self.peers.contains_key(&src) {
+            self.peers.clear();
+        }
+        let n = self.peers.entry(src).or_insert(0);
+        *n += 1;
+        *n
     }
 
     fn discard(&mut self, key: &FragKey) {
@@ -330,6 +372,34 @@ mod tests {
             assert_eq!(r.held_bytes(), 0);
             assert_eq!(r.partials(), 0);
         }
+    }
+
+    /// Issue 7 (silent corruption at MTU 68): after the 16-bit ID wraps, a fragment of a new
+    /// datagram must not complete an old partial one that reused the same ID.
+    #[test]
+    fn v4_id_reuse_far_apart_is_not_spliced() {
+        let now = Instant::now();
+        let mut r = Reassembler::new(1 << 20, 64);
+        let frag = |id: u32, off: usize, more: bool, byte: u8| (key(id), off, more, vec![byte; 8]);
+        // Datagram 7, first half only (its second half was lost).
+        let (k, off, more, d) = frag(7, 0, true, 0xaa);
+        assert!(r.insert(now, Fragment { key: k, proto: 17, offset: off, more, data: &d }).unwrap().is_none());
+        // 100 whole datagrams from the same source go by (the ID counter moves on).
+        for id in 100..200 {
+            for (off, more) in [(0, true), (8, false)] {
+                let (k, off, more, d) = frag(id, off, more, 1);
+                let _ = r.insert(now, Fragment { key: k, proto: 17, offset: off, more, data: &d });
+            }
+        }
+        // A new datagram reusing ID 7 sends its second half: it must not join the old first half.
+        let (k, off, more, d) = frag(7, 8, false, 0xbb);
+        let out = r.insert(now, Fragment { key: k, proto: 17, offset: off, more, data: &d }).unwrap();
+        assert!(out.is_none(), "spliced: {out:?}");
+        assert_eq!(r.stats.too_far, 1);
+        // Fragments close together still reassemble.
+        let (k, off, more, d) = frag(7, 0, true, 0xbb);
+        let out = r.insert(now, Fragment { key: k, proto: 17, offset: off, more, data: &d }).unwrap();
+        assert_eq!(out.unwrap().payload, vec![0xbb; 16]);
     }
 
     #[test]

@@ -84,6 +84,7 @@ stats!(
     rx_bad_source,
     rx_frag_dropped,
     rx_frag_pending,
+    rx_frag_too_far,
     rx_reassembled,
     rx_unknown_protocol,
     rx_bad_ext_header,
@@ -335,6 +336,8 @@ impl IpCore {
 
     fn update_reassembly_gauge(&self) {
         self.stats.reassembly_held_bytes.store(self.reasm.held_bytes() as u64, Relaxed);
+        // Partial datagrams restarted because an ID was reused (frag::MAX_DIST).
+        self.stats.rx_frag_too_far.store(self.reasm.stats.too_far, Relaxed);
     }
 
     fn is_local(&self, ip: IpAddr) -> bool {
