@@ -26,8 +26,10 @@ pub const V4_TIMEOUT: Duration = Duration::from_secs(30);
 /// RFC 8200 §4.5: 60 seconds.
 pub const V6_TIMEOUT: Duration = Duration::from_secs(60);
 /// Fragments from one source that may arrive between two fragments of one IPv4 datagram
-/// (Linux `ipfrag_max_dist`, 64).
-pub const MAX_DIST: u64 = 64;
+/// (as Linux's `ipfrag_max_dist`, but 1024 instead of 64: a burst of fragmented datagrams
+/// reordered by a few ms of jitter easily spreads one datagram over 64). A reused ID is at
+/// least 65,536 datagrams later, so with every datagram fragmented it is far beyond this.
+pub const MAX_DIST: u64 = 1024;
 /// Sources whose fragment counts are remembered; beyond it the counts restart (partial
 /// datagrams then look too far and restart too: the safe direction).
 const MAX_PEERS: usize = 4096;
@@ -384,8 +386,8 @@ mod tests {
         // Datagram 7, first half only (its second half was lost).
         let (k, off, more, d) = frag(7, 0, true, 0xaa);
         assert!(r.insert(now, Fragment { key: k, proto: 17, offset: off, more, data: &d }).unwrap().is_none());
-        // 100 whole datagrams from the same source go by (the ID counter moves on).
-        for id in 100..200 {
+        // 600 whole datagrams (1,200 fragments) from the same source go by.
+        for id in 100..700 {
             for (off, more) in [(0, true), (8, false)] {
                 let (k, off, more, d) = frag(id, off, more, 1);
                 let _ = r.insert(now, Fragment { key: k, proto: 17, offset: off, more, data: &d });
