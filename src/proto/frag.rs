@@ -178,12 +178,7 @@ impl Reassembler {
             self.discard(&key);
             return Err(FragDrop::BadGeometry);
         }
-        let src_seq = if v6 { 0 } else { self.count_from(key.src) };
-        if self.parts.get(&key).is_some_and(|p| !v6 && src_seq.wrapping_sub(p.src_seq) > MAX_DIST) {
-            // Too far from this datagram's last fragment: the ID was reused (wrapped).
-            self.discard(&key);
-            self.stats.too_far += 1;
-        }
+        let src_seq = self.check_distance(&key);
         if !self.parts.contains_key(&key) {
             if self.parts.len() >= self.max_datagrams {
                 self.evict_one();
@@ -271,14 +266,24 @@ impl Reassembler {
         Ok(None)
     }
 
-    /// One more IPv4 fragment from `src`: its running count.
-    fn count_from(&mut self, src: IpAddr) -> u64 {
-        if self.peers.len() >= MAX_PEERS && !self.peers.contains_key(&src) {
+    /// One more IPv4 fragment from the key's source: its running count. A partial datagram
+    /// whose last fragment is more than [`MAX_DIST`] fragments back is discarded first (its
+    /// ID was reused). IPv6 (32-bit IDs) is not checked: 0.
+    fn check_distance(&mut self, key: &FragKey) -> u64 {
+        if key.src.is_ipv6() {
+            return 0;
+        }
+        if self.peers.len() >= MAX_PEERS && !self.peers.contains_key(&key.src) {
             self.peers.clear();
         }
-        let n = self.peers.entry(src).or_insert(0);
+        let n = self.peers.entry(key.src).or_insert(0);
         *n += 1;
-        *n
+        let seq = *n;
+        if self.parts.get(key).is_some_and(|p| seq.wrapping_sub(p.src_seq) > MAX_DIST) {
+            self.discard(key);
+            self.stats.too_far += 1;
+        }
+        seq
     }
 
     fn discard(&mut self, key: &FragKey) {

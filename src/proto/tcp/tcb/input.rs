@@ -89,127 +89,191 @@ impl Tcb {
         }
     }
 
-    /// Segment processing for SYN-RECEIVED and the synchronized states (§3.10.7.4).
+    /// Segment processing for SYN-RECEIVED and the synchronized states (RFC 9293
+    /// §3.10.7.4), one helper per step of the RFC.
     fn on_segment(&mut self, now: Instant, ctx: &mut Ctx, r: &TcpRepr, payload: &[u8]) {
-        let f = r.flags;
         let seg_len = r.segment_len(payload.len()) as usize;
-
-        // A retransmitted SYN in SYN-RECEIVED: resend the SYN-ACK.
-        if self.state == State::SynReceived && f.syn && !f.ack && !f.rst && r.seq == self.irs {
-            self.syn_pending = true;
+        if self.syn_received_repeat(ctx, r) || self.paws_rejects(now, ctx, r, seg_len) {
             return;
+        }
+        // First: sequence number; second: RST.
+        let acceptable = self.acceptable(r, payload.len(), seg_len);
+        if r.flags.rst {
+            self.on_rst(now, ctx, r);
+            return;
+        }
+        if !acceptable {
+            self.on_unacceptable(now, ctx, r, payload, seg_len);
+            return;
+        }
+        self.last_recv = now;
+        self.keepalive_probes = 0;
+        self.keepalive_at = None;
+        // Fourth: SYN in a synchronized state -> challenge ACK (RFC 5961 §4.2).
+        if r.flags.syn {
+            self.challenge_ack(now, ctx.stats);
+            return;
+        }
+        let (s, data, fin) = self.trim_to_window(now, ctx, r, payload);
+        // Fifth: ACK.
+        if !self.check_ack(now, ctx, r, seg_len) {
+            return;
+        }
+        // Seventh: segment text.
+        if !data.is_empty() {
+            if self.state.can_recv_data() {
+                if self.orphaned {
+                    // Data for a closed socket: reset (Linux, RFC 2525 §2.17).
+                    self.queue_abort_rst();
+                    self.close_with(None);
+                    return;
+                }
+                self.process_text(now, ctx, s, data);
+            } else {
+                self.ack_now = true;
+            }
+        }
+        // Eighth: FIN.
+        if fin {
+            let fin_at = s.wrapping_add(data.len() as u32);
+            if fin_at == self.rcv_nxt {
+                self.process_fin(now);
+            } else if self.state.can_recv_data() {
+                self.ooo_fin = Some(fin_at);
+                self.ack_now = true;
+            }
+        }
+    }
+
+    /// SYN-RECEIVED special cases. Returns true when the segment was fully handled.
+    fn syn_received_repeat(&mut self, ctx: &mut Ctx, r: &TcpRepr) -> bool {
+        let f = r.flags;
+        if self.state != State::SynReceived || !f.syn || f.rst || r.seq != self.irs {
+            return false;
+        }
+        if !f.ack {
+            // A retransmitted SYN: resend the SYN-ACK.
+            self.syn_pending = true;
+            return true;
         }
         // Simultaneous open (RFC 9293 §3.5 figure 8): the peer's SYN-ACK repeats its SYN
         // (SEQ = IRS) and acknowledges ours. Its SYN is old, but its ACK completes the
         // handshake (as Linux, which accepts a segment ending at RCV.NXT).
-        if self.state == State::SynReceived && f.syn && f.ack && !f.rst && r.seq == self.irs {
-            if seq::gt(r.ack, self.snd_una) && seq::le(r.ack, self.snd_max) {
-                if self.establish_from_syn_received(ctx, r) {
-                    self.snd_una = r.ack;
-                    self.syn_acked = true;
-                    if seq::lt(self.snd_nxt, r.ack) {
-                        self.snd_nxt = r.ack;
-                    }
-                    self.retries = 0;
-                    self.ack_now = true;
+        if seq::gt(r.ack, self.snd_una) && seq::le(r.ack, self.snd_max) {
+            if self.establish_from_syn_received(ctx, r) {
+                self.snd_una = r.ack;
+                self.syn_acked = true;
+                if seq::lt(self.snd_nxt, r.ack) {
+                    self.snd_nxt = r.ack;
                 }
-            } else {
-                self.queue_rst_for_ack(r.ack);
+                self.retries = 0;
+                self.ack_now = true;
             }
-            return;
+        } else {
+            self.queue_rst_for_ack(r.ack);
         }
+        true
+    }
 
-        // RFC 7323 §5.3 PAWS (before the sequence check; never for RST).
-        if self.ts_ok && !f.rst {
-            if let (Some((tsval, _)), Some(at)) = (r.options.timestamps, self.ts_recent_at) {
-                let stale = now.saturating_duration_since(at) > PAWS_IDLE;
-                if !stale && seq::lt(tsval, self.ts_recent) {
-                    ctx.stats.paws_rejected += 1;
-                    ctx.stats.dropped += 1;
-                    // ACK and drop; for segments without data the ACK is rate limited.
-                    if seg_len == 0 {
-                        self.challenge_ack(now, ctx.stats);
-                    } else {
-                        self.ack_now = true;
-                    }
-                    return;
-                }
-            }
+    /// RFC 7323 §5.3 PAWS (before the sequence check; never for RST). Returns true when
+    /// the segment was rejected (ACKed and dropped).
+    fn paws_rejects(&mut self, now: Instant, ctx: &mut Ctx, r: &TcpRepr, seg_len: usize) -> bool {
+        if !self.ts_ok || r.flags.rst {
+            return false;
         }
+        let (Some((tsval, _)), Some(at)) = (r.options.timestamps, self.ts_recent_at) else { return false };
+        let stale = now.saturating_duration_since(at) > PAWS_IDLE;
+        if stale || !seq::lt(tsval, self.ts_recent) {
+            return false;
+        }
+        ctx.stats.paws_rejected += 1;
+        ctx.stats.dropped += 1;
+        // ACK and drop; for segments without data the ACK is rate limited.
+        if seg_len == 0 {
+            self.challenge_ack(now, ctx.stats);
+        } else {
+            self.ack_now = true;
+        }
+        true
+    }
 
-        // RFC 9293 §3.10.7.4 first: acceptability (four cases), with two deliberate
-        // deviations that follow Linux (tcp_sequence, tcp_data_queue):
-        // * a zero-length segment may sit exactly at RCV.NXT + RCV.WND (the RFC says
-        //   `< RCV.NXT+RCV.WND`): a peer that filled our window sends its pure ACKs there;
-        // * a bare FIN at RCV.NXT is accepted with a zero window (the RFC refuses any
-        //   segment of length > 0): it needs no buffer, and refusing it stalls the close.
+    /// RFC 9293 §3.10.7.4 first: acceptability (four cases), with two deliberate
+    /// deviations that follow Linux (tcp_sequence, tcp_data_queue):
+    /// * a zero-length segment may sit exactly at RCV.NXT + RCV.WND (the RFC says
+    ///   `< RCV.NXT+RCV.WND`): a peer that filled our window sends its pure ACKs there;
+    /// * a bare FIN at RCV.NXT is accepted with a zero window (the RFC refuses any
+    ///   segment of length > 0): it needs no buffer, and refusing it stalls the close.
+    fn acceptable(&self, r: &TcpRepr, payload_len: usize, seg_len: usize) -> bool {
         let wnd = self.rcv_wnd() as u32;
         let rcv_end = self.rcv_nxt.wrapping_add(wnd);
-        let bare_fin = f.fin && !f.syn && payload.is_empty();
-        let acceptable = match (seg_len, wnd) {
+        let bare_fin = r.flags.fin && !r.flags.syn && payload_len == 0;
+        match (seg_len, wnd) {
             (0, _) => seq::le(self.rcv_nxt, r.seq) && seq::le(r.seq, rcv_end),
             (_, 0) => bare_fin && r.seq == self.rcv_nxt,
             (n, _) => {
                 seq::in_range(r.seq, self.rcv_nxt, rcv_end)
                     || seq::in_range(r.seq.wrapping_add(n as u32 - 1), self.rcv_nxt, rcv_end)
             }
-        };
-
-        // Second: RST (RFC 5961 §3.2).
-        if f.rst {
-            if r.seq == self.rcv_nxt {
-                ctx.stats.rst_in += 1;
-                self.on_reset();
-            } else if seq::in_range(r.seq, self.rcv_nxt, self.rcv_nxt.wrapping_add(wnd.max(1))) {
-                self.challenge_ack(now, ctx.stats);
-            } else {
-                ctx.stats.dropped += 1;
-            }
-            return;
         }
+    }
 
-        if !acceptable {
-            ctx.stats.dropped += 1;
-            // M-66: with a zero window, still process a valid ACK at RCV.NXT.
-            if wnd == 0 && r.seq == self.rcv_nxt && f.ack && !f.syn && self.state != State::SynReceived {
-                self.last_recv = now;
-                // The segment's own length: data here is not a duplicate ACK (RFC 5681 §2).
-                self.process_ack(now, ctx, r, seg_len);
-                self.after_ack_transitions(now);
-            }
-            if self.state == State::TimeWait && f.fin {
-                // §3.10.7.4: a retransmitted FIN restarts the 2*MSL timer.
-                self.close_at = Some(now + self.msl * 2);
-            }
-            // RFC 2883 §4: data entirely below RCV.NXT was received twice: report it.
-            let data_end = r.seq.wrapping_add(payload.len() as u32);
-            if !payload.is_empty() && seq::le(data_end, self.rcv_nxt) {
-                self.report_duplicate(now, ctx.epoch, r.seq, data_end);
-            }
-            // <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>. For segments without data (old pure
-            // ACKs, SYNs) the answer is rate limited like a challenge ACK (as Linux's
-            // tcp_invalid_ratelimit): duplicated old ACKs must not turn into duplicate ACKs.
-            if seg_len == 0 || f.syn {
-                self.challenge_ack(now, ctx.stats);
-            } else {
-                self.ack_now = true;
-            }
-            return;
-        }
-        self.last_recv = now;
-        self.keepalive_probes = 0;
-        self.keepalive_at = None;
-
-        // Fourth: SYN in a synchronized state -> challenge ACK (RFC 5961 §4.2).
-        if f.syn {
+    /// Second: RST (RFC 5961 §3.2): exact reset, challenge ACK in the window, else drop.
+    fn on_rst(&mut self, now: Instant, ctx: &mut Ctx, r: &TcpRepr) {
+        let wnd = self.rcv_wnd() as u32;
+        if r.seq == self.rcv_nxt {
+            ctx.stats.rst_in += 1;
+            self.on_reset();
+        } else if seq::in_range(r.seq, self.rcv_nxt, self.rcv_nxt.wrapping_add(wnd.max(1))) {
             self.challenge_ack(now, ctx.stats);
-            return;
+        } else {
+            ctx.stats.dropped += 1;
         }
+    }
 
-        // Trim to the window: use only the new bytes (left edge) and what fits (right).
+    /// An unacceptable segment: `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>` and drop (with the
+    /// M-66 zero-window ACK processing and a D-SACK for old data).
+    fn on_unacceptable(&mut self, now: Instant, ctx: &mut Ctx, r: &TcpRepr, payload: &[u8], seg_len: usize) {
+        let f = r.flags;
+        ctx.stats.dropped += 1;
+        // M-66: with a zero window, still process a valid ACK at RCV.NXT.
+        if self.rcv_wnd() == 0 && r.seq == self.rcv_nxt && f.ack && !f.syn && self.state != State::SynReceived {
+            self.last_recv = now;
+            // The segment's own length: data here is not a duplicate ACK (RFC 5681 §2).
+            self.process_ack(now, ctx, r, seg_len);
+            self.after_ack_transitions(now);
+        }
+        if self.state == State::TimeWait && f.fin {
+            // §3.10.7.4: a retransmitted FIN restarts the 2*MSL timer.
+            self.close_at = Some(now + self.msl * 2);
+        }
+        // RFC 2883 §4: data entirely below RCV.NXT was received twice: report it.
+        let data_end = r.seq.wrapping_add(payload.len() as u32);
+        if !payload.is_empty() && seq::le(data_end, self.rcv_nxt) {
+            self.report_duplicate(now, ctx.epoch, r.seq, data_end);
+        }
+        // For segments without data (old pure ACKs, SYNs) the answer is rate limited like a
+        // challenge ACK (as Linux's tcp_invalid_ratelimit): duplicated old ACKs must not
+        // turn into duplicate ACKs.
+        if seg_len == 0 || f.syn {
+            self.challenge_ack(now, ctx.stats);
+        } else {
+            self.ack_now = true;
+        }
+    }
+
+    /// Trim an acceptable segment to the window: only the new bytes (left edge, the rest is
+    /// reported with a D-SACK) and what fits (right edge). Returns `(seq, data, fin)`.
+    fn trim_to_window<'p>(
+        &mut self,
+        now: Instant,
+        ctx: &mut Ctx,
+        r: &TcpRepr,
+        payload: &'p [u8],
+    ) -> (u32, &'p [u8], bool) {
+        let rcv_end = self.rcv_nxt.wrapping_add(self.rcv_wnd() as u32);
         let mut s = r.seq;
         let mut data = payload;
-        let mut fin = f.fin;
+        let mut fin = r.flags.fin;
         if seq::lt(s, self.rcv_nxt) {
             let skip = (self.rcv_nxt.wrapping_sub(s) as usize).min(data.len());
             if skip > 0 {
@@ -227,24 +291,27 @@ impl Tcb {
             data = &data[..room];
             fin = false;
         }
+        (s, data, fin)
+    }
 
-        // Fifth: ACK.
-        if !f.ack {
+    /// Fifth: the ACK field (SYN-RECEIVED completion, RFC 5961 checks, recovery), then
+    /// TS.Recent and the FIN-acknowledged transitions. Returns false to stop processing.
+    fn check_ack(&mut self, now: Instant, ctx: &mut Ctx, r: &TcpRepr, seg_len: usize) -> bool {
+        if !r.flags.ack {
             ctx.stats.dropped += 1;
-            return;
+            return false;
         }
         if self.state == State::SynReceived {
-            if seq::gt(r.ack, self.snd_una) && seq::le(r.ack, self.snd_max) {
-                if !self.establish_from_syn_received(ctx, r) {
-                    return;
-                }
-            } else {
+            if !(seq::gt(r.ack, self.snd_una) && seq::le(r.ack, self.snd_max)) {
                 self.queue_rst_for_ack(r.ack);
-                return;
+                return false;
+            }
+            if !self.establish_from_syn_received(ctx, r) {
+                return false;
             }
         }
         if !self.process_ack(now, ctx, r, seg_len) {
-            return;
+            return false;
         }
         // Something worked: forget the soft ICMP error (Linux clears sk_err_soft in tcp_ack).
         self.soft_error = None;
@@ -257,35 +324,7 @@ impl Tcb {
                 self.ts_recent_at = Some(now);
             }
         }
-        if self.after_ack_transitions(now) {
-            return;
-        }
-
-        // Seventh: segment text.
-        if !data.is_empty() {
-            if self.state.can_recv_data() {
-                if self.orphaned {
-                    // Data for a closed socket: reset (Linux, RFC 2525 §2.17).
-                    self.queue_abort_rst();
-                    self.close_with(None);
-                    return;
-                }
-                self.process_text(now, ctx, s, data);
-            } else {
-                self.ack_now = true;
-            }
-        }
-
-        // Eighth: FIN.
-        if fin {
-            let fin_at = s.wrapping_add(data.len() as u32);
-            if fin_at == self.rcv_nxt {
-                self.process_fin(now);
-            } else if self.state.can_recv_data() {
-                self.ooo_fin = Some(fin_at);
-                self.ack_now = true;
-            }
-        }
+        !self.after_ack_transitions(now)
     }
 
     /// SYN-RECEIVED -> ESTABLISHED (or FIN-WAIT-1 if the application already shut down

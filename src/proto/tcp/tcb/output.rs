@@ -184,25 +184,7 @@ impl Tcb {
             State::Closed | State::Listen => return,
             State::SynSent | State::SynReceived => {
                 if self.syn_pending || (self.state == State::SynReceived && self.ack_now) {
-                    self.syn_pending = false;
-                    let ack = self.state == State::SynReceived;
-                    let flags = TcpFlags { syn: true, ack, ..Default::default() };
-                    let opts = self.options(now, ctx.epoch, true);
-                    let repr = self.make_repr(self.iss, flags, opts);
-                    emit(&repr, &[]);
-                    ctx.stats.segments_out += 1;
-                    if self.snd_max == self.iss {
-                        self.snd_nxt = self.iss.wrapping_add(1);
-                        self.snd_max = self.snd_nxt;
-                        if !self.ts_ok {
-                            self.rtt_timing = Some((self.snd_nxt, now));
-                        }
-                    } else {
-                        ctx.stats.retransmits += 1;
-                    }
-                    if self.rto_at.is_none() {
-                        self.rto_at = Some(now + self.rtt.rto());
-                    }
+                    self.send_syn(now, ctx, emit);
                 }
                 self.update_timers(now);
                 return;
@@ -222,29 +204,9 @@ impl Tcb {
                 self.tlp_fire = false;
                 sent |= self.send_probe(now, ctx, opts, max_payload, emit);
             }
-            // 3. Zero-window probe (M-35/M-36): one byte (or the FIN) beyond the window.
-            // SND.MAX is not advanced past the window (pure ACKs carry SEQ=SND.MAX);
-            // `probe_end` lets the peer acknowledge the probe.
+            // 3. Zero-window probe (M-35/M-36).
             if self.force_send && self.snd_wnd == 0 && self.snd_nxt == self.snd_una {
-                self.force_send = false;
-                let unsent = seq::dist(self.snd_una, self.data_end());
-                let s = self.snd_una;
-                let old_max = self.snd_max;
-                if unsent > 0 {
-                    self.send_segment(now, ctx, opts, s, 1, false, emit);
-                    sent = true;
-                } else if self.fin_queued && self.state.can_send_data() {
-                    self.send_segment(now, ctx, opts, s, 0, true, emit);
-                    sent = true;
-                }
-                if seq::gt(self.snd_max, old_max) {
-                    self.probe_end = Some(self.snd_max);
-                    self.snd_max = old_max;
-                    self.rtx.truncate(old_max);
-                }
-                // The probe is not "in flight" for the RTO; the persist timer covers it.
-                self.rto_at = None;
-                self.update_timers(now);
+                sent |= self.send_zero_window_probe(now, ctx, opts, emit);
             }
             // 4. New data from SND.NXT.
             if self.state.can_send_data() {
@@ -274,6 +236,56 @@ impl Tcb {
             ctx.stats.segments_out += 1;
         }
         self.update_timers(now);
+    }
+
+    /// Our SYN (SYN-SENT) or SYN-ACK (SYN-RECEIVED), first or again.
+    fn send_syn(&mut self, now: Instant, ctx: &mut Ctx, emit: &mut Emit) {
+        self.syn_pending = false;
+        let ack = self.state == State::SynReceived;
+        let flags = TcpFlags { syn: true, ack, ..Default::default() };
+        let opts = self.options(now, ctx.epoch, true);
+        let repr = self.make_repr(self.iss, flags, opts);
+        emit(&repr, &[]);
+        ctx.stats.segments_out += 1;
+        if self.snd_max == self.iss {
+            self.snd_nxt = self.iss.wrapping_add(1);
+            self.snd_max = self.snd_nxt;
+            if !self.ts_ok {
+                self.rtt_timing = Some((self.snd_nxt, now));
+            }
+        } else {
+            ctx.stats.retransmits += 1;
+        }
+        if self.rto_at.is_none() {
+            self.rto_at = Some(now + self.rtt.rto());
+        }
+    }
+
+    /// One byte (or the FIN) beyond a zero window (RFC 9293 §3.8.6.1). SND.MAX is not
+    /// advanced past the window (pure ACKs carry SEQ=SND.MAX) and the probe is not kept in
+    /// the retransmission queue; `probe_end` lets the peer acknowledge it.
+    fn send_zero_window_probe(&mut self, now: Instant, ctx: &mut Ctx, opts: TcpOptions, emit: &mut Emit) -> bool {
+        self.force_send = false;
+        let unsent = seq::dist(self.snd_una, self.data_end());
+        let s = self.snd_una;
+        let old_max = self.snd_max;
+        let mut sent = false;
+        if unsent > 0 {
+            self.send_segment(now, ctx, opts, s, 1, false, emit);
+            sent = true;
+        } else if self.fin_queued && self.state.can_send_data() {
+            self.send_segment(now, ctx, opts, s, 0, true, emit);
+            sent = true;
+        }
+        if seq::gt(self.snd_max, old_max) {
+            self.probe_end = Some(self.snd_max);
+            self.snd_max = old_max;
+            self.rtx.truncate(old_max);
+        }
+        // The probe is not "in flight" for the RTO; the persist timer covers it.
+        self.rto_at = None;
+        self.update_timers(now);
+        sent
     }
 
     /// Retransmit records marked lost, oldest first, while `pipe < cwnd`.
