@@ -301,3 +301,29 @@ fn many_connections_and_clean_close() {
         thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A stack that stops resets what is still open, so the peer does not wait for a host that
+/// is gone; a connection the app closed first gets its data and FIN through (the linger).
+#[test]
+fn stopping_a_stack_resets_open_connections_and_delivers_closed_ones() {
+    let (a, b) = stack_pair(FaultConfig::default(), FaultConfig::default());
+    let l = TcpListener::bind(&b, "10.0.0.1:7002").unwrap();
+    let open = TcpStream::connect(&a, "10.0.0.1:7002").unwrap();
+    let (peer_open, _) = l.accept().unwrap();
+    let closed = TcpStream::connect(&a, "10.0.0.1:7002").unwrap();
+    let (mut peer_closed, _) = l.accept().unwrap();
+    (&closed).write_all(b"hello").unwrap();
+    drop(closed);
+    let started = Instant::now();
+    a.shutdown();
+    assert!(started.elapsed() < Duration::from_secs(3), "bounded linger");
+    let mut got = Vec::new();
+    peer_closed.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    peer_closed.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"hello", "data and FIN delivered before the stack stopped");
+    peer_open.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 8];
+    let e = (&peer_open).read(&mut buf).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ConnectionReset, "the open connection was reset");
+    drop(open);
+}

@@ -201,6 +201,8 @@ impl Stack {
             return;
         }
         self.linger();
+        // Whatever is still open is reset (sent with the engine's last flush).
+        let _ = self.handle.tcp.send_timeout(tcp::TcpMsg::AbortAll, std::time::Duration::from_millis(200));
         (self.stop_dev)();
         let _ = self.handle.ip.send(ip::IpMsg::Shutdown);
         let _ = self.handle.tcp.send(tcp::TcpMsg::Shutdown);

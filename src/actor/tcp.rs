@@ -67,6 +67,9 @@ pub enum TcpMsg {
     App(ConnId, AppCommand),
     /// Reply with the number of connections whose FIN is not yet acknowledged.
     Closing(Sender<usize>),
+    /// The stack is stopping: reset every connection still open (RFC 9293 §3.10.5 abort),
+    /// so no peer waits for a host that is gone.
+    AbortAll,
     Shutdown,
 }
 
@@ -119,6 +122,11 @@ pub fn run(
         let mut n = 0;
         while let Some(m) = next.take() {
             if !e.handle(now, m, &pool) {
+                // Last words (the RSTs of `AbortAll`) go out before the engine stops.
+                e.transmit(now, &pool, &mut out);
+                if !out.is_empty() {
+                    let _ = devtx.send(std::mem::take(&mut out));
+                }
                 return;
             }
             n += 1;
@@ -197,6 +205,7 @@ impl Engine {
             TcpMsg::Closing(reply) => {
                 let _ = reply.try_send(self.ep.closing_count());
             }
+            TcpMsg::AbortAll => self.ep.abort_all(now),
             TcpMsg::Shutdown => return false,
         }
         true

@@ -418,6 +418,21 @@ impl Endpoint {
         self.conns.values().filter(|t| matches!(t.state, State::FinWait1 | State::Closing | State::LastAck)).count()
     }
 
+    /// Abort every connection the application still holds open: an RST for each
+    /// synchronized one (RFC 9293 §3.10.5), then `Closed`. For a host that stops. Those the
+    /// application closed are left to finish as orphans do (their FIN went out first).
+    pub fn abort_all(&mut self, now: Instant) {
+        let ids: Vec<ConnId> = self
+            .conns
+            .values()
+            .filter(|t| !t.is_orphaned() && !matches!(t.state, State::TimeWait | State::Closed))
+            .map(|t| t.id)
+            .collect();
+        for id in ids {
+            self.with_tcb(now, id, true, |t, now, ctx| t.handle_app(now, ctx, AppCommand::Abort));
+        }
+    }
+
     /// Live TCBs, TIME-WAIT included.
     pub fn conn_count(&self) -> usize {
         self.conns.len()

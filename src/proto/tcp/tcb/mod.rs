@@ -580,6 +580,11 @@ impl Tcb {
         }
     }
 
+    /// The application closed its handle (Close): the connection finishes on its own.
+    pub(crate) fn is_orphaned(&self) -> bool {
+        self.orphaned
+    }
+
     /// End the connection now (Closed event), e.g. TIME-WAIT ended by a new SYN.
     pub(crate) fn force_close(&mut self) {
         self.close_with(None);
