@@ -4,7 +4,7 @@
 //! Peers: `python3 scripts/chargen_server.py` or `python3 -m http.server 3000`.
 
 use clap::Parser;
-use netstack::bulk::{maybe_wait_for_enter, Meter};
+use netstack::bulk::{fail, maybe_wait_for_enter, Meter};
 use netstack::cli::CommonArgs;
 use netstack::TcpStream;
 use std::io::{Read, Write};
@@ -56,6 +56,12 @@ fn main() {
         std::process::exit(1);
     }
     let mut m = Meter::new();
+    netstack::bulk::exit_on_interrupt(stack.handle(), &m);
+    // No byte for this long ends the transfer with an error (every wait is bounded).
+    if let Err(e) = s.set_read_timeout(Some(Duration::from_secs(60))) {
+        eprintln!("error: set_read_timeout: {e}");
+        std::process::exit(1);
+    }
     let mut buf = vec![0u8; 256 * 1024];
     let limit = cli.bytes.unwrap_or(u64::MAX);
     while m.bytes < limit {
@@ -72,8 +78,7 @@ fn main() {
                 }
             }
             Err(e) => {
-                eprintln!("\nerror: after {} bytes: {e}", m.bytes);
-                std::process::exit(1);
+                fail(&format!("after {} bytes", m.bytes), e);
             }
         }
     }

@@ -5,7 +5,7 @@
 //! Peer: `python3 scripts/sink_server.py 3000`, which prints the same hash.
 
 use clap::Parser;
-use netstack::bulk::{fill_pattern, maybe_wait_for_enter, Meter};
+use netstack::bulk::{fail, fill_pattern, maybe_wait_for_enter, Meter};
 use netstack::cli::CommonArgs;
 use netstack::TcpStream;
 use std::io::{Read, Write};
@@ -31,10 +31,8 @@ struct Cli {
     no_wait: bool,
 }
 
-fn fail(what: &str, e: std::io::Error) -> ! {
-    eprintln!("\nerror: {what}: {e}");
-    std::process::exit(1)
-}
+/// How long the bin waits for the peer to close after the upload.
+const CLOSE_WAIT: Duration = Duration::from_secs(30);
 
 fn main() {
     let cli = Cli::parse();
@@ -46,6 +44,7 @@ fn main() {
     let mut s = TcpStream::connect_timeout(&stack, &peer, Duration::from_secs(30))
         .unwrap_or_else(|e| fail(&format!("connect to {peer}"), e));
     let mut m = Meter::new();
+    netstack::bulk::exit_on_interrupt(stack.handle(), &m);
     let mut buf = vec![0u8; 256 * 1024];
     loop {
         let n = match input.as_mut() {
@@ -63,7 +62,8 @@ fn main() {
         m.add(&buf[..n]);
     }
     s.shutdown(Shutdown::Write).unwrap_or_else(|e| fail("shutdown", e));
-    // Wait for the peer to close its side (it has then read everything).
+    // Wait for the peer to close its side (it has then read everything), bounded.
+    s.set_read_timeout(Some(CLOSE_WAIT)).unwrap_or_else(|e| fail("set_read_timeout", e));
     loop {
         match s.read(&mut buf) {
             Ok(0) => break,

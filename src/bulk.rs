@@ -3,6 +3,8 @@
 
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, IsTerminal};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Byte `i` of the fixed upload pattern (the chargen alphabet, so captures are readable).
@@ -34,6 +36,8 @@ pub struct Meter {
     hash: Sha256,
     start: Instant,
     last: Instant,
+    /// `bytes`, readable from a signal handler.
+    shared: Arc<AtomicU64>,
 }
 
 impl Default for Meter {
@@ -45,11 +49,12 @@ impl Default for Meter {
 impl Meter {
     pub fn new() -> Meter {
         let now = Instant::now();
-        Meter { bytes: 0, hash: Sha256::new(), start: now, last: now }
+        Meter { bytes: 0, hash: Sha256::new(), start: now, last: now, shared: Arc::default() }
     }
 
     pub fn add(&mut self, data: &[u8]) {
         self.bytes += data.len() as u64;
+        self.shared.store(self.bytes, Ordering::Relaxed);
         self.hash.update(data);
         if self.last.elapsed() >= Duration::from_secs(1) {
             self.last = Instant::now();
@@ -70,6 +75,42 @@ impl Meter {
             hex
         )
     }
+}
+
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// True once Ctrl-C or SIGTERM arrived: an error the transfer then sees is the interrupt's
+/// doing, and the handler is about to report and exit.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Report an error and exit 1 — unless an interrupt caused it: then wait for the interrupt
+/// handler, which reports and exits 130.
+pub fn fail(what: &str, e: std::io::Error) -> ! {
+    if interrupted() {
+        loop {
+            std::thread::park();
+        }
+    }
+    eprintln!("\nerror: {what}: {e}");
+    std::process::exit(1)
+}
+
+/// On Ctrl-C or SIGTERM during a transfer: reset the connections (so the peer does not wait
+/// for a program that is gone), print what was moved, and exit with status 130.
+pub fn exit_on_interrupt(stack: crate::StackHandle, meter: &Meter) {
+    let moved = meter.shared.clone();
+    let start = meter.start;
+    let _ = ctrlc::set_handler(move || {
+        INTERRUPTED.store(true, Ordering::SeqCst);
+        stack.abort_all();
+        let n = moved.load(Ordering::Relaxed);
+        let s = start.elapsed().as_secs_f64();
+        eprintln!();
+        println!("interrupted: bytes={n} seconds={s:.3} gbit_per_s={:.3}", n as f64 * 8.0 / s.max(1e-9) / 1e9);
+        std::process::exit(130);
+    });
 }
 
 /// One line of the TCP counters that show how recovery went (stderr, after the summary).

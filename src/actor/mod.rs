@@ -85,6 +85,21 @@ impl StackHandle {
         &self.cfg
     }
 
+    /// Reset every connection the application holds open and wait (bounded) until the
+    /// engine has handed the RSTs to the device: for a program about to exit abruptly
+    /// (Ctrl-C), so its peers do not wait for it.
+    pub fn abort_all(&self) {
+        let t = std::time::Duration::from_millis(300);
+        if self.tcp.send_timeout(tcp::TcpMsg::AbortAll, t).is_err() {
+            return;
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if self.tcp.send_timeout(tcp::TcpMsg::Closing(tx), t).is_ok() && rx.recv_timeout(t).is_ok() {
+            // The engine flushed its batch to dev-tx; give dev-tx a moment to write it.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// TCP counters as of the engine's last flush.
     pub fn tcp_stats(&self) -> crate::proto::tcp::TcpStats {
         *self.stats.tcp.lock()
