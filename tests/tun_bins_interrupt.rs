@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 fn upload_interrupted_resets_the_peer_and_reports() {
     in_netns("upload_interrupted_resets_the_peer_and_reports", || {
         let l = std::net::TcpListener::bind("0.0.0.0:3000").expect("kernel listener");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tcp_bulk_upload"))
+        let child = Command::new(env!("CARGO_BIN_EXE_tcp_bulk_upload"))
             .args(["--no-wait", "--log", "warn", "--bytes", "100000000000", "--host-addr", "10.0.0.1/24"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
