@@ -81,7 +81,12 @@ impl State {
             SocketEvent::SendCredit(n) => self.credit += n,
             SocketEvent::Eof => self.eof = true,
             SocketEvent::Error(k) => {
-                self.error = Some(k);
+                // The engine's non-fatal errors (a write that raced `shutdown(Write)`, a write
+                // beyond the credit) are reported once through `take_error`; they must not
+                // poison later reads of a healthy connection.
+                if !matches!(k, io::ErrorKind::BrokenPipe | io::ErrorKind::WouldBlock) {
+                    self.error = Some(k);
+                }
                 self.pending_error = Some(k);
             }
             SocketEvent::Closed => self.closed = true,
@@ -509,5 +514,27 @@ impl Iterator for Incoming<'_> {
 impl std::fmt::Debug for TcpListener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TcpListener").field("local", &self.local).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 7: an event the engine marks non-fatal (BrokenPipe for a write that raced
+    /// `shutdown(Write)`, WouldBlock for a write beyond the credit) does not end the
+    /// connection for reads; a fatal one does.
+    #[test]
+    fn non_fatal_errors_stay_non_fatal() {
+        let mut st = State::default();
+        st.apply(SocketEvent::Error(io::ErrorKind::BrokenPipe));
+        st.apply(SocketEvent::Data(b"still here".to_vec()));
+        assert_eq!(st.error, None);
+        assert_eq!(st.pending_error, Some(io::ErrorKind::BrokenPipe));
+        assert_eq!(st.rx.front().map(|d| d.as_slice()), Some(&b"still here"[..]));
+        st.apply(SocketEvent::Error(io::ErrorKind::WouldBlock));
+        assert_eq!(st.error, None);
+        st.apply(SocketEvent::Error(io::ErrorKind::ConnectionReset));
+        assert_eq!(st.error, Some(io::ErrorKind::ConnectionReset));
     }
 }
