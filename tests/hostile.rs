@@ -147,7 +147,7 @@ fn hundred_thousand_hostile_packets() {
     cfg.ip.reassembly_bytes = 256 * 1024;
     let bound = cfg.ip.reassembly_bytes as u64;
     let stack = Stack::new(Box::new(da), cfg, netstack::log::discard()).unwrap();
-    let (mut rx, mut tx): (Box<dyn DevRx>, Box<dyn DevTx>) = Box::new(db).split();
+    let (mut rx, mut tx): (Box<dyn DevRx>, Box<dyn DevTx>) = Box::new(db).split().expect("split the pair");
     let pool = Pool::default();
     // Drain whatever the stack answers, on a thread, counting echo replies.
     let stop = rx.stop_handle();

@@ -327,3 +327,21 @@ fn stopping_a_stack_resets_open_connections_and_delivers_closed_ones() {
     assert_eq!(e.kind(), ErrorKind::ConnectionReset, "the open connection was reset");
     drop(open);
 }
+
+/// A device that cannot be split makes `Stack::new` fail with its error (it used to panic).
+#[test]
+fn unsplittable_device_is_an_error_not_a_panic() {
+    use netstack::device::{DevRx, DevTx, Device};
+    struct Unsplittable;
+    impl Device for Unsplittable {
+        fn mtu(&self) -> usize {
+            1500
+        }
+        fn split(self: Box<Self>) -> std::io::Result<(Box<dyn DevRx>, Box<dyn DevTx>)> {
+            Err(std::io::Error::other("no poller for this fd"))
+        }
+    }
+    let r = Stack::new(Box::new(Unsplittable), StackConfig::default(), netstack::log::discard());
+    let e = r.err().expect("an error, not a stack");
+    assert!(e.to_string().contains("no poller"), "{e}");
+}

@@ -142,7 +142,7 @@ impl Stack {
         cfg.tcp.mtu = dev.mtu();
         let cfg = Arc::new(cfg);
         let pool = Pool::default();
-        let (rx_dev, tx_dev) = dev.split();
+        let (rx_dev, tx_dev) = dev.split()?;
         let stop_dev = rx_dev.stop_handle();
         let (ip_tx, ip_rx) = bounded::<ip::IpMsg>(INBOX_DEPTH);
         let (tcp_tx, tcp_rx) = bounded::<tcp::TcpMsg>(INBOX_DEPTH);

@@ -488,9 +488,9 @@ impl Device for FaultDevice {
         self.inner.tx_trailer()
     }
 
-    fn split(self: Box<Self>) -> (Box<dyn DevRx>, Box<dyn DevTx>) {
+    fn split(self: Box<Self>) -> io::Result<(Box<dyn DevRx>, Box<dyn DevTx>)> {
         let report = Arc::new(Report { counters: self.counters.clone(), log: self.log.clone() });
-        let (rx, tx) = self.inner.split();
+        let (rx, tx) = self.inner.split()?;
         let rx: Box<dyn DevRx> = match self.rx {
             Some(spec) => Box::new(FaultRx::new(rx, spec, self.counters.rx.clone(), report.clone(), self.log.clone())),
             None => rx,
@@ -507,7 +507,7 @@ impl Device for FaultDevice {
             }),
             None => tx,
         };
-        (rx, tx)
+        Ok((rx, tx))
     }
 }
 

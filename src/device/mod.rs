@@ -51,5 +51,7 @@ pub trait Device: Send {
     fn tx_trailer(&self) -> bool {
         false
     }
-    fn split(self: Box<Self>) -> (Box<dyn DevRx>, Box<dyn DevTx>);
+    /// The receive and transmit halves; an error (e.g. no poller for the fd) instead of a
+    /// panic when the device cannot be split.
+    fn split(self: Box<Self>) -> io::Result<(Box<dyn DevRx>, Box<dyn DevTx>)>;
 }

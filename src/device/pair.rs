@@ -81,7 +81,7 @@ impl Device for PairDevice {
         self.mtu
     }
 
-    fn split(self: Box<Self>) -> (Box<dyn DevRx>, Box<dyn DevTx>) {
+    fn split(self: Box<Self>) -> io::Result<(Box<dyn DevRx>, Box<dyn DevTx>)> {
         let (stop_tx, stop_rx) = bounded(1);
         let (spec, stats) = (self.fault.spec(), self.rx_stats.faults.clone());
         let rx = PairRx {
@@ -91,7 +91,7 @@ impl Device for PairDevice {
             stop_rx,
         };
         let tx = PairTx { tx: self.tx, stats: self.tx_stats };
-        (Box::new(rx), Box::new(tx))
+        Ok((Box::new(rx), Box::new(tx)))
     }
 }
 

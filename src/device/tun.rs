@@ -181,11 +181,11 @@ impl Device for TunDevice {
         self.offload
     }
 
-    fn split(self: Box<Self>) -> (Box<dyn DevRx>, Box<dyn DevTx>) {
-        let poll = Poll::new().expect("mio poll");
+    fn split(self: Box<Self>) -> io::Result<(Box<dyn DevRx>, Box<dyn DevTx>)> {
+        let poll = Poll::new()?;
         let fd = self.handle.fd();
-        poll.registry().register(&mut SourceFd(&fd), TUN_TOKEN, Interest::READABLE).expect("register tun fd");
-        let waker = Arc::new(Waker::new(poll.registry(), WAKE_TOKEN).expect("mio waker"));
+        poll.registry().register(&mut SourceFd(&fd), TUN_TOKEN, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKE_TOKEN)?);
         let rx = TunRx {
             handle: self.handle.clone(),
             poll,
@@ -195,7 +195,7 @@ impl Device for TunDevice {
             read_len: self.mtu.max(1280) + 64,
         };
         let tx = TunTx { handle: self.handle };
-        (Box::new(rx), Box::new(tx))
+        Ok((Box::new(rx), Box::new(tx)))
     }
 }
 

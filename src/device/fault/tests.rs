@@ -249,7 +249,7 @@ impl Device for Trailered {
     fn tx_trailer(&self) -> bool {
         true
     }
-    fn split(self: Box<Self>) -> (Box<dyn DevRx>, Box<dyn DevTx>) {
+    fn split(self: Box<Self>) -> std::io::Result<(Box<dyn DevRx>, Box<dyn DevTx>)> {
         Box::new(self.0).split()
     }
 }
@@ -278,8 +278,8 @@ fn wrapper_faults_both_directions_of_a_pair() {
     let s = FaultSpec { seed: 5, drop: 0.25, delay: Duration::from_millis(5), ..FaultSpec::default() };
     let dev = FaultDevice::new(Box::new(a), Some(s), Some(FaultSpec { seed: 6, ..s }), log).unwrap();
     let counters = dev.counters();
-    let (mut a_rx, mut a_tx) = Box::new(dev).split();
-    let (mut b_rx, mut b_tx) = Box::new(b).split();
+    let (mut a_rx, mut a_tx) = Box::new(dev).split().unwrap();
+    let (mut b_rx, mut b_tx) = Box::new(b).split().unwrap();
     let pool = Pool::default();
     let n = 400;
     // A → B through the wrapper's tx line, then B → A through its rx line.
