@@ -12,7 +12,9 @@
 //!   `RCV.NXT + recv_buf - unconsumed`, so undelivered plus unconsumed bytes fit the buffer.
 //! * The retransmission timer runs iff `SND.NXT != SND.UNA` (something in flight); the
 //!   persist timer runs iff data or a FIN is waiting while nothing is in flight (zero window
-//!   probing, M-35/M-36, and the sender SWS override timer, M-38).
+//!   probing, M-35/M-36, and the sender SWS override timer, M-38). The RACK reordering
+//!   timer and the tail-loss probe timer run only while something is in flight; a probe due
+//!   with the retransmission timer goes first and restarts it (`tcb/recovery.rs`).
 //! * Events for the application are queued in `events`; `Closed` is the last one and is only
 //!   produced for connections the application knows (`announced`).
 
