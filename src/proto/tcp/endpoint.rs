@@ -401,9 +401,18 @@ impl Endpoint {
         }
     }
 
-    /// The next event for the engine / sockets.
+    /// The next event for the engine / sockets. A `Data` chunk leaves with its memory
+    /// trimmed to what it holds when it is less than half full: chunks are allocated with
+    /// room for coalescing (`tcb::DATA_CHUNK`), and a socket that does not read would
+    /// otherwise keep 64 KiB per tiny segment.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let mut ev = self.events.pop_front()?;
+        if let Event::Conn(_, SocketEvent::Data(d)) = &mut ev {
+            if d.capacity() > 2 * d.len() {
+                d.shrink_to_fit();
+            }
+        }
+        Some(ev)
     }
 
     /// Deadline changes since the last call: `(conn, earliest deadline or None)`. When a

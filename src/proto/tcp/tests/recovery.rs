@@ -379,3 +379,22 @@ fn closing_count_tracks_unacknowledged_fins() {
     assert_eq!(h.state(), Some(State::FinWait2));
     assert_eq!(h.ep.closing_count(), 0);
 }
+
+/// Issue 7 (memory): one-byte segments arriving one per batch, into a socket that does not
+/// read, must not each pin a 64 KiB chunk.
+#[test]
+fn tiny_segments_do_not_pin_whole_chunks() {
+    let (mut h, _) = active(sack_cfg(), sack_opts());
+    let mut held = 0;
+    for _ in 0..100 {
+        h.send("A", &[7]);
+        h.out();
+        for e in h.conn_evs() {
+            if let SocketEvent::Data(d) = e {
+                assert_eq!(d.len(), 1);
+                held += d.capacity();
+            }
+        }
+    }
+    assert!(held <= 100 * 8, "{held} bytes of chunk capacity for 100 bytes of payload");
+}
