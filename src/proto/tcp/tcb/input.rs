@@ -66,9 +66,6 @@ impl Tcb {
             self.soft_error = None; // the peer answered: a soft error is stale
             self.snd_una = r.ack;
             self.syn_acked = true;
-            if seq::lt(self.snd_nxt, self.snd_una) {
-                self.snd_nxt = self.snd_una;
-            }
             self.retries = 0;
             self.state = if self.fin_queued { State::FinWait1 } else { State::Established };
             self.push_event(SocketEvent::Connected { local: self.local, remote: self.remote });
@@ -163,9 +160,6 @@ impl Tcb {
             if self.establish_from_syn_received(ctx, r) {
                 self.snd_una = r.ack;
                 self.syn_acked = true;
-                if seq::lt(self.snd_nxt, r.ack) {
-                    self.snd_nxt = r.ack;
-                }
                 self.retries = 0;
                 self.ack_now = true;
             }
@@ -496,9 +490,6 @@ impl Tcb {
             self.dupacks = 0;
         }
         self.snd_una = ack;
-        if seq::lt(self.snd_nxt, ack) {
-            self.snd_nxt = ack;
-        }
         if seq::lt(self.snd_max, ack) {
             self.snd_max = ack; // an accepted zero-window probe
         }

@@ -1,16 +1,16 @@
 //! One connection: the RFC 9293 state machine with its send and receive sides.
 //!
 //! Sequence-space invariants (all comparisons modulo 2^32, see [`seq`]):
-//! * `ISS <= SND.UNA <= SND.NXT <= SND.MAX`. `SND.MAX` is the highest sequence number ever
-//!   sent; `SND.NXT` equals it except while a zero-window probe byte is out. Retransmission
-//!   never rewinds SND.NXT: it resends the records of the retransmission queue marked lost
-//!   (by RACK, duplicate ACKs, a timeout or a PMTU drop).
+//! * `ISS <= SND.UNA <= SND.MAX`. `SND.MAX` is the highest sequence number ever sent and
+//!   is RFC 9293's SND.NXT too: retransmission never rewinds it, it resends the records of
+//!   the retransmission queue marked lost (by RACK, duplicate ACKs, a timeout or a PMTU
+//!   drop). A zero-window probe byte lies beyond it (`probe_end`).
 //! * Byte 0 of the send buffer is sequence number `SND.UNA` (or `ISS+1` while the SYN is
 //!   unacknowledged); the FIN, once queued, sits right after the last buffered byte.
 //! * `RCV.NXT <= RCV.ADV`: `RCV.ADV` is the right edge of the window we advertised and it
 //!   never moves left (we never shrink the window, RFC 9293 §3.8.6.2.2); it never exceeds
 //!   `RCV.NXT + recv_buf - unconsumed`, so undelivered plus unconsumed bytes fit the buffer.
-//! * The retransmission timer runs iff `SND.NXT != SND.UNA` (something in flight); the
+//! * The retransmission timer runs iff `SND.MAX != SND.UNA` (something in flight); the
 //!   persist timer runs iff data or a FIN is waiting while nothing is in flight (zero window
 //!   probing, M-35/M-36, and the sender SWS override timer, M-38). The RACK reordering
 //!   timer and the tail-loss probe timer run only while something is in flight; a probe due
@@ -139,7 +139,6 @@ pub struct Tcb {
     /// Our SYN has been acknowledged (byte 0 of the send buffer is then SND.UNA).
     syn_acked: bool,
     snd_una: u32,
-    snd_nxt: u32,
     snd_max: u32,
     /// Peer window in bytes (already scaled).
     snd_wnd: usize,
@@ -339,7 +338,6 @@ impl Tcb {
             iss,
             syn_acked: false,
             snd_una: iss,
-            snd_nxt: iss,
             snd_max: iss,
             snd_wnd: 0,
             snd_wl1: 0,
@@ -671,7 +669,7 @@ impl Tcb {
             return;
         }
         // Retransmission timer: runs iff something is in flight (RFC 6298 §5.1, §5.2).
-        if self.snd_nxt != self.snd_una {
+        if self.snd_max != self.snd_una {
             if self.rto_at.is_none() {
                 self.rto_at = Some(now + self.rtt.rto());
             }
@@ -682,9 +680,9 @@ impl Tcb {
         self.arm_pto(now);
         // Persist / SWS override timer.
         let synced = self.state.can_send_data();
-        let unsent = seq::dist(self.snd_nxt, self.data_end()) > 0;
-        let fin_unsent = self.fin_queued && self.fin_seq.is_none_or(|f| seq::le(self.snd_nxt, f));
-        if synced && (unsent || fin_unsent) && self.snd_nxt == self.snd_una {
+        let unsent = seq::dist(self.snd_max, self.data_end()) > 0;
+        let fin_unsent = self.fin_queued && self.fin_seq.is_none_or(|f| seq::le(self.snd_max, f));
+        if synced && (unsent || fin_unsent) && self.snd_max == self.snd_una {
             if self.persist_at.is_none() {
                 let mut d = self.rtt.rto();
                 for _ in 0..self.persist_backoff.min(16) {

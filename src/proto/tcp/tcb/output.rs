@@ -205,10 +205,10 @@ impl Tcb {
                 sent |= self.send_probe(now, ctx, opts, max_payload, emit);
             }
             // 3. Zero-window probe (M-35/M-36).
-            if self.force_send && self.snd_wnd == 0 && self.snd_nxt == self.snd_una {
+            if self.force_send && self.snd_wnd == 0 && self.snd_max == self.snd_una {
                 sent |= self.send_zero_window_probe(now, ctx, opts, emit);
             }
-            // 4. New data from SND.NXT.
+            // 4. New data from SND.MAX.
             if self.state.can_send_data() {
                 sent |= self.send_data(now, ctx, opts, max_payload, emit);
             }
@@ -248,10 +248,9 @@ impl Tcb {
         emit(&repr, &[]);
         ctx.stats.segments_out += 1;
         if self.snd_max == self.iss {
-            self.snd_nxt = self.iss.wrapping_add(1);
-            self.snd_max = self.snd_nxt;
+            self.snd_max = self.iss.wrapping_add(1);
             if !self.ts_ok {
-                self.rtt_timing = Some((self.snd_nxt, now));
+                self.rtt_timing = Some((self.snd_max, now));
             }
         } else {
             ctx.stats.retransmits += 1;
@@ -336,13 +335,12 @@ impl Tcb {
         max_payload: usize,
         emit: &mut Emit,
     ) -> bool {
-        let unsent = seq::dist(self.snd_nxt, self.data_end());
-        let rwnd_room = self.snd_wnd.saturating_sub(seq::dist(self.snd_una, self.snd_nxt));
+        let unsent = seq::dist(self.snd_max, self.data_end());
+        let rwnd_room = self.snd_wnd.saturating_sub(seq::dist(self.snd_una, self.snd_max));
         let len = unsent.min(max_payload).min(rwnd_room);
         if len > 0 {
-            let s = self.snd_nxt;
+            let s = self.snd_max;
             self.send_segment(now, ctx, opts, s, len, false, emit);
-            self.snd_nxt = s.wrapping_add(len as u32);
             self.tlp.is_retrans = false;
         } else if let Some(i) = self.rtx.last_unsacked() {
             let Some(&rec) = self.rtx.get(i) else { return false };
@@ -386,15 +384,15 @@ impl Tcb {
         let mut stopped_by_cwnd = false;
         for _ in 0..100_000 {
             let data_end = self.data_end();
-            let in_flight = seq::dist(self.snd_una, self.snd_nxt);
+            let in_flight = seq::dist(self.snd_una, self.snd_max);
             // The peer's window bounds sequence space; cwnd bounds `pipe` (RFC 6675 §5), so
             // SACKed or duplicate-ACKed segments make room for new ones (limited transmit,
             // RFC 3042).
             let rwnd_room = self.snd_wnd.saturating_sub(in_flight);
             let cwnd_room = self.cwnd().saturating_sub(self.pipe());
             let usable = rwnd_room.min(cwnd_room);
-            let unsent = seq::dist(self.snd_nxt, data_end);
-            let fin_pending = self.fin_queued && self.fin_seq.is_none_or(|f| seq::le(self.snd_nxt, f));
+            let unsent = seq::dist(self.snd_max, data_end);
+            let fin_pending = self.fin_queued && self.fin_seq.is_none_or(|f| seq::le(self.snd_max, f));
             if unsent == 0 && !fin_pending {
                 // Out of data with room in the window: rate samples are app-limited.
                 let pipe = self.pipe();
@@ -424,9 +422,8 @@ impl Tcb {
                 }
             }
             self.force_send = false;
-            let s = self.snd_nxt;
+            let s = self.snd_max;
             self.send_segment(now, ctx, opts, s, len, fin, emit);
-            self.snd_nxt = s.wrapping_add(len as u32).wrapping_add(fin as u32);
             sent = true;
         }
         // RFC 7661 / Linux `tcp_is_cwnd_limited`: cwnd may grow only when it was what held
