@@ -1,7 +1,8 @@
 //! Adversarial review of the sender's loss recovery (rtx/rack/prr/rate/bbr, tcb/recovery).
 //!
-//! Tests whose doc comment starts with "FAILS:" each demonstrated a defect the review
-//! found (the comment says how it failed); they are the regression tests of its fixes.
+//! Tests whose doc comment starts with "WAS (before its fix):" each demonstrated a defect
+//! the review found; the comment describes the code as it was then, and the test is the
+//! regression test of the fix.
 //! "HOLDS:" tests are evidence that a bound or rule held from the start. Note that `RtxQueue::check` runs after every
 //! event in test builds (`update_timers`), so every scripted step also checks the
 //! scoreboard's counters and contiguity.
@@ -43,19 +44,8 @@ fn active_at_iss(cfg: TcpConfig, opts: TcpOptions, target: u32) -> H {
     h.ep = Endpoint::new(h.ep.config().clone(), [7; 16], epoch);
     h.now = epoch + Duration::from_micros(ticks * 4);
     h.conn = h.ep.connect(h.now, US, SocketAddr::new(PEER, PEER_PORT)).unwrap();
-    let o = h.out();
-    let syn = o[0].0;
+    let syn = complete_active(&mut h, opts);
     assert_eq!(syn.seq, target, "ISS steering");
-    h.port = syn.src_port;
-    h.pack = syn.seq.wrapping_add(1);
-    h.popts = opts;
-    h.send("SA", &[]);
-    h.popts.mss = None;
-    h.popts.window_scale = None;
-    h.popts.sack_permitted = false;
-    h.out();
-    h.conn_evs();
-    assert_eq!(h.state(), Some(State::Established));
     h
 }
 
@@ -63,7 +53,7 @@ fn active_at_iss(cfg: TcpConfig, opts: TcpOptions, target: u32) -> H {
 // 1. PMTU shrink is treated as congestion
 // ----------------------------------------------------------------------------------------
 
-/// FAILS: an ICMP Packet Too Big marks the whole flight lost "without a congestion
+/// WAS (before its fix): an ICMP Packet Too Big marks the whole flight lost "without a congestion
 /// signal" (tcb/mod.rs `icmp`, as Linux's tcp_simple_retransmit), but the CA state stays
 /// Open; the next ACK then finds `lost_bytes > 0` in Open and `on_delivery` calls
 /// `enter_recovery`: a fast retransmit is counted and cwnd is halved.
@@ -88,7 +78,7 @@ fn attack_pmtu_shrink_is_not_a_congestion_event() {
 // 2. D-SACK undo is fooled by a duplicated ORIGINAL segment
 // ----------------------------------------------------------------------------------------
 
-/// FAILS: segment 0 is really lost and retransmitted; the network duplicates segment 5
+/// WAS (before its fix): segment 0 is really lost and retransmitted; the network duplicates segment 5
 /// (never retransmitted) and the receiver reports the duplicate with a D-SACK inside its
 /// SACK block (RFC 2883 §4.2). `undo_on_dsack` (tcb/recovery.rs) decrements the undo
 /// counter for ANY D-SACK at or above the undo marker, without checking that it covers a
@@ -116,7 +106,7 @@ fn attack_dsack_of_duplicated_original_does_not_undo_a_real_loss() {
     assert_eq!(h.ep.stats().spurious_undone, 0, "a D-SACK for a never-retransmitted segment proves nothing");
 }
 
-/// FAILS: one D-SACK block counted twice. The network duplicates the ACK carrying it (the
+/// WAS (before its fix): one D-SACK block counted twice. The network duplicates the ACK carrying it (the
 /// issue's links duplicate 2 %). With two retransmissions of which only one was spurious,
 /// the duplicated ACK brings `undo.retrans` to zero and the real loss is undone. The
 /// counter is not tied to WHICH retransmission was D-SACKed.
@@ -161,7 +151,7 @@ fn shred(h: &mut H, una: u32, bytes: u32) -> usize {
     acks
 }
 
-/// FAILS: a peer SACKing 1-byte blocks cuts every record at byte granularity
+/// WAS (before its fix): a peer SACKing 1-byte blocks cuts every record at byte granularity
 /// (rtx.rs `RtxQueue::sack` splits at any SACK edge while below MAX_RECORDS = 16384).
 /// RACK then declares every 1-byte hole lost and `send_retransmissions` sends one segment
 /// per record: 10 kB of holes turn into ~5000 one-byte segments (a 40-byte header for each
@@ -271,7 +261,7 @@ fn attack_bogus_sack_blocks_are_ignored() {
 // 4. RTO with the left edge SACKed (RFC 2018 §8 MUST)
 // ----------------------------------------------------------------------------------------
 
-/// FAILS: RFC 2018 §8: "the sender MUST retransmit the segment at the left edge of the
+/// WAS (before its fix): RFC 2018 §8: "the sender MUST retransmit the segment at the left edge of the
 /// window after a retransmit timeout, whether or not the SACK bit is on for that
 /// segment." `enter_loss` keeps SACK marks on the first timeout
 /// (`mark_all_lost(self.retries > 1)`), so with everything SACKed (a reneging or hostile
@@ -450,7 +440,7 @@ fn attack_fuzz_hostile_acks_and_sack_blocks() {
 // 7. Receiver D-SACK (RFC 2883 §4.2): duplicate out-of-order segment
 // ----------------------------------------------------------------------------------------
 
-/// FAILS: RFC 2883 §4.2 ("reporting a duplicate out-of-order segment"): a segment above
+/// WAS (before its fix): RFC 2883 §4.2 ("reporting a duplicate out-of-order segment"): a segment above
 /// RCV.NXT received twice must be reported in a D-SACK block first. Only duplicates below
 /// RCV.NXT are reported (tcb/input.rs `on_segment`); Linux reports both
 /// (`tcp_data_queue_ofo` -> `tcp_dsack_set`). Without it the peer's undo never learns
@@ -476,7 +466,7 @@ fn attack_receiver_dsack_for_duplicate_out_of_order_segment() {
 // 8. TLP: cwnd collapse from the post-ACK flight
 // ----------------------------------------------------------------------------------------
 
-/// FAILS: RFC 8985 §7.4.2: when a retransmitted probe repaired a loss, the sender invokes
+/// WAS (before its fix): RFC 8985 §7.4.2: when a retransmitted probe repaired a loss, the sender invokes
 /// its congestion response. `tlp_on_ack` (tcb/recovery.rs) computes it from the FlightSize
 /// AFTER the ACK that proves it (often ~0: the ACK acknowledged everything), so NewReno's
 /// ssthresh and cwnd become 2·SMSS. Linux (`tcp_process_tlp_ack` ->
@@ -519,7 +509,7 @@ fn attack_tlp_repaired_loss_halves_cwnd() {
     assert!(n >= 10, "cwnd after one repaired tail loss: {n} segments (was > 20)");
 }
 
-/// FAILS: RFC 8985 §7.2 ends with "if the time at which an RTO would fire is sooner than
+/// WAS (before its fix): RFC 8985 §7.2 ends with "if the time at which an RTO would fire is sooner than
 /// the computed time for the PTO, then the sender schedules a TLP to be sent at that RTO
 /// time" (Linux `tcp_schedule_loss_probe`: `timeout = min(timeout, rto_delta)`).
 /// `arm_pto` (tcb/recovery.rs) instead arms no probe at all when `at >= rto`. With one
@@ -546,7 +536,7 @@ fn attack_single_segment_tail_is_probed_not_timed_out() {
     assert_eq!((st.tlp_probes, st.timeouts), (1, 0), "a TLP (at the latest at RTO time), not an RTO: {st:?}");
 }
 
-/// FAILS: on a Packet Too Big, `icmp` (tcb/mod.rs) marks EVERY record lost
+/// WAS (before its fix): on a Packet Too Big, `icmp` (tcb/mod.rs) marks EVERY record lost
 /// (`mark_all_lost(false)`), including segments that already fit the new MSS. Linux's
 /// `tcp_simple_retransmit` marks only segments longer than the new MSS. A flight of small
 /// segments is resent in full for nothing (and, with finding 1, cwnd is halved).

@@ -1,6 +1,7 @@
 //! Second adversarial review: BBR/rate sampling, per-segment receiver ACK snapshots,
-//! RACK's transmission-order rule, and D-SACK undo. "FAILS:" tests demonstrate a defect
-//! on the code they were written against (the doc comment says how); "HOLDS:" tests are
+//! RACK's transmission-order rule, and D-SACK undo. "WAS (before its fix):" tests
+//! demonstrated a defect on the code they were written against (the doc comment describes
+//! that code); they are now the regression tests of the fixes. "HOLDS:" tests are
 //! evidence that a bound or rule held.
 
 use super::super::bbr::Bbr;
@@ -61,7 +62,7 @@ fn attack2_bbr_recovery_entry_conserves_packets() {
     assert!(burst <= 5, "packet conservation allowed a burst of {burst} segments");
 }
 
-/// FAILS: two duplicate segments (entirely below RCV.NXT) processed in one batch: the
+/// WAS (before its fix): two duplicate segments (entirely below RCV.NXT) processed in one batch: the
 /// second overwrites `dsack_out` (tcb/input.rs, the `!acceptable` path sets it without
 /// `snapshot_pending_ack`, which only snapshots out-of-order ACKs), so one ACK leaves
 /// carrying one D-SACK block; the first duplicate is never reported (RFC 2883 §4: each
@@ -87,7 +88,7 @@ fn attack2_receiver_reports_every_duplicate_in_a_batch() {
     assert!(covered >= 2000, "both duplicates reported: {dsacks:?} (p0 {p0})");
 }
 
-/// FAILS: `undo_on_dsack` (tcb/recovery.rs) matches a D-SACK block only if it lies inside
+/// WAS (before its fix): `undo_on_dsack` (tcb/recovery.rs) matches a D-SACK block only if it lies inside
 /// ONE remembered retransmission. A receiver may report contiguous duplicates in one
 /// block (Linux `tcp_dsack_extend` extends the pending D-SACK when several duplicates are
 /// processed before its ACK goes out, e.g. under GRO). Two adjacent spurious
@@ -116,7 +117,7 @@ fn attack2_one_dsack_block_for_two_spurious_retransmissions_undoes() {
     assert_eq!(h.ep.stats().spurious_undone, 1, "the D-SACK covers every retransmission of the episode");
 }
 
-/// FAILS: `Rack::update` (rack.rs) accepts a retransmitted segment's sample when no
+/// WAS (before its fix): `Rack::update` (rack.rs) accepts a retransmitted segment's sample when no
 /// min_rtt exists yet, and lets it set min_rtt. Linux's `tcp_rack_advance` compares with
 /// `tcp_min_rtt`, which starts at ~0U, so such a sample is rejected. If the ACK was for
 /// the delayed original and arrives just after the retransmission, min_rtt becomes tiny

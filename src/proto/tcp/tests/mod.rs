@@ -165,6 +165,13 @@ impl H {
 fn active(cfg: TcpConfig, opts: TcpOptions) -> (H, TcpRepr) {
     let mut h = H::new(cfg);
     h.conn = h.ep.connect(h.now, US, SocketAddr::new(PEER, PEER_PORT)).unwrap();
+    let syn = complete_active(&mut h, opts);
+    (h, syn)
+}
+
+/// The peer answers the SYN that `h` just queued with a SYN-ACK carrying `opts`; checks the
+/// handshake completed. Returns our SYN.
+fn complete_active(h: &mut H, opts: TcpOptions) -> TcpRepr {
     let o = h.out();
     assert_eq!(o.len(), 1);
     let syn = o[0].0;
@@ -184,7 +191,7 @@ fn active(cfg: TcpConfig, opts: TcpOptions) -> (H, TcpRepr) {
     assert!(matches!(ev[0], SocketEvent::Connected { .. }), "{ev:?}");
     assert!(matches!(ev[1], SocketEvent::SendCredit(n) if n == h.ep.config().send_buf));
     assert_eq!(h.state(), Some(State::Established));
-    (h, syn)
+    syn
 }
 
 /// SACK on, no timestamps or window scale: segment arithmetic stays simple.
