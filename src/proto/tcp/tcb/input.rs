@@ -429,15 +429,14 @@ impl Tcb {
                 && new_wnd == self.snd_wnd
                 && !r.flags.syn
                 && !r.flags.fin;
-            if dup {
-                self.dupacks += 1;
-                if !self.sack_ok {
-                    // Without SACK a duplicate ACK stands for one delivered segment.
-                    let flight = seq::dist(self.snd_una, self.snd_max);
-                    let add = self.smss().min(flight.saturating_sub(self.reno_sacked));
-                    self.reno_sacked += add;
-                    d.bytes += add;
-                }
+            // With SACK, RACK detects losses from the SACK blocks; without it a duplicate
+            // ACK stands for one delivered segment (Linux's Reno emulation).
+            if dup && !self.sack_ok {
+                self.dupacks = self.dupacks.saturating_add(1);
+                let flight = seq::dist(self.snd_una, self.snd_max);
+                let add = self.smss().min(flight.saturating_sub(self.reno_sacked));
+                self.reno_sacked += add;
+                d.bytes += add;
             }
         }
         self.on_delivery(now, ctx, r, prior_una, &d, dsack);

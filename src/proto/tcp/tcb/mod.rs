@@ -195,8 +195,8 @@ pub struct Tcb {
     /// RFC 6582 `recover`: SND.MAX when Recovery or Loss began; None in Open, so it can
     /// never fall 2^31 behind SND.UNA.
     recover: Option<u32>,
-    /// Duplicate ACKs in a row (RFC 5681 §2); without SACK each one stands for one
-    /// delivered segment in `reno_sacked` (Linux's Reno emulation).
+    /// Without SACK: duplicate ACKs in a row (RFC 5681 §2), each standing for one
+    /// delivered segment in `reno_sacked` (Linux's Reno emulation). With SACK, unused.
     dupacks: u32,
     reno_sacked: usize,
     rack: Rack,
