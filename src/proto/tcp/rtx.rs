@@ -131,17 +131,10 @@ impl RtxQueue {
     pub fn lost_bytes(&self) -> usize {
         self.lost
     }
-    pub fn retrans_bytes(&self) -> usize {
-        self.retrans
-    }
     /// Right edge of the highest SACKed record, if any.
     pub fn fack(&self) -> Option<u32> {
         self.fack
     }
-    pub fn records(&self) -> impl Iterator<Item = &Record> {
-        self.recs.iter()
-    }
-
     /// RFC 6675 §4 `pipe` over `[snd_una, snd_max)` of `flight` bytes.
     pub fn pipe(&self, flight: usize) -> usize {
         (flight + self.retrans).saturating_sub(self.sacked + self.lost)
@@ -457,7 +450,7 @@ mod tests {
         assert_eq!(d3.bytes, 250);
         assert_eq!(rq.fack(), None);
         rq.check(1400, 2000);
-        assert_eq!(rq.sacked_bytes() + rq.lost_bytes() + rq.retrans_bytes(), 0);
+        assert_eq!(rq.sacked_bytes() + rq.lost_bytes() + rq.retrans, 0);
     }
 
     #[test]
