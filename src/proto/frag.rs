@@ -81,6 +81,34 @@ struct Partial {
     src_seq: u64,
 }
 
+impl Partial {
+    /// Copy `data` at `offset` into the gaps only: the first data received for a byte wins.
+    fn fill(&mut self, offset: usize, data: &[u8]) {
+        let end = offset + data.len();
+        let mut pos = offset;
+        let mut gaps = Vec::new();
+        for &(s, e) in &self.have {
+            if e <= pos {
+                continue;
+            }
+            if s >= end {
+                break;
+            }
+            if s > pos {
+                gaps.push((pos, s.min(end)));
+            }
+            pos = pos.max(e);
+        }
+        if pos < end {
+            gaps.push((pos, end));
+        }
+        for (s, e) in gaps {
+            self.data[s..e].copy_from_slice(&data[s - offset..e - offset]);
+            insert_range(&mut self.have, s, e);
+        }
+    }
+}
+
 pub struct Reassembler {
     parts: HashMap<FragKey, Partial>,
     /// IPv4 fragments received per source (Linux's per-peer `rid`).
@@ -232,28 +260,7 @@ impl Reassembler {
             // RFC 8200 §4.5: the upper-layer protocol is the offset-0 fragment's.
             p.proto = proto;
         }
-        // Copy only the gaps: the first data received for a byte wins.
-        let mut pos = offset;
-        let mut gaps = Vec::new();
-        for &(s, e) in &p.have {
-            if e <= pos {
-                continue;
-            }
-            if s >= end {
-                break;
-            }
-            if s > pos {
-                gaps.push((pos, s.min(end)));
-            }
-            pos = pos.max(e);
-        }
-        if pos < end {
-            gaps.push((pos, end));
-        }
-        for (s, e) in gaps {
-            p.data[s..e].copy_from_slice(&data[s - offset..e - offset]);
-            insert_range(&mut p.have, s, e);
-        }
+        p.fill(offset, data);
         self.bytes += grown;
         let complete = matches!(p.total, Some(t) if p.have.len() == 1 && p.have[0] == (0, t));
         if complete {
