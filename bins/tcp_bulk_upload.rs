@@ -5,7 +5,7 @@
 //! Peer: `python3 scripts/sink_server.py 3000`, which prints the same hash.
 
 use clap::Parser;
-use netstack::bulk::{fail, fill_pattern, maybe_wait_for_enter, Meter};
+use netstack::bulk::{fail, maybe_wait_for_enter, Meter, Pattern};
 use netstack::cli::CommonArgs;
 use netstack::TcpStream;
 use std::io::{Read, Write};
@@ -29,6 +29,9 @@ struct Cli {
     /// Do not wait for Enter before the transfer.
     #[arg(long)]
     no_wait: bool,
+    /// Do not hash what is sent (speed runs; the summary then ends `sha256=skipped`).
+    #[arg(long)]
+    no_hash: bool,
 }
 
 /// How long the bin waits for the peer to close after the upload.
@@ -43,23 +46,24 @@ fn main() {
     let peer = SocketAddr::new(cli.common.host_ip(), cli.port);
     let mut s = TcpStream::connect_timeout(&stack, &peer, Duration::from_secs(30))
         .unwrap_or_else(|e| fail(&format!("connect to {peer}"), e));
-    let mut m = Meter::new();
+    let mut m = Meter::new(!cli.no_hash);
     netstack::bulk::exit_on_interrupt(stack.handle(), &m);
-    let mut buf = vec![0u8; 256 * 1024];
+    const WRITE: usize = 256 * 1024;
+    let pattern = Pattern::new(WRITE);
+    let mut buf = vec![0u8; WRITE];
     loop {
-        let n = match input.as_mut() {
-            Some(f) => f.read(&mut buf).unwrap_or_else(|e| fail("read input", e)),
-            None => {
-                let n = (cli.bytes - m.bytes).min(buf.len() as u64) as usize;
-                fill_pattern(&mut buf[..n], m.bytes);
-                n
+        let data = match input.as_mut() {
+            Some(f) => {
+                let n = f.read(&mut buf).unwrap_or_else(|e| fail("read input", e));
+                &buf[..n]
             }
+            None => pattern.at(m.bytes, (cli.bytes - m.bytes).min(WRITE as u64) as usize),
         };
-        if n == 0 {
+        if data.is_empty() {
             break;
         }
-        s.write_all(&buf[..n]).unwrap_or_else(|e| fail(&format!("after {} bytes", m.bytes), e));
-        m.add(&buf[..n]);
+        s.write_all(data).unwrap_or_else(|e| fail(&format!("after {} bytes", m.bytes), e));
+        m.add(data);
     }
     s.shutdown(Shutdown::Write).unwrap_or_else(|e| fail("shutdown", e));
     // Wait for the peer to close its side (it has then read everything), bounded.
