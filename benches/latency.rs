@@ -1,0 +1,242 @@
+//! Latency: ICMP echo and a 1-byte TCP request/response, p50 and p99, netstack on tun0 against
+//! the Linux kernel talking to itself over a veth pair (two namespaces, MTU 1500): the
+//! like-for-like reference for one hop between two hosts.
+//!
+//! Needs root: it runs inside network namespaces it creates (nothing touches the machine's
+//! own). `cargo bench --bench latency -- [--count N] [--reps N] [--csv FILE]`.
+//! Prints one line per scenario (median over the repetitions of each run's p50 and p99) and the
+//! ratios; writes every run's percentiles to the CSV (default
+//! `target/bench-results/latency.csv`).
+
+use netstack::device::sys;
+use netstack::device::tun::{TunConfig, TunDevice};
+use netstack::{Stack, StackConfig, TcpListener};
+use std::io::{Read, Write};
+use std::net::TcpStream as KStream;
+use std::process::Command;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+struct Opts {
+    count: usize,
+    reps: usize,
+    csv: String,
+}
+
+fn opts() -> Opts {
+    let mut o = Opts { count: 2000, reps: 3, csv: "target/bench-results/latency.csv".into() };
+    let args: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--count" => {
+                o.count = args[i + 1].parse().expect("--count N");
+                i += 1;
+            }
+            "--reps" => {
+                o.reps = args[i + 1].parse().expect("--reps N");
+                i += 1;
+            }
+            "--csv" => {
+                o.csv = args[i + 1].clone();
+                i += 1;
+            }
+            _ => {} // cargo bench passes --bench
+        }
+        i += 1;
+    }
+    o
+}
+
+fn ip(args: &[&str]) {
+    let ok = Command::new("ip").args(args).status().expect("ip").success();
+    assert!(ok, "ip {args:?}");
+}
+
+/// p50 and p99 of `v` (µs).
+fn percentiles(mut v: Vec<f64>) -> (f64, f64) {
+    assert!(!v.is_empty(), "no samples");
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+    (at(0.50), at(0.99))
+}
+
+/// `count` pings 2 ms apart (ping's own per-reply times, in µs).
+fn ping(target: &str, count: usize) -> Vec<f64> {
+    let out = Command::new("ping")
+        .args(["-n", "-c", &count.to_string(), "-i", "0.002", "-W", "1", target])
+        .output()
+        .expect("ping");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Vec<f64> = text
+        .lines()
+        .filter_map(|l| l.split("time=").nth(1))
+        .filter_map(|t| t.trim_end_matches(" ms").parse::<f64>().ok())
+        .map(|ms| ms * 1000.0)
+        .collect();
+    assert!(v.len() * 10 >= count * 9, "ping {target}: {} of {count} replies", v.len());
+    v
+}
+
+/// `count` 1-byte request/responses on one connection to `addr` (µs each).
+fn tcp_rr(addr: &str, count: usize) -> Vec<f64> {
+    let mut s = KStream::connect(addr).expect("connect");
+    s.set_nodelay(true).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut b = [0u8; 1];
+    let mut v = Vec::with_capacity(count);
+    for i in 0..count + 100 {
+        let t = Instant::now();
+        s.write_all(&[i as u8]).unwrap();
+        s.read_exact(&mut b).expect("echo");
+        assert_eq!(b[0], i as u8, "echoed byte");
+        if i >= 100 {
+            v.push(t.elapsed().as_secs_f64() * 1e6); // the first 100 warm up
+        }
+    }
+    v
+}
+
+/// A 1-byte echo server for the kernel reference (one connection at a time).
+fn kernel_echo(l: std::net::TcpListener) {
+    thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let _ = s.set_nodelay(true);
+            let mut b = [0u8; 64];
+            while let Ok(n) = s.read(&mut b) {
+                if n == 0 || s.write_all(&b[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+}
+
+/// The kernel on both ends of a veth pair: a second namespace (a thread that unshares again)
+/// holds 10.9.0.2 and the echo server; this one holds 10.9.0.1.
+fn veth_reference() {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        sys::unshare_net().expect("unshare(CLONE_NEWNET) for the veth peer");
+        ip(&["link", "set", "lo", "up"]);
+        // This thread's id names its namespace for `ip link set ... netns`.
+        let tid = std::fs::read_link("/proc/thread-self").expect("thread-self");
+        let tid = tid.file_name().unwrap().to_string_lossy().to_string();
+        tx.send(tid).unwrap();
+        // Wait for the peer end to arrive, then configure it and serve.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !sys::interface_exists("vb") {
+            assert!(Instant::now() < deadline, "veth end never arrived");
+            thread::sleep(Duration::from_millis(10));
+        }
+        ip(&["addr", "add", "10.9.0.2/24", "dev", "vb"]);
+        ip(&["link", "set", "vb", "up"]);
+        let l = std::net::TcpListener::bind("10.9.0.2:5000").expect("bind veth echo");
+        kernel_echo(l);
+        loop {
+            thread::park(); // keeps the namespace (and the echo thread's) alive
+        }
+    });
+    let tid = rx.recv().unwrap();
+    ip(&["link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", &tid]);
+    ip(&["addr", "add", "10.9.0.1/24", "dev", "va"]);
+    ip(&["link", "set", "va", "up"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while KStream::connect_timeout(&"10.9.0.2:5000".parse().unwrap(), Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < deadline, "veth echo never came up");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// netstack on tun0 with a 1-byte echo service on 10.0.0.2:7 (app thread per connection).
+fn netstack_host() -> Stack {
+    let dev = TunDevice::open(&TunConfig::default()).expect("tun0");
+    let stack = Stack::new(Box::new(dev), StackConfig::default(), netstack::log::discard()).unwrap();
+    let l = TcpListener::bind(&stack, "0.0.0.0:7").expect("bind 7");
+    thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            thread::spawn(move || {
+                let _ = s.set_nodelay(true);
+                let mut b = [0u8; 64];
+                while let Ok(n) = s.read(&mut b) {
+                    if n == 0 || s.write_all(&b[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while KStream::connect_timeout(&"10.0.0.2:7".parse().unwrap(), Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < deadline, "netstack echo never came up");
+    }
+    stack
+}
+
+struct Row {
+    name: &'static str,
+    p50: f64,
+    p99: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn measure(name: &'static str, reps: usize, csv: &mut String, mut run: impl FnMut() -> Vec<f64>) -> Row {
+    let mut p50s = Vec::new();
+    let mut p99s = Vec::new();
+    for rep in 0..reps {
+        let (p50, p99) = percentiles(run());
+        csv.push_str(&format!("{name},{rep},{p50:.1},{p99:.1}\n"));
+        p50s.push(p50);
+        p99s.push(p99);
+    }
+    let row = Row { name, p50: median(p50s), p99: median(p99s) };
+    println!("{:<34} p50 {:>7.1} µs   p99 {:>7.1} µs", row.name, row.p50, row.p99);
+    row
+}
+
+fn main() {
+    let o = opts();
+    if !sys::is_root() {
+        println!("latency bench SKIPPED: needs root (it creates network namespaces and tun0)");
+        return;
+    }
+    let t = thread::spawn(move || {
+        sys::unshare_net().expect("unshare(CLONE_NEWNET)");
+        ip(&["link", "set", "lo", "up"]);
+        println!(
+            "{} samples per run, median of {} runs, MTU 1500, {} CPUs",
+            o.count,
+            o.reps,
+            thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        veth_reference();
+        let stack = netstack_host();
+        let mut csv = String::from("scenario,run,p50_us,p99_us\n");
+        let n = o.count;
+        let kp = measure("kernel over veth, ICMP echo", o.reps, &mut csv, || ping("10.9.0.2", n));
+        let np = measure("netstack, ICMP echo", o.reps, &mut csv, || ping("10.0.0.2", n));
+        let kt = measure("kernel over veth, TCP 1-byte RR", o.reps, &mut csv, || tcp_rr("10.9.0.2:5000", n));
+        let nt = measure("netstack, TCP 1-byte RR", o.reps, &mut csv, || tcp_rr("10.0.0.2:7", n));
+        println!(
+            "ratios netstack/veth: ICMP p50 {:.2} p99 {:.2}; TCP p50 {:.2} p99 {:.2}",
+            np.p50 / kp.p50,
+            np.p99 / kp.p99,
+            nt.p50 / kt.p50,
+            nt.p99 / kt.p99
+        );
+        if let Some(dir) = std::path::Path::new(&o.csv).parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        match std::fs::write(&o.csv, csv) {
+            Ok(()) => println!("wrote {}", o.csv),
+            Err(e) => println!("could not write {}: {e}", o.csv),
+        }
+        drop(stack);
+    });
+    t.join().unwrap();
+}
