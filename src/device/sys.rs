@@ -45,6 +45,26 @@ pub fn tun_set_offload(fd: RawFd, flags: libc::c_ulong) -> io::Result<()> {
     }
 }
 
+/// Raise this process's soft limit on open descriptors to `want` (capped by the hard limit,
+/// never lowered); returns the soft limit now in force. Benchmarks that hold thousands of
+/// kernel sockets call it.
+pub fn raise_nofile_limit(want: u64) -> io::Result<u64> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit into `lim`, which we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if lim.rlim_cur >= want {
+        return Ok(lim.rlim_cur);
+    }
+    lim.rlim_cur = want.min(lim.rlim_max);
+    // SAFETY: setrlimit reads one rlimit from `lim`, which outlives the call.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(lim.rlim_cur)
+}
+
 /// True when this process may administer the network (effective uid 0 is taken as the sign;
 /// the TUN tests use it to decide whether they can run at all).
 pub fn is_root() -> bool {
