@@ -139,6 +139,7 @@ impl CommonArgs {
             configure: !self.no_configure,
             host_addrs: self.host_addrs.clone(),
             offload: self.offload,
+            ..TunConfig::default()
         }
     }
 
