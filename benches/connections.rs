@@ -11,6 +11,8 @@
 //! Needs root: it runs inside a network namespace it creates (nothing touches the machine's
 //! own). `cargo bench --bench connections -- [--conns N] [--clients N] [--csv FILE]`.
 
+mod common;
+use common::{ip, write_csv};
 use netstack::device::sys;
 use netstack::device::tun::{TunConfig, TunDevice};
 use netstack::{Stack, StackConfig, TcpListener};
@@ -48,11 +50,6 @@ fn opts() -> Opts {
         i += 1;
     }
     o
-}
-
-fn ip(args: &[&str]) {
-    let ok = Command::new("ip").args(args).status().expect("ip").success();
-    assert!(ok, "ip {args:?}");
 }
 
 /// Resident set size of process `pid` ("self" for this one), in KiB.
@@ -199,13 +196,7 @@ fn main() {
             );
             csv.push_str(&format!("{},{},{:.0},{:.2},{}\n", r.name, r.conns, r.per_sec, r.kib_per_conn, closed));
         }
-        if let Some(dir) = std::path::Path::new(&o.csv).parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        match std::fs::write(&o.csv, csv) {
-            Ok(()) => println!("wrote {}", o.csv),
-            Err(e) => println!("could not write {}: {e}", o.csv),
-        }
+        write_csv(&o.csv, &csv);
     });
     t.join().unwrap();
 }

@@ -8,6 +8,8 @@
 //! ratios; writes every run's percentiles to the CSV (default
 //! `target/bench-results/latency.csv`).
 
+mod common;
+use common::{ip, median, write_csv, Veth, VETH_PEER};
 use netstack::device::sys;
 use netstack::device::tun::{TunConfig, TunDevice};
 use netstack::{Stack, StackConfig, TcpListener};
@@ -47,11 +49,6 @@ fn opts() -> Opts {
         i += 1;
     }
     o
-}
-
-fn ip(args: &[&str]) {
-    let ok = Command::new("ip").args(args).status().expect("ip").success();
-    assert!(ok, "ip {args:?}");
 }
 
 /// p50 and p99 of `v` (µs).
@@ -113,40 +110,17 @@ fn kernel_echo(l: std::net::TcpListener) {
     });
 }
 
-/// The kernel on both ends of a veth pair: a second namespace (a thread that unshares again)
-/// holds 10.9.0.2 and the echo server; this one holds 10.9.0.1.
-fn veth_reference() {
+/// The kernel reference: an echo server on the veth peer.
+fn veth_reference() -> Veth {
+    let veth = Veth::new();
     let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        sys::unshare_net().expect("unshare(CLONE_NEWNET) for the veth peer");
-        ip(&["link", "set", "lo", "up"]);
-        // This thread's id names its namespace for `ip link set ... netns`.
-        let tid = std::fs::read_link("/proc/thread-self").expect("thread-self");
-        let tid = tid.file_name().unwrap().to_string_lossy().to_string();
-        tx.send(tid).unwrap();
-        // Wait for the peer end to arrive, then configure it and serve.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !sys::interface_exists("vb") {
-            assert!(Instant::now() < deadline, "veth end never arrived");
-            thread::sleep(Duration::from_millis(10));
-        }
-        ip(&["addr", "add", "10.9.0.2/24", "dev", "vb"]);
-        ip(&["link", "set", "vb", "up"]);
-        let l = std::net::TcpListener::bind("10.9.0.2:5000").expect("bind veth echo");
+    veth.spawn_in_peer(move || {
+        let l = std::net::TcpListener::bind((VETH_PEER, 5000)).expect("bind veth echo");
+        tx.send(()).unwrap();
         kernel_echo(l);
-        loop {
-            thread::park(); // keeps the namespace (and the echo thread's) alive
-        }
     });
-    let tid = rx.recv().unwrap();
-    ip(&["link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", &tid]);
-    ip(&["addr", "add", "10.9.0.1/24", "dev", "va"]);
-    ip(&["link", "set", "va", "up"]);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while KStream::connect_timeout(&"10.9.0.2:5000".parse().unwrap(), Duration::from_millis(200)).is_err() {
-        assert!(Instant::now() < deadline, "veth echo never came up");
-        thread::sleep(Duration::from_millis(20));
-    }
+    rx.recv_timeout(Duration::from_secs(5)).expect("veth echo never came up");
+    veth
 }
 
 /// netstack on tun0 with a 1-byte echo service on 10.0.0.2:7 (app thread per connection).
@@ -180,11 +154,6 @@ struct Row {
     p99: f64,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 fn measure(name: &'static str, reps: usize, csv: &mut String, mut run: impl FnMut() -> Vec<f64>) -> Row {
     let mut p50s = Vec::new();
     let mut p99s = Vec::new();
@@ -214,13 +183,14 @@ fn main() {
             o.reps,
             thread::available_parallelism().map_or(0, |n| n.get())
         );
-        veth_reference();
+        let _veth = veth_reference();
         let stack = netstack_host();
         let mut csv = String::from("scenario,run,p50_us,p99_us\n");
         let n = o.count;
-        let kp = measure("kernel over veth, ICMP echo", o.reps, &mut csv, || ping("10.9.0.2", n));
+        let kp = measure("kernel over veth, ICMP echo", o.reps, &mut csv, || ping(VETH_PEER, n));
         let np = measure("netstack, ICMP echo", o.reps, &mut csv, || ping("10.0.0.2", n));
-        let kt = measure("kernel over veth, TCP 1-byte RR", o.reps, &mut csv, || tcp_rr("10.9.0.2:5000", n));
+        let kt =
+            measure("kernel over veth, TCP 1-byte RR", o.reps, &mut csv, || tcp_rr(&format!("{VETH_PEER}:5000"), n));
         let nt = measure("netstack, TCP 1-byte RR", o.reps, &mut csv, || tcp_rr("10.0.0.2:7", n));
         println!(
             "ratios netstack/veth: ICMP p50 {:.2} p99 {:.2}; TCP p50 {:.2} p99 {:.2}",
@@ -229,13 +199,7 @@ fn main() {
             nt.p50 / kt.p50,
             nt.p99 / kt.p99
         );
-        if let Some(dir) = std::path::Path::new(&o.csv).parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        match std::fs::write(&o.csv, csv) {
-            Ok(()) => println!("wrote {}", o.csv),
-            Err(e) => println!("could not write {}: {e}", o.csv),
-        }
+        write_csv(&o.csv, &csv);
         drop(stack);
     });
     t.join().unwrap();

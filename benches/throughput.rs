@@ -1,16 +1,21 @@
-//! Throughput across connection (thread) counts: netstack vs smoltcp on the same TUN device,
-//! and the Linux kernel talking to itself over loopback at the same MTU, in one run.
+//! Throughput across connection (thread) counts, both directions, netstack's plain path and
+//! its offload path, against references in the same run: smoltcp on the same TUN device, the
+//! Linux kernel talking to itself over a veth pair at MTU 1500 (the like-for-like reference:
+//! two hosts, one hop) and over loopback at MTU 1500 (a ceiling).
 //!
-//! Needs root: it runs inside a network namespace it creates (nothing touches the machine's
-//! own). `cargo bench --bench throughput -- [--mib N] [--reps N] [--conns 1,2,4,8]`.
-//! Prints one line per scenario (median of the repetitions) and the ratios.
+//! Needs root: it runs inside network namespaces it creates (nothing touches the machine's
+//! own). `cargo bench --bench throughput -- [--mib N] [--reps N] [--conns 1,2,4,8,16]
+//! [--only TEXT] [--csv FILE]`. The payload (`--mib`, per run) is split over the connections.
+//! Prints one line per scenario (median of the repetitions), a table and the ratios; writes
+//! every run to the CSV (default `target/bench-results/throughput.csv`).
 
+mod common;
+use common::{ip, median, write_csv, Veth, VETH_PEER};
 use netstack::device::sys;
 use netstack::device::tun::{TunConfig, TunDevice};
 use netstack::{Stack, StackConfig, TcpStream};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener as KListener, TcpStream as KStream};
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -20,10 +25,17 @@ struct Opts {
     mib: usize,
     reps: usize,
     conns: Vec<usize>,
+    csv: String,
 }
 
 fn opts() -> Opts {
-    let mut o = Opts { only: None, mib: 256, reps: 3, conns: vec![1, 2, 4, 8] };
+    let mut o = Opts {
+        only: None,
+        mib: 256,
+        reps: 3,
+        conns: vec![1, 2, 4, 8, 16],
+        csv: "target/bench-results/throughput.csv".into(),
+    };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < args.len() {
@@ -40,6 +52,10 @@ fn opts() -> Opts {
                 o.only = Some(args[i + 1].clone());
                 i += 1;
             }
+            "--csv" => {
+                o.csv = args[i + 1].clone();
+                i += 1;
+            }
             "--conns" => {
                 o.conns = args[i + 1].split(',').map(|c| c.parse().expect("--conns 1,2,4")).collect();
                 i += 1;
@@ -49,11 +65,6 @@ fn opts() -> Opts {
         i += 1;
     }
     o
-}
-
-fn ip(args: &[&str]) {
-    let ok = Command::new("ip").args(args).status().expect("ip").success();
-    assert!(ok, "ip {args:?}");
 }
 
 /// Kernel-side server on `port`: for each of `n` connections, send `bytes` (download) or read
@@ -162,14 +173,33 @@ fn warm(stack: &Stack) {
     t.join().unwrap();
 }
 
-/// The kernel against itself over loopback with the link's MTU.
-fn kernel_run(conns: usize, bytes: usize, port: u16) -> f64 {
-    let server = kernel_server(port, conns, bytes, true);
+/// The kernel against itself: `conns` connections reading what a server at `server_ip` sends
+/// (the server runs in this namespace for loopback, on the veth peer for veth).
+fn kernel_run(veth: Option<&Veth>, conns: usize, bytes: usize, port: u16) -> f64 {
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let (done_tx, done) = std::sync::mpsc::channel();
+    let serve = move || {
+        let h = kernel_server(port, conns, bytes, true);
+        ready_tx.send(()).unwrap();
+        h.join().unwrap();
+        done_tx.send(()).unwrap();
+    };
+    let server_ip = match veth {
+        Some(v) => {
+            v.spawn_in_peer(serve);
+            VETH_PEER
+        }
+        None => {
+            thread::spawn(serve);
+            "127.0.0.1"
+        }
+    };
+    ready.recv().expect("kernel server");
     let start = Instant::now();
     let hs: Vec<_> = (0..conns)
         .map(|_| {
             thread::spawn(move || {
-                let mut s = KStream::connect(("127.0.0.1", port)).unwrap();
+                let mut s = KStream::connect((server_ip, port)).unwrap();
                 let mut buf = vec![0u8; 256 * 1024];
                 let mut got = 0;
                 loop {
@@ -185,7 +215,7 @@ fn kernel_run(conns: usize, bytes: usize, port: u16) -> f64 {
         .collect();
     hs.into_iter().for_each(|h| h.join().unwrap());
     let d = start.elapsed();
-    server.join().unwrap();
+    done.recv().expect("kernel server end");
     gbit(bytes * conns, d)
 }
 
@@ -201,6 +231,8 @@ fn smoltcp_run(bytes: usize, download: bool, port: u16) -> f64 {
 
     ip(&["tuntap", "add", "dev", "tun0", "mode", "tun"]);
     ip(&["addr", "add", "10.0.0.1/24", "dev", "tun0"]);
+    // The same transmit queue as netstack's devices (TunConfig::txqueuelen).
+    ip(&["link", "set", "dev", "tun0", "txqueuelen", &netstack::device::tun::TXQUEUELEN.to_string()]);
     ip(&["link", "set", "dev", "tun0", "mtu", "1500", "up"]);
     let mut dev = TunTapInterface::new("tun0", Medium::Ip).expect("smoltcp tun0");
     let fd = dev.as_raw_fd();
@@ -267,35 +299,55 @@ fn smoltcp_run(bytes: usize, download: bool, port: u16) -> f64 {
     gbit(bytes, d)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
+/// Every run's figure, for the CSV: scenario, connections, direction, path, run, Gbit/s.
+struct Results {
+    csv: String,
+    only: Option<String>,
+    reps: usize,
 }
 
-fn report(only: &Option<String>, name: &str, run: impl FnMut() -> f64, reps: usize) -> f64 {
-    if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
-        return f64::NAN;
+impl Results {
+    /// Run `run` `reps` times unless `--only` excludes `name`; print and record; the median.
+    fn report(&mut self, name: &str, conns: usize, dir: &str, path: &str, run: impl FnMut() -> f64) -> f64 {
+        if self.only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
+            return f64::NAN;
+        }
+        let runs: Vec<f64> = std::iter::repeat_with(run).take(self.reps).collect();
+        let m = median(runs.clone());
+        let all: Vec<String> = runs.iter().map(|r| format!("{r:.2}")).collect();
+        println!("{name:<40} {m:>7.2} Gbit/s   runs: {}", all.join(" "));
+        for (i, r) in runs.iter().enumerate() {
+            let who = name.split(' ').next().unwrap_or(name);
+            self.csv.push_str(&format!("{who},{conns},{dir},{path},{i},{r:.3}\n"));
+        }
+        m
     }
-    let runs: Vec<f64> = std::iter::repeat_with(run).take(reps).collect();
-    let m = median(runs.clone());
-    let all: Vec<String> = runs.iter().map(|r| format!("{r:.2}")).collect();
-    println!("{name:<34} {m:>7.2} Gbit/s   runs: {}", all.join(" "));
-    m
+}
+
+/// Medians of one connection count.
+struct Row {
+    conns: usize,
+    plain_dl: f64,
+    plain_ul: f64,
+    off_dl: f64,
+    off_ul: f64,
+    veth: f64,
 }
 
 fn main() {
     let o = opts();
     if !sys::is_root() {
-        println!("throughput bench SKIPPED: needs root (it creates a network namespace and tun0)");
+        println!("throughput bench SKIPPED: needs root (it creates network namespaces and tun0)");
         return;
     }
     let t = thread::spawn(move || {
         sys::unshare_net().expect("unshare(CLONE_NEWNET)");
         ip(&["link", "set", "lo", "up"]);
         ip(&["link", "set", "lo", "mtu", "1500"]);
+        let veth = Veth::new();
         let bytes = o.mib << 20;
         println!(
-            "payload {} MiB per connection, median of {} runs, MTU 1500, {} CPUs",
+            "payload {} MiB per run (split over the connections), median of {} runs, MTU 1500, {} CPUs",
             o.mib,
             o.reps,
             thread::available_parallelism().map_or(0, |n| n.get())
@@ -305,38 +357,50 @@ fn main() {
             port += 1;
             port
         };
-        let k1 = report(&o.only, "kernel loopback, 1 conn", || kernel_run(1, bytes, next()), o.reps);
-        let s_dl = report(&o.only, "smoltcp download, 1 conn", || smoltcp_run(bytes, true, next()), o.reps);
-        let s_ul = report(&o.only, "smoltcp upload, 1 conn", || smoltcp_run(bytes, false, next()), o.reps);
-        report(
-            &o.only,
-            "netstack download, 1 conn, no offload",
-            || netstack_run(1, bytes, true, next(), false),
-            o.reps,
-        );
-        report(&o.only, "netstack upload, 1 conn, no offload", || netstack_run(1, bytes, false, next(), false), o.reps);
-        let mut n_dl1 = 0.0;
-        let mut n_ul1 = 0.0;
+        let mut r = Results {
+            csv: String::from("stack,conns,direction,path,run,gbit_per_s\n"),
+            only: o.only.clone(),
+            reps: o.reps,
+        };
+        let lo = r.report("kernel loopback, 1 conn", 1, "one-way", "loopback", || kernel_run(None, 1, bytes, next()));
+        let s_dl = r.report("smoltcp download, 1 conn", 1, "download", "plain", || smoltcp_run(bytes, true, next()));
+        let s_ul = r.report("smoltcp upload, 1 conn", 1, "upload", "plain", || smoltcp_run(bytes, false, next()));
+        let mut rows = Vec::new();
         for &c in &o.conns {
             let per = bytes / c;
-            let dl = report(
-                &o.only,
-                &format!("netstack download, {c} conn"),
-                || netstack_run(c, per, true, next(), true),
-                o.reps,
-            );
-            let ul = report(
-                &o.only,
-                &format!("netstack upload, {c} conn"),
-                || netstack_run(c, per, false, next(), true),
-                o.reps,
-            );
-            if c == 1 {
-                n_dl1 = dl;
-                n_ul1 = ul;
-            }
+            let mut run = |dl: bool, off: bool| {
+                let (dir, path) = (if dl { "download" } else { "upload" }, if off { "offload" } else { "plain" });
+                r.report(&format!("netstack {dir}, {c} conn, {path}"), c, dir, path, || {
+                    netstack_run(c, per, dl, next(), off)
+                })
+            };
+            let (plain_dl, plain_ul, off_dl, off_ul) =
+                (run(true, false), run(false, false), run(true, true), run(false, true));
+            let veth = r.report(&format!("kernel veth, {c} conn"), c, "one-way", "veth", || {
+                kernel_run(Some(&veth), c, per, next())
+            });
+            rows.push(Row { conns: c, plain_dl, plain_ul, off_dl, off_ul, veth });
         }
-        println!("ratios (1 conn): netstack/smoltcp download {:.2}, upload {:.2}; netstack/kernel download {:.2}, upload {:.2}", n_dl1 / s_dl, n_ul1 / s_ul, n_dl1 / k1, n_ul1 / k1);
+        println!("\nGbit/s (medians)   plain dl  plain ul  offload dl  offload ul  kernel veth");
+        for w in &rows {
+            println!(
+                "{:>2} conn            {:>8.2}  {:>8.2}  {:>10.2}  {:>10.2}  {:>11.2}",
+                w.conns, w.plain_dl, w.plain_ul, w.off_dl, w.off_ul, w.veth
+            );
+        }
+        if let Some(one) = rows.iter().find(|w| w.conns == 1) {
+            println!(
+                "ratios (1 conn): plain/smoltcp download {:.2}, upload {:.2}; plain/veth download {:.2}, upload {:.2}; offload/veth download {:.2}, upload {:.2}; loopback ceiling {:.2}",
+                one.plain_dl / s_dl,
+                one.plain_ul / s_ul,
+                one.plain_dl / one.veth,
+                one.plain_ul / one.veth,
+                one.off_dl / one.veth,
+                one.off_ul / one.veth,
+                lo
+            );
+        }
+        write_csv(&o.csv, &r.csv);
     });
     t.join().unwrap();
 }
