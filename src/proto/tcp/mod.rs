@@ -57,10 +57,9 @@
 //!   advanced by it, so pure ACKs (SEQ = SND.MAX) stay acceptable to the peer;
 //! * the receive window is `recv_buf - delivered-but-not-credited`; out-of-order data
 //!   lies inside that window, so undelivered + unconsumed bytes never exceed `recv_buf`;
-//!   out-of-order bytes are additionally bounded by `max_ooo_bytes`.
-//!
+//!   out-of-order bytes are additionally bounded by `max_ooo_bytes`;
 //! * SYN cookies only once the half-open queue is full (Linux `tcp_syncookies = 1`); a SYN
-//!   for a listener whose accept queue is full is dropped, cookie or not (as Linux);
+//!   for a listener whose accept queue is full is dropped, cookie or not (as Linux).
 //!
 //! Not implemented (TODO):
 //! * urgent data (URG): the urgent pointer is ignored and the bytes delivered in line;
