@@ -244,3 +244,31 @@ fn syncookies_off_drops_syns_beyond_the_half_open_bound() {
     let st = h.ep.stats();
     assert_eq!((st.syn_dropped, st.syncookies_sent), (1, 0));
 }
+
+#[test]
+fn ipv6_cookie_carries_the_v6_mss_table() {
+    // max_half_open 0: every SYN gets a cookie (Linux's tcp_syncookies = 2).
+    let mut h = H::new(TcpConfig { max_half_open: 0, ..TcpConfig::default() });
+    let (us, peer): (IpAddr, IpAddr) = ("fd00::2".parse().unwrap(), "fd00::1".parse().unwrap());
+    h.ep.listen(ListenAddr::Addr(SocketAddr::new(us, LPORT)), 8).unwrap();
+    let syn = TcpRepr { options: TcpOptions { mss: Some(1440), ..linux_syn_opts(50) }, ..h.seg("S") };
+    h.ep.handle_segment(h.now, peer, us, &syn, &[]);
+    let mut out = Vec::new();
+    h.ep.poll_transmit(h.now, &mut |_, _, r, _| out.push(*r));
+    assert_eq!(out.len(), 1);
+    let sa = out[0];
+    assert_eq!((sa.options.mss, h.ep.conn_count(), h.ep.stats().syncookies_sent), (Some(1440), 0, 1));
+    let ack = TcpRepr {
+        seq: PISS.wrapping_add(1),
+        ack: sa.seq.wrapping_add(1),
+        options: TcpOptions { timestamps: Some((51, sa.options.timestamps.unwrap().0)), ..TcpOptions::default() },
+        ..h.seg("A")
+    };
+    h.ep.handle_segment(h.now, peer, us, &ack, &[]);
+    h.conn = accepted(&h.evs()).expect("Accepted");
+    h.ep.handle_app(h.now, h.conn, AppCommand::Write(vec![1; 10_000]));
+    let mut sizes = Vec::new();
+    h.ep.poll_transmit(h.now, &mut |_, _, _, p| sizes.push(p.len()));
+    // Table entry 1440 minus 12 bytes of timestamps.
+    assert_eq!(sizes[0], 1428, "{sizes:?}");
+}
