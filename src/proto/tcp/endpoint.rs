@@ -4,13 +4,18 @@
 //! * `tuples` and `conns` describe the same TCBs: `(local, remote) -> ConnId -> Tcb`; a
 //!   segment is demultiplexed with one hash lookup (never a scan of connections);
 //! * per listener, half-open TCBs `<= max_half_open` and the accept queue `<= backlog`;
+//!   in total, half-open TCBs `<= max_half_open_total`; a SYN beyond these bounds gets a
+//!   SYN cookie (`syncookie.rs`) and leaves no state;
+//! * an ACK with no TCB is checked as a cookie only while a cookie of its listener may be
+//!   valid (Linux `tcp_synq_no_recent_overflow`); otherwise it gets a RST as before;
 //! * TIME-WAIT TCBs `<= max_time_wait` (beyond it a connection closes without TIME-WAIT,
 //!   right after its pending ACK of the peer's FIN is sent);
 //! * pending control segments (RSTs for closed ports, aborts) `<= MAX_CTL`;
 //! * ConnIds are allocated from a counter and never reused.
 
 use super::isn::IsnGenerator;
-use super::tcb::{Ctx, Tcb};
+use super::syncookie::{self, CookieOptions, SynCookies};
+use super::tcb::{self, Ctx, Tcb};
 use super::{
     AppCommand, ConnId, Event, IcmpErrorKind, ListenAddr, ListenerId, SocketEvent, State, TcpConfig, TcpStats,
 };
@@ -37,11 +42,14 @@ struct Listener {
     /// Established connections not yet taken by the application (FIFO).
     accept_q: VecDeque<ConnId>,
     key: ListenAddr,
+    /// Until then an ACK without a TCB may carry one of this listener's cookies.
+    cookies_until: Option<Instant>,
 }
 
 pub struct Endpoint {
     cfg: TcpConfig,
     isn: IsnGenerator,
+    cookies: SynCookies,
     epoch: Instant,
     next_conn: ConnId,
     next_listener: ListenerId,
@@ -56,6 +64,7 @@ pub struct Endpoint {
     dirty: VecDeque<ConnId>,
     ctl: VecDeque<(IpAddr, IpAddr, TcpRepr)>,
     time_wait_count: usize,
+    half_open_total: usize,
     stats: TcpStats,
 }
 
@@ -74,14 +83,16 @@ fn bad_peer(ip: IpAddr) -> bool {
 }
 
 impl Endpoint {
-    /// A new endpoint. `isn_key` keys the RFC 6528 ISN hash; the 4 µs ISN clock and the
-    /// timestamp clock run from `epoch`, which the caller passes (the core reads no clock),
+    /// A new endpoint. `isn_key` keys the RFC 6528 ISN hash and, through an independent
+    /// hash of it, the SYN cookies; the 4 µs ISN clock, the timestamp clock and the
+    /// cookie clock run from `epoch`, which the caller passes (the core reads no clock),
     /// so a simulation with a fixed key and a virtual clock replays bit for bit.
     pub fn new(cfg: TcpConfig, isn_key: [u8; 16], epoch: Instant) -> Self {
         let port_seed = u32::from_be_bytes([isn_key[0], isn_key[1], isn_key[2], isn_key[3]]);
         Endpoint {
             cfg,
             isn: IsnGenerator::new(isn_key, epoch),
+            cookies: SynCookies::from_secret(&isn_key),
             epoch,
             next_conn: 1,
             next_listener: 1,
@@ -96,6 +107,7 @@ impl Endpoint {
             dirty: VecDeque::new(),
             ctl: VecDeque::new(),
             time_wait_count: 0,
+            half_open_total: 0,
             stats: TcpStats::default(),
         }
     }
@@ -121,8 +133,14 @@ impl Endpoint {
                 self.listen_addrs.insert(a, id);
             }
         }
-        self.listeners
-            .insert(id, Listener { backlog: backlog.max(1), half_open: 0, accept_q: VecDeque::new(), key: addr });
+        let l = Listener {
+            backlog: backlog.max(1),
+            half_open: 0,
+            accept_q: VecDeque::new(),
+            key: addr,
+            cookies_until: None,
+        };
+        self.listeners.insert(id, l);
         Ok(id)
     }
 
@@ -278,19 +296,35 @@ impl Endpoint {
                 return;
             }
         }
+        if f.ack && !f.syn {
+            if let Some(lid) = self.find_listener(local) {
+                if self.cookie_ack(now, lid, local, remote, repr, payload) {
+                    return;
+                }
+            }
+        }
         // No TCB: RST per RFC 9293 §3.5.2 (a SYN-ACK or ACK in LISTEN gets one too).
         self.send_reset(dst, src, repr, payload.len());
     }
 
     fn passive_open(&mut self, now: Instant, lid: ListenerId, local: SocketAddr, remote: SocketAddr, syn: &TcpRepr) {
-        let max_half_open = self.cfg.max_half_open;
         let Some(l) = self.listeners.get_mut(&lid) else { return };
-        if l.half_open >= max_half_open || l.accept_q.len() >= l.backlog {
-            // Bounded half-open and accept queues: drop (no SYN cookies).
+        if l.accept_q.len() >= l.backlog {
+            // A full accept queue drops the SYN, cookie or not (Linux tcp_conn_request).
             self.stats.syn_dropped += 1;
             return;
         }
+        if l.half_open >= self.cfg.max_half_open || self.half_open_total >= self.cfg.max_half_open_total {
+            // RFC 4987 §3.6: the half-open queue is full: a cookie, or a drop.
+            if self.cfg.syncookies {
+                self.send_cookie(now, lid, local, remote, syn);
+            } else {
+                self.stats.syn_dropped += 1;
+            }
+            return;
+        }
         l.half_open += 1;
+        self.half_open_total += 1;
         let id = self.alloc_id();
         let iss = self.isn.isn(now, local, remote);
         let mut tcb =
@@ -299,6 +333,128 @@ impl Endpoint {
         self.conns.insert(id, tcb);
         self.tuples.insert((local, remote), id);
         self.after(now, id, true);
+    }
+
+    /// Answer `syn` with a SYN-ACK whose ISN is a cookie (RFC 4987 §3.6), keeping no
+    /// state. With timestamps the TSval carries the window-scale and SACK choices
+    /// (`syncookie::encode_ts`); without, the connection does without both.
+    fn send_cookie(&mut self, now: Instant, lid: ListenerId, local: SocketAddr, remote: SocketAddr, syn: &TcpRepr) {
+        let elapsed = now.saturating_duration_since(self.epoch);
+        let v6 = local.is_ipv6();
+        let cfg = &self.cfg;
+        let idx = syncookie::mss_index(v6, syn.options.mss);
+        let iss = self.cookies.make(local, remote, syn.seq, syncookie::counter(elapsed), idx);
+        let mut o = TcpOptions { mss: Some(tcb::our_mss_for(cfg, v6) as u16), ..TcpOptions::default() };
+        if let (true, Some((tsval, _))) = (cfg.timestamps, syn.options.timestamps) {
+            let co = CookieOptions {
+                wscale: syn.options.window_scale.filter(|_| cfg.window_scale),
+                sack: cfg.sack && syn.options.sack_permitted,
+            };
+            o.window_scale = co.wscale.map(|_| tcb::wscale_for(cfg.recv_buf));
+            o.sack_permitted = co.sack;
+            // The TCB's timestamp clock (`Tcb::ts_now`): milliseconds plus the offset.
+            let ts_now = (elapsed.as_millis() as u32).wrapping_add(self.isn.ts_offset(local, remote));
+            o.timestamps = Some((syncookie::encode_ts(ts_now, co), tsval));
+        }
+        let synack = TcpRepr {
+            src_port: local.port(),
+            dst_port: remote.port(),
+            seq: iss,
+            ack: syn.seq.wrapping_add(1),
+            flags: TcpFlags { syn: true, ack: true, ..Default::default() },
+            window: cfg.recv_buf.min(0xffff) as u16, // never scaled in a SYN (RFC 7323 §2.2)
+            urgent: 0,
+            options: o,
+        };
+        if let Some(l) = self.listeners.get_mut(&lid) {
+            l.cookies_until = Some(now + syncookie::COUNTER_PERIOD * syncookie::MAX_AGE);
+        }
+        self.stats.syncookies_sent += 1;
+        self.push_ctl(local.ip(), remote.ip(), synack);
+    }
+
+    /// An ACK with no TCB for listener `lid`: if it completes a valid cookie handshake,
+    /// build the connection and let the ACK establish it. Returns false when the segment
+    /// is not handled here (the caller answers with a RST): no cookie may be outstanding,
+    /// or the cookie is bad (counted in `syncookies_failed`).
+    fn cookie_ack(
+        &mut self,
+        now: Instant,
+        lid: ListenerId,
+        local: SocketAddr,
+        remote: SocketAddr,
+        ack: &TcpRepr,
+        payload: &[u8],
+    ) -> bool {
+        let Some(l) = self.listeners.get(&lid) else { return false };
+        if l.cookies_until.is_none_or(|t| now >= t) {
+            return false;
+        }
+        let Some(syn) = self.cookie_syn(now, local, remote, ack) else {
+            self.stats.syncookies_failed += 1;
+            return false;
+        };
+        if l.accept_q.len() >= l.backlog {
+            // No room to accept: drop it; the peer retransmits and the cookie is checked
+            // again (Linux's listen overflow).
+            self.stats.dropped += 1;
+            return true;
+        }
+        self.stats.syncookies_recv_ok += 1;
+        let id = self.alloc_id();
+        let ts_offset = self.isn.ts_offset(local, remote);
+        let tcb =
+            Tcb::new_from_cookie(id, local, remote, ack.ack.wrapping_sub(1), ts_offset, now, &self.cfg, lid, &syn);
+        self.conns.insert(id, tcb);
+        self.tuples.insert((local, remote), id);
+        // The echoed TSval holds cookie bits, not a send time: no RTT sample from it.
+        let mut ack = *ack;
+        if let Some((tsval, _)) = ack.options.timestamps {
+            ack.options.timestamps = Some((tsval, 0));
+        }
+        self.with_tcb(now, id, true, |t, now, ctx| {
+            t.accept_room = true;
+            t.handle_segment(now, ctx, &ack, payload);
+            if t.state == State::SynReceived {
+                // Not established after all: keep no state for it.
+                t.force_close();
+            }
+        });
+        true
+    }
+
+    /// The SYN a cookie ACK stands for (SEQ = SEG.SEQ - 1, the decoded MSS and options),
+    /// or None if SEG.ACK - 1 is not a valid cookie or the options are not ones we would
+    /// have sent (Linux `cookie_timestamp_decode`).
+    fn cookie_syn(&self, now: Instant, local: SocketAddr, remote: SocketAddr, ack: &TcpRepr) -> Option<TcpRepr> {
+        let count = syncookie::counter(now.saturating_duration_since(self.epoch));
+        let irs = ack.seq.wrapping_sub(1);
+        let idx = self.cookies.check(local, remote, irs, count, ack.ack.wrapping_sub(1))?;
+        let mss = syncookie::mss_of(local.is_ipv6(), idx)?;
+        let o = match ack.options.timestamps {
+            Some(_) if !self.cfg.timestamps => return None,
+            Some((_, tsecr)) => syncookie::decode_ts(tsecr)?,
+            None => CookieOptions::default(),
+        };
+        if (o.sack && !self.cfg.sack) || (o.wscale.is_some() && !self.cfg.window_scale) {
+            return None;
+        }
+        Some(TcpRepr {
+            src_port: remote.port(),
+            dst_port: local.port(),
+            seq: irs,
+            ack: 0,
+            flags: TcpFlags { syn: true, ..Default::default() },
+            window: ack.window,
+            urgent: 0,
+            options: TcpOptions {
+                mss: Some(mss),
+                window_scale: o.wscale,
+                sack_permitted: o.sack,
+                timestamps: ack.options.timestamps.map(|(tsval, _)| (tsval, 0)),
+                ..TcpOptions::default()
+            },
+        })
     }
 
     /// RFC 9293 §3.5.2 reset generation for a segment with no connection.
@@ -383,7 +539,7 @@ impl Endpoint {
         while let Some((s, d, r)) = self.ctl.pop_front() {
             tx(s, d, &r, &[]);
             self.stats.segments_out += 1;
-            self.stats.rst_out += 1;
+            self.stats.rst_out += u64::from(r.flags.rst);
         }
         while let Some(id) = self.dirty.pop_front() {
             let Some(t) = self.conns.get_mut(&id) else { continue };
@@ -397,7 +553,7 @@ impl Endpoint {
         while let Some((s, d, r)) = self.ctl.pop_front() {
             tx(s, d, &r, &[]);
             self.stats.segments_out += 1;
-            self.stats.rst_out += 1;
+            self.stats.rst_out += u64::from(r.flags.rst);
         }
     }
 
@@ -447,9 +603,14 @@ impl Endpoint {
         self.conns.len()
     }
 
-    /// Counters since creation.
+    /// Counters since creation (and the `half_open` gauge).
     pub fn stats(&self) -> TcpStats {
-        self.stats
+        TcpStats { half_open: self.half_open_total as u64, ..self.stats }
+    }
+
+    /// Half-open (SYN-RECEIVED) TCBs over all listeners.
+    pub fn half_open_count(&self) -> usize {
+        self.half_open_total
     }
 
     /// The state of a connection (for diagnostics and tests).
@@ -465,12 +626,15 @@ impl Endpoint {
         if t.just_established {
             t.just_established = false;
             let free = self.cfg.send_buf;
+            if t.half_open_counted {
+                t.half_open_counted = false;
+                self.half_open_total = self.half_open_total.saturating_sub(1);
+                if let Some(l) = t.listener.and_then(|l| self.listeners.get_mut(&l)) {
+                    l.half_open = l.half_open.saturating_sub(1);
+                }
+            }
             if let Some(lid) = t.listener {
                 if let Some(l) = self.listeners.get_mut(&lid) {
-                    if t.half_open_counted {
-                        l.half_open = l.half_open.saturating_sub(1);
-                        t.half_open_counted = false;
-                    }
                     l.accept_q.push_back(id);
                     self.stats.conns_accepted += 1;
                     self.events.push_back(Event::Accepted {
@@ -544,6 +708,7 @@ impl Endpoint {
             self.time_wait_count = self.time_wait_count.saturating_sub(1);
         }
         if t.half_open_counted {
+            self.half_open_total = self.half_open_total.saturating_sub(1);
             if let Some(l) = t.listener.and_then(|l| self.listeners.get_mut(&l)) {
                 l.half_open = l.half_open.saturating_sub(1);
             }

@@ -11,6 +11,7 @@
 //! Module map (one job each):
 //! * [`seq`] — sequence-number arithmetic modulo 2^32;
 //! * [`isn`] — RFC 6528 initial sequence numbers;
+//! * [`syncookie`] — SYN cookies (RFC 4987 §3.6) for listeners whose half-open queue is full;
 //! * [`rtt`] — RFC 6298 RTO estimator (Linux's floor on the variance term);
 //! * [`congestion`] — `CongestionControl` trait, NewReno (RFC 5681/6582), CUBIC (RFC 9438);
 //! * [`bbr`] — BBR v1 on [`rate`]'s delivery-rate samples;
@@ -28,7 +29,8 @@
 //! Invariants kept across the core:
 //! * no panics on any input; sequence numbers use wrapping arithmetic;
 //! * every queue is bounded in bytes or entries (send buffer, out-of-order data, half-open
-//!   and accept queues per listener, TIME-WAIT count, pending control segments);
+//!   and accept queues per listener, half-open TCBs in total, TIME-WAIT count, pending
+//!   control segments); SYNs beyond the half-open bounds get SYN cookies and no state;
 //! * a `ConnId` is never reused; `Closed` is the last event of a connection.
 //!
 //! Deliberate choices:
@@ -55,10 +57,11 @@
 //!   advanced by it, so pure ACKs (SEQ = SND.MAX) stay acceptable to the peer;
 //! * the receive window is `recv_buf - delivered-but-not-credited`; out-of-order data
 //!   lies inside that window, so undelivered + unconsumed bytes never exceed `recv_buf`;
-//!   out-of-order bytes are additionally bounded by `max_ooo_bytes`.
+//!   out-of-order bytes are additionally bounded by `max_ooo_bytes`;
+//! * SYN cookies only once the half-open queue is full (Linux `tcp_syncookies = 1`); a SYN
+//!   for a listener whose accept queue is full is dropped, cookie or not (as Linux).
 //!
 //! Not implemented (TODO):
-//! * SYN cookies: SYNs beyond `max_half_open` (or a full accept queue) are dropped;
 //! * urgent data (URG): the urgent pointer is ignored and the bytes delivered in line;
 //! * ECN (ECE/CWR are never set);
 //! * data carried on a SYN is not queued (it is not acknowledged, so the peer resends it);
@@ -79,6 +82,7 @@ pub mod rtx;
 pub mod sack;
 pub mod sendbuf;
 pub mod seq;
+pub mod syncookie;
 pub mod tcb;
 
 #[cfg(test)]
@@ -155,6 +159,11 @@ pub struct TcpConfig {
     pub max_ooo_bytes: usize,
     /// Half-open (SYN-RECEIVED) connections per listener.
     pub max_half_open: usize,
+    /// Half-open connections over all listeners.
+    pub max_half_open_total: usize,
+    /// Answer SYNs beyond the half-open bounds with SYN cookies (RFC 4987 §3.6, Linux's
+    /// `tcp_syncookies = 1`); false drops them.
+    pub syncookies: bool,
     /// Global bound on TIME-WAIT TCBs; beyond it a connection closes without TIME-WAIT.
     pub max_time_wait: usize,
     /// Nagle's algorithm on by default (M-17); `AppCommand::SetNodelay` overrides.
@@ -184,6 +193,8 @@ impl Default for TcpConfig {
             delayed_ack: Duration::from_millis(40),
             max_ooo_bytes: 1 << 20,
             max_half_open: 1024,
+            max_half_open_total: 4096,
+            syncookies: true,
             max_time_wait: 65536,
             nagle: true,
             keepalive: None,
@@ -303,6 +314,14 @@ pub struct TcpStats {
     pub challenge_acks: u64,
     pub paws_rejected: u64,
     pub syn_dropped: u64,
+    /// SYN-ACKs sent with a SYN cookie, ACKs that completed one, and ACKs refused as a
+    /// cookie (forged, mangled or expired; answered with RST, as Linux) while cookies
+    /// were in use (Linux `SyncookiesSent` / `SyncookiesRecv` / `SyncookiesFailed`).
+    pub syncookies_sent: u64,
+    pub syncookies_recv_ok: u64,
+    pub syncookies_failed: u64,
+    /// Half-open (SYN-RECEIVED) TCBs now, over all listeners (a gauge, not a counter).
+    pub half_open: u64,
     pub conns_opened: u64,
     pub conns_accepted: u64,
     pub time_wait_overflow: u64,

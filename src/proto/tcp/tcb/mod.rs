@@ -291,12 +291,17 @@ pub(crate) struct Undo {
 }
 
 /// Smallest window-scale shift that makes `buf` representable (RFC 7323 §2.3).
-fn wscale_for(buf: usize) -> u8 {
+pub(crate) fn wscale_for(buf: usize) -> u8 {
     let mut s = 0u8;
     while s < MAX_WSCALE && (buf >> s) > 0xffff {
         s += 1;
     }
     s
+}
+
+/// The MSS we advertise: M-67, the link MTU minus IP and TCP headers.
+pub(crate) fn our_mss_for(cfg: &TcpConfig, v6: bool) -> usize {
+    cfg.mtu.saturating_sub(if v6 { 60 } else { 40 }).clamp(MIN_PEER_MSS, 0xffff)
 }
 
 impl Tcb {
@@ -312,8 +317,7 @@ impl Tcb {
         state: State,
     ) -> Self {
         let v6 = local.is_ipv6();
-        // M-67: advertise MTU minus IP and TCP headers.
-        let our_mss = cfg.mtu.saturating_sub(if v6 { 60 } else { 40 }).clamp(MIN_PEER_MSS, 0xffff);
+        let our_mss = our_mss_for(cfg, v6);
         let peer_mss = if v6 { DEFAULT_MSS_V6 } else { DEFAULT_MSS_V4 }.min(our_mss);
         let cc: Box<dyn CongestionControl> = match cfg.congestion {
             CongestionAlgorithm::NewReno => Box::new(NewReno::new(peer_mss)),
@@ -462,6 +466,30 @@ impl Tcb {
         t.snd_wl1 = syn.seq;
         t.negotiate(cfg, syn);
         t.rcv_adv = t.rcv_nxt.wrapping_add(t.syn_window() as u32);
+        t
+    }
+
+    /// A passive open rebuilt from a valid SYN cookie (`syncookie.rs`): `syn` is the SYN
+    /// the cookie stands for (SEQ = IRS, the decoded MSS, window-scale, SACK and
+    /// timestamp options). Our SYN-ACK (ISS = the cookie) counts as sent once, so the
+    /// ACK that carried the cookie completes the handshake on the ordinary SYN-RECEIVED
+    /// path (RFC 9293 §3.10.7.4 fifth).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new_from_cookie(
+        id: ConnId,
+        local: SocketAddr,
+        remote: SocketAddr,
+        iss: u32,
+        ts_offset: u32,
+        now: Instant,
+        cfg: &TcpConfig,
+        listener: ListenerId,
+        syn: &TcpRepr,
+    ) -> Self {
+        let mut t = Tcb::new_passive(id, local, remote, iss, ts_offset, now, cfg, listener, syn);
+        t.syn_pending = false;
+        t.snd_max = iss.wrapping_add(1);
+        t.last_ack_sent = t.rcv_nxt;
         t
     }
 

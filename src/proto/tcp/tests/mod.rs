@@ -508,7 +508,7 @@ fn listen_addr_in_use_and_wildcards() {
 
 #[test]
 fn listener_bounds_half_open_and_backlog() {
-    let cfg = TcpConfig { max_half_open: 3, ..plain() };
+    let cfg = TcpConfig { max_half_open: 3, syncookies: false, ..plain() };
     let mut h = H::new(cfg);
     let lid = h.ep.listen(ListenAddr::Addr(SocketAddr::new(US, LPORT)), 2).unwrap();
     for p in 0..5u16 {
@@ -1016,6 +1016,7 @@ fn time_wait_bounded() {
 
 mod attack;
 mod attack2;
+mod cookies;
 mod more;
 mod recovery;
 mod review;
