@@ -59,6 +59,35 @@ fn rss_kib(pid: &str) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
+/// The mappings of process `pid` holding the most resident memory (diagnostics for where a
+/// process's memory stays: set NETSTACK_BENCH_SMAPS).
+fn print_top_mappings(pid: &str) {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).expect("smaps");
+    let mut maps: Vec<(u64, String)> = Vec::new();
+    let mut name = String::new();
+    let mut count = std::collections::HashMap::<String, (u64, usize)>::new();
+    for l in smaps.lines() {
+        if l.starts_with("Rss:") {
+            let kib: u64 = l.split_whitespace().nth(1).unwrap().parse().unwrap();
+            maps.push((kib, name.clone()));
+            let e = count.entry(name.clone()).or_default();
+            e.0 += kib;
+            e.1 += 1;
+        } else if !l.contains(':') || l.split_whitespace().next().is_some_and(|f| f.contains('-')) {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            name = if f.len() >= 6 { f[5..].join(" ") } else { format!("[anon {}]", f.first().copied().unwrap_or("")) };
+            if name.starts_with("[anon") {
+                name = "[anon]".into();
+            }
+        }
+    }
+    maps.sort_by(|a, b| b.0.cmp(&a.0));
+    println!("largest mappings (RSS KiB): {:?}", &maps[..maps.len().min(8)]);
+    let mut by: Vec<_> = count.into_iter().collect();
+    by.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+    println!("by name (RSS KiB, mappings): {:?}", &by[..by.len().min(5)]);
+}
+
 /// Open `n` connections to `addr` from `clients` threads; returns them and the time taken.
 fn open_many(addr: &str, n: usize, clients: usize) -> (Vec<KStream>, Duration) {
     let start = Instant::now();
@@ -145,6 +174,9 @@ fn host_bin(n: usize, clients: usize) -> Row {
     drop(held);
     thread::sleep(Duration::from_secs(3)); // closes and service threads end
     let closed = rss_kib(&pid);
+    if std::env::var("NETSTACK_BENCH_SMAPS").is_ok() {
+        print_top_mappings(&pid);
+    }
     let _ = Command::new("kill").args(["-INT", &pid]).status();
     let deadline = Instant::now() + Duration::from_secs(10);
     while child.try_wait().ok().flatten().is_none() {

@@ -71,6 +71,27 @@ fn tcp_service(stack: &StackHandle, port: u16, serve: fn(TcpStream)) {
     }
 }
 
+/// Memory back after a burst of connections: glibc keeps the pages freed below a live
+/// allocation, so once the connection count has fallen under half its peak since the last
+/// trim (and by at least 256), hand the allocator's free pages back to the kernel.
+fn trim_after_bursts(stack: StackHandle) {
+    let spawned = std::thread::Builder::new().name("trim".into()).stack_size(SERVICE_STACK).spawn(move || {
+        let mut peak = 0;
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            let n = stack.tcp_conn_count();
+            peak = peak.max(n);
+            if peak >= 2 * n + 256 {
+                netstack::device::sys::trim_heap();
+                peak = n;
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        eprintln!("warning: no memory-trim thread: {e}");
+    }
+}
+
 /// RFC 862.
 fn echo(mut s: TcpStream) {
     let Some((mut n, mut buf)) = first_read(&mut s) else { return };
@@ -179,6 +200,7 @@ fn main() {
     tcp_service(&stack, 9, discard);
     tcp_service(&stack, 19, chargen);
     tcp_service(&stack, 80, http);
+    trim_after_bursts(stack.handle());
     let c = &cli.common;
     println!("netstack is up on {}: {} and fe80::2, {}", c.iface, c.addr, c.addr6);
     println!("  ping {}        ping {}        ping fe80::2%{}", c.addr, c.addr6, c.iface);

@@ -65,6 +65,14 @@ pub fn raise_nofile_limit(want: u64) -> io::Result<u64> {
     Ok(lim.rlim_cur)
 }
 
+/// Give the C allocator's free memory back to the kernel (`malloc_trim(0)`): glibc returns
+/// only the top of each arena by itself, so after a burst of connections the pages freed
+/// below a live allocation stay resident. Returns whether any memory was released.
+pub fn trim_heap() -> bool {
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it takes no pointers.
+    unsafe { libc::malloc_trim(0) != 0 }
+}
+
 /// True when this process may administer the network (effective uid 0 is taken as the sign;
 /// the TUN tests use it to decide whether they can run at all).
 pub fn is_root() -> bool {

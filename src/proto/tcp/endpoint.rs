@@ -54,7 +54,9 @@ pub struct Endpoint {
     next_conn: ConnId,
     next_listener: ListenerId,
     next_port: u32,
-    conns: HashMap<ConnId, Tcb>,
+    /// Boxed, so an idle map slot costs a pointer, not a whole TCB, and the map's spare
+    /// capacity after a burst of connections is small (see [`shrink_if_sparse`]).
+    conns: HashMap<ConnId, Box<Tcb>>,
     tuples: HashMap<(SocketAddr, SocketAddr), ConnId>,
     listeners: HashMap<ListenerId, Listener>,
     listen_addrs: HashMap<SocketAddr, ListenerId>,
@@ -209,7 +211,7 @@ impl Endpoint {
         let id = self.alloc_id();
         let iss = self.isn.isn(now, local, remote);
         let tcb = Tcb::new_active(id, local, remote, iss, self.isn.ts_offset(local, remote), now, &self.cfg);
-        self.conns.insert(id, tcb);
+        self.conns.insert(id, Box::new(tcb));
         self.tuples.insert((local, remote), id);
         self.stats.conns_opened += 1;
         self.after(now, id, true);
@@ -330,7 +332,7 @@ impl Endpoint {
         let mut tcb =
             Tcb::new_passive(id, local, remote, iss, self.isn.ts_offset(local, remote), now, &self.cfg, lid, syn);
         tcb.half_open_counted = true;
-        self.conns.insert(id, tcb);
+        self.conns.insert(id, Box::new(tcb));
         self.tuples.insert((local, remote), id);
         self.after(now, id, true);
     }
@@ -405,7 +407,7 @@ impl Endpoint {
         let ts_offset = self.isn.ts_offset(local, remote);
         let tcb =
             Tcb::new_from_cookie(id, local, remote, ack.ack.wrapping_sub(1), ts_offset, now, &self.cfg, lid, &syn);
-        self.conns.insert(id, tcb);
+        self.conns.insert(id, Box::new(tcb));
         self.tuples.insert((local, remote), id);
         // The echoed TSval holds cookie bits, not a send time: no RTT sample from it.
         let mut ack = *ack;
@@ -704,6 +706,8 @@ impl Endpoint {
     fn remove(&mut self, id: ConnId) {
         let Some(t) = self.conns.remove(&id) else { return };
         self.tuples.remove(&(t.local, t.remote));
+        shrink_if_sparse(&mut self.conns);
+        shrink_if_sparse(&mut self.tuples);
         if t.tw_counted {
             self.time_wait_count = self.time_wait_count.saturating_sub(1);
         }
@@ -716,5 +720,15 @@ impl Endpoint {
         if t.reported_deadline.is_some() {
             self.timer_updates.push_back((id, None));
         }
+    }
+}
+
+/// A map keeps the capacity of its busiest moment; once it is less than a quarter full, give
+/// most of that back (to twice its length), so memory returns after a burst of connections.
+/// Amortised O(1): the next shrink needs the length to halve again.
+fn shrink_if_sparse<K: Eq + std::hash::Hash, V>(m: &mut HashMap<K, V>) {
+    let len = m.len();
+    if m.capacity() > 64 && len * 4 < m.capacity() {
+        m.shrink_to(len * 2);
     }
 }
