@@ -81,10 +81,10 @@ fn print_top_mappings(pid: &str) {
             }
         }
     }
-    maps.sort_by(|a, b| b.0.cmp(&a.0));
+    maps.sort_by_key(|m| std::cmp::Reverse(m.0));
     println!("largest mappings (RSS KiB): {:?}", &maps[..maps.len().min(8)]);
     let mut by: Vec<_> = count.into_iter().collect();
-    by.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+    by.sort_by_key(|b| std::cmp::Reverse(b.1 .0));
     println!("by name (RSS KiB, mappings): {:?}", &by[..by.len().min(5)]);
 }
 
