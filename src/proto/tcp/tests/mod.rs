@@ -1017,5 +1017,6 @@ fn time_wait_bounded() {
 mod attack;
 mod attack2;
 mod more;
+mod orphans;
 mod recovery;
 mod review;
