@@ -14,8 +14,8 @@
 //! blocks on a socket inbox or on the timer (the timer never blocks: a full tcp inbox makes
 //! it retry later).
 //!
-//! A device actor that ends while the stack is not stopping (read or write error, e.g. the
-//! TUN device was deleted, or a panic) marks the stack's [`DeviceHealth`] failed: from then
+//! A device actor that fails while the stack is not stopping (a read error, e.g. the TUN
+//! device was deleted, or a panic) marks the stack's [`DeviceHealth`] failed: from then
 //! on every socket call fails with `NetworkDown` ("netstack: device ... stopped: <cause>"),
 //! blocked calls wake up with it (the health's alarm channel disconnects, a broadcast every
 //! socket selects on), and the engine resets the connections still open.
@@ -75,7 +75,7 @@ pub struct StackStats {
     pub tcp_conns: std::sync::atomic::AtomicU64,
 }
 
-/// Whether the device actors are alive. Set once, by the first device thread that ends
+/// Whether the device actors are alive. Set once, by the first device thread that fails
 /// while the stack is not stopping.
 pub struct DeviceHealth {
     cause: std::sync::OnceLock<String>,

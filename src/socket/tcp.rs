@@ -311,11 +311,12 @@ impl TcpStream {
         let (mut st, ready) =
             self.inner.wait(st, deadline, |s| !s.rx.is_empty() || s.eof || s.error.is_some() || s.read_shut)?;
         if st.rx.is_empty() {
-            if !st.eof {
-                self.inner.stack.check_device()?;
-            }
+            // A connection error that arrived first (a reset) is reported as it is.
             if let Some(e) = st.error {
                 return Err(err(e));
+            }
+            if !st.eof {
+                self.inner.stack.check_device()?;
             }
             if st.eof || st.read_shut {
                 return Ok(0);
@@ -369,11 +370,11 @@ impl TcpStream {
         }
         let deadline = st.write_timeout.map(|t| Instant::now() + t);
         let (mut st, _) = self.inner.wait(st, deadline, |s| s.credit > 0 || s.error.is_some() || s.closed)?;
-        // The engine resets every connection when the device dies: say why, not BrokenPipe.
-        self.inner.stack.check_device()?;
         if let Some(e) = st.error {
             return Err(err(e));
         }
+        // The engine resets every connection when the device dies: say why, not BrokenPipe.
+        self.inner.stack.check_device()?;
         if st.closed {
             return Err(err(io::ErrorKind::BrokenPipe));
         }
