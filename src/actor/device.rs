@@ -1,7 +1,12 @@
 //! dev-rx and dev-tx: the only readers and writers of the device.
+//!
+//! Each runs under a [`Watch`]: when it ends with an error (a failed read, e.g. the TUN
+//! device was deleted) or a panic while the stack is not stopping, the stack's [`DeviceHealth`] is marked failed with the cause and the engine
+//! resets every open connection, so no socket waits on a device that will never deliver.
 
 use super::ip::IpMsg;
-use super::StackStats;
+use super::tcp::TcpMsg;
+use super::{DeviceHealth, StackStats};
 use crate::buf::{Batch, Pool};
 use crate::device::{DevRx, DevTx};
 use crossbeam_channel::{Receiver, Sender};
@@ -9,27 +14,61 @@ use slog::{error, Logger};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-/// Read batches from the device and hand them to the ip actor until stopped.
-pub fn run_rx(mut dev: Box<dyn DevRx>, pool: Pool, ip: Sender<IpMsg>, batch: usize, log: Logger) {
+/// Runs one device actor and reports its end.
+pub struct Watch {
+    pub health: Arc<DeviceHealth>,
+    pub tcp: Sender<TcpMsg>,
+    pub log: Logger,
+}
+
+impl Watch {
+    /// Run `f` (a device actor, `Err(cause)` when it failed); if it fails or panics while
+    /// the stack is not stopping, fail the device and reset the engine's connections. A
+    /// clean end (stopped, or the device reports it is gone, as a pair whose other end was
+    /// dropped) is no failure: the connections then time out as after a pulled cable.
+    pub fn run(self, half: &str, f: impl FnOnce() -> Result<(), String>) {
+        let cause = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            Ok(Ok(())) => return,
+            Ok(Err(why)) => why,
+            Err(_) => "the thread panicked".to_string(),
+        };
+        if self.health.fail(half, &cause) {
+            error!(self.log, "device stopped; every socket fails"; "half" => half, "cause" => %cause);
+            // RSTs for the peers (they still go out if only the other half died); the
+            // sockets are woken by the health's alarm whatever happens here.
+            let _ = self.tcp.send_timeout(TcpMsg::AbortAll, std::time::Duration::from_secs(1));
+        }
+    }
+}
+
+/// Read batches from the device and hand them to the ip actor until stopped; `Err` with the
+/// cause when a read fails.
+pub fn run_rx(mut dev: Box<dyn DevRx>, pool: Pool, ip: Sender<IpMsg>, batch: usize, log: Logger) -> Result<(), String> {
     loop {
         let mut b: Batch = Vec::with_capacity(batch);
         match dev.recv_batch(&pool, &mut b, batch) {
             Ok(true) => {
                 if ip.send(IpMsg::Rx(b)).is_err() {
-                    return;
+                    return Ok(()); // the stack is stopping
                 }
             }
-            Ok(false) => return,
+            Ok(false) => return Ok(()),
             Err(e) => {
                 error!(log, "device read failed; dev-rx stops"; "error" => %e);
-                return;
+                return Err(format!("read failed: {e}"));
             }
         }
     }
 }
 
-/// Write batches to the device until every sender is gone.
-pub fn run_tx(mut dev: Box<dyn DevTx>, inbox: Receiver<Batch>, pool: Pool, stats: Arc<StackStats>) {
+/// Write batches to the device until every sender is gone (the stack stopped). Never fails:
+/// a write error is a counted drop (`DevTx::send_batch`); only a panic ends it early.
+pub fn run_tx(
+    mut dev: Box<dyn DevTx>,
+    inbox: Receiver<Batch>,
+    pool: Pool,
+    stats: Arc<StackStats>,
+) -> Result<(), String> {
     while let Ok(mut b) = inbox.recv() {
         let dropped = dev.send_batch(&mut b, &pool);
         // Coalesce: whatever else is queued goes out before we block again.
@@ -41,4 +80,5 @@ pub fn run_tx(mut dev: Box<dyn DevTx>, inbox: Receiver<Batch>, pool: Pool, stats
             stats.dev_tx_dropped.fetch_add((dropped + extra) as u64, Relaxed);
         }
     }
+    Ok(())
 }

@@ -13,6 +13,12 @@
 //! blocks on a channel that could lead back to itself: dev-tx sends nowhere; tcp never
 //! blocks on a socket inbox or on the timer (the timer never blocks: a full tcp inbox makes
 //! it retry later).
+//!
+//! A device actor that fails while the stack is not stopping (a read error, e.g. the TUN
+//! device was deleted, or a panic) marks the stack's [`DeviceHealth`] failed: from then
+//! on every socket call fails with `NetworkDown` ("netstack: device ... stopped: <cause>"),
+//! blocked calls wake up with it (the health's alarm channel disconnects, a broadcast every
+//! socket selects on), and the engine resets the connections still open.
 
 pub mod device;
 pub mod ip;
@@ -69,6 +75,51 @@ pub struct StackStats {
     pub tcp_conns: std::sync::atomic::AtomicU64,
 }
 
+/// Whether the device actors are alive. Set once, by the first device thread that fails
+/// while the stack is not stopping.
+pub struct DeviceHealth {
+    cause: std::sync::OnceLock<String>,
+    /// Set by `Stack::stop` before it stops the device: an actor ending then is no failure.
+    stopping: std::sync::atomic::AtomicBool,
+    /// Dropped when the device fails: every clone of `watch` then reports disconnection,
+    /// which wakes every blocked socket at once.
+    alarm: Mutex<Option<Sender<()>>>,
+    watch: crossbeam_channel::Receiver<()>,
+}
+
+impl Default for DeviceHealth {
+    fn default() -> Self {
+        let (alarm, watch) = bounded(0);
+        DeviceHealth { cause: Default::default(), stopping: Default::default(), alarm: Mutex::new(Some(alarm)), watch }
+    }
+}
+
+impl DeviceHealth {
+    /// Record that the device's `half` (rx or tx) stopped because of `cause` (ignored when
+    /// the stack is stopping, or after the first failure). True if this was the failure.
+    pub(crate) fn fail(&self, half: &str, cause: &str) -> bool {
+        if self.stopping.load(std::sync::atomic::Ordering::Acquire) {
+            return false;
+        }
+        let first = self.cause.set(format!("netstack: device {half} stopped: {cause}")).is_ok();
+        self.alarm.lock().take();
+        first
+    }
+
+    /// The error every socket reports once the device failed. `NetworkDown` (ENETDOWN,
+    /// "Network is down") is what Linux reports for I/O through an interface that is gone
+    /// or down; `BrokenPipe` would say the peer or a shutdown ended the stream, `Other` could
+    /// not be matched on.
+    pub fn error(&self) -> Option<io::Error> {
+        self.cause.get().map(|m| io::Error::new(io::ErrorKind::NetworkDown, m.clone()))
+    }
+
+    /// A receiver that reports disconnection once the device failed (select on it).
+    pub(crate) fn watch(&self) -> &crossbeam_channel::Receiver<()> {
+        &self.watch
+    }
+}
+
 /// What a socket needs to reach the stack: the actors' inboxes, the buffer pool, counters.
 #[derive(Clone)]
 pub struct StackHandle {
@@ -78,9 +129,20 @@ pub struct StackHandle {
     pub(crate) cfg: Arc<StackConfig>,
     pub stats: Arc<StackStats>,
     pub(crate) any_tcp: Arc<std::sync::atomic::AtomicBool>,
+    pub(crate) device: Arc<DeviceHealth>,
 }
 
 impl StackHandle {
+    /// The error sockets fail with because the device stopped (None while it runs).
+    pub fn device_error(&self) -> Option<io::Error> {
+        self.device.error()
+    }
+
+    /// `Err(device error)` once the device stopped: the first check of every socket call.
+    pub(crate) fn check_device(&self) -> io::Result<()> {
+        self.device.error().map_or(Ok(()), Err)
+    }
+
     pub fn config(&self) -> &StackConfig {
         &self.cfg
     }
@@ -158,15 +220,18 @@ impl Stack {
             cfg: cfg.clone(),
             stats: stats.clone(),
             any_tcp,
+            device: Arc::new(DeviceHealth::default()),
         };
         let mut threads = Vec::new();
         {
             let (pool, ip_tx, log, batch) = (pool.clone(), ip_tx.clone(), log.clone(), cfg.batch);
-            threads.push(spawn("dev-rx", move || device::run_rx(rx_dev, pool, ip_tx, batch, log))?);
+            let watch = device::Watch { health: handle.device.clone(), tcp: tcp_tx.clone(), log: log.clone() };
+            threads.push(spawn("dev-rx", move || watch.run("rx", || device::run_rx(rx_dev, pool, ip_tx, batch, log)))?);
         }
         {
             let (pool, stats) = (pool.clone(), stats.clone());
-            threads.push(spawn("dev-tx", move || device::run_tx(tx_dev, devtx_rx, pool, stats))?);
+            let watch = device::Watch { health: handle.device.clone(), tcp: tcp_tx.clone(), log: log.clone() };
+            threads.push(spawn("dev-tx", move || watch.run("tx", || device::run_tx(tx_dev, devtx_rx, pool, stats)))?);
         }
         {
             let (pool, devtx, tcp_tx, log) = (pool.clone(), devtx_tx.clone(), tcp_tx.clone(), log.clone());
@@ -218,6 +283,7 @@ impl Stack {
         self.linger();
         // Whatever is still open is reset (sent with the engine's last flush).
         let _ = self.handle.tcp.send_timeout(tcp::TcpMsg::AbortAll, std::time::Duration::from_millis(200));
+        self.handle.device.stopping.store(true, std::sync::atomic::Ordering::Release);
         (self.stop_dev)();
         let _ = self.handle.ip.send(ip::IpMsg::Shutdown);
         let _ = self.handle.tcp.send(tcp::TcpMsg::Shutdown);

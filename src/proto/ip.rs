@@ -9,6 +9,9 @@
 //! * ICMP errors are never sent about ICMP errors, non-first fragments, or packets to/from
 //!   broadcast/multicast addresses (RFC 1122 §3.2.2, RFC 4443 §2.4(e)), and are rate-limited
 //!   by a token bucket;
+//! * echo replies are rate-limited by a token bucket of their own (`echo_rate`/`echo_burst`),
+//!   so an echo flood costs at most that many replies per second, counted in
+//!   `echo_rate_limited`;
 //! * reassembly memory is bounded (see [`crate::proto::frag`]).
 
 use super::frag::{fragment_ranges, FragKey, Fragment, Reassembler};
@@ -34,6 +37,12 @@ pub struct IpConfig {
     /// ICMP errors per second (token bucket rate) and burst.
     pub icmp_rate: u32,
     pub icmp_burst: u32,
+    /// Echo replies per second (token bucket rate) and burst. Linux's figures for its ICMP
+    /// limits (`icmp_msgs_per_sec` 1000, `icmp_msgs_burst` 50); Linux leaves echo replies
+    /// out of `icmp_ratemask` by default, we do not: a flood of requests must not take the
+    /// link from TCP.
+    pub echo_rate: u32,
+    pub echo_burst: u32,
     /// Bound on bytes queued for one UDP socket.
     pub udp_queue_bytes: usize,
     /// Each received packet ends with one metadata byte from the device (1: the transport
@@ -55,6 +64,8 @@ impl Default for IpConfig {
             reassembly_bytes: 4 << 20,
             icmp_rate: 1000,
             icmp_burst: 50,
+            echo_rate: 1000,
+            echo_burst: 50,
             udp_queue_bytes: 1 << 20,
             rx_trailer: false,
             tx_trailer: false,
@@ -101,6 +112,7 @@ stats!(
     tx_echo_replies,
     tx_icmp_errors,
     icmp_rate_limited,
+    echo_rate_limited,
     reassembly_held_bytes,
 );
 
@@ -173,6 +185,11 @@ struct TokenBucket {
 }
 
 impl TokenBucket {
+    /// A full bucket of `burst` tokens refilled at `rate` per second.
+    fn new(rate: u32, burst: u32) -> TokenBucket {
+        TokenBucket { tokens: burst as f64, rate: rate as f64, burst: burst as f64, last: None }
+    }
+
     fn take(&mut self, now: Instant) -> bool {
         if let Some(last) = self.last {
             let dt = now.saturating_duration_since(last).as_secs_f64();
@@ -220,6 +237,7 @@ pub struct IpCore {
     ident: u16,
     v6_frag_id: u32,
     icmp_bucket: TokenBucket,
+    echo_bucket: TokenBucket,
     pub udp: UdpTable,
     udp_queues: std::collections::HashMap<UdpSockId, UdpQueue>,
     pub stats: Arc<IpStats>,
@@ -301,14 +319,15 @@ impl IpCore {
     /// Identification values (the ip actor passes random ones, RFC 6864 §4.1 / RFC 7739
     /// §5; a simulation passes fixed ones), so the core holds no source of randomness.
     pub fn new(cfg: IpConfig, ident: u16, v6_frag_id: u32) -> IpCore {
-        let burst = cfg.icmp_burst as f64;
-        let rate = cfg.icmp_rate as f64;
+        let icmp_bucket = TokenBucket::new(cfg.icmp_rate, cfg.icmp_burst);
+        let echo_bucket = TokenBucket::new(cfg.echo_rate, cfg.echo_burst);
         IpCore {
             reasm: Reassembler::new(cfg.reassembly_bytes, 256),
             cfg,
             ident,
             v6_frag_id,
-            icmp_bucket: TokenBucket { tokens: burst, rate, burst, last: None },
+            icmp_bucket,
+            echo_bucket,
             udp: UdpTable::new(),
             udp_queues: Default::default(),
             stats: Arc::new(IpStats::default()),
@@ -732,6 +751,10 @@ impl IpCore {
         match msg[0] {
             icmp4::ECHO_REQUEST if !broadcast => {
                 let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else { return io.pool.put(buf) };
+                if !self.echo_bucket.take(io.now) {
+                    inc(&self.stats.echo_rate_limited);
+                    return io.pool.put(buf);
+                }
                 if !whole || !self.cfg.v4.contains(&d) {
                     // A reassembled echo (no header in this buffer) or to a non-local
                     // address: build a fresh packet.
@@ -802,6 +825,10 @@ impl IpCore {
         match msg[0] {
             icmp6::ECHO_REQUEST => {
                 let (IpAddr::V6(s), IpAddr::V6(d)) = (src, dst) else { return io.pool.put(buf) };
+                if !self.echo_bucket.take(io.now) {
+                    inc(&self.stats.echo_rate_limited);
+                    return io.pool.put(buf);
+                }
                 let body = msg[4..].to_vec();
                 io.pool.put(buf);
                 self.send_icmp6(io, s, d, [icmp6::ECHO_REPLY, 0], &body);
@@ -1184,6 +1211,61 @@ mod tests {
             assert_eq!((icmp[0], icmp[1]), (icmp6::PARAM_PROBLEM, icmp6::CODE_UNRECOGNIZED_NEXT_HEADER));
             assert_eq!(u32::from_be_bytes([icmp[4], icmp[5], icmp[6], icmp[7]]), want);
         }
+    }
+
+    /// An IPv4 echo request from 10.0.0.1 to 10.0.0.2 with sequence number `seq`.
+    fn v4_echo(seq: u16) -> Vec<u8> {
+        let mut b = vec![0u8; 20 + 16];
+        let h = Ipv4Header {
+            src: Ipv4Addr::new(10, 0, 0, 1),
+            dst: Ipv4Addr::new(10, 0, 0, 2),
+            proto: IpProtocol::Icmp,
+            ident: seq,
+            frag_offset: 0,
+            more_frags: false,
+            dont_frag: false,
+            ttl: 64,
+        };
+        wire::emit_ipv4_header(&mut b, &h, 16);
+        let m = &mut b[20..];
+        m[0] = icmp4::ECHO_REQUEST;
+        m[6..8].copy_from_slice(&seq.to_be_bytes());
+        let c = !wire::ones_sum(m);
+        m[2..4].copy_from_slice(&c.to_be_bytes());
+        b
+    }
+
+    /// Echo replies come from their own token bucket: a burst, then the rate.
+    #[test]
+    fn echo_replies_are_rate_limited() {
+        let pool = Pool::default();
+        let cfg = IpConfig { echo_rate: 1000, echo_burst: 50, ..IpConfig::default() };
+        let mut core = IpCore::new(cfg, 1, 1);
+        let t0 = Instant::now();
+        let mut out = IpOutput::default();
+        for i in 0..200 {
+            core.handle_packet(t0, v4_echo(i), &pool, &mut out);
+        }
+        assert_eq!(out.tx.len(), 50, "the burst");
+        assert_eq!(out.tx[0][20], icmp4::ECHO_REPLY);
+        assert_eq!(core.stats.echo_rate_limited.load(Relaxed), 150);
+        // 100 ms later: 100 more tokens, no more.
+        out.tx.clear();
+        for i in 0..200 {
+            core.handle_packet(t0 + Duration::from_millis(100), v4_echo(i), &pool, &mut out);
+        }
+        assert_eq!(out.tx.len(), 50, "refilled to the burst only");
+        // A flood spread over one second: at most rate·t + burst replies.
+        out.tx.clear();
+        let start = t0 + Duration::from_secs(10);
+        for i in 0..20_000u32 {
+            let now = start + Duration::from_micros(50 * i as u64);
+            core.handle_packet(now, v4_echo(i as u16), &pool, &mut out);
+        }
+        assert!(out.tx.len() <= 1000 + 50, "{}", out.tx.len());
+        assert!(out.tx.len() >= 1000, "{}", out.tx.len());
+        // ICMP errors keep their own budget.
+        assert_eq!(core.stats.icmp_rate_limited.load(Relaxed), 0);
     }
 
     /// bind_any lets TCP to a foreign address through, nothing else.

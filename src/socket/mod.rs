@@ -44,6 +44,30 @@ pub(crate) fn check_local(stack: &crate::actor::StackHandle, addr: SocketAddr) -
     }
 }
 
+/// Receive from `rx` until `deadline`, waking early (as `Timeout`) when the stack's device
+/// fails, so the caller sees the failure.
+pub(crate) fn recv_or_device<T>(
+    rx: &crossbeam_channel::Receiver<T>,
+    stack: &crate::actor::StackHandle,
+    deadline: Option<std::time::Instant>,
+) -> Result<T, crossbeam_channel::RecvTimeoutError> {
+    let watch = stack.device.watch();
+    let mut sel = crossbeam_channel::Select::new();
+    let i_rx = sel.recv(rx);
+    sel.recv(watch);
+    let op = match deadline {
+        None => sel.select(),
+        Some(d) => sel.select_deadline(d).map_err(|_| crossbeam_channel::RecvTimeoutError::Timeout)?,
+    };
+    if op.index() == i_rx {
+        op.recv(rx).map_err(|_| crossbeam_channel::RecvTimeoutError::Disconnected)
+    } else {
+        // The alarm only ever disconnects.
+        let _ = op.recv(watch);
+        Err(crossbeam_channel::RecvTimeoutError::Timeout)
+    }
+}
+
 pub(crate) fn would_block() -> io::Error {
     // std on Unix reports an expired SO_RCVTIMEO/SO_SNDTIMEO as EAGAIN, i.e. WouldBlock.
     io::Error::new(io::ErrorKind::WouldBlock, "Resource temporarily unavailable (timed out)")

@@ -7,7 +7,7 @@
 //! queued in `rx` never exceed the window the engine advertised (the engine guarantees it);
 //! the writer never hands the engine more than its credit.
 
-use super::{check_timeout, one_addr, would_block};
+use super::{check_timeout, one_addr, recv_or_device, would_block};
 use crate::actor::tcp::{Incoming as IncomingConn, TcpMsg};
 use crate::actor::{stack_gone, StackHandle};
 use crate::proto::tcp::{AppCommand, ConnId, ListenAddr, ListenerId, SocketEvent};
@@ -118,6 +118,8 @@ impl Inner {
             if ready(&st) {
                 return Ok((st, true));
             }
+            // The device stopped: nothing more will come (what already arrived was read).
+            self.stack.check_device()?;
             if st.closed && !st.polling && self.events.is_empty() {
                 // Nothing more will ever arrive.
                 let r = ready(&st);
@@ -128,16 +130,14 @@ impl Inner {
             }
             if !st.polling {
                 st.polling = true;
-                let r = MutexGuard::unlocked(&mut st, || match deadline {
-                    None => self.events.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                    Some(d) => self.events.recv_deadline(d),
-                });
+                let r = MutexGuard::unlocked(&mut st, || recv_or_device(&self.events, &self.stack, deadline));
                 st.polling = false;
                 self.cv.notify_all();
                 match r {
                     Ok(ev) => st.apply(ev),
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => {
+                        self.stack.check_device()?;
                         st.closed = true;
                         if st.error.is_none() && !st.eof {
                             return Err(stack_gone());
@@ -183,6 +183,7 @@ impl TcpStream {
             // RFC 9293 M-46: no active open to broadcast/multicast.
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "invalid destination address"));
         }
+        stack.check_device()?;
         let deadline = timeout.map(|t| Instant::now() + t);
         let (etx, erx) = unbounded();
         let (rtx, rrx) = bounded(1);
@@ -310,8 +311,12 @@ impl TcpStream {
         let (mut st, ready) =
             self.inner.wait(st, deadline, |s| !s.rx.is_empty() || s.eof || s.error.is_some() || s.read_shut)?;
         if st.rx.is_empty() {
+            // A connection error that arrived first (a reset) is reported as it is.
             if let Some(e) = st.error {
                 return Err(err(e));
+            }
+            if !st.eof {
+                self.inner.stack.check_device()?;
             }
             if st.eof || st.read_shut {
                 return Ok(0);
@@ -358,6 +363,7 @@ impl TcpStream {
         if buf.is_empty() {
             return Ok(0);
         }
+        self.inner.stack.check_device()?;
         let st = self.inner.st.lock();
         if st.write_shut {
             return Err(err(io::ErrorKind::BrokenPipe));
@@ -367,6 +373,8 @@ impl TcpStream {
         if let Some(e) = st.error {
             return Err(err(e));
         }
+        // The engine resets every connection when the device dies: say why, not BrokenPipe.
+        self.inner.stack.check_device()?;
         if st.closed {
             return Err(err(io::ErrorKind::BrokenPipe));
         }
@@ -448,6 +456,7 @@ impl TcpListener {
     }
 
     fn listen(stack: &StackHandle, addr: ListenAddr, local: SocketAddr) -> io::Result<TcpListener> {
+        stack.check_device()?;
         let any = matches!(addr, ListenAddr::Any);
         let (itx, irx) = unbounded();
         let (rtx, rrx) = bounded(1);
@@ -465,16 +474,20 @@ impl TcpListener {
 
     /// Wait for the next established connection.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let inc = self.inbox.recv().map_err(|_| stack_gone())?;
-        self.take(inc)
+        self.accept_until(None)
     }
 
     /// As `accept`, giving up with `WouldBlock` after `timeout`.
     pub fn accept_timeout(&self, timeout: Duration) -> io::Result<(TcpStream, SocketAddr)> {
-        match self.inbox.recv_timeout(timeout) {
+        self.accept_until(Some(Instant::now() + timeout))
+    }
+
+    fn accept_until(&self, deadline: Option<Instant>) -> io::Result<(TcpStream, SocketAddr)> {
+        self.stack.check_device()?;
+        match recv_or_device(&self.inbox, &self.stack, deadline) {
             Ok(inc) => self.take(inc),
-            Err(RecvTimeoutError::Timeout) => Err(would_block()),
-            Err(RecvTimeoutError::Disconnected) => Err(stack_gone()),
+            Err(RecvTimeoutError::Timeout) => self.stack.check_device().and_then(|_| Err(would_block())),
+            Err(RecvTimeoutError::Disconnected) => Err(self.stack.device_error().unwrap_or_else(stack_gone)),
         }
     }
 

@@ -1,6 +1,6 @@
 //! `UdpSocket`: datagrams through the ip actor.
 
-use super::{check_timeout, one_addr, would_block};
+use super::{check_timeout, one_addr, recv_or_device, would_block};
 use crate::actor::ip::{IpMsg, UdpEvent};
 use crate::actor::{stack_gone, StackHandle};
 use crate::proto::ip::{udp_charge, UdpQueue, UDP_ERR_REFUSED};
@@ -53,6 +53,7 @@ impl UdpSocket {
     pub fn bind(stack: &StackHandle, addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
         let addr = one_addr(addr)?;
         super::check_local(stack, addr)?;
+        stack.check_device()?;
         let (tx, rx) = unbounded();
         let (rtx, rrx) = bounded(1);
         let shared: UdpQueue = Default::default();
@@ -153,6 +154,7 @@ impl UdpSocket {
         if to.port() == 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "destination port 0"));
         }
+        self.inner.stack.check_device()?;
         let timeout = self.inner.st.lock().write_timeout;
         let msg = IpMsg::UdpSend { from: self.inner.local, to, data: buf.to_vec() };
         match timeout {
@@ -188,12 +190,18 @@ impl UdpSocket {
             None => {
                 let deadline = self.inner.st.lock().read_timeout.map(|t| std::time::Instant::now() + t);
                 loop {
-                    let ev = match deadline {
-                        None => self.inner.rx.recv().map_err(|_| stack_gone())?,
-                        Some(d) => self.inner.rx.recv_deadline(d).map_err(|e| match e {
-                            RecvTimeoutError::Timeout => would_block(),
-                            RecvTimeoutError::Disconnected => stack_gone(),
-                        })?,
+                    // What already arrived is received first; then a stopped device fails.
+                    let ev = match self.inner.rx.try_recv() {
+                        Ok(ev) => ev,
+                        Err(_) => {
+                            self.inner.stack.check_device()?;
+                            recv_or_device(&self.inner.rx, &self.inner.stack, deadline).map_err(|e| {
+                                self.inner.stack.device_error().unwrap_or_else(|| match e {
+                                    RecvTimeoutError::Timeout => would_block(),
+                                    RecvTimeoutError::Disconnected => stack_gone(),
+                                })
+                            })?
+                        }
                     };
                     match ev {
                         UdpEvent::Datagram { from, buf, start, end } => break (from, buf, start, end),

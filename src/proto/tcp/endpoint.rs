@@ -10,6 +10,8 @@
 //!   valid (Linux `tcp_synq_no_recent_overflow`); otherwise it gets a RST as before;
 //! * TIME-WAIT TCBs `<= max_time_wait` (beyond it a connection closes without TIME-WAIT,
 //!   right after its pending ACK of the peer's FIN is sent);
+//! * orphans (closed by the application, not yet in TIME-WAIT or gone) `<= max_orphans`:
+//!   `orphans` holds exactly those ids; a close beyond the bound resets that connection;
 //! * pending control segments (RSTs for closed ports, aborts) `<= MAX_CTL`;
 //! * ConnIds are allocated from a counter and never reused.
 
@@ -67,6 +69,8 @@ pub struct Endpoint {
     ctl: VecDeque<(IpAddr, IpAddr, TcpRepr)>,
     time_wait_count: usize,
     half_open_total: usize,
+    /// Orphaned connections not in TIME-WAIT (bounded by `max_orphans`).
+    orphans: ahash::AHashSet<ConnId>,
     stats: TcpStats,
 }
 
@@ -110,6 +114,7 @@ impl Endpoint {
             ctl: VecDeque::new(),
             time_wait_count: 0,
             half_open_total: 0,
+            orphans: Default::default(),
             stats: TcpStats::default(),
         }
     }
@@ -623,7 +628,8 @@ impl Endpoint {
     /// Bookkeeping after any operation on a TCB: events, listener accounting, TIME-WAIT
     /// bound, transmit scheduling, deadline changes, removal of closed TCBs. `mark_dirty`
     /// is false after the TCB transmitted (and for a forced close).
-    fn after(&mut self, _now: Instant, id: ConnId, mark_dirty: bool) {
+    fn after(&mut self, now: Instant, id: ConnId, mark_dirty: bool) {
+        self.track_orphan(now, id);
         let Some(t) = self.conns.get_mut(&id) else { return };
         if t.just_established {
             t.just_established = false;
@@ -703,7 +709,32 @@ impl Endpoint {
         }
     }
 
+    /// Keep `orphans` in step with the TCB; a connection that becomes an orphan when
+    /// `max_orphans` already exist is reset at once (Linux's `tcp_max_orphans`: "too many
+    /// orphaned sockets", the close sends an RST). The abort re-enters `after` with the TCB
+    /// closed, which removes it.
+    fn track_orphan(&mut self, now: Instant, id: ConnId) {
+        let Some(t) = self.conns.get(&id) else { return };
+        let orphan = t.is_orphaned() && !matches!(t.state, State::TimeWait | State::Closed);
+        if !orphan {
+            self.orphans.remove(&id);
+        } else if !self.orphans.contains(&id) {
+            if self.orphans.len() < self.cfg.max_orphans {
+                self.orphans.insert(id);
+            } else {
+                self.stats.orphans_reset += 1;
+                self.with_tcb(now, id, true, |t, now, ctx| t.handle_app(now, ctx, AppCommand::Abort));
+            }
+        }
+    }
+
+    /// Orphaned connections still finishing (not counting TIME-WAIT).
+    pub fn orphan_count(&self) -> usize {
+        self.orphans.len()
+    }
+
     fn remove(&mut self, id: ConnId) {
+        self.orphans.remove(&id);
         let Some(t) = self.conns.remove(&id) else { return };
         self.tuples.remove(&(t.local, t.remote));
         shrink_if_sparse(&mut self.conns);

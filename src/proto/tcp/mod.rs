@@ -47,6 +47,8 @@
 //!   (Linux `tcp_fin_timeout`-like); a half-closed one waits forever;
 //! * answered zero-window probes keep a connection forever (M-37) unless it is orphaned:
 //!   then it is dropped after 8 probes (Linux `tcp_orphan_retries`);
+//! * at most `max_orphans` orphans live at once: a close beyond it resets the connection
+//!   (Linux `tcp_max_orphans`, counted in `orphans_reset`);
 //! * closing with unread data, or data arriving after Close, resets the connection
 //!   (RFC 2525 §2.17, as Linux), except in TIME-WAIT, which keeps its 2*MSL;
 //! * unacceptable segments without data and challenge ACKs share one per-connection rate
@@ -166,6 +168,10 @@ pub struct TcpConfig {
     pub syncookies: bool,
     /// Global bound on TIME-WAIT TCBs; beyond it a connection closes without TIME-WAIT.
     pub max_time_wait: usize,
+    /// Global bound on orphaned connections (closed by the application, still finishing:
+    /// FIN-WAIT-1/2, CLOSING, LAST-ACK). A close that would pass it resets that connection
+    /// instead (RST to the peer), as Linux's `tcp_max_orphans`.
+    pub max_orphans: usize,
     /// Nagle's algorithm on by default (M-17); `AppCommand::SetNodelay` overrides.
     pub nagle: bool,
     /// Keep-alive idle time; None = off (M-25).
@@ -196,6 +202,7 @@ impl Default for TcpConfig {
             max_half_open_total: 4096,
             syncookies: true,
             max_time_wait: 65536,
+            max_orphans: 4096,
             nagle: true,
             keepalive: None,
             timestamps: true,
@@ -325,4 +332,6 @@ pub struct TcpStats {
     pub conns_opened: u64,
     pub conns_accepted: u64,
     pub time_wait_overflow: u64,
+    /// Connections reset when closed because `max_orphans` orphans already existed.
+    pub orphans_reset: u64,
 }

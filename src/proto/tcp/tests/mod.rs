@@ -1018,5 +1018,6 @@ mod attack;
 mod attack2;
 mod cookies;
 mod more;
+mod orphans;
 mod recovery;
 mod review;
