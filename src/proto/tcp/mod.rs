@@ -73,6 +73,7 @@ pub mod isn;
 pub mod prr;
 pub mod rack;
 pub mod rate;
+pub mod rcvqueue;
 pub mod reassembly;
 pub mod rtt;
 pub mod rtx;
