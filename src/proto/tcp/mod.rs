@@ -307,4 +307,7 @@ pub struct TcpStats {
     pub conns_opened: u64,
     pub conns_accepted: u64,
     pub time_wait_overflow: u64,
+    /// Out-of-order segments (wholly or partly) dropped: the queue's charged bytes or entry
+    /// count were at their bound.
+    pub ooo_dropped: u64,
 }

@@ -547,8 +547,12 @@ impl Tcb {
                 let end = s.wrapping_add(data.len() as u32);
                 self.dsack_out = Some((s, seq::min(end, held_end)));
             }
-            // Out of order: keep (bounded), ACK at once with SACK blocks (RFC 5681 §4.2).
-            self.ooo.insert(self.rcv_nxt, s, data, true);
+            // Out of order: keep (bounded in bytes charged; what does not fit is dropped and
+            // counted), ACK at once with SACK blocks (RFC 5681 §4.2).
+            let (_, refused) = self.ooo.insert(self.rcv_nxt, s, data, true);
+            if refused > 0 {
+                ctx.stats.ooo_dropped += 1;
+            }
             self.recent_blocks.note(s);
             self.ack_now = true;
             self.ooo_ack_pending = true;
