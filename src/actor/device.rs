@@ -2,19 +2,26 @@
 
 use super::ip::IpMsg;
 use super::StackStats;
-use crate::buf::{Batch, Pool};
+use crate::buf::{batch_bytes, Batch, ByteBudget, Pool};
 use crate::device::{DevRx, DevTx};
 use crossbeam_channel::{Receiver, Sender};
 use slog::{error, Logger};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-/// Read batches from the device and hand them to the ip actor until stopped.
-pub fn run_rx(mut dev: Box<dyn DevRx>, pool: Pool, ip: Sender<IpMsg>, batch: usize, log: Logger) {
+/// Read batches from the device and hand them to the ip actor until stopped. A batch that
+/// would take the ip inbox over its byte budget is dropped and counted (a full NIC ring).
+pub fn run_rx(mut dev: Box<dyn DevRx>, pool: Pool, ip: (Sender<IpMsg>, ByteBudget), batch: usize, log: Logger) {
+    let (ip, budget) = ip;
     loop {
         let mut b: Batch = Vec::with_capacity(batch);
         match dev.recv_batch(&pool, &mut b, batch) {
             Ok(true) => {
+                let bytes = batch_bytes(&b);
+                if !budget.reserve(bytes, b.len()) {
+                    pool.put_batch(&mut b);
+                    continue;
+                }
                 if ip.send(IpMsg::Rx(b)).is_err() {
                     return;
                 }
