@@ -9,7 +9,9 @@
 //!                                        timer
 //! ```
 //! Every inbox is bounded except the per-socket event inboxes, whose content is bounded in
-//! bytes by the window or queue limit the socket advertised (ARCHITECTURE.md §2 rule 1). No actor
+//! bytes by the window or queue limit the socket advertised (ARCHITECTURE.md §2 rule 1).
+//! The ip and tcp inboxes are bounded in bytes of packet buffers too (`buf::ByteBudget`):
+//! what does not fit is dropped and counted where it would be sent, never blocked on. No actor
 //! blocks on a channel that could lead back to itself: dev-tx sends nowhere; tcp never
 //! blocks on a socket inbox or on the timer (the timer never blocks: a full tcp inbox makes
 //! it retry later).
