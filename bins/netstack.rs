@@ -18,6 +18,10 @@ use std::sync::OnceLock;
 struct Cli {
     #[command(flatten)]
     common: CommonArgs,
+    /// Accept backlog of each TCP service (Linux's SOMAXCONN): with a short queue, clients of
+    /// a busy service wait out their SYN retransmission timer.
+    #[arg(long, default_value_t = 4096)]
+    backlog: usize,
 }
 
 fn udp_echo(sock: UdpSocket) {
@@ -52,9 +56,9 @@ fn first_read(s: &mut TcpStream) -> Option<(usize, Vec<u8>)> {
 }
 
 /// Accept on `port` (v4 and v6) and run `serve` on a (small) thread per connection.
-fn tcp_service(stack: &StackHandle, port: u16, serve: fn(TcpStream)) {
+fn tcp_service(stack: &StackHandle, port: u16, backlog: usize, serve: fn(TcpStream)) {
     for a in [format!("0.0.0.0:{port}"), format!("[::]:{port}")] {
-        match TcpListener::bind(stack, a.as_str()) {
+        match TcpListener::bind_with_backlog(stack, a.as_str(), backlog) {
             Ok(l) => {
                 std::thread::spawn(move || {
                     for s in l.incoming().flatten() {
@@ -196,10 +200,10 @@ fn main() {
             Err(e) => eprintln!("warning: UDP echo on {addr}: {e}"),
         }
     }
-    tcp_service(&stack, 7, echo);
-    tcp_service(&stack, 9, discard);
-    tcp_service(&stack, 19, chargen);
-    tcp_service(&stack, 80, http);
+    tcp_service(&stack, 7, cli.backlog, echo);
+    tcp_service(&stack, 9, cli.backlog, discard);
+    tcp_service(&stack, 19, cli.backlog, chargen);
+    tcp_service(&stack, 80, cli.backlog, http);
     trim_after_bursts(stack.handle());
     let c = &cli.common;
     println!("netstack is up on {}: {} and fe80::2, {}", c.iface, c.addr, c.addr6);

@@ -7,9 +7,76 @@
 //! A buffer that does not fit in the pool is simply freed.
 
 use crossbeam_channel::{bounded, Receiver, Sender};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
 
 /// A batch of whole packets: the unit every hop moves (ARCHITECTURE.md §2 rule 3).
 pub type Batch = Vec<Vec<u8>>;
+
+/// Memory held by a batch: the allocations of its packet buffers (what it pins while
+/// queued, whatever the packets' lengths).
+pub fn batch_bytes<'a>(bufs: impl IntoIterator<Item = &'a Vec<u8>>) -> usize {
+    bufs.into_iter().map(|b| b.capacity()).sum()
+}
+
+/// A byte budget for one actor inbox: the channel bounds messages, this bounds the bytes of
+/// packet buffers they carry (ARCHITECTURE.md §2 rule 1). Senders [`reserve`] before
+/// sending, the receiver [`release`]s the same figure when it takes the message. A sender
+/// whose message does not fit drops it (counted), as a NIC drops when its ring is full:
+/// never blocking, never growing. An empty inbox takes any one message, so progress never
+/// depends on the size of a batch.
+///
+/// [`reserve`]: ByteBudget::reserve
+/// [`release`]: ByteBudget::release
+#[derive(Clone, Debug)]
+pub struct ByteBudget {
+    inner: Arc<BudgetInner>,
+}
+
+#[derive(Debug)]
+struct BudgetInner {
+    queued: AtomicUsize,
+    limit: usize,
+    dropped: AtomicU64,
+}
+
+impl ByteBudget {
+    pub fn new(limit: usize) -> Self {
+        ByteBudget { inner: Arc::new(BudgetInner { queued: AtomicUsize::new(0), limit, dropped: AtomicU64::new(0) }) }
+    }
+
+    /// Take `bytes` of the budget for a message of `packets` packets about to be sent.
+    /// False (the packets counted as dropped) when the inbox is over its budget.
+    pub fn reserve(&self, bytes: usize, packets: usize) -> bool {
+        let before = self.inner.queued.fetch_add(bytes, Relaxed);
+        if before > 0 && before + bytes > self.inner.limit {
+            self.inner.queued.fetch_sub(bytes, Relaxed);
+            self.inner.dropped.fetch_add(packets as u64, Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// The receiver took a message for which `bytes` were reserved (or a sender could not
+    /// send it after all).
+    pub fn release(&self, bytes: usize) {
+        self.inner.queued.fetch_sub(bytes, Relaxed);
+    }
+
+    /// Bytes reserved by messages still queued.
+    pub fn queued(&self) -> usize {
+        self.inner.queued.load(Relaxed)
+    }
+
+    /// Packets dropped because the inbox was over its budget.
+    pub fn dropped(&self) -> u64 {
+        self.inner.dropped.load(Relaxed)
+    }
+
+    pub fn limit(&self) -> usize {
+        self.inner.limit
+    }
+}
 
 /// Size of a pooled packet buffer: a 1500-byte MTU packet plus slack for TAP headers; larger
 /// packets (jumbo MTU, reassembled datagrams) simply grow their buffer.
@@ -108,5 +175,20 @@ mod tests {
         assert_eq!(p.rx.len(), 2);
         p.put(p.get_large()); // large class
         assert_eq!((p.rx.len(), p.large_rx.len()), (2, 1));
+    }
+
+    #[test]
+    fn byte_budget_drops_beyond_its_limit() {
+        let b = ByteBudget::new(1000);
+        assert!(b.reserve(5000, 3), "an empty inbox takes any one message");
+        assert!(!b.reserve(1, 1), "over budget: dropped");
+        assert_eq!((b.queued(), b.dropped()), (5000, 1));
+        b.release(5000);
+        assert!(b.reserve(600, 1));
+        assert!(!b.reserve(600, 2), "600 + 600 > 1000");
+        assert!(b.reserve(400, 1));
+        assert_eq!((b.queued(), b.dropped()), (1000, 3));
+        let batch: Batch = vec![Vec::with_capacity(2048), Vec::with_capacity(100)];
+        assert_eq!(batch_bytes(&batch), 2148);
     }
 }

@@ -7,7 +7,7 @@
 use super::ip::IpMsg;
 use super::tcp::TcpMsg;
 use super::{DeviceHealth, StackStats};
-use crate::buf::{Batch, Pool};
+use crate::buf::{batch_bytes, Batch, ByteBudget, Pool};
 use crate::device::{DevRx, DevTx};
 use crossbeam_channel::{Receiver, Sender};
 use slog::{error, Logger};
@@ -42,12 +42,25 @@ impl Watch {
 }
 
 /// Read batches from the device and hand them to the ip actor until stopped; `Err` with the
-/// cause when a read fails.
-pub fn run_rx(mut dev: Box<dyn DevRx>, pool: Pool, ip: Sender<IpMsg>, batch: usize, log: Logger) -> Result<(), String> {
+/// cause when a read fails. A batch that would take the ip inbox over its byte budget is
+/// dropped and counted (a full NIC ring).
+pub fn run_rx(
+    mut dev: Box<dyn DevRx>,
+    pool: Pool,
+    ip: (Sender<IpMsg>, ByteBudget),
+    batch: usize,
+    log: Logger,
+) -> Result<(), String> {
+    let (ip, budget) = ip;
     loop {
         let mut b: Batch = Vec::with_capacity(batch);
         match dev.recv_batch(&pool, &mut b, batch) {
             Ok(true) => {
+                let bytes = batch_bytes(&b);
+                if !budget.reserve(bytes, b.len()) {
+                    pool.put_batch(&mut b);
+                    continue;
+                }
                 if ip.send(IpMsg::Rx(b)).is_err() {
                     return Ok(()); // the stack is stopping
                 }

@@ -3,7 +3,7 @@
 //! socket inboxes. No protocol logic lives here.
 
 use super::tcp::{SegmentIn, TcpMsg};
-use crate::buf::{Batch, Pool};
+use crate::buf::{batch_bytes, Batch, ByteBudget, Pool};
 use crate::proto::ip::{Deliver, IpCore, IpOutput, UdpQueue};
 use crate::proto::udp::UdpSockId;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -35,14 +35,19 @@ pub enum IpMsg {
 /// Most messages drained before flushing outputs.
 const DRAIN: usize = 64;
 
+/// `inbox` and `tcp` come with their byte budgets (`buf::ByteBudget`): a batch from
+/// dev-rx gives its bytes back when taken; segments for the engine are dropped (counted)
+/// when its inbox is over budget, so a slow engine cannot make packets pile up.
 pub fn run(
     mut core: IpCore,
-    inbox: Receiver<IpMsg>,
+    inbox: (Receiver<IpMsg>, ByteBudget),
     devtx: Sender<Batch>,
-    tcp: Sender<TcpMsg>,
+    tcp: (Sender<TcpMsg>, ByteBudget),
     pool: Pool,
     log: Logger,
 ) {
+    let (inbox, budget) = inbox;
+    let (tcp, tcp_budget) = tcp;
     let mut out = IpOutput::default();
     let mut udp: HashMap<UdpSockId, Sender<UdpEvent>> = HashMap::new();
     let mut segs: Vec<SegmentIn> = Vec::new();
@@ -64,6 +69,7 @@ pub fn run(
         while let Some(m) = next.take() {
             match m {
                 IpMsg::Rx(batch) => {
+                    budget.release(batch_bytes(&batch));
                     for p in batch {
                         core.handle_packet(now, p, &pool, &mut out);
                     }
@@ -127,8 +133,15 @@ pub fn run(
                 }
             }
         }
-        if !segs.is_empty() && tcp.send(TcpMsg::Segments(std::mem::take(&mut segs))).is_err() {
-            return;
+        if !segs.is_empty() {
+            let bytes = batch_bytes(segs.iter().map(|s| &s.buf));
+            if !tcp_budget.reserve(bytes, segs.len()) {
+                for s in segs.drain(..) {
+                    pool.put(s.buf);
+                }
+            } else if tcp.send(TcpMsg::Segments(std::mem::take(&mut segs))).is_err() {
+                return;
+            }
         }
     }
 }

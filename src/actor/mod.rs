@@ -9,7 +9,9 @@
 //!                                        timer
 //! ```
 //! Every inbox is bounded except the per-socket event inboxes, whose content is bounded in
-//! bytes by the window or queue limit the socket advertised (ARCHITECTURE.md §2 rule 1). No actor
+//! bytes by the window or queue limit the socket advertised (ARCHITECTURE.md §2 rule 1).
+//! The ip and tcp inboxes are bounded in bytes of packet buffers too (`buf::ByteBudget`):
+//! what does not fit is dropped and counted where it would be sent, never blocked on. No actor
 //! blocks on a channel that could lead back to itself: dev-tx sends nowhere; tcp never
 //! blocks on a socket inbox or on the timer (the timer never blocks: a full tcp inbox makes
 //! it retry later).
@@ -25,7 +27,7 @@ pub mod ip;
 pub mod tcp;
 pub mod timer;
 
-use crate::buf::{Batch, Pool};
+use crate::buf::{Batch, ByteBudget, Pool};
 use crate::device::{Device, StopHandle};
 use crate::proto::ip::{IpConfig, IpStats};
 use crate::proto::tcp::TcpConfig;
@@ -43,6 +45,11 @@ pub const DEFAULT_BATCH: usize = 64;
 pub const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_millis(1500);
 /// Depth of the actors' inboxes, in messages (each carries a batch).
 const INBOX_DEPTH: usize = 256;
+/// Default [`StackConfig::inbox_bytes`]: packet buffers queued in the ip inbox (from
+/// dev-rx) and in the tcp inbox (segments from ip), each. 16 MiB is about 65 ms at
+/// 2 Gbit/s, far more than one batch per actor; 256 batches of 64 KiB offload buffers would
+/// otherwise pin 1 GiB.
+pub const INBOX_BYTES: usize = 16 << 20;
 
 #[derive(Debug, Clone)]
 pub struct StackConfig {
@@ -53,6 +60,10 @@ pub struct StackConfig {
     /// program that closes its sockets and exits does not leave the peer waiting for a FIN
     /// lost on the way). Zero: stop at once.
     pub close_linger: std::time::Duration,
+    /// Byte budget of packet buffers queued in the ip inbox and in the tcp inbox, each
+    /// (`buf::ByteBudget`): beyond it dev-rx drops a batch, ip drops TCP segments (counted
+    /// in [`StackStats::ip_inbox`] / [`StackStats::tcp_inbox`]).
+    pub inbox_bytes: usize,
 }
 
 impl Default for StackConfig {
@@ -61,16 +72,27 @@ impl Default for StackConfig {
     /// `1.2/√p` segments; BBR keeps about two bandwidth-delay products in flight).
     fn default() -> Self {
         let tcp = TcpConfig { congestion: crate::proto::tcp::CongestionAlgorithm::Bbr, ..TcpConfig::default() };
-        StackConfig { ip: IpConfig::default(), tcp, batch: DEFAULT_BATCH, close_linger: CLOSE_LINGER }
+        StackConfig {
+            ip: IpConfig::default(),
+            tcp,
+            batch: DEFAULT_BATCH,
+            close_linger: CLOSE_LINGER,
+            inbox_bytes: INBOX_BYTES,
+        }
     }
 }
 
 /// Counters shared by the actors (relaxed atomics and one small mutex, never protocol state).
-#[derive(Default)]
 pub struct StackStats {
     pub ip: Arc<IpStats>,
     pub tcp: Mutex<crate::proto::tcp::TcpStats>,
     pub dev_tx_dropped: std::sync::atomic::AtomicU64,
+    /// The ip inbox's byte budget: `dropped()` counts packets dev-rx dropped because the
+    /// ip actor was that far behind.
+    pub ip_inbox: ByteBudget,
+    /// The tcp inbox's byte budget (segments from ip): `dropped()` counts segments the ip
+    /// actor dropped because the engine was that far behind.
+    pub tcp_inbox: ByteBudget,
     /// Live TCBs (including TIME-WAIT), as of the engine's last flush.
     pub tcp_conns: std::sync::atomic::AtomicU64,
 }
@@ -211,7 +233,14 @@ impl Stack {
         let (devtx_tx, devtx_rx) = bounded::<Batch>(INBOX_DEPTH);
         let (timer_tx, timer_rx) = bounded::<timer::TimerMsg>(INBOX_DEPTH);
         let ip_core = crate::proto::ip::IpCore::new(cfg.ip.clone(), rand::random(), rand::random());
-        let stats = Arc::new(StackStats { ip: ip_core.stats.clone(), ..Default::default() });
+        let stats = Arc::new(StackStats {
+            ip: ip_core.stats.clone(),
+            tcp: Mutex::default(),
+            dev_tx_dropped: Default::default(),
+            ip_inbox: ByteBudget::new(cfg.inbox_bytes),
+            tcp_inbox: ByteBudget::new(cfg.inbox_bytes),
+            tcp_conns: Default::default(),
+        });
         let any_tcp = ip_core.accept_any_tcp.clone();
         let handle = StackHandle {
             ip: ip_tx.clone(),
@@ -224,9 +253,12 @@ impl Stack {
         };
         let mut threads = Vec::new();
         {
-            let (pool, ip_tx, log, batch) = (pool.clone(), ip_tx.clone(), log.clone(), cfg.batch);
+            let (pool, ip_tx, log, batch, budget) =
+                (pool.clone(), ip_tx.clone(), log.clone(), cfg.batch, stats.ip_inbox.clone());
             let watch = device::Watch { health: handle.device.clone(), tcp: tcp_tx.clone(), log: log.clone() };
-            threads.push(spawn("dev-rx", move || watch.run("rx", || device::run_rx(rx_dev, pool, ip_tx, batch, log)))?);
+            threads.push(spawn("dev-rx", move || {
+                watch.run("rx", || device::run_rx(rx_dev, pool, (ip_tx, budget), batch, log))
+            })?);
         }
         {
             let (pool, stats) = (pool.clone(), stats.clone());
@@ -234,8 +266,10 @@ impl Stack {
             threads.push(spawn("dev-tx", move || watch.run("tx", || device::run_tx(tx_dev, devtx_rx, pool, stats)))?);
         }
         {
-            let (pool, devtx, tcp_tx, log) = (pool.clone(), devtx_tx.clone(), tcp_tx.clone(), log.clone());
-            threads.push(spawn("ip", move || ip::run(ip_core, ip_rx, devtx, tcp_tx, pool, log))?);
+            let (pool, devtx, log) = (pool.clone(), devtx_tx.clone(), log.clone());
+            let inbox = (ip_rx, stats.ip_inbox.clone());
+            let tcp = (tcp_tx.clone(), stats.tcp_inbox.clone());
+            threads.push(spawn("ip", move || ip::run(ip_core, inbox, devtx, tcp, pool, log))?);
         }
         {
             let tcp_tx = tcp_tx.clone();

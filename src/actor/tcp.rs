@@ -92,6 +92,7 @@ struct Engine {
     cfg: Arc<StackConfig>,
 }
 
+/// Segments from ip give back their bytes of `stats.tcp_inbox` as they are taken.
 pub fn run(
     cfg: Arc<StackConfig>,
     inbox: Receiver<TcpMsg>,
@@ -121,6 +122,9 @@ pub fn run(
         let mut next = Some(first);
         let mut n = 0;
         while let Some(m) = next.take() {
+            if let TcpMsg::Segments(segs) = &m {
+                stats.tcp_inbox.release(crate::buf::batch_bytes(segs.iter().map(|s| &s.buf)));
+            }
             if !e.handle(now, m, &pool) {
                 // Last words (the RSTs of `AbortAll`) go out before the engine stops.
                 e.transmit(now, &pool, &mut out);

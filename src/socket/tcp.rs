@@ -25,7 +25,8 @@ const MAX_WRITE_CHUNK: usize = 256 * 1024;
 /// Read credit is returned to the engine in steps of at least this much (or when the
 /// queue empties), so a stream of small reads does not cost a message each.
 const CREDIT_STEP: usize = 32 * 1024;
-/// Default accept backlog (Linux's SOMAXCONN is 4096; std uses 128).
+/// Accept backlog of [`TcpListener::bind`]: std's 128 (Linux's SOMAXCONN is 4,096; see
+/// [`TcpListener::bind_with_backlog`]).
 const DEFAULT_BACKLOG: usize = 128;
 
 pub struct TcpStream {
@@ -437,33 +438,38 @@ pub struct TcpListener {
 }
 
 impl TcpListener {
-    /// Listen on `addr` (unspecified IP: every local address of that family).
+    /// Listen on `addr` (unspecified IP: every local address of that family), with std's
+    /// accept backlog of 128.
     pub fn bind(stack: &StackHandle, addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+        Self::bind_with_backlog(stack, addr, DEFAULT_BACKLOG)
+    }
+
+    /// [`TcpListener::bind`] with an accept backlog of `backlog` connections (established,
+    /// not yet accepted; `listen(2)`'s argument). A busy server wants Linux's 4,096: with a
+    /// short queue, clients that find it full wait for their SYN retransmission (1 s, then 3 s).
+    pub fn bind_with_backlog(stack: &StackHandle, addr: impl ToSocketAddrs, backlog: usize) -> io::Result<TcpListener> {
         let addr = one_addr(addr)?;
         if addr.port() == 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "listening on port 0 is not supported"));
         }
         super::check_local(stack, addr)?;
-        Self::listen(stack, ListenAddr::Addr(addr), addr)
+        Self::listen(stack, ListenAddr::Addr(addr), addr, backlog)
     }
 
     /// Accept connections to **any** address and port routed to the interface (ustunet's
     /// `bind("tuna")`). Each accepted stream's `local_addr` is the address the client dialled.
     pub fn bind_any(stack: &StackHandle) -> io::Result<TcpListener> {
-        let l = Self::listen(stack, ListenAddr::Any, SocketAddr::from(([0, 0, 0, 0], 0)))?;
+        let l = Self::listen(stack, ListenAddr::Any, SocketAddr::from(([0, 0, 0, 0], 0)), DEFAULT_BACKLOG)?;
         stack.any_tcp.store(true, Relaxed);
         Ok(l)
     }
 
-    fn listen(stack: &StackHandle, addr: ListenAddr, local: SocketAddr) -> io::Result<TcpListener> {
+    fn listen(stack: &StackHandle, addr: ListenAddr, local: SocketAddr, backlog: usize) -> io::Result<TcpListener> {
         stack.check_device()?;
         let any = matches!(addr, ListenAddr::Any);
         let (itx, irx) = unbounded();
         let (rtx, rrx) = bounded(1);
-        stack
-            .tcp
-            .send(TcpMsg::Listen { addr, backlog: DEFAULT_BACKLOG, inbox: itx, reply: rtx })
-            .map_err(|_| stack_gone())?;
+        stack.tcp.send(TcpMsg::Listen { addr, backlog, inbox: itx, reply: rtx }).map_err(|_| stack_gone())?;
         let id = rrx.recv().map_err(|_| stack_gone())??;
         Ok(TcpListener { id, stack: stack.clone(), local, inbox: irx, any })
     }

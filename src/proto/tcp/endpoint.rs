@@ -66,6 +66,8 @@ pub struct Endpoint {
     events: VecDeque<Event>,
     timer_updates: VecDeque<(ConnId, Option<Instant>)>,
     dirty: VecDeque<ConnId>,
+    /// Connections holding in-order data back for the application (`Tcb::release_rx`).
+    rx_ready: VecDeque<ConnId>,
     ctl: VecDeque<(IpAddr, IpAddr, TcpRepr)>,
     time_wait_count: usize,
     half_open_total: usize,
@@ -111,6 +113,7 @@ impl Endpoint {
             events: VecDeque::new(),
             timer_updates: VecDeque::new(),
             dirty: VecDeque::new(),
+            rx_ready: VecDeque::new(),
             ctl: VecDeque::new(),
             time_wait_count: 0,
             half_open_total: 0,
@@ -564,18 +567,26 @@ impl Endpoint {
         }
     }
 
-    /// The next event for the engine / sockets. A `Data` chunk leaves with its memory
-    /// trimmed to what it holds when it is less than half full: chunks are allocated with
-    /// room for coalescing (`tcb::DATA_CHUNK`), and a socket that does not read would
-    /// otherwise keep 64 KiB per tiny segment.
+    /// The next event for the engine / sockets. Called at the end of a batch: once the
+    /// queued events are out, each connection holding in-order data back hands it to its
+    /// socket as one `Data` chunk, unless the socket has not yet read the chunks it was
+    /// given (then the data keeps coalescing; a `ReadCredit` makes it ready again). So a
+    /// reading application gets its data at the end of every batch, and one that does not
+    /// read holds few, full chunks (`rcvqueue`).
     pub fn poll_event(&mut self) -> Option<Event> {
-        let mut ev = self.events.pop_front()?;
-        if let Event::Conn(_, SocketEvent::Data(d)) = &mut ev {
-            if d.capacity() > 2 * d.len() {
-                d.shrink_to_fit();
+        loop {
+            if let Some(ev) = self.events.pop_front() {
+                return Some(ev);
+            }
+            let id = self.rx_ready.pop_front()?;
+            let Some(t) = self.conns.get_mut(&id) else { continue };
+            t.in_rx_ready = false;
+            if t.release_rx(false) {
+                while let Some(e) = t.events.pop_front() {
+                    self.events.push_back(Event::Conn(id, e));
+                }
             }
         }
-        Some(ev)
     }
 
     /// Deadline changes since the last call: `(conn, earliest deadline or None)`. When a
@@ -656,18 +667,11 @@ impl Endpoint {
             }
         }
         while let Some(e) = t.events.pop_front() {
-            // Consecutive data for one connection travels as one chunk: the first chunk is
-            // allocated with room (tcb::DATA_CHUNK) and later segments fill it, so the app
-            // gets few, large Data events and each byte is still copied once.
-            if let (SocketEvent::Data(d), Some(Event::Conn(last_id, SocketEvent::Data(last)))) =
-                (&e, self.events.back_mut())
-            {
-                if *last_id == id && last.capacity() - last.len() >= d.len() {
-                    last.extend_from_slice(d);
-                    continue;
-                }
-            }
             self.events.push_back(Event::Conn(id, e));
+        }
+        if t.rx_pending() && !t.in_rx_ready {
+            t.in_rx_ready = true;
+            self.rx_ready.push_back(id);
         }
         if t.state == State::TimeWait && !t.tw_counted {
             if self.time_wait_count < self.cfg.max_time_wait {

@@ -57,9 +57,13 @@
 //!   RCV.NXT + RCV.WND and a bare FIN at RCV.NXT with a zero window are acceptable;
 //! * a zero-window probe is one byte of new data (RFC 9293 §3.8.6.1); SND.MAX is not
 //!   advanced by it, so pure ACKs (SEQ = SND.MAX) stay acceptable to the peer;
-//! * the receive window is `recv_buf - delivered-but-not-credited`; out-of-order data
-//!   lies inside that window, so undelivered + unconsumed bytes never exceed `recv_buf`;
-//!   out-of-order bytes are additionally bounded by `max_ooo_bytes`;
+//! * the receive window is `recv_buf` less what the receive queue is charged (`rcvqueue`):
+//!   the memory held for the application, as Linux's truesize (each chunk's allocation plus
+//!   256 bytes per event), not its payload; small in-order segments are coalesced into one
+//!   chunk while the application has unread data. Out-of-order data lies inside the window
+//!   and is charged likewise against `max_ooo_bytes` (allocation + 64 bytes per entry);
+//!   a window never shrinks, so what is held for one connection stays below about
+//!   `recv_buf + max_ooo_bytes` plus one advertised window's worth of overhead.
 //! * SYN cookies only once the half-open queue is full (Linux `tcp_syncookies = 1`); a SYN
 //!   for a listener whose accept queue is full is dropped, cookie or not (as Linux).
 //!
@@ -78,6 +82,7 @@ pub mod isn;
 pub mod prr;
 pub mod rack;
 pub mod rate;
+pub mod rcvqueue;
 pub mod reassembly;
 pub mod rtt;
 pub mod rtx;
@@ -230,7 +235,9 @@ pub enum AppCommand {
     /// then `SendCredit` events); bytes beyond the free buffer are dropped and reported
     /// with `Error(WouldBlock)`. After a shutdown of writing: `Error(BrokenPipe)`.
     Write(Vec<u8>),
-    /// The application consumed this many delivered bytes: reopens the receive window
+    /// The application consumed this many delivered bytes (in order): reopens the receive
+    /// window by their charge, and by a chunk's overhead once it is wholly consumed; data
+    /// held back while the application was behind is handed out at the end of the batch
     /// (a window update is sent when the window had (nearly) closed, M-39).
     ReadCredit(usize),
     /// Send a FIN after the queued data (half-close; reading continues).
@@ -253,7 +260,8 @@ pub enum AppCommand {
 pub enum SocketEvent {
     /// Active open completed; a `SendCredit` with the free send buffer follows.
     Connected { local: SocketAddr, remote: SocketAddr },
-    /// In-order payload. Delivered-but-not-credited bytes never exceed `recv_buf`.
+    /// In-order payload, in as few chunks as the application's reading allows (`rcvqueue`).
+    /// What is charged for uncredited chunks stays within the window advertised.
     Data(Vec<u8>),
     /// This many more bytes of send buffer are free (data was acknowledged).
     SendCredit(usize),
@@ -334,4 +342,7 @@ pub struct TcpStats {
     pub time_wait_overflow: u64,
     /// Connections reset when closed because `max_orphans` orphans already existed.
     pub orphans_reset: u64,
+    /// Out-of-order segments (wholly or partly) dropped: the queue's charged bytes or entry
+    /// count were at their bound.
+    pub ooo_dropped: u64,
 }

@@ -4,8 +4,11 @@
 //! * entries are sorted, disjoint and non-adjacent ranges of sequence space, all at or
 //!   after `RCV.NXT` and inside the advertised window (the caller trims first);
 //! * where data overlaps, the first data received wins (new bytes only fill gaps);
-//! * out-of-order bytes never exceed `max_bytes` and the entry count never exceeds
-//!   [`MAX_ENTRIES`]; data beyond either bound is dropped (and later retransmitted).
+//! * the memory held is charged, not the payload (as Linux's truesize): each entry costs
+//!   its allocation (`capacity`) plus [`ENTRY_OVERHEAD`]; the charge never exceeds
+//!   `max_bytes` by more than the slack of appending to an entry (which at most doubles
+//!   it), and the entry count never exceeds [`MAX_ENTRIES`]; data beyond either bound is
+//!   dropped (the caller counts it; the peer retransmits it), never stored by growing.
 
 use super::seq;
 use std::collections::VecDeque;
@@ -13,16 +16,30 @@ use std::collections::VecDeque;
 /// Bound on the number of disjoint ranges kept.
 pub const MAX_ENTRIES: usize = 256;
 
+/// Charge per entry beyond its allocation: its `VecDeque` slot (32 bytes) and the
+/// allocator's header and rounding.
+pub const ENTRY_OVERHEAD: usize = 64;
+
+fn cost(d: &[u8], capacity: usize) -> usize {
+    capacity.max(d.len()) + ENTRY_OVERHEAD
+}
+
 #[derive(Debug)]
 pub struct Reassembly {
     entries: VecDeque<(u32, Vec<u8>)>,
     bytes: usize,
+    /// Memory charged: Σ (capacity + ENTRY_OVERHEAD) over the entries.
+    charged: usize,
     max_bytes: usize,
 }
 
 impl Reassembly {
     pub fn new(max_bytes: usize) -> Self {
-        Reassembly { entries: VecDeque::new(), bytes: 0, max_bytes }
+        Reassembly { entries: VecDeque::new(), bytes: 0, charged: 0, max_bytes }
+    }
+    /// Memory charged for what is held (allocations + per-entry overhead).
+    pub fn charged(&self) -> usize {
+        self.charged
     }
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
@@ -34,12 +51,14 @@ impl Reassembly {
     pub fn clear(&mut self) {
         self.entries.clear();
         self.bytes = 0;
+        self.charged = 0;
     }
 
     /// Insert `data` at `seg_seq` (already trimmed so `seg_seq >= rcv_nxt`). With
-    /// `bounded == false` (in-order data about to be delivered) the byte bound is not
-    /// applied. Returns the number of new bytes stored.
-    pub fn insert(&mut self, rcv_nxt: u32, seg_seq: u32, data: &[u8], bounded: bool) -> usize {
+    /// `bounded == false` (in-order data about to be delivered) the bounds are not
+    /// applied. Returns `(stored, refused)`: new bytes stored, and new bytes dropped because
+    /// a bound was reached (bytes already held are neither).
+    pub fn insert(&mut self, rcv_nxt: u32, seg_seq: u32, data: &[u8], bounded: bool) -> (usize, usize) {
         let off = |s: u32| s.wrapping_sub(rcv_nxt) as usize;
         let start = off(seg_seq);
         let end = start + data.len();
@@ -65,21 +84,38 @@ impl Reassembly {
             }
             let mut piece_end = end.min(next_start);
             if bounded {
-                let room = self.max_bytes.saturating_sub(self.bytes);
+                let room = self.max_bytes.saturating_sub(self.charged + ENTRY_OVERHEAD);
                 piece_end = piece_end.min(cur + room);
                 if piece_end <= cur || self.entries.len() >= MAX_ENTRIES {
                     break;
                 }
             }
-            let piece = &data[cur - start..piece_end - start];
-            self.entries.insert(idx, (rcv_nxt.wrapping_add(cur as u32), piece.to_vec()));
+            let piece = data[cur - start..piece_end - start].to_vec();
             self.bytes += piece.len();
+            self.charged += cost(&piece, piece.capacity());
             stored += piece.len();
+            self.entries.insert(idx, (rcv_nxt.wrapping_add(cur as u32), piece));
             cur = piece_end;
             idx += 1;
         }
+        // What was left when a bound stopped the loop, less what is already held.
+        let mut refused = 0;
+        while cur < end {
+            let next = self.entries.iter().map(|(s, d)| (off(*s), off(*s) + d.len())).find(|&(_, e)| e > cur);
+            match next {
+                Some((s, e)) if s <= cur => cur = e,
+                Some((s, _)) => {
+                    refused += s.min(end) - cur;
+                    cur = s;
+                }
+                None => {
+                    refused += end - cur;
+                    cur = end;
+                }
+            }
+        }
         self.coalesce();
-        stored
+        (stored, refused)
     }
 
     /// Merge adjacent entries when the right one is not larger than the left one (an
@@ -91,7 +127,10 @@ impl Reassembly {
             let end = self.entries[i].0.wrapping_add(self.entries[i].1.len() as u32);
             if end == self.entries[i + 1].0 && self.entries[i].1.len() >= self.entries[i + 1].1.len() {
                 if let Some((_, next)) = self.entries.remove(i + 1) {
-                    self.entries[i].1.extend_from_slice(&next);
+                    let left = &mut self.entries[i].1;
+                    self.charged -= cost(left, left.capacity()) + cost(&next, next.capacity());
+                    left.extend_from_slice(&next);
+                    self.charged += cost(left, left.capacity());
                 }
             } else {
                 i += 1;
@@ -108,6 +147,7 @@ impl Reassembly {
                 // Entirely old (cannot happen with a well-behaved caller): discard.
                 let (_, d) = self.entries.pop_front()?;
                 self.bytes -= d.len();
+                self.charged -= cost(&d, d.capacity());
                 continue;
             }
             if seq::gt(*s, rcv_nxt) {
@@ -115,6 +155,7 @@ impl Reassembly {
             }
             let (s, mut d) = self.entries.pop_front()?;
             self.bytes -= d.len();
+            self.charged -= cost(&d, d.capacity());
             let skip = rcv_nxt.wrapping_sub(s) as usize;
             if skip > 0 {
                 d.drain(..skip);
@@ -154,33 +195,35 @@ mod tests {
     fn fills_gaps_first_data_wins() {
         let base = u32::MAX - 3; // exercise wraparound
         let mut r = Reassembly::new(1000);
-        assert_eq!(r.insert(base, base.wrapping_add(4), b"EFGH", true), 4);
-        assert_eq!(r.insert(base, base.wrapping_add(10), b"KL", true), 2);
+        assert_eq!(r.insert(base, base.wrapping_add(4), b"EFGH", true), (4, 0));
+        assert_eq!(r.insert(base, base.wrapping_add(10), b"KL", true), (2, 0));
         // Overlapping: only the gap bytes are new; old bytes win.
         // [6,14) over [4,8) and [10,12): only [8,10) and [12,14) are new.
-        assert_eq!(r.insert(base, base.wrapping_add(6), b"xxxxxxxx", true), 4);
+        assert_eq!(r.insert(base, base.wrapping_add(6), b"xxxxxxxx", true), (4, 0));
         assert_eq!(r.ranges().count(), 1);
         assert_eq!(r.pop(base), None);
-        assert_eq!(r.insert(base, base, b"ABCD", false), 4);
+        assert_eq!(r.insert(base, base, b"ABCD", false), (4, 0));
         assert_eq!(r.ranges().count(), 1, "adjacent entries form one range");
         let mut d = r.pop(base).unwrap();
         assert_eq!(&d, b"ABCD", "a small piece is not merged into a larger one");
         d.extend(r.pop(base.wrapping_add(4)).unwrap());
         assert_eq!(&d, b"ABCDEFGHxxKLxx");
         assert!(r.is_empty());
-        assert_eq!(r.bytes(), 0);
+        assert_eq!((r.bytes(), r.charged()), (0, 0));
     }
 
     #[test]
     fn bounded_in_bytes_and_entries() {
-        let mut r = Reassembly::new(10);
-        assert_eq!(r.insert(0, 5, b"0123456789ABCDEF", true), 10);
-        assert_eq!(r.insert(0, 100, b"zz", true), 0);
-        assert_eq!(r.bytes(), 10);
+        let mut r = Reassembly::new(10 + ENTRY_OVERHEAD);
+        assert_eq!(r.insert(0, 5, b"0123456789ABCDEF", true), (10, 6));
+        assert_eq!(r.insert(0, 100, b"zz", true), (0, 2));
+        assert_eq!(r.insert(0, 7, b"23456789AB", true), (0, 2), "held bytes are not refused");
+        assert_eq!((r.bytes(), r.charged()), (10, 10 + ENTRY_OVERHEAD));
         // Unbounded insert for in-order data still works.
-        assert_eq!(r.insert(0, 0, b"abcde", false), 5);
+        assert_eq!(r.insert(0, 0, b"abcde", false), (5, 0));
         assert_eq!(r.pop(0).unwrap(), b"abcde");
         assert_eq!(r.pop(5).unwrap(), b"0123456789");
+        assert_eq!(r.charged(), 0);
         let mut r = Reassembly::new(1 << 20);
         for i in 0..(MAX_ENTRIES as u32 + 10) {
             r.insert(0, 10 + i * 2, b"x", true);
@@ -188,9 +231,31 @@ mod tests {
         assert_eq!(r.ranges().count(), MAX_ENTRIES);
     }
 
+    /// Tiny out-of-order segments are charged what they hold, not their payload: a budget
+    /// of 64 KiB keeps at most 64 KiB / (1 + ENTRY_OVERHEAD) one-byte islands.
+    #[test]
+    fn tiny_segments_are_charged_their_overhead() {
+        let budget = 64 * 1024;
+        let mut r = Reassembly::new(budget);
+        let mut refused = 0;
+        for i in 0..MAX_ENTRIES as u32 {
+            refused += r.insert(0, 1 + i * 2, b"x", true).1;
+        }
+        assert!(r.charged() <= budget);
+        assert_eq!(r.ranges().count(), MAX_ENTRIES, "{} charged", r.charged());
+        let mut r = Reassembly::new(4096);
+        for i in 0..MAX_ENTRIES as u32 {
+            refused += r.insert(0, 1 + i * 2, b"x", true).1;
+        }
+        let kept = r.ranges().count();
+        assert_eq!(kept, 4096 / (1 + ENTRY_OVERHEAD));
+        assert_eq!(refused, MAX_ENTRIES - kept);
+        assert!(r.charged() <= 4096);
+    }
+
     #[test]
     fn range_lookup() {
-        let mut r = Reassembly::new(100);
+        let mut r = Reassembly::new(1000);
         r.insert(0, 10, b"abc", true);
         r.insert(0, 20, b"abc", true);
         assert_eq!(r.range_containing(21), Some((20, 23)));

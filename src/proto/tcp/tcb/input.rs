@@ -547,28 +547,28 @@ impl Tcb {
                 let end = s.wrapping_add(data.len() as u32);
                 self.dsack_out = Some((s, seq::min(end, held_end)));
             }
-            // Out of order: keep (bounded), ACK at once with SACK blocks (RFC 5681 §4.2).
-            self.ooo.insert(self.rcv_nxt, s, data, true);
+            // Out of order: keep (bounded in bytes charged; what does not fit is dropped and
+            // counted), ACK at once with SACK blocks (RFC 5681 §4.2).
+            let (_, refused) = self.ooo.insert(self.rcv_nxt, s, data, true);
+            if refused > 0 {
+                ctx.stats.ooo_dropped += 1;
+            }
             self.recent_blocks.note(s);
             self.ack_now = true;
             self.ooo_ack_pending = true;
         }
     }
 
+    /// In-order data for the application: coalesced in the receive queue, which hands it
+    /// out at the end of the batch (`Endpoint::poll_event`), or at once when its chunk is
+    /// full; charged in bytes of memory, which closes the window (`rcvqueue`).
     fn deliver(&mut self, d: &[u8]) {
         if d.is_empty() || self.read_shutdown {
             return; // discarded after ShutdownRead (still ACKed)
         }
-        self.rcv_unconsumed += d.len();
-        if let Some(SocketEvent::Data(last)) = self.events.back_mut() {
-            if last.capacity() - last.len() >= d.len() {
-                last.extend_from_slice(d);
-                return;
-            }
+        if let Some(full) = self.rcvq.push(d) {
+            self.push_event(SocketEvent::Data(full));
         }
-        let mut chunk = Vec::with_capacity(d.len().max(super::DATA_CHUNK));
-        chunk.extend_from_slice(d);
-        self.push_event(SocketEvent::Data(chunk));
     }
 
     fn process_fin(&mut self, now: Instant) {

@@ -9,7 +9,9 @@
 //!   unacknowledged); the FIN, once queued, sits right after the last buffered byte.
 //! * `RCV.NXT <= RCV.ADV`: `RCV.ADV` is the right edge of the window we advertised and it
 //!   never moves left (we never shrink the window, RFC 9293 §3.8.6.2.2); it never exceeds
-//!   `RCV.NXT + recv_buf - unconsumed`, so undelivered plus unconsumed bytes fit the buffer.
+//!   `RCV.NXT + recv_buf - charged`, where `charged` is what the receive queue holds for the
+//!   application in bytes of memory (`rcvqueue`: allocation + per-event overhead, as Linux's
+//!   truesize), so data held for the application never takes more than the buffer.
 //! * The retransmission timer runs iff `SND.MAX != SND.UNA` (something in flight); the
 //!   persist timer runs iff data or a FIN is waiting while nothing is in flight (zero window
 //!   probing, M-35/M-36, and the sender SWS override timer, M-38). The RACK reordering
@@ -27,6 +29,7 @@ use super::congestion::{CongestionControl, Cubic, NewReno};
 use super::prr::Prr;
 use super::rack::{Rack, Tlp};
 use super::rate::RateState;
+use super::rcvqueue::RecvQueue;
 use super::reassembly::Reassembly;
 use super::rtt::RttEstimator;
 use super::rtx::RtxQueue;
@@ -40,10 +43,6 @@ use std::collections::VecDeque;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-
-/// Capacity of a delivered data chunk: in-order segments are appended to the last chunk
-/// while it has room, so the application receives few large `Data` events.
-pub(crate) const DATA_CHUNK: usize = 64 * 1024;
 
 /// The eleven states of RFC 9293 §3.3.2. `Listen` is represented by listeners in the
 /// endpoint; a TCB is never in it.
@@ -129,6 +128,8 @@ pub struct Tcb {
     pub(crate) half_open_counted: bool,
     pub(crate) tw_counted: bool,
     pub(crate) in_dirty: bool,
+    /// Queued in the endpoint's `rx_ready` (data held back for the application).
+    pub(crate) in_rx_ready: bool,
     pub(crate) reported_deadline: Option<Instant>,
     pub(crate) events: VecDeque<SocketEvent>,
     /// One control segment (RST) to send before anything else.
@@ -160,8 +161,9 @@ pub struct Tcb {
     /// Shift we offer in our SYN (used if the peer offers one too).
     rcv_wscale_offer: u8,
     recv_buf: usize,
-    /// Delivered to the application but not yet credited back (ReadCredit).
-    rcv_unconsumed: usize,
+    /// In-order data for the application: held back while it coalesces, or handed out and
+    /// not yet credited back (ReadCredit), charged in bytes of memory.
+    rcvq: RecvQueue,
     ooo: Reassembly,
     ooo_fin: Option<u32>,
     recent_blocks: RecentBlocks,
@@ -336,6 +338,7 @@ impl Tcb {
             half_open_counted: false,
             tw_counted: false,
             in_dirty: false,
+            in_rx_ready: false,
             reported_deadline: None,
             events: VecDeque::new(),
             rst_out: None,
@@ -357,7 +360,7 @@ impl Tcb {
             rcv_wscale: 0,
             rcv_wscale_offer: wscale_for(cfg.recv_buf),
             recv_buf: cfg.recv_buf,
-            rcv_unconsumed: 0,
+            rcvq: RecvQueue::default(),
             ooo: Reassembly::new(cfg.max_ooo_bytes.min(cfg.recv_buf)),
             ooo_fin: None,
             recent_blocks: RecentBlocks::default(),
@@ -562,9 +565,32 @@ impl Tcb {
     }
 
     fn push_event(&mut self, e: SocketEvent) {
+        if !matches!(e, SocketEvent::Data(_) | SocketEvent::SendCredit(_)) {
+            // Data held back for coalescing goes first: everything acknowledged reaches the
+            // application before an EOF, an error or `Closed`.
+            self.release_rx(true);
+        }
         if self.announced {
             self.events.push_back(e);
         }
+    }
+
+    /// Hand the data held back for the application to it as one `Data` event: unless
+    /// `force`, only once it has read every chunk handed out before (`rcvqueue`). Returns
+    /// true if an event was queued.
+    pub(crate) fn release_rx(&mut self, force: bool) -> bool {
+        match self.rcvq.take(force) {
+            Some(d) if self.announced => {
+                self.events.push_back(SocketEvent::Data(d));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// In-order data is held back for the application (see [`Tcb::release_rx`]).
+    pub(crate) fn rx_pending(&self) -> bool {
+        self.rcvq.has_pending()
     }
 
     /// Leave the connection: state CLOSED, optional error, then Closed.
@@ -862,7 +888,7 @@ impl Tcb {
                 }
             }
             AppCommand::ReadCredit(n) => {
-                self.rcv_unconsumed = self.rcv_unconsumed.saturating_sub(n);
+                self.rcvq.credit(n);
                 if self.window_update_due() {
                     self.ack_now = true;
                 }
@@ -870,7 +896,7 @@ impl Tcb {
             AppCommand::ShutdownWrite => self.shutdown_write(now),
             AppCommand::ShutdownRead => {
                 self.read_shutdown = true;
-                self.rcv_unconsumed = 0;
+                self.rcvq.clear();
                 if self.window_update_due() {
                     self.ack_now = true;
                 }
@@ -879,7 +905,7 @@ impl Tcb {
                 // Unread data: abort like Linux (RFC 2525 §2.17). Not in TIME-WAIT: both
                 // directions are closed, nothing is left to reset, and 2*MSL must run out
                 // (Linux's TIME-WAIT bucket outlives the socket).
-                if self.rcv_unconsumed > 0 && !matches!(self.state, State::SynSent | State::TimeWait) {
+                if self.rcvq.charged() > 0 && !matches!(self.state, State::SynSent | State::TimeWait) {
                     if self.state != State::Closed {
                         self.queue_abort_rst();
                     }
@@ -938,7 +964,7 @@ impl Tcb {
         if !matches!(self.state, State::Established | State::FinWait1 | State::FinWait2) {
             return false;
         }
-        let free = self.recv_buf.saturating_sub(self.rcv_unconsumed);
+        let free = self.recv_buf.saturating_sub(self.rcvq.charged());
         let max_wnd = free.min(0xffff << self.rcv_wscale);
         let cur = self.rcv_wnd();
         let threshold = (self.recv_buf / 2).min(self.our_mss);

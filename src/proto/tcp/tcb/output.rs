@@ -24,7 +24,7 @@ impl Tcb {
     /// The window field for a non-SYN segment, advancing RCV.ADV (receiver SWS, M-39).
     fn window_field(&mut self) -> u16 {
         let s = self.rcv_wscale;
-        let free = self.recv_buf.saturating_sub(self.rcv_unconsumed);
+        let free = self.recv_buf.saturating_sub(self.rcvq.charged());
         let max_wnd = free.min(0xffff << s);
         if seq::lt(self.rcv_adv, self.rcv_nxt) {
             self.rcv_adv = self.rcv_nxt;
