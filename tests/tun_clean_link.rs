@@ -27,13 +27,22 @@ fn tun_tx_dropped() -> u64 {
     panic!("no TX line in {out}");
 }
 
-/// The kernel's `Tcp: RetransSegs` in this thread's namespace.
-fn kernel_retrans_segs() -> u64 {
-    let snmp = std::fs::read_to_string("/proc/thread-self/net/snmp").expect("snmp");
-    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
-    let (names, values) = (tcp.next().unwrap(), tcp.next().unwrap());
-    let i = names.split_whitespace().position(|n| n == "RetransSegs").expect("RetransSegs");
+/// A kernel counter (`file` "snmp" or "netstat", line prefix "Tcp:" or "TcpExt:") in this
+/// thread's namespace.
+fn kernel_counter(file: &str, prefix: &str, name: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/thread-self/net/{file}")).expect("proc net");
+    let mut lines = text.lines().filter(|l| l.starts_with(prefix));
+    let (names, values) = (lines.next().unwrap(), lines.next().unwrap());
+    let i = names.split_whitespace().position(|n| n == name).expect(name);
     values.split_whitespace().nth(i).unwrap().parse().unwrap()
+}
+
+fn kernel_retrans_segs() -> u64 {
+    kernel_counter("snmp", "Tcp:", "RetransSegs")
+}
+
+fn kernel_loss_probes() -> u64 {
+    kernel_counter("netstat", "TcpExt:", "TCPLossProbes")
 }
 
 fn transfer(download: bool) {
@@ -57,7 +66,7 @@ fn transfer(download: bool) {
             sha256_hex(&got)
         }
     });
-    let (drops0, retrans0) = (tun_tx_dropped(), kernel_retrans_segs());
+    let (drops0, retrans0, probes0) = (tun_tx_dropped(), kernel_retrans_segs(), kernel_loss_probes());
     let mut s = TcpStream::connect(&stack, "10.0.0.1:3000").unwrap();
     if download {
         let mut got = Vec::with_capacity(BYTES);
@@ -73,10 +82,23 @@ fn transfer(download: bool) {
     }
     let drops = tun_tx_dropped() - drops0;
     let kernel_rtx = kernel_retrans_segs() - retrans0;
+    let probes = kernel_loss_probes() - probes0;
     let ours = stack.tcp_stats().retransmits;
-    eprintln!("download={download}: tun0 tx drops {drops}, kernel retransmits {kernel_rtx}, ours {ours}");
+    eprintln!(
+        "download={download}: tun0 tx drops {drops}, kernel retransmits {kernel_rtx} (loss probes {probes}), ours {ours}; \
+         inbox drops ip {} tcp {}; tcp {:?}",
+        stack.stats.ip_inbox.dropped(),
+        stack.stats.tcp_inbox.dropped(),
+        stack.tcp_stats()
+    );
     assert_eq!(drops, 0, "tun0 dropped packets on a clean link");
-    assert_eq!(kernel_rtx, 0, "the kernel retransmitted on a clean link");
+    // A tail-loss probe is the kernel re-sending its last segment when an ACK is more than
+    // its probe timeout late (2·SRTT + 2 ms: about 2 ms on tun0). It is a timing event, not
+    // a loss repair, and a 2-CPU machine running other tests sometimes delays an ACK that
+    // long (about one 64 MiB download in 15, before and after the inbox rework alike); it is
+    // allowed once. Every other retransmission means something was lost.
+    assert!(probes <= 1, "{probes} tail-loss probes: ACKs were repeatedly late");
+    assert_eq!(kernel_rtx - probes, 0, "the kernel retransmitted on a clean link");
     assert_eq!(ours, 0, "the stack retransmitted on a clean link");
 }
 
