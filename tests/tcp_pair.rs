@@ -345,3 +345,33 @@ fn unsplittable_device_is_an_error_not_a_panic() {
     let e = r.err().expect("an error, not a stack");
     assert!(e.to_string().contains("no poller"), "{e}");
 }
+
+/// Connections that complete against a listener nobody accepts from, within 1.5 s each.
+fn unaccepted_connects(l: &TcpListener, b: &Stack, n: usize) -> usize {
+    let port = l.local_addr().unwrap().port();
+    let to: SocketAddr = format!("10.0.0.2:{port}").parse().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..n {
+        match TcpStream::connect_timeout(b, &to, Duration::from_millis(1500)) {
+            Ok(s) => held.push(s),
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
+                break;
+            }
+        }
+    }
+    held.len()
+}
+
+/// `bind_with_backlog` sets the accept queue (listen(2)'s argument): 300 connections complete
+/// with nobody accepting where `bind`'s std-sized queue of 128 stops taking them (the SYN
+/// beyond a full accept queue is dropped, as in Linux, and the client waits).
+#[test]
+fn listen_backlog_is_configurable() {
+    let (a, b) = stack_pair(FaultConfig::default(), FaultConfig::default());
+    let big = TcpListener::bind_with_backlog(&a, "10.0.0.2:7100", 300).unwrap();
+    assert_eq!(unaccepted_connects(&big, &b, 300), 300, "a 300-connection backlog takes 300");
+    let small = TcpListener::bind(&a, "10.0.0.2:7101").unwrap();
+    let n = unaccepted_connects(&small, &b, 140);
+    assert!((128..=129).contains(&n), "std's backlog of 128 took {n}");
+}
