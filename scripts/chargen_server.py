@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A TCP server on the kernel side that sends a stream of bytes to each client.
 
-Usage: chargen_server.py [v6] [--port 3000] [--bytes N] [--once]
+Usage: chargen_server.py [v6] [--port 3000] [--bytes N] [--once] [--no-hash]
 
 For each connection it reads what the client sends first (tcp_bulk_download's GET line),
 sends N bytes of the chargen pattern (RFC 864 alphabet), shuts down writing, waits for the
@@ -23,7 +23,11 @@ def pattern(off, n):
     return (line * reps)[start:start + n]
 
 
-def serve(conn, total):
+# The pattern for any offset: a CHUNK-sized run starts at `off % 95` in this buffer.
+PATTERN = pattern(0, CHUNK + 95)
+
+
+def serve(conn, total, hashing=True):
     conn.settimeout(2.0)
     try:
         conn.recv(65536)  # the request line, if any
@@ -32,16 +36,19 @@ def serve(conn, total):
     conn.settimeout(None)
     h = hashlib.sha256()
     sent = 0
+    view = memoryview(PATTERN)
     while sent < total:
-        data = pattern(sent, min(CHUNK, total - sent))
+        start = sent % 95
+        data = view[start:start + min(CHUNK, total - sent)]
         conn.sendall(data)
-        h.update(data)
+        if hashing:
+            h.update(data)
         sent += len(data)
     conn.shutdown(socket.SHUT_WR)
     while conn.recv(65536):
         pass
     conn.close()
-    print(f"bytes={sent} sha256={h.hexdigest()}", flush=True)
+    print(f"bytes={sent} sha256={h.hexdigest() if hashing else 'skipped'}", flush=True)
 
 
 def main():
@@ -50,6 +57,7 @@ def main():
     ap.add_argument("--port", type=int, default=3000)
     ap.add_argument("--bytes", type=int, default=64 << 20)
     ap.add_argument("--once", action="store_true", help="exit after one connection")
+    ap.add_argument("--no-hash", action="store_true", help="do not hash (speed runs)")
     args = ap.parse_args()
     family = socket.AF_INET6 if args.mode == "v6" else socket.AF_INET
     srv = socket.socket(family, socket.SOCK_STREAM)
@@ -60,7 +68,7 @@ def main():
     while True:
         conn, _ = srv.accept()
         try:
-            serve(conn, args.bytes)
+            serve(conn, args.bytes, not args.no_hash)
         except OSError as e:
             print(f"connection failed: {e}", file=sys.stderr, flush=True)
             if args.once:
