@@ -631,6 +631,12 @@ impl Endpoint {
         self.half_open_total
     }
 
+    /// Bytes of memory a connection's receive queue is charged: what it holds for the
+    /// application and what the application was handed and has not read (diagnostics).
+    pub fn rx_charged(&self, conn: ConnId) -> Option<usize> {
+        self.conns.get(&conn).map(|t| t.rx_charged())
+    }
+
     /// The state of a connection (for diagnostics and tests).
     pub fn state(&self, conn: ConnId) -> Option<State> {
         self.conns.get(&conn).map(|t| t.state)

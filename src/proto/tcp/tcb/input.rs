@@ -571,6 +571,11 @@ impl Tcb {
         }
     }
 
+    /// Bytes of memory the receive queue is charged (diagnostics and tests).
+    pub(crate) fn rx_charged(&self) -> usize {
+        self.rcvq.charged()
+    }
+
     fn process_fin(&mut self, now: Instant) {
         self.rcv_nxt = self.rcv_nxt.wrapping_add(1);
         self.ack_now = true;
