@@ -631,10 +631,11 @@ impl Endpoint {
         self.half_open_total
     }
 
-    /// Bytes of memory a connection's receive queue is charged: what it holds for the
-    /// application and what the application was handed and has not read (diagnostics).
-    pub fn rx_charged(&self, conn: ConnId) -> Option<usize> {
-        self.conns.get(&conn).map(|t| t.rx_charged())
+    /// Bytes of memory a connection's receive queue is charged (what it holds for the
+    /// application and what the application was handed and has not read), and bytes it
+    /// holds (the charge plus the unused room of the chunk being filled). Diagnostics.
+    pub fn rx_memory(&self, conn: ConnId) -> Option<(usize, usize)> {
+        self.conns.get(&conn).map(|t| t.rx_memory())
     }
 
     /// The state of a connection (for diagnostics and tests).

@@ -571,9 +571,9 @@ impl Tcb {
         }
     }
 
-    /// Bytes of memory the receive queue is charged (diagnostics and tests).
-    pub(crate) fn rx_charged(&self) -> usize {
-        self.rcvq.charged()
+    /// Bytes of memory the receive queue is charged, and holds (diagnostics and tests).
+    pub(crate) fn rx_memory(&self) -> (usize, usize) {
+        (self.rcvq.charged(), self.rcvq.held())
     }
 
     fn process_fin(&mut self, now: Instant) {

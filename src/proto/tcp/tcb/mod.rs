@@ -362,7 +362,7 @@ impl Tcb {
             rcv_wscale: 0,
             rcv_wscale_offer: wscale_for(cfg.recv_buf),
             recv_buf: cfg.recv_buf,
-            rcvq: RecvQueue::default(),
+            rcvq: RecvQueue::new(cfg.recv_buf),
             ooo: Reassembly::new(cfg.max_ooo_bytes.min(cfg.recv_buf)),
             ooo_fin: None,
             recent_blocks: RecentBlocks::default(),

@@ -2,6 +2,7 @@
 //! is an attack a hostile peer can mount, with what the stack must do about it.
 
 use super::*;
+use crate::proto::tcp::rcvqueue::DATA_OVERHEAD;
 
 const LADDR: SocketAddr = SocketAddr::new(US, LPORT);
 
@@ -196,5 +197,30 @@ fn charge_returns_to_zero_after_tiny_ooo_and_overlapping_segments() {
         }
     }
     assert_eq!(got, stream, "exactly once, in order");
-    assert_eq!(h.ep.rx_charged(h.conn), Some(0), "charge leaked");
+    assert_eq!(h.ep.rx_memory(h.conn), Some((0, 0)), "charge leaked");
+}
+
+/// Issue 7: "a socket that never reads makes the stack hold at most about twice its
+/// receive buffer, whatever the peer's segment sizes". With a small buffer the chunk being
+/// filled must not be a 64 KiB allocation charged only for what it holds.
+#[test]
+fn small_receive_buffer_holds_at_most_twice_its_size() {
+    for buf in [2048usize, 4096, 16_384] {
+        let cfg = TcpConfig { recv_buf: buf, ..plain() };
+        let (mut h, _) = active(cfg, TcpOptions { mss: Some(1460), ..Default::default() });
+        // The reader takes one chunk and then stops reading; one-byte segments follow.
+        h.send("A", b"x");
+        h.out();
+        h.evs();
+        let mut max_held = 0;
+        for i in 0..buf {
+            h.send("A", &[i as u8]);
+            h.out();
+            h.evs();
+            let (charged, held) = h.ep.rx_memory(h.conn).unwrap();
+            assert!(charged <= buf + 2 * DATA_OVERHEAD, "{charged}");
+            max_held = max_held.max(held);
+        }
+        assert!(max_held <= 2 * buf, "buffer {buf}: {max_held} bytes held");
+    }
 }
