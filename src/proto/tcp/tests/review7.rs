@@ -224,3 +224,96 @@ fn small_receive_buffer_holds_at_most_twice_its_size() {
         assert!(max_held <= 2 * buf, "buffer {buf}: {max_held} bytes held");
     }
 }
+
+/// A RST (in order, at RCV.NXT) that arrives while data is held back for a reader that is
+/// behind: everything acknowledged reaches the application before the reset is reported.
+#[test]
+fn rst_while_data_is_held_back_delivers_the_data_first() {
+    let (mut h, _) = active(plain(), TcpOptions { mss: Some(1460), ..Default::default() });
+    h.send("A", b"one");
+    h.out();
+    assert_eq!(h.conn_evs(), vec![SocketEvent::Data(b"one".to_vec())]);
+    h.send("A", b"two");
+    h.send("A", b"three");
+    h.send("R", &[]);
+    let evs = h.conn_evs();
+    assert_eq!(
+        evs,
+        vec![
+            SocketEvent::Data(b"twothree".to_vec()),
+            SocketEvent::Error(ErrorKind::ConnectionReset),
+            SocketEvent::Closed
+        ]
+    );
+}
+
+/// A peer that ignores a closed window and floods data beyond it: nothing past the right
+/// edge is stored or charged, every byte inside it is kept exactly once.
+#[test]
+fn data_beyond_a_closed_window_is_neither_stored_nor_charged() {
+    let buf = 8192;
+    let (mut h, _) = active(
+        TcpConfig { recv_buf: buf, ..sack_cfg() },
+        TcpOptions { mss: Some(1460), sack_permitted: true, ..Default::default() },
+    );
+    let start = h.pseq;
+    // The reader never reads; the peer sends 64 KiB in order, as fast as it likes.
+    let mut ack = start;
+    for i in 0..64u32 {
+        h.pseq = start.wrapping_add(i * 1024);
+        h.send("A", &[i as u8; 1024]);
+        h.advance(ms(1));
+        for (r, _) in h.out() {
+            assert!(seq::ge(r.ack, ack));
+            ack = r.ack;
+        }
+    }
+    let accepted = ack.wrapping_sub(start) as usize;
+    assert!(accepted <= buf, "{accepted} bytes accepted into an {buf}-byte buffer");
+    let (charged, held) = h.ep.rx_memory(h.conn).unwrap();
+    assert!(charged <= buf + 2 * DATA_OVERHEAD && held <= 2 * buf, "charged {charged}, held {held}");
+    assert_eq!(h.ep.stats().ooo_dropped, 0, "beyond the window is not out of order");
+    let got: usize = h.conn_evs().iter().map(|e| if let SocketEvent::Data(d) = e { d.len() } else { 0 }).sum();
+    assert_eq!(got, accepted);
+}
+
+/// The cookie's counter travels modulo 2^8: a cookie made at period `c` must not come back
+/// to life at `c + 256` (or any multiple), where its top bits would read as age 0.
+#[test]
+fn cookie_counter_wrap_does_not_revive_an_old_cookie() {
+    use crate::proto::tcp::syncookie::SynCookies;
+    let c = SynCookies::new([3; 16]);
+    let (l, r) = (LADDR, SocketAddr::new(PEER, PEER_PORT));
+    for made in [0u32, 7, 255, 256, u32::MAX - 1] {
+        let k = c.make(l, r, PISS, made, 1);
+        assert_eq!(c.check(l, r, PISS, made, k), Some(1));
+        for later in [256u32, 257, 512, 1 << 24] {
+            assert_eq!(c.check(l, r, PISS, made.wrapping_add(later), k), None, "made {made}, +{later}");
+        }
+    }
+}
+
+/// Out-of-order queue full of data far to the right: a segment just past the hole (more
+/// useful: it is delivered sooner) should make room by dropping the highest entries (Linux
+/// `tcp_prune_ofo_queue`, a receiver may renege on SACKed data, RFC 2018 §8), not be refused.
+/// Defect, not fixed: `Reassembly::insert` refuses whatever does not fit, wherever it lies,
+/// so loss recovery near RCV.NXT stalls one retransmission per round trip while far data
+/// that cannot be delivered yet holds the queue.
+#[test]
+#[ignore = "review7 defect: a full out-of-order queue refuses near data instead of pruning far data"]
+fn full_ooo_queue_prunes_far_data_for_near_data() {
+    let cfg = TcpConfig { recv_buf: 65_536, max_ooo_bytes: 4096, ..sack_cfg() };
+    let (mut h, _) = active(cfg, TcpOptions { mss: Some(1460), sack_permitted: true, ..Default::default() });
+    let start = h.pseq;
+    for i in 0..8u32 {
+        h.pseq = start.wrapping_add(20_000 + i * 2000);
+        h.send("A", &[1; 1000]);
+        h.out();
+    }
+    assert!(h.ep.stats().ooo_dropped > 0, "the queue is full");
+    h.pseq = start.wrapping_add(1000);
+    h.send("A", &[2; 1000]);
+    let o = h.out();
+    let blocks: Vec<(u32, u32)> = o.iter().flat_map(|s| s.0.options.sack_blocks.into_iter().flatten()).collect();
+    assert!(blocks.contains(&(start.wrapping_add(1000), start.wrapping_add(2000))), "near data refused: {blocks:?}");
+}
