@@ -631,6 +631,13 @@ impl Endpoint {
         self.half_open_total
     }
 
+    /// Bytes of memory a connection's receive queue is charged (what it holds for the
+    /// application and what the application was handed and has not read), and bytes it
+    /// holds (the charge plus the unused room of the chunk being filled). Diagnostics.
+    pub fn rx_memory(&self, conn: ConnId) -> Option<(usize, usize)> {
+        self.conns.get(&conn).map(|t| t.rx_memory())
+    }
+
     /// The state of a connection (for diagnostics and tests).
     pub fn state(&self, conn: ConnId) -> Option<State> {
         self.conns.get(&conn).map(|t| t.state)

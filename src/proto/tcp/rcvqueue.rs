@@ -9,9 +9,10 @@
 //!
 //! Small deliveries are coalesced: data joins `pending`, which becomes one chunk for the
 //! application when the socket has read (and credited) every chunk handed out before it
-//! ([`RecvQueue::take`]), when it fills (`DATA_CHUNK`, or one larger segment), or before an
-//! event that must follow the data (EOF, an error, `Closed`). A socket that never reads
-//! therefore holds one chunk per `DATA_CHUNK` of data, whatever the peer's segment sizes.
+//! ([`RecvQueue::take`]), when it fills (its chunk size, `DATA_CHUNK` or a smaller receive
+//! buffer, or one larger segment), or before an event that must follow the data (EOF, an
+//! error, `Closed`). A socket that never reads therefore holds one chunk per chunk size of
+//! data, whatever the peer's segment sizes.
 //!
 //! Invariants:
 //! * `charged` = Σ over chunks handed out and not yet wholly credited (bytes not yet
@@ -19,8 +20,10 @@
 //!   when `pending` is not empty);
 //! * chunks are handed out in sequence order and credits consume them in that order (the
 //!   socket reads in order); a credit beyond what was handed out is ignored;
-//! * `pending`'s allocation is at most `max(DATA_CHUNK, one segment)`: its slack is not
-//!   charged until it is handed out, and then is trimmed away first.
+//! * `pending`'s allocation is at most `max(chunk, one segment)`, where `chunk` is
+//!   [`DATA_CHUNK`] or the receive buffer if smaller: its slack is not charged until it is
+//!   handed out, and then is trimmed away first; so what is held never passes the charge
+//!   by more than one chunk (a 2 KiB buffer does not pin a 64 KiB allocation).
 
 use std::collections::VecDeque;
 
@@ -33,8 +36,10 @@ pub const DATA_CHUNK: usize = 64 * 1024;
 /// and rounding. The same figure UDP charges per queued datagram (`UdpShared::queued`).
 pub const DATA_OVERHEAD: usize = 256;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RecvQueue {
+    /// Capacity of a new pending chunk: `DATA_CHUNK`, or the receive buffer if smaller.
+    chunk: usize,
     /// In-order data not yet handed to the application.
     pending: Vec<u8>,
     /// Per chunk handed out, in order: (bytes not yet credited, the rest of its charge).
@@ -42,10 +47,27 @@ pub struct RecvQueue {
     charged: usize,
 }
 
+impl Default for RecvQueue {
+    fn default() -> Self {
+        RecvQueue::new(DATA_CHUNK)
+    }
+}
+
 impl RecvQueue {
+    /// A queue for a receive buffer of `recv_buf` bytes: its pending chunks are allocated
+    /// at most that large (and at least one segment).
+    pub fn new(recv_buf: usize) -> Self {
+        RecvQueue { chunk: recv_buf.clamp(1, DATA_CHUNK), pending: Vec::new(), out: VecDeque::new(), charged: 0 }
+    }
+
     /// Bytes of memory charged: handed out and not credited, plus pending.
     pub fn charged(&self) -> usize {
         self.charged
+    }
+
+    /// Bytes of memory held: what is charged plus the slack of the pending allocation.
+    pub fn held(&self) -> usize {
+        self.charged + self.pending.capacity() - self.pending.len()
     }
 
     /// True when data is held back for the application.
@@ -71,7 +93,7 @@ impl RecvQueue {
         };
         if self.pending.is_empty() {
             if self.pending.capacity() < d.len() {
-                self.pending = Vec::with_capacity(d.len().max(DATA_CHUNK));
+                self.pending = Vec::with_capacity(d.len().max(self.chunk));
             }
             self.charged += DATA_OVERHEAD;
         }
@@ -118,7 +140,7 @@ impl RecvQueue {
 
     /// Forget everything (the application shut down reading: nothing more is delivered).
     pub fn clear(&mut self) {
-        *self = RecvQueue::default();
+        *self = RecvQueue::new(self.chunk);
     }
 }
 

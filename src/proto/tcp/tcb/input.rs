@@ -571,6 +571,11 @@ impl Tcb {
         }
     }
 
+    /// Bytes of memory the receive queue is charged, and holds (diagnostics and tests).
+    pub(crate) fn rx_memory(&self) -> (usize, usize) {
+        (self.rcvq.charged(), self.rcvq.held())
+    }
+
     fn process_fin(&mut self, now: Instant) {
         self.rcv_nxt = self.rcv_nxt.wrapping_add(1);
         self.ack_now = true;

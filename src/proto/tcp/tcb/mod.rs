@@ -8,10 +8,12 @@
 //! * Byte 0 of the send buffer is sequence number `SND.UNA` (or `ISS+1` while the SYN is
 //!   unacknowledged); the FIN, once queued, sits right after the last buffered byte.
 //! * `RCV.NXT <= RCV.ADV`: `RCV.ADV` is the right edge of the window we advertised and it
-//!   never moves left (we never shrink the window, RFC 9293 §3.8.6.2.2); it never exceeds
-//!   `RCV.NXT + recv_buf - charged`, where `charged` is what the receive queue holds for the
-//!   application in bytes of memory (`rcvqueue`: allocation + per-event overhead, as Linux's
-//!   truesize), so data held for the application never takes more than the buffer.
+//!   never moves left (we never shrink the window, RFC 9293 §3.8.6.2.2, not even by the
+//!   rounding of the window scale); it exceeds `RCV.NXT + recv_buf - charged` by less
+//!   than 2^shift at the time it is advertised (the scaled field is rounded up, as
+//!   Linux's), where `charged` is what the receive queue holds for the application in
+//!   bytes of memory (`rcvqueue`: allocation + per-event overhead, as Linux's truesize),
+//!   so data held for the application never takes more than the buffer and that rounding.
 //! * The retransmission timer runs iff `SND.MAX != SND.UNA` (something in flight); the
 //!   persist timer runs iff data or a FIN is waiting while nothing is in flight (zero window
 //!   probing, M-35/M-36, and the sender SWS override timer, M-38). The RACK reordering
@@ -360,7 +362,7 @@ impl Tcb {
             rcv_wscale: 0,
             rcv_wscale_offer: wscale_for(cfg.recv_buf),
             recv_buf: cfg.recv_buf,
-            rcvq: RecvQueue::default(),
+            rcvq: RecvQueue::new(cfg.recv_buf),
             ooo: Reassembly::new(cfg.max_ooo_bytes.min(cfg.recv_buf)),
             ooo_fin: None,
             recent_blocks: RecentBlocks::default(),

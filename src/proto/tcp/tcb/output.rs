@@ -34,8 +34,10 @@ impl Tcb {
         let target = if seq::dist(self.rcv_adv, edge) >= threshold || self.read_shutdown { edge } else { self.rcv_adv };
         let wnd = seq::dist(self.rcv_nxt, target);
         let mut field = (wnd >> s).min(0xffff);
-        // Rounding down must not look like shrinking if rounding up still fits the buffer.
-        if (field << s) < self.rcv_wnd() && field < 0xffff && ((field + 1) << s) <= free {
+        // Rounding down must not shrink the window the peer sees (RFC 9293 §3.8.6.2.2): round
+        // up instead, even past the free space by less than 2^shift bytes (Linux
+        // `tcp_select_window`: "never shrink the offered window", `ALIGN(cur_win, 1 << wscale)`).
+        if (field << s) < self.rcv_wnd() && field < 0xffff {
             field += 1;
         }
         let adv = self.rcv_nxt.wrapping_add((field << s) as u32);

@@ -1032,4 +1032,5 @@ mod more;
 mod orphans;
 mod recovery;
 mod review;
+mod review7;
 mod rxmem;

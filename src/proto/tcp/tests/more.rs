@@ -248,7 +248,9 @@ fn window_scale_only_if_both_sent_it() {
     h.send("A", &[1; 100]);
     h.advance(ms(50));
     let o = h.out();
-    assert_eq!(o[0].0.window as usize, ((1 << 20) - 100) >> 5);
+    // The right edge stays where the handshake put it (RCV.NXT + 2^20 before the data):
+    // the scaled field is rounded up, never down into a shrink (RFC 9293 §3.8.6.2.2).
+    assert_eq!(o[0].0.window as usize, ((1usize << 20) - 100).div_ceil(32));
     // Peer window scaled by its shift 2.
     h.pwnd = 1095; // 4380 bytes = 3 segments
     h.send("A", &[]);
