@@ -65,14 +65,14 @@ pub fn ndp_frame(dst_mac: Mac, src_mac: Mac, src: Ipv6Addr, dst: Ipv6Addr, repr:
 }
 
 /// A received, validated NDP message.
-struct Msg<'a> {
-    src: Ipv6Addr,
-    dst: Ipv6Addr,
-    repr: NdiscRepr<'a>,
+pub(super) struct Msg<'a> {
+    pub(super) src: Ipv6Addr,
+    pub(super) dst: Ipv6Addr,
+    pub(super) repr: NdiscRepr<'a>,
 }
 
 /// Parse and validate the checks common to all NDP messages (RFC 4861 §6.1, §7.1).
-fn parse(ip: &[u8]) -> Option<Msg<'_>> {
+pub(super) fn parse(ip: &[u8]) -> Option<Msg<'_>> {
     let p = crate::wire::Ipv6Packet::new_checked(ip).ok()?;
     if p.hop_limit() != NDP_HOP_LIMIT || p.next_header() != IpProtocol::Icmpv6 {
         return None;
