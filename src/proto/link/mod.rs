@@ -118,6 +118,7 @@ stats!(
     rx_ndp_bad,
     rx_ndp_ignored,
     rx_ra,
+    tx_rs,
     tx_frames,
     tx_arp_requests,
     tx_arp_replies,
@@ -188,6 +189,9 @@ pub struct LinkCore {
     tx: VecDeque<Vec<u8>>,
     events: VecDeque<LinkEvent>,
     acts: Vec<Action>,
+    /// Router solicitations sent, and when the next one is due (RFC 4861 §6.3.7).
+    rs_sent: u8,
+    rs_next: Option<Instant>,
     pub stats: Arc<LinkStats>,
 }
 
@@ -220,6 +224,8 @@ impl LinkCore {
             tx: VecDeque::new(),
             events: VecDeque::new(),
             acts: Vec::new(),
+            rs_sent: 0,
+            rs_next: None,
             stats,
             cfg,
         };
@@ -227,7 +233,9 @@ impl LinkCore {
             core.gratuitous_arp(a);
         }
         if core.cfg.dad {
-            core.start_dad(now);
+            core.start_dad(now); // router solicitation waits for the link-local address
+        } else if core.cfg.accept_ra {
+            core.send_rs(now);
         }
         core.update_groups();
         core
@@ -426,7 +434,7 @@ impl LinkCore {
             AddrState::Tentative { until } => Some(*until),
             _ => None,
         });
-        [self.neigh.poll_timeout(), self.routes.poll_timeout()].into_iter().flatten().chain(dad).min()
+        [self.neigh.poll_timeout(), self.routes.poll_timeout(), self.rs_next].into_iter().flatten().chain(dad).min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -436,6 +444,9 @@ impl LinkCore {
         self.acts = acts;
         self.routes.expire(now);
         self.dad_timeout(now);
+        if self.rs_next.is_some_and(|t| t <= now) {
+            self.send_rs(now);
+        }
     }
 }
 

@@ -7,7 +7,8 @@
 //! message is validated as RFC 4861 §6.1.2/§7.1 ask (hop limit 255, code 0, checksum, a
 //! non-multicast target, the unspecified source only with a solicited-node destination and no
 //! source link-layer option, S clear on a multicast NA, a link-local RA source) and counted
-//! in `rx_ndp_bad` otherwise. Router solicitations and redirects are ignored (counted).
+//! in `rx_ndp_bad` otherwise. Received router solicitations and redirects are ignored
+//! (counted); we send router solicitations after start-up while `accept_ra` is on (§6.3.7).
 //! DAD sends `DupAddrDetectTransmits` = 1 solicitation per address (RFC 4862 §5.1's
 //! default) at start-up, without the random initial delay (the core has no randomness), and
 //! fails on an NA for the address or an NS for it from the unspecified address.
@@ -28,6 +29,12 @@ pub const NDP_HOP_LIMIT: u8 = 255;
 const IPV6_HEADER_LEN: usize = 40;
 /// ICMPv6 types 133-137 (RFC 4861 §4).
 const NDP_TYPES: std::ops::RangeInclusive<u8> = 133..=137;
+/// RFC 4861 §10: all-routers, link-local scope (RFC 4291 §2.7.1).
+pub const ALL_ROUTERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
+/// RFC 4861 §10: MAX_RTR_SOLICITATIONS.
+pub const MAX_RTR_SOLICITATIONS: u8 = 3;
+/// RFC 4861 §10: RTR_SOLICITATION_INTERVAL.
+pub const RTR_SOLICITATION_INTERVAL: Duration = Duration::from_secs(4);
 /// A prefix lifetime of all ones is infinite (RFC 4861 §4.6.2).
 const INFINITE: u64 = 0xffff_ffff;
 
@@ -208,6 +215,7 @@ impl LinkCore {
             inc(&self.stats.ra_ignored);
             return true;
         }
+        self.rs_next = None; // RFC 4861 §6.3.7: an RA ends the solicitations
         if let Some(mac) = lladdr(ll) {
             let mut acts = std::mem::take(&mut self.acts);
             self.neigh.learn(now, IpAddr::V6(m.src), mac, Learn::Sender, &mut acts);
@@ -309,7 +317,24 @@ impl LinkCore {
         }
         for a in done {
             self.push_event(LinkEvent::DadSucceeded(a));
+            if is_link_local(&a) && self.cfg.accept_ra && self.rs_sent == 0 {
+                self.send_rs(now);
+            }
         }
+    }
+
+    /// Send a router solicitation (RFC 4861 §6.3.7): from our link-local address with our
+    /// link-layer address, or from `::` without it (§4.1) when we have none yet; then another
+    /// every `RTR_SOLICITATION_INTERVAL` until an RA arrives or `MAX_RTR_SOLICITATIONS` went.
+    /// The random initial delay is left out: the core has no randomness.
+    pub(super) fn send_rs(&mut self, now: Instant) {
+        let ll = self.v6.iter().find(|(a, s)| *s == AddrState::Preferred && is_link_local(a)).map(|(a, _)| *a);
+        let src = ll.unwrap_or(Ipv6Addr::UNSPECIFIED);
+        let rs = NdiscRepr::RouterSolicit { lladdr: ll.map(|_| self.cfg.mac.into()) };
+        inc(&self.stats.tx_rs);
+        self.push_raw(ndp_frame(ethernet::ipv6_multicast_mac(ALL_ROUTERS), self.cfg.mac, src, ALL_ROUTERS, &rs));
+        self.rs_sent += 1;
+        self.rs_next = (self.rs_sent < MAX_RTR_SOLICITATIONS).then(|| now + RTR_SOLICITATION_INTERVAL);
     }
 
     /// RFC 4862 §5.4.5: a duplicate address is not used.

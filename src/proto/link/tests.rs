@@ -179,6 +179,15 @@ fn start_up_announces_v4_and_runs_dad_on_v6() {
     c.handle_timeout(t0 + Duration::from_secs(1));
     assert_eq!(events(&mut c), vec![LinkEvent::DadSucceeded(v6("fe80::2")), LinkEvent::DadSucceeded(v6("fd00::2"))]);
     assert!(c.v6_addrs().iter().all(|(_, s)| *s == AddrState::Preferred));
+    // With a link-local address, a router solicitation goes out (RFC 4861 §6.3.7).
+    let out = drain(&mut c);
+    assert_eq!(out.len(), 1);
+    assert_eq!(dst_mac(&out[0]), Mac([0x33, 0x33, 0, 0, 0, 2]));
+    let (src, dst, repr) = ndp_of(&out[0]);
+    assert_eq!(
+        (src, dst, repr),
+        (v6("fe80::2"), ndp::ALL_ROUTERS, NdiscRepr::RouterSolicit { lladdr: Some(US.into()) })
+    );
     // Now it is answered: a solicited, overriding NA to the sender, with our link address.
     c.handle_frame(t0, &nsf);
     let out = drain(&mut c);
@@ -243,7 +252,7 @@ fn send_resolves_by_arp_then_flushes_in_order() {
 #[test]
 fn failed_resolution_drops_queue_and_reports_unreachable() {
     let t0 = Instant::now();
-    let mut c = core(LinkConfig::default(), t0);
+    let mut c = core(LinkConfig { accept_ra: false, ..Default::default() }, t0);
     for _ in 0..5 {
         c.send_ip(t0, ip4(v4("10.0.0.2"), v4("10.0.0.9"), 10));
     }
@@ -518,4 +527,31 @@ proptest::proptest! {
         let _ = c.handle_frame(t0, &f[..f.len().min(20)]);
         proptest::prop_assert!(c.neighbours().len() <= 1);
     }
+}
+
+#[test]
+fn router_solicitations_repeat_until_an_advertisement() {
+    let t0 = Instant::now();
+    let mut c = LinkCore::new(LinkConfig { dad: false, ..Default::default() }, t0);
+    let rs_times = |c: &mut LinkCore, from: u64, to: u64| {
+        let mut at = vec![];
+        for s in from..=to {
+            c.handle_timeout(t0 + Duration::from_secs(s));
+            for f in drain(c) {
+                if matches!(ndp_of(&f).2, NdiscRepr::RouterSolicit { .. }) {
+                    at.push(s);
+                }
+            }
+        }
+        at
+    };
+    let first: Vec<_> = drain(&mut c).iter().filter(|f| ethertype(f) == 0x86dd).map(|f| ndp_of(f).0).collect();
+    assert_eq!(first, vec![v6("fe80::2")], "the first at start-up, from our link-local address");
+    assert_eq!(rs_times(&mut c, 0, 20), vec![4, 8], "MAX_RTR_SOLICITATIONS, 4 s apart");
+    // An RA stops them.
+    let mut c = LinkCore::new(LinkConfig { dad: false, ..Default::default() }, t0);
+    drain(&mut c);
+    c.handle_frame(t0, &ndp_frame(US, PEER, v6("fe80::1"), v6("fe80::2"), &ra(600, PEER, None)));
+    assert_eq!(rs_times(&mut c, 0, 20), Vec::<u64>::new());
+    assert_eq!(get(&c.stats.tx_rs), 1);
 }
