@@ -64,7 +64,7 @@ impl LinkCore {
                 };
                 let mut acts = std::mem::take(&mut self.acts);
                 self.neigh.learn(now, IpAddr::V4(spa), sha, how, &mut acts);
-                self.run(now, &mut acts);
+                self.run(&mut acts);
                 self.acts = acts;
             } else {
                 inc(&self.stats.rx_arp_off_subnet);

@@ -168,6 +168,9 @@ pub struct Received {
     pub ethertype: EthernetProtocol,
     pub payload: Range<usize>,
     pub src_mac: Mac,
+    /// Our MAC, broadcast or a group: the IP layer must not answer a link-level broadcast or
+    /// multicast with an ICMP error (RFC 1122 §3.2.2).
+    pub dst_mac: Mac,
 }
 
 /// RFC 4862 §5.4 address states (preferred/deprecated lifetimes are not tracked).
@@ -342,7 +345,7 @@ impl LinkCore {
         // says less than we have; a longer claim is left for the IP layer to refuse.
         let len = ip_len.filter(|l| *l <= payload.len()).unwrap_or(payload.len());
         let start = rx.payload.start;
-        Some(Received { ethertype: rx.ethertype, payload: start..start + len, src_mac: rx.src })
+        Some(Received { ethertype: rx.ethertype, payload: start..start + len, src_mac: rx.src, dst_mac: rx.dst })
     }
 
     /// Send an IP packet: framed at once for a multicast/broadcast destination or a known
@@ -367,7 +370,7 @@ impl LinkCore {
         };
         let mut acts = std::mem::take(&mut self.acts);
         self.neigh.send(now, hop, packet, &mut acts);
-        self.run(now, &mut acts);
+        self.run(&mut acts);
         self.acts = acts;
     }
 
@@ -382,7 +385,7 @@ impl LinkCore {
     }
 
     /// Carry out what the neighbour cache asked for.
-    fn run(&mut self, _now: Instant, acts: &mut Vec<Action>) {
+    fn run(&mut self, acts: &mut Vec<Action>) {
         for a in acts.drain(..) {
             match a {
                 Action::Send { mac, packet } => self.push_frame(mac, packet),
@@ -440,7 +443,7 @@ impl LinkCore {
     pub fn handle_timeout(&mut self, now: Instant) {
         let mut acts = std::mem::take(&mut self.acts);
         self.neigh.handle_timeout(now, &mut acts);
-        self.run(now, &mut acts);
+        self.run(&mut acts);
         self.acts = acts;
         self.routes.expire(now);
         self.dad_timeout(now);

@@ -149,7 +149,7 @@ impl LinkCore {
         if let (false, Some(mac)) = (from_unspec, sender) {
             let mut acts = std::mem::take(&mut self.acts);
             self.neigh.learn(now, IpAddr::V6(m.src), mac, Learn::Sender, &mut acts);
-            self.run(now, &mut acts);
+            self.run(&mut acts);
             self.acts = acts;
         }
         // From the unspecified address: to all-nodes, S clear (RFC 4861 §7.2.4).
@@ -199,7 +199,7 @@ impl LinkCore {
         let how = Learn::Advert { solicited, override_: flags.contains(NdiscNeighborFlags::OVERRIDE) };
         let mut acts = std::mem::take(&mut self.acts);
         self.neigh.learn(now, IpAddr::V6(target), mac, how, &mut acts);
-        self.run(now, &mut acts);
+        self.run(&mut acts);
         self.acts = acts;
         true
     }
@@ -219,7 +219,7 @@ impl LinkCore {
         if let Some(mac) = lladdr(ll) {
             let mut acts = std::mem::take(&mut self.acts);
             self.neigh.learn(now, IpAddr::V6(m.src), mac, Learn::Sender, &mut acts);
-            self.run(now, &mut acts);
+            self.run(&mut acts);
             self.acts = acts;
         }
         let router = IpAddr::V6(m.src);

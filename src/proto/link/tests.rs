@@ -486,7 +486,10 @@ fn ethernet_filtering_padding_and_groups() {
     let mut f = ethernet::frame(US, PEER, EthernetProtocol::Ipv4, &p);
     f.resize(60, 0);
     let rx = c.handle_frame(t0, &f).unwrap();
-    assert_eq!((rx.ethertype, &f[rx.payload.clone()], rx.src_mac), (EthernetProtocol::Ipv4, &p[..], PEER));
+    assert_eq!(
+        (rx.ethertype, &f[rx.payload.clone()], rx.src_mac, rx.dst_mac),
+        (EthernetProtocol::Ipv4, &p[..], PEER, US)
+    );
     // Not for us, a group we did not join, then joined.
     let g = v4("239.1.2.3");
     let to_group = ethernet::frame(ethernet::ipv4_multicast_mac(g), PEER, EthernetProtocol::Ipv4, &p);
@@ -494,7 +497,7 @@ fn ethernet_filtering_padding_and_groups() {
     assert_eq!(c.handle_frame(t0, &to_group), None);
     assert_eq!((get(&c.stats.rx_not_for_us), get(&c.stats.rx_group_not_joined)), (1, 1));
     assert!(c.join_group(IpAddr::V4(g)));
-    assert!(c.handle_frame(t0, &to_group).is_some());
+    assert_eq!(c.handle_frame(t0, &to_group).unwrap().dst_mac, ethernet::ipv4_multicast_mac(g));
     c.leave_group(IpAddr::V4(g));
     assert_eq!(c.handle_frame(t0, &to_group), None);
     assert!(!c.join_group(IpAddr::V4(v4("10.0.0.1"))), "not a group");
