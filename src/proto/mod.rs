@@ -1,6 +1,7 @@
 //! Sans-I/O protocol cores: pure state machines fed `(now, input)`.
 pub mod frag;
 pub mod ip;
+pub mod link;
 pub mod tcp;
 pub mod timer;
 pub mod udp;

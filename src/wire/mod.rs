@@ -14,6 +14,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 pub use smoltcp::wire::{
     checksum, Icmpv4Message, Icmpv4Packet, Icmpv6Message, Icmpv6Packet, IpProtocol, Ipv4Packet, Ipv6Packet, UdpPacket,
 };
+pub use smoltcp::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, NdiscRepr,
+};
 
 /// IPv4 header length without options (RFC 791 §3.1).
 pub const IPV4_HEADER_LEN: usize = 20;
