@@ -41,6 +41,19 @@ fn kernel_ping_v4_and_v6() {
     });
 }
 
+/// Unwrap `r`, or fail with the stack's counters (a lost datagram is rare and needs them).
+fn or_stats<T>(r: std::io::Result<T>, stack: &netstack::Stack, what: &str) -> T {
+    r.unwrap_or_else(|e| {
+        panic!(
+            "{what}: {e}; ip {:?}; dev_tx_dropped {}; inbox drops ip {} tcp {}",
+            stack.stats.ip.snapshot(),
+            stack.stats.dev_tx_dropped.load(std::sync::atomic::Ordering::Relaxed),
+            stack.stats.ip_inbox.dropped(),
+            stack.stats.tcp_inbox.dropped()
+        )
+    })
+}
+
 fn kernel_udp_exchange(ours: &str, kernel: &str, dest: &str) {
     let stack = tun_stack();
     let us = UdpSocket::bind(&stack, ours).unwrap();
@@ -65,13 +78,13 @@ fn kernel_udp_exchange(ours: &str, kernel: &str, dest: &str) {
         // kernel -> us
         let data = pattern(size, i as u8);
         k.send_to(&data, dest).unwrap();
-        let (n, from) = us.recv_from(&mut buf).unwrap();
+        let (n, from) = or_stats(us.recv_from(&mut buf), &stack, &format!("kernel->us size {size}"));
         assert_eq!(&buf[..n], &data[..], "kernel->us size {size}");
         assert_eq!(from, k.local_addr().unwrap());
         // us -> kernel
         let back = pattern(size, 100 + i as u8);
         us.send_to(&back, from).unwrap();
-        let (n, kfrom) = k.recv_from(&mut kbuf).unwrap();
+        let (n, kfrom) = or_stats(k.recv_from(&mut kbuf), &stack, &format!("us->kernel size {size}"));
         assert_eq!(&kbuf[..n], &back[..], "us->kernel size {size}");
         assert_eq!(kfrom.port(), us.local_addr().unwrap().port());
     }
@@ -98,7 +111,8 @@ fn kernel_connected_udp_gets_connection_refused() {
             k.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
             k.send(b"anyone there?").unwrap();
             let mut b = [0u8; 64];
-            assert_eq!(k.recv(&mut b).unwrap_err().kind(), ErrorKind::ConnectionRefused, "{dest}");
+            let e = k.recv(&mut b).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{dest}: {e}; ip {:?}", stack.stats.ip.snapshot());
         }
         // And the other way: our connected socket, the kernel's closed port.
         let us = UdpSocket::bind(&stack, "0.0.0.0:0").unwrap();
