@@ -12,7 +12,7 @@
 //! own). `cargo bench --bench connections -- [--conns N] [--clients N] [--csv FILE]`.
 
 mod common;
-use common::{ip, write_csv};
+use common::{arg, ip, write_csv};
 use netstack::device::sys;
 use netstack::device::tun::{TunConfig, TunDevice};
 use netstack::{Stack, StackConfig, TcpListener};
@@ -28,28 +28,11 @@ struct Opts {
 }
 
 fn opts() -> Opts {
-    let mut o = Opts { conns: 10_000, clients: 4, csv: "target/bench-results/connections.csv".into() };
-    let args: Vec<String> = std::env::args().collect();
-    let mut i = 1;
-    while i < args.len() {
-        match args[i].as_str() {
-            "--conns" => {
-                o.conns = args[i + 1].parse().expect("--conns N");
-                i += 1;
-            }
-            "--clients" => {
-                o.clients = args[i + 1].parse().expect("--clients N");
-                i += 1;
-            }
-            "--csv" => {
-                o.csv = args[i + 1].clone();
-                i += 1;
-            }
-            _ => {} // cargo bench passes --bench
-        }
-        i += 1;
+    Opts {
+        conns: arg("--conns", 10_000),
+        clients: arg("--clients", 4),
+        csv: arg("--csv", "target/bench-results/connections.csv".to_string()),
     }
-    o
 }
 
 /// Resident set size of process `pid` ("self" for this one), in KiB.

@@ -9,7 +9,7 @@
 //! `target/bench-results/latency.csv`).
 
 mod common;
-use common::{ip, median, write_csv, Veth, VETH_PEER};
+use common::{arg, ip, median, write_csv, Veth, VETH_PEER};
 use netstack::device::sys;
 use netstack::device::tun::{TunConfig, TunDevice};
 use netstack::{Stack, StackConfig, TcpListener};
@@ -27,28 +27,11 @@ struct Opts {
 }
 
 fn opts() -> Opts {
-    let mut o = Opts { count: 2000, reps: 3, csv: "target/bench-results/latency.csv".into() };
-    let args: Vec<String> = std::env::args().collect();
-    let mut i = 1;
-    while i < args.len() {
-        match args[i].as_str() {
-            "--count" => {
-                o.count = args[i + 1].parse().expect("--count N");
-                i += 1;
-            }
-            "--reps" => {
-                o.reps = args[i + 1].parse().expect("--reps N");
-                i += 1;
-            }
-            "--csv" => {
-                o.csv = args[i + 1].clone();
-                i += 1;
-            }
-            _ => {} // cargo bench passes --bench
-        }
-        i += 1;
+    Opts {
+        count: arg("--count", 2000),
+        reps: arg("--reps", 3),
+        csv: arg("--csv", "target/bench-results/latency.csv".to_string()),
     }
-    o
 }
 
 /// p50 and p99 of `v` (µs).

@@ -7,6 +7,16 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// The value after `--name` on the command line, parsed (cargo bench adds flags of its own,
+/// which are ignored); `default` when absent. Panics with the flag's name on a bad value.
+pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
+    let args: Vec<String> = std::env::args().collect();
+    match args.iter().position(|a| a == name) {
+        Some(i) => args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{name} needs a value")),
+        None => default,
+    }
+}
+
 /// Run `ip` with `args`; panics when it fails.
 pub fn ip(args: &[&str]) {
     let ok = Command::new("ip").args(args).status().expect("ip").success();

@@ -24,15 +24,7 @@ impl IsnGenerator {
         let mut h = Sha256::new();
         h.update(self.key);
         h.update([tag]);
-        for a in [local, remote] {
-            match a.ip() {
-                std::net::IpAddr::V4(v) => h.update(v.octets()),
-                std::net::IpAddr::V6(v) => h.update(v.octets()),
-            }
-            h.update(a.port().to_be_bytes());
-        }
-        let d = h.finalize();
-        u32::from_be_bytes([d[0], d[1], d[2], d[3]])
+        hash_tuple(h, local, remote)
     }
 
     /// The ISN for a connection at `now`.
@@ -46,6 +38,20 @@ impl IsnGenerator {
     pub fn ts_offset(&self, local: SocketAddr, remote: SocketAddr) -> u32 {
         self.hash(1, local, remote)
     }
+}
+
+/// Finish a keyed hash `h` over the 4-tuple (addresses and ports, local first) and return
+/// its first 32 bits (shared by the ISN and SYN-cookie functions).
+pub(super) fn hash_tuple(mut h: Sha256, local: SocketAddr, remote: SocketAddr) -> u32 {
+    for a in [local, remote] {
+        match a.ip() {
+            std::net::IpAddr::V4(v) => h.update(v.octets()),
+            std::net::IpAddr::V6(v) => h.update(v.octets()),
+        }
+        h.update(a.port().to_be_bytes());
+    }
+    let d = h.finalize();
+    u32::from_be_bytes([d[0], d[1], d[2], d[3]])
 }
 
 #[cfg(test)]

@@ -153,15 +153,7 @@ impl SynCookies {
         h.update(count.to_be_bytes());
         h.update(iss.to_be_bytes());
         h.update([idx]);
-        for a in [local, remote] {
-            match a.ip() {
-                std::net::IpAddr::V4(v) => h.update(v.octets()),
-                std::net::IpAddr::V6(v) => h.update(v.octets()),
-            }
-            h.update(a.port().to_be_bytes());
-        }
-        let d = h.finalize();
-        u32::from_be_bytes([d[0], d[1], d[2], d[3]])
+        super::isn::hash_tuple(h, local, remote)
     }
 
     /// The cookie ISN for a SYN with sequence number `peer_iss` at counter `count`,
