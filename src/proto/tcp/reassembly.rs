@@ -55,6 +55,10 @@ impl Reassembly {
     pub fn bytes(&self) -> usize {
         self.bytes
     }
+    /// Give back the entry list's spare capacity.
+    pub fn shrink(&mut self) {
+        self.entries.shrink_to_fit();
+    }
     pub fn clear(&mut self) {
         self.entries.clear();
         self.bytes = 0;

@@ -16,6 +16,10 @@ impl SendBuffer {
     pub fn new(cap: usize) -> Self {
         SendBuffer { buf: Vec::new(), head: 0, cap }
     }
+    /// The most it holds (the socket's send buffer size).
+    pub fn capacity_limit(&self) -> usize {
+        self.cap
+    }
     pub fn len(&self) -> usize {
         self.buf.len() - self.head
     }

@@ -682,6 +682,15 @@ impl Tcb {
         self.pto_at = None;
         self.persist_at = None;
         self.keepalive_at = None;
+        // Our FIN is acknowledged, so nothing is left to send or retransmit, and no new data
+        // is accepted: give back what the send side and the out-of-order queue kept, so
+        // that 2*MSL of TIME-WAIT costs little more than the TCB (a server that closes first
+        // holds one per recent connection). In-order data not yet read stays in `rcvq`.
+        debug_assert!(self.sndbuf.is_empty());
+        self.sndbuf = SendBuffer::new(self.sndbuf.capacity_limit());
+        self.rtx = RtxQueue::default();
+        self.ooo.clear();
+        self.ooo.shrink();
     }
 
     /// RFC 5961 §3.2/§4.2/§5.2 challenge ACK, rate limited per connection (§7).
