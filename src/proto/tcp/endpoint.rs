@@ -634,6 +634,12 @@ impl Endpoint {
     /// Bytes of memory a connection's receive queue is charged (what it holds for the
     /// application and what the application was handed and has not read), and bytes it
     /// holds (the charge plus the unused room of the chunk being filled). Diagnostics.
+    /// Bytes a connection has allocated on its send side (send buffer and retransmission
+    /// records), for tests and diagnostics.
+    pub fn tx_memory(&self, conn: ConnId) -> Option<usize> {
+        self.conns.get(&conn).map(|t| t.tx_memory())
+    }
+
     pub fn rx_memory(&self, conn: ConnId) -> Option<(usize, usize)> {
         self.conns.get(&conn).map(|t| t.rx_memory())
     }

@@ -119,6 +119,11 @@ pub struct RtxQueue {
 }
 
 impl RtxQueue {
+    /// Bytes allocated for the records.
+    pub fn allocated(&self) -> usize {
+        self.recs.capacity() * std::mem::size_of::<Record>()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.recs.is_empty()
     }

@@ -16,6 +16,10 @@ impl SendBuffer {
     pub fn new(cap: usize) -> Self {
         SendBuffer { buf: Vec::new(), head: 0, cap }
     }
+    /// Bytes allocated (at least what it holds).
+    pub fn allocated(&self) -> usize {
+        self.buf.capacity()
+    }
     /// The most it holds (the socket's send buffer size).
     pub fn capacity_limit(&self) -> usize {
         self.cap

@@ -901,6 +901,32 @@ fn paws_and_ts_recent() {
 // Close
 // ----------------------------------------------------------------------------------------
 
+/// TIME-WAIT keeps the TCB for 2*MSL but nothing of the send side: a server that closes
+/// first holds one per recent connection (20,000 after an `ab` run against the host).
+#[test]
+fn time_wait_gives_back_the_send_side() {
+    let (mut h, _) = active(plain(), TcpOptions { mss: Some(1000), ..Default::default() });
+    h.app(AppCommand::Write(vec![7; 20_000]));
+    let sent: usize = h.out().iter().map(|(_, p)| p.len()).sum();
+    assert!(sent > 0);
+    h.pack = h.pack.wrapping_add(sent as u32);
+    h.send("A", &[]);
+    h.app(AppCommand::Close);
+    let mut acked = sent;
+    while acked < 20_000 {
+        let n: usize = h.out().iter().map(|(_, p)| p.len()).sum();
+        assert!(n > 0, "the rest goes out");
+        acked += n;
+        h.pack = h.pack.wrapping_add(n as u32);
+        h.send("A", &[]);
+    }
+    assert!(h.ep.tx_memory(h.conn).unwrap() > 0, "a send buffer was in use");
+    h.pack = h.pack.wrapping_add(1); // our FIN
+    h.send("FA", &[]);
+    assert_eq!(h.state(), Some(State::TimeWait));
+    assert_eq!(h.ep.tx_memory(h.conn), Some(0), "TIME-WAIT holds no send-side memory");
+}
+
 #[test]
 fn active_close_time_wait_and_fin_reack() {
     let cfg = TcpConfig { msl: Duration::from_secs(10), ..plain() };
