@@ -345,7 +345,4 @@ pub struct TcpStats {
     /// Out-of-order segments (wholly or partly) dropped: the queue's charged bytes or entry
     /// count were at their bound.
     pub ooo_dropped: u64,
-    /// Out-of-order bytes dropped from the far end of a full queue to make room for data
-    /// nearer RCV.NXT (Linux's `tcp_prune_ofo_queue`; RFC 2018 §8 reneging).
-    pub ooo_pruned: u64,
 }

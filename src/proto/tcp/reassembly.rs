@@ -9,11 +9,11 @@
 //!   `max_bytes` by more than the slack of appending to an entry (which at most doubles
 //!   it), and the entry count never exceeds [`MAX_ENTRIES`]; data beyond either bound is
 //!   dropped (the caller counts it; the peer retransmits it), never stored by growing;
-//! * when a bound is reached, data nearer `RCV.NXT` displaces data farther out: entries
-//!   lying wholly beyond the new segment's start are pruned from the far end (as Linux's
-//!   `tcp_prune_ofo_queue`; a receiver may renege on SACKed data, RFC 2018 §8, and the
-//!   sender resends it after a timeout). Data next to the hole is what recovery needs
-//!   first; refusing it would stall recovery to one retransmission per round trip.
+//! * nothing held is ever dropped to make room (no reneging, RFC 2018 §8): pruning SACKed
+//!   data, as Linux's `tcp_prune_ofo_queue` does under memory pressure, makes the sender
+//!   wait for a timeout before it resends it; tried here, it stalled a 32 MiB download from
+//!   Linux at 10 % loss, so a full queue refuses new data instead (the segment at
+//!   `RCV.NXT` is in order and always taken).
 
 use super::seq;
 use std::collections::VecDeque;
@@ -36,13 +36,11 @@ pub struct Reassembly {
     /// Memory charged: Σ (capacity + ENTRY_OVERHEAD) over the entries.
     charged: usize,
     max_bytes: usize,
-    /// Bytes dropped from the far end to make room for nearer data.
-    pruned: u64,
 }
 
 impl Reassembly {
     pub fn new(max_bytes: usize) -> Self {
-        Reassembly { entries: VecDeque::new(), bytes: 0, charged: 0, max_bytes, pruned: 0 }
+        Reassembly { entries: VecDeque::new(), bytes: 0, charged: 0, max_bytes }
     }
     /// Memory charged for what is held (allocations + per-entry overhead).
     pub fn charged(&self) -> usize {
@@ -73,9 +71,7 @@ impl Reassembly {
         let off = |s: u32| s.wrapping_sub(rcv_nxt) as usize;
         let start = off(seg_seq);
         let end = start + data.len();
-        if bounded {
-            self.prune_beyond(rcv_nxt, start, data.len());
-        }
+
         let mut cur = start;
         let mut stored = 0;
         let mut idx = 0;
@@ -130,33 +126,6 @@ impl Reassembly {
         }
         self.coalesce();
         (stored, refused)
-    }
-
-    /// Make room for `len` new bytes at offset `start` (from `rcv_nxt`) by dropping entries
-    /// that begin beyond `start`, farthest first, while a bound would refuse them (room for
-    /// two entries' overhead is asked: the new data may land in two gaps). Returns the
-    /// bytes pruned.
-    fn prune_beyond(&mut self, rcv_nxt: u32, start: usize, len: usize) -> usize {
-        let need = len + 2 * ENTRY_OVERHEAD;
-        let mut pruned = 0;
-        while self.charged + need > self.max_bytes || self.entries.len() + 2 > MAX_ENTRIES {
-            match self.entries.back() {
-                Some((s, _)) if s.wrapping_sub(rcv_nxt) as usize > start => {}
-                _ => break,
-            }
-            if let Some((_, d)) = self.entries.pop_back() {
-                self.bytes -= d.len();
-                self.charged -= cost(&d, d.capacity());
-                pruned += d.len();
-            }
-        }
-        self.pruned += pruned as u64;
-        pruned
-    }
-
-    /// Bytes pruned to make room for nearer data since the queue was made.
-    pub fn pruned(&self) -> u64 {
-        self.pruned
     }
 
     /// Merge adjacent entries when the right one is not larger than the left one (an

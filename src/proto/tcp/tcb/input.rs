@@ -549,12 +549,10 @@ impl Tcb {
             }
             // Out of order: keep (bounded in bytes charged; what does not fit is dropped and
             // counted), ACK at once with SACK blocks (RFC 5681 §4.2).
-            let pruned_before = self.ooo.pruned();
             let (_, refused) = self.ooo.insert(self.rcv_nxt, s, data, true);
             if refused > 0 {
                 ctx.stats.ooo_dropped += 1;
             }
-            ctx.stats.ooo_pruned += self.ooo.pruned() - pruned_before;
             self.recent_blocks.note(s);
             self.ack_now = true;
             self.ooo_ack_pending = true;

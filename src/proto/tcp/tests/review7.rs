@@ -296,10 +296,12 @@ fn cookie_counter_wrap_does_not_revive_an_old_cookie() {
 /// Out-of-order queue full of data far to the right: a segment just past the hole (more
 /// useful: it is delivered sooner) should make room by dropping the highest entries (Linux
 /// `tcp_prune_ofo_queue`, a receiver may renege on SACKed data, RFC 2018 §8), not be refused.
-/// Before the fix `Reassembly::insert` refused whatever did not fit, wherever it lay, so loss
-/// recovery near RCV.NXT stalled one retransmission per round trip while far data that could
-/// not be delivered yet held the queue.
+/// Not done, on purpose: pruning was tried and reverted. Far data is SACKed, and a sender
+/// resends reneged data only after a timeout (Linux: once the head of its queue is marked
+/// SACKed); at 10 % loss a 32 MiB download from Linux pruned 11 MB and stalled. A full queue
+/// refuses instead; the segment at RCV.NXT is in order and always taken.
 #[test]
+#[ignore = "pruning SACKed data (reneging) costs the sender a timeout; refused on purpose, see the doc comment"]
 fn full_ooo_queue_prunes_far_data_for_near_data() {
     let cfg = TcpConfig { recv_buf: 65_536, max_ooo_bytes: 4096, ..sack_cfg() };
     let (mut h, _) = active(cfg, TcpOptions { mss: Some(1460), sack_permitted: true, ..Default::default() });
@@ -315,5 +317,4 @@ fn full_ooo_queue_prunes_far_data_for_near_data() {
     let o = h.out();
     let blocks: Vec<(u32, u32)> = o.iter().flat_map(|s| s.0.options.sack_blocks.into_iter().flatten()).collect();
     assert!(blocks.contains(&(start.wrapping_add(1000), start.wrapping_add(2000))), "near data refused: {blocks:?}");
-    assert!(h.ep.stats().ooo_pruned >= 1000, "far data pruned for it, and counted");
 }
