@@ -8,6 +8,9 @@
 //!  dev-tx <--Batch-- ip, tcp       schedule|  |fired
 //!                                        timer
 //! ```
+//! On an Ethernet (TAP) device the ip actor also owns the link core and tcp sends its
+//! segments to ip (`IpMsg::Tx`) instead of dev-tx, see [`link`].
+//!
 //! Every inbox is bounded except the per-socket event inboxes, whose content is bounded in
 //! bytes by the window or queue limit the socket advertised (ARCHITECTURE.md §2 rule 1).
 //! The ip and tcp inboxes are bounded in bytes of packet buffers too (`buf::ByteBudget`):

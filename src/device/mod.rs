@@ -1,4 +1,5 @@
-//! Devices: things that move whole IP packets.
+//! Devices: things that move whole IP packets, or Ethernet frames ([`Medium::Ethernet`]:
+//! [`tap`]).
 //!
 //! A device is split into a receive half (owned by the dev-rx actor) and a transmit half
 //! (owned by dev-tx). Both move [`Batch`]es of pooled buffers. Implementations:
