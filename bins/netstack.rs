@@ -206,11 +206,16 @@ fn main() {
     tcp_service(&stack, 80, cli.backlog, http);
     trim_after_bursts(stack.handle());
     let c = &cli.common;
-    println!("netstack is up on {}: {} and fe80::2, {}", c.iface, c.addr, c.addr6);
-    println!("  ping {}        ping {}        ping fe80::2%{}", c.addr, c.addr6, c.iface);
+    let dev = c.device_name();
+    println!("netstack is up on {dev}: {} and fe80::2, {}", c.addr, c.addr6);
+    if let Some(l) = &stack.config().link {
+        println!("  MAC {}", l.mac);
+    }
+    println!("  ping {}        ping {}        ping fe80::2%{dev}", c.addr, c.addr6);
     println!("  curl http://{}/            curl http://{}/bytes/1000000 | wc -c", c.addr, c.addr);
     println!("  nc {} 7 (TCP echo)   nc {} 19 (chargen)   echo hi | nc -u -w1 {} 7 (UDP echo)", c.addr, c.addr, c.addr);
-    println!("  sudo tcpdump -i {} -n          (watch the wire)", c.iface);
+    let e = if c.tap { "-e " } else { "" };
+    println!("  sudo tcpdump {e}-i {dev} -n          (watch the wire)");
     println!("Ctrl-C to stop.");
     netstack::cli::wait_for_ctrl_c();
     println!("netstack: shutting down");

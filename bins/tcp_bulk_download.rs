@@ -39,7 +39,7 @@ struct Cli {
 fn main() {
     let cli = Cli::parse();
     let (stack, _log) = cli.common.start();
-    maybe_wait_for_enter(cli.no_wait, &cli.common.iface);
+    maybe_wait_for_enter(cli.no_wait, &cli.common.device_name());
     let peer = SocketAddr::new(cli.common.host_ip(), cli.port);
     let mut s = match TcpStream::connect_timeout(&stack, &peer, Duration::from_secs(30)) {
         Ok(s) => s,

@@ -42,7 +42,7 @@ fn main() {
     let mut input =
         cli.input.as_ref().map(|p| std::fs::File::open(p).unwrap_or_else(|e| fail(&p.display().to_string(), e)));
     let (stack, _log) = cli.common.start();
-    maybe_wait_for_enter(cli.no_wait, &cli.common.iface);
+    maybe_wait_for_enter(cli.no_wait, &cli.common.device_name());
     let peer = SocketAddr::new(cli.common.host_ip(), cli.port);
     let mut s = TcpStream::connect_timeout(&stack, &peer, Duration::from_secs(30))
         .unwrap_or_else(|e| fail(&format!("connect to {peer}"), e));

@@ -2,6 +2,7 @@
 
 use crate::actor::{Stack, StackConfig};
 use crate::device::fault::{FaultDevice, FaultSpec};
+use crate::device::tap::{TapConfig, TapDevice};
 use crate::device::tun::{TunConfig, TunDevice};
 use crate::device::Device;
 use clap::{Args, ValueEnum};
@@ -30,11 +31,41 @@ fn probability(s: &str) -> Result<f64, String> {
     }
 }
 
+/// A MAC flag: six hex octets separated by colons, unicast.
+fn mac(s: &str) -> Result<crate::wire::EthernetAddress, String> {
+    let octets: Vec<&str> = s.split(':').collect();
+    let bad = || format!("`{s}` is not a MAC address like 02:00:00:00:00:02");
+    if octets.len() != 6 {
+        return Err(bad());
+    }
+    let mut b = [0u8; 6];
+    for (d, o) in b.iter_mut().zip(&octets) {
+        if o.is_empty() || o.len() > 2 {
+            return Err(bad());
+        }
+        *d = u8::from_str_radix(o, 16).map_err(|_| bad())?;
+    }
+    // IEEE 802: a station's own address is an individual (I/G bit clear), non-zero one.
+    if b[0] & 1 != 0 || b == [0; 6] {
+        return Err(format!("`{s}` is a group or zero address; a station needs a unicast MAC"));
+    }
+    Ok(crate::wire::EthernetAddress(b))
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct CommonArgs {
-    /// TUN device name.
+    /// Device name (default tun0, or tap0 with --tap).
     #[arg(long, default_value = "tun0")]
     pub iface: String,
+    /// Run on a TAP device (Ethernet frames, ARP, NDP) instead of TUN.
+    #[arg(long, conflicts_with = "offload")]
+    pub tap: bool,
+    /// The stack's MAC on a TAP device (default: a random locally administered one).
+    #[arg(long, value_name = "MAC", value_parser = mac, requires = "tap")]
+    pub mac: Option<crate::wire::EthernetAddress>,
+    /// Default gateway on a TAP device, IPv4 or IPv6 (repeat for one of each).
+    #[arg(long = "gateway", value_name = "ADDR", requires = "tap")]
+    pub gateways: Vec<IpAddr>,
     /// The stack's IPv4 address.
     #[arg(long, default_value = "10.0.0.2")]
     pub addr: Ipv4Addr,
@@ -96,6 +127,15 @@ pub struct CommonArgs {
 }
 
 impl CommonArgs {
+    /// The device to open: `--iface`, where the default tun0 means tap0 with `--tap`.
+    pub fn device_name(&self) -> String {
+        if self.tap && self.iface == "tun0" {
+            "tap0".into()
+        } else {
+            self.iface.clone()
+        }
+    }
+
     pub fn ipv6(&self) -> bool {
         self.v6 || self.mode.is_some()
     }
@@ -129,7 +169,30 @@ impl CommonArgs {
         cfg.ip.v6 = vec!["fe80::2".parse().unwrap(), self.addr6];
         cfg.ip.mtu = self.mtu;
         cfg.tcp.congestion = self.congestion;
+        if self.tap {
+            let mut link = crate::proto::link::LinkConfig {
+                mac: self.mac.unwrap_or_else(|| crate::proto::link::ethernet::local_mac(rand::random())),
+                ..Default::default()
+            };
+            for g in &self.gateways {
+                match g {
+                    IpAddr::V4(a) => link.gateway4 = Some(*a),
+                    IpAddr::V6(a) => link.gateway6 = Some(*a),
+                }
+            }
+            cfg.link = Some(link);
+        }
         cfg
+    }
+
+    pub fn tap_config(&self) -> TapConfig {
+        TapConfig {
+            name: self.device_name(),
+            mtu: self.mtu,
+            configure: !self.no_configure,
+            host_addrs: self.host_addrs.clone(),
+            ..TapConfig::default()
+        }
     }
 
     pub fn tun_config(&self) -> TunConfig {
@@ -175,8 +238,11 @@ impl CommonArgs {
             eprintln!("error: {what}{e}");
             std::process::exit(1)
         };
-        let tun = TunDevice::open(&self.tun_config()).unwrap_or_else(|e| fail("", e));
-        let mut dev: Box<dyn Device> = Box::new(tun);
+        let mut dev: Box<dyn Device> = if self.tap {
+            Box::new(TapDevice::open(&self.tap_config()).unwrap_or_else(|e| fail("", e)))
+        } else {
+            Box::new(TunDevice::open(&self.tun_config()).unwrap_or_else(|e| fail("", e)))
+        };
         let (rx, tx) = self.fault_specs();
         if rx.is_some() || tx.is_some() {
             info!(log, "fault injection on";

@@ -25,9 +25,23 @@ pub type BindReply = Sender<io::Result<(UdpSockId, SocketAddr)>>;
 
 pub enum IpMsg {
     Rx(Batch),
-    UdpBind { addr: SocketAddr, inbox: Sender<UdpEvent>, queued: UdpQueue, reply: BindReply },
-    UdpConnect { id: UdpSockId, remote: Option<SocketAddr> },
-    UdpSend { from: SocketAddr, to: SocketAddr, data: Vec<u8> },
+    /// IP packets from the tcp engine, to be framed by the link layer (TAP only).
+    Tx(Batch),
+    UdpBind {
+        addr: SocketAddr,
+        inbox: Sender<UdpEvent>,
+        queued: UdpQueue,
+        reply: BindReply,
+    },
+    UdpConnect {
+        id: UdpSockId,
+        remote: Option<SocketAddr>,
+    },
+    UdpSend {
+        from: SocketAddr,
+        to: SocketAddr,
+        data: Vec<u8>,
+    },
     UdpClose(UdpSockId),
     Shutdown,
 }
@@ -45,15 +59,22 @@ pub fn run(
     tcp: (Sender<TcpMsg>, ByteBudget),
     pool: Pool,
     log: Logger,
+    mut link: Option<super::link::LinkShell>,
 ) {
     let (inbox, budget) = inbox;
+    let mut unreachable = Vec::new();
     let (tcp, tcp_budget) = tcp;
     let mut out = IpOutput::default();
     let mut udp: HashMap<UdpSockId, Sender<UdpEvent>> = HashMap::new();
     let mut segs: Vec<SegmentIn> = Vec::new();
     loop {
         let now = Instant::now();
-        let msg = match crate::proto::ip::idle_timeout(&core, now) {
+        let wait = crate::proto::ip::idle_timeout(&core, now);
+        let wait = match link.as_ref().and_then(|l| l.poll_timeout()) {
+            Some(t) => Some(wait.map_or(t.saturating_duration_since(now), |w| w.min(t.saturating_duration_since(now)))),
+            None => wait,
+        };
+        let msg = match wait {
             Some(d) => inbox.recv_timeout(d),
             None => inbox.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
@@ -64,6 +85,9 @@ pub fn run(
         };
         let now = Instant::now();
         core.handle_timeout(now);
+        if let Some(l) = link.as_mut() {
+            l.handle_timeout(now);
+        }
         let mut next = first;
         let mut n = 0;
         while let Some(m) = next.take() {
@@ -71,9 +95,22 @@ pub fn run(
                 IpMsg::Rx(batch) => {
                     budget.release(batch_bytes(&batch));
                     for p in batch {
+                        let p = match link.as_mut() {
+                            Some(l) => match l.rx(now, p, &pool) {
+                                Some(p) => p,
+                                None => continue,
+                            },
+                            None => p,
+                        };
                         core.handle_packet(now, p, &pool, &mut out);
                     }
                 }
+                IpMsg::Tx(mut batch) => match link.as_mut() {
+                    Some(l) => l.send(now, &mut batch),
+                    None => {
+                        let _ = devtx.send(batch);
+                    }
+                },
                 IpMsg::UdpBind { addr, inbox, queued, reply } => {
                     let r = core.udp.bind(addr);
                     if let Ok((id, local)) = &r {
@@ -102,6 +139,14 @@ pub fn run(
         if core.config().tx_trailer {
             for p in out.tx.iter_mut() {
                 p.push(crate::wire::gso::TX_TRAILER_PLAIN);
+            }
+        }
+        if let Some(l) = link.as_mut() {
+            l.send(now, &mut out.tx);
+            l.drain(&mut out.tx);
+            l.unreachable(&mut unreachable);
+            if !unreachable.is_empty() {
+                let _ = tcp.try_send(TcpMsg::Unreachable(std::mem::take(&mut unreachable)));
             }
         }
         if !out.tx.is_empty() && devtx.send(std::mem::take(&mut out.tx)).is_err() {

@@ -8,6 +8,9 @@
 //!  dev-tx <--Batch-- ip, tcp       schedule|  |fired
 //!                                        timer
 //! ```
+//! On an Ethernet (TAP) device the ip actor also owns the link core and tcp sends its
+//! segments to ip (`IpMsg::Tx`) instead of dev-tx, see [`link`].
+//!
 //! Every inbox is bounded except the per-socket event inboxes, whose content is bounded in
 //! bytes by the window or queue limit the socket advertised (ARCHITECTURE.md §2 rule 1).
 //! The ip and tcp inboxes are bounded in bytes of packet buffers too (`buf::ByteBudget`):
@@ -24,6 +27,7 @@
 
 pub mod device;
 pub mod ip;
+pub mod link;
 pub mod tcp;
 pub mod timer;
 
@@ -64,6 +68,10 @@ pub struct StackConfig {
     /// (`buf::ByteBudget`): beyond it dev-rx drops a batch, ip drops TCP segments (counted
     /// in [`StackStats::ip_inbox`] / [`StackStats::tcp_inbox`]).
     pub inbox_bytes: usize,
+    /// The link layer for an Ethernet (TAP) device: MAC, gateways, limits. Its addresses
+    /// and prefixes are taken from `ip`. `None` on such a device: defaults with a random
+    /// locally administered MAC. Ignored on an IP device (TUN).
+    pub link: Option<crate::proto::link::LinkConfig>,
 }
 
 impl Default for StackConfig {
@@ -78,6 +86,7 @@ impl Default for StackConfig {
             batch: DEFAULT_BATCH,
             close_linger: CLOSE_LINGER,
             inbox_bytes: INBOX_BYTES,
+            link: None,
         }
     }
 }
@@ -95,6 +104,8 @@ pub struct StackStats {
     pub tcp_inbox: ByteBudget,
     /// Live TCBs (including TIME-WAIT), as of the engine's last flush.
     pub tcp_conns: std::sync::atomic::AtomicU64,
+    /// The link layer's counters (TAP only).
+    pub link: Option<Arc<crate::proto::link::LinkStats>>,
 }
 
 /// Whether the device actors are alive. Set once, by the first device thread that fails
@@ -224,6 +235,16 @@ impl Stack {
         cfg.ip.rx_trailer = dev.rx_trailer();
         cfg.ip.tx_trailer = dev.tx_trailer();
         cfg.tcp.mtu = dev.mtu();
+        let ethernet = dev.medium() == crate::device::Medium::Ethernet;
+        let link = ethernet.then(|| {
+            let base = cfg.link.clone().unwrap_or_else(|| crate::proto::link::LinkConfig {
+                mac: crate::proto::link::ethernet::local_mac(rand::random()),
+                ..Default::default()
+            });
+            let lc = link::link_config(&base, &cfg.ip);
+            cfg.link = Some(lc.clone());
+            link::LinkShell::new(lc, std::time::Instant::now(), log.clone())
+        });
         let cfg = Arc::new(cfg);
         let pool = Pool::default();
         let (rx_dev, tx_dev) = dev.split()?;
@@ -240,6 +261,7 @@ impl Stack {
             ip_inbox: ByteBudget::new(cfg.inbox_bytes),
             tcp_inbox: ByteBudget::new(cfg.inbox_bytes),
             tcp_conns: Default::default(),
+            link: link.as_ref().map(|l| l.stats()),
         });
         let any_tcp = ip_core.accept_any_tcp.clone();
         let handle = StackHandle {
@@ -269,7 +291,7 @@ impl Stack {
             let (pool, devtx, log) = (pool.clone(), devtx_tx.clone(), log.clone());
             let inbox = (ip_rx, stats.ip_inbox.clone());
             let tcp = (tcp_tx.clone(), stats.tcp_inbox.clone());
-            threads.push(spawn("ip", move || ip::run(ip_core, inbox, devtx, tcp, pool, log))?);
+            threads.push(spawn("ip", move || ip::run(ip_core, inbox, devtx, tcp, pool, log, link))?);
         }
         {
             let tcp_tx = tcp_tx.clone();
@@ -278,6 +300,8 @@ impl Stack {
         {
             let (pool, cfg, stats, timer_tx, log) =
                 (pool.clone(), cfg.clone(), stats.clone(), timer_tx.clone(), log.clone());
+            // TAP: segments go through the ip actor's link layer (actor::link).
+            let devtx_tx = if ethernet { link::TxPath::Ip(ip_tx.clone()) } else { link::TxPath::Dev(devtx_tx) };
             threads.push(spawn("tcp", move || tcp::run(cfg, tcp_rx, devtx_tx, timer_tx, pool, stats, log))?);
         }
         info!(log, "stack started"; "mtu" => cfg.ip.mtu, "v4" => ?cfg.ip.v4, "v6" => ?cfg.ip.v6);

@@ -51,6 +51,8 @@ pub enum TcpMsg {
         class: IcmpErrorClass,
     },
     Timer(Vec<(u64, Instant)>),
+    /// The link layer could not resolve these neighbours (TAP only).
+    Unreachable(Vec<IpAddr>),
     Connect {
         remote: SocketAddr,
         events: Sender<SocketEvent>,
@@ -96,7 +98,7 @@ struct Engine {
 pub fn run(
     cfg: Arc<StackConfig>,
     inbox: Receiver<TcpMsg>,
-    devtx: Sender<Batch>,
+    devtx: super::link::TxPath,
     timer: Sender<TimerMsg>,
     pool: Pool,
     stats: Arc<StackStats>,
@@ -129,7 +131,7 @@ pub fn run(
                 // Last words (the RSTs of `AbortAll`) go out before the engine stops.
                 e.transmit(now, &pool, &mut out);
                 if !out.is_empty() {
-                    let _ = devtx.send(std::mem::take(&mut out));
+                    let _ = devtx.send(std::mem::take(&mut out), &pool, &stats.dev_tx_dropped);
                 }
                 return;
             }
@@ -139,7 +141,7 @@ pub fn run(
             }
         }
         e.flush(now, &pool, &mut out, &mut schedule);
-        if !out.is_empty() && devtx.send(std::mem::take(&mut out)).is_err() {
+        if !out.is_empty() && !devtx.send(std::mem::take(&mut out), &pool, &stats.dev_tx_dropped) {
             return;
         }
         if !schedule.is_empty() && timer.send(TimerMsg::Schedule(std::mem::take(&mut schedule))).is_err() {
@@ -180,6 +182,11 @@ impl Engine {
                     }
                     self.ep.handle_timeout(now, conn);
                     self.touched.push(conn);
+                }
+            }
+            TcpMsg::Unreachable(ips) => {
+                for ip in ips {
+                    self.ep.neighbour_unreachable(now, ip);
                 }
             }
             TcpMsg::Connect { remote, events, reply } => {

@@ -488,6 +488,10 @@ impl Device for FaultDevice {
         self.inner.tx_trailer()
     }
 
+    fn medium(&self) -> super::Medium {
+        self.inner.medium()
+    }
+
     fn split(self: Box<Self>) -> io::Result<(Box<dyn DevRx>, Box<dyn DevTx>)> {
         let report = Arc::new(Report { counters: self.counters.clone(), log: self.log.clone() });
         let (rx, tx) = self.inner.split()?;

@@ -1,4 +1,5 @@
-//! Devices: things that move whole IP packets.
+//! Devices: things that move whole IP packets, or Ethernet frames ([`Medium::Ethernet`]:
+//! [`tap`]).
 //!
 //! A device is split into a receive half (owned by the dev-rx actor) and a transmit half
 //! (owned by dev-tx). Both move [`Batch`]es of pooled buffers. Implementations:
@@ -15,6 +16,7 @@
 pub mod fault;
 pub mod pair;
 pub mod sys;
+pub mod tap;
 pub mod tun;
 
 use crate::buf::{Batch, Pool};
@@ -37,6 +39,16 @@ pub trait DevTx: Send {
     fn send_batch(&mut self, batch: &mut Batch, pool: &Pool) -> usize;
 }
 
+/// What a device's packets are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Medium {
+    /// Bare IPv4/IPv6 packets (TUN, pair).
+    #[default]
+    Ip,
+    /// Ethernet II frames (TAP): the ip actor runs the link core (`proto::link`) on them.
+    Ethernet,
+}
+
 /// Something the stack can run on.
 pub trait Device: Send {
     /// MTU of the link in bytes (the largest IP packet it carries).
@@ -50,6 +62,10 @@ pub trait Device: Send {
     /// (`wire::gso`: marker 0, or a virtio-net header then marker 1).
     fn tx_trailer(&self) -> bool {
         false
+    }
+    /// What the halves carry: IP packets unless the device says otherwise.
+    fn medium(&self) -> Medium {
+        Medium::Ip
     }
     /// The receive and transmit halves; an error (e.g. no poller for the fd) instead of a
     /// panic when the device cannot be split.

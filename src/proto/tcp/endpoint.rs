@@ -518,6 +518,16 @@ impl Endpoint {
         }
     }
 
+    /// The link layer could not resolve `ip` (ARP/NDP failed, RFC 4861 §7.3.3): connections
+    /// to it in SYN-SENT fail with `HostUnreachable` (Linux's connect() reports EHOSTUNREACH
+    /// the same way); others only record it as a soft error (M-56: never abort).
+    pub fn neighbour_unreachable(&mut self, now: Instant, ip: IpAddr) {
+        let ids: Vec<ConnId> = self.tuples.iter().filter(|((_, r), _)| r.ip() == ip).map(|(_, id)| *id).collect();
+        for id in ids {
+            self.with_tcb(now, id, true, |t, now, _| t.on_neighbour_unreachable(now));
+        }
+    }
+
     /// The last soft ICMP error recorded for `conn` (like `SO_ERROR`), cleared on read and
     /// by an acceptable ACK; a timeout reports it instead of TimedOut.
     pub fn take_soft_error(&mut self, conn: ConnId) -> Option<IcmpErrorKind> {

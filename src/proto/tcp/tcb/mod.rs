@@ -991,6 +991,16 @@ impl Tcb {
         self.update_timers(now);
     }
 
+    /// Link-layer resolution of the peer failed (`Endpoint::neighbour_unreachable`).
+    pub(crate) fn on_neighbour_unreachable(&mut self, now: Instant) {
+        if self.state == State::SynSent {
+            self.close_with(Some(ErrorKind::HostUnreachable));
+        } else {
+            self.soft_error = Some(IcmpErrorKind::Soft(ErrorKind::HostUnreachable));
+        }
+        self.update_timers(now);
+    }
+
     fn icmp(&mut self, ctx: &mut Ctx, quoted_seq: u32, kind: IcmpErrorKind) {
         // RFC 5927 §4.1: the quoted sequence number must be in [SND.UNA, SND.MAX].
         if !(seq::le(self.snd_una, quoted_seq) && seq::le(quoted_seq, self.snd_max)) {

@@ -1,0 +1,128 @@
+//! The link layer inside the ip actor, for an Ethernet (TAP) device.
+//!
+//! The ip actor owns the [`LinkCore`] (no state shared with other threads): every frame
+//! from dev-rx passes through [`LinkShell::rx`], which answers ARP/NDP and hands the IP
+//! packet inside to the IP core; every IP packet for the wire (the ip core's own and the
+//! tcp engine's, which in this mode reach the ip actor as `IpMsg::Tx` instead of going to
+//! dev-tx) passes through [`LinkShell::send`], and the frames the core queues go to dev-tx.
+//! The core's timers run from the ip actor's loop ([`LinkShell::poll_timeout`]).
+//!
+//! On a TUN device none of this exists: the ip actor's `link` is `None` and the tcp engine
+//! sends straight to dev-tx ([`TxPath::Dev`]).
+
+use super::ip::IpMsg;
+use crate::buf::{Batch, Pool};
+use crate::proto::link::{LinkConfig, LinkCore, LinkEvent, LinkStats};
+use crossbeam_channel::{Sender, TrySendError};
+use slog::{info, warn, Logger};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The [`LinkConfig`] for a stack whose IP layer has `ip`'s addresses: the caller's MAC,
+/// gateways and limits, our addresses and prefixes from the IP configuration.
+pub fn link_config(base: &LinkConfig, ip: &crate::proto::ip::IpConfig) -> LinkConfig {
+    LinkConfig { v4: ip.v4.clone(), v4_prefix: ip.v4_prefix, v6: ip.v6.clone(), ..base.clone() }
+}
+
+pub struct LinkShell {
+    core: LinkCore,
+    log: Logger,
+}
+
+impl LinkShell {
+    pub fn new(cfg: LinkConfig, now: Instant, log: Logger) -> LinkShell {
+        info!(log, "link layer on"; "mac" => %cfg.mac, "gateway4" => ?cfg.gateway4, "gateway6" => ?cfg.gateway6);
+        LinkShell { core: LinkCore::new(cfg, now), log }
+    }
+
+    pub fn stats(&self) -> Arc<LinkStats> {
+        self.core.stats.clone()
+    }
+
+    /// A received frame: the IP packet it carries, moved to the front of the same buffer,
+    /// or `None` (the buffer back in `pool`) when the link core consumed or dropped it.
+    pub fn rx(&mut self, now: Instant, mut frame: Vec<u8>, pool: &Pool) -> Option<Vec<u8>> {
+        match self.core.handle_frame(now, &frame) {
+            Some(r) => {
+                let len = r.payload.len();
+                frame.copy_within(r.payload, 0);
+                frame.truncate(len);
+                Some(frame)
+            }
+            None => {
+                pool.put(frame);
+                None
+            }
+        }
+    }
+
+    /// IP packets for the wire: framed, or queued while their next hop is resolved.
+    pub fn send(&mut self, now: Instant, packets: &mut Batch) {
+        for p in packets.drain(..) {
+            self.core.send_ip(now, p);
+        }
+    }
+
+    /// Move every frame the core queued into `out`.
+    pub fn drain(&mut self, out: &mut Batch) {
+        while let Some(f) = self.core.poll_transmit() {
+            out.push(f);
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.core.poll_timeout()
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.core.poll_timeout().is_some_and(|t| t <= now) {
+            self.core.handle_timeout(now);
+        }
+    }
+
+    /// Next hops whose resolution failed since the last call (for the tcp engine); the
+    /// other events are logged.
+    pub fn unreachable(&mut self, out: &mut Vec<IpAddr>) {
+        while let Some(ev) = self.core.poll_event() {
+            match ev {
+                LinkEvent::Unreachable(ip) => {
+                    info!(self.log, "neighbour unreachable"; "ip" => %ip);
+                    out.push(ip);
+                }
+                LinkEvent::NoRoute(ip) => info!(self.log, "no route"; "dst" => %ip),
+                LinkEvent::DadSucceeded(a) => info!(self.log, "address ready (DAD)"; "addr" => %a),
+                LinkEvent::DadFailed(a) => warn!(self.log, "duplicate address on the link (DAD)"; "addr" => %a),
+            }
+        }
+    }
+}
+
+/// Where the tcp engine sends its segments: dev-tx (TUN), or the ip actor, which frames
+/// them (TAP).
+#[derive(Clone)]
+pub enum TxPath {
+    Dev(Sender<crate::buf::Batch>),
+    Ip(Sender<IpMsg>),
+}
+
+impl TxPath {
+    /// Hand `batch` on. To dev-tx this blocks as before; to the ip actor it never blocks
+    /// (ip also sends to tcp, so blocking both ways could deadlock): a full ip inbox drops
+    /// the batch, counted in `dropped`, as a full NIC queue does. False when the receiver
+    /// is gone.
+    pub fn send(&self, batch: Batch, pool: &Pool, dropped: &std::sync::atomic::AtomicU64) -> bool {
+        match self {
+            TxPath::Dev(tx) => tx.send(batch).is_ok(),
+            TxPath::Ip(tx) => match tx.try_send(IpMsg::Tx(batch)) {
+                Ok(()) => true,
+                Err(TrySendError::Full(IpMsg::Tx(mut b))) => {
+                    dropped.fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    pool.put_batch(&mut b);
+                    true
+                }
+                Err(_) => false,
+            },
+        }
+    }
+}
