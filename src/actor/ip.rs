@@ -43,14 +43,14 @@ pub fn run(
     inbox: (Receiver<IpMsg>, ByteBudget),
     devtx: Sender<Batch>,
     tcp: (Sender<TcpMsg>, ByteBudget),
-    pool: Pool,
+    (pool, recycle): (Pool, super::Recyclers),
     log: Logger,
 ) {
     let (inbox, budget) = inbox;
     let (tcp, tcp_budget) = tcp;
-    let mut out = IpOutput::default();
+    let mut out = IpOutput { tx: recycle.tx.get(), ..IpOutput::default() };
     let mut udp: HashMap<UdpSockId, Sender<UdpEvent>> = HashMap::new();
-    let mut segs: Vec<SegmentIn> = Vec::new();
+    let mut segs: Vec<SegmentIn> = recycle.segs.get();
     loop {
         let now = Instant::now();
         let msg = match crate::proto::ip::idle_timeout(&core, now) {
@@ -68,11 +68,12 @@ pub fn run(
         let mut n = 0;
         while let Some(m) = next.take() {
             match m {
-                IpMsg::Rx(batch) => {
+                IpMsg::Rx(mut batch) => {
                     budget.release(batch_bytes(&batch));
-                    for p in batch {
+                    for p in batch.drain(..) {
                         core.handle_packet(now, p, &pool, &mut out);
                     }
+                    recycle.rx.put(batch);
                 }
                 IpMsg::UdpBind { addr, inbox, queued, reply } => {
                     let r = core.udp.bind(addr);
@@ -104,7 +105,7 @@ pub fn run(
                 p.push(crate::wire::gso::TX_TRAILER_PLAIN);
             }
         }
-        if !out.tx.is_empty() && devtx.send(std::mem::take(&mut out.tx)).is_err() {
+        if !out.tx.is_empty() && devtx.send(std::mem::replace(&mut out.tx, recycle.tx.get())).is_err() {
             return;
         }
         for d in out.deliver.drain(..) {
@@ -139,7 +140,7 @@ pub fn run(
                 for s in segs.drain(..) {
                     pool.put(s.buf);
                 }
-            } else if tcp.send(TcpMsg::Segments(std::mem::take(&mut segs))).is_err() {
+            } else if tcp.send(TcpMsg::Segments(std::mem::replace(&mut segs, recycle.segs.get()))).is_err() {
                 return;
             }
         }

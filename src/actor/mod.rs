@@ -27,7 +27,7 @@ pub mod ip;
 pub mod tcp;
 pub mod timer;
 
-use crate::buf::{Batch, ByteBudget, Pool};
+use crate::buf::{Batch, ByteBudget, Pool, Recycler};
 use crate::device::{Device, StopHandle};
 use crate::proto::ip::{IpConfig, IpStats};
 use crate::proto::tcp::TcpConfig;
@@ -78,6 +78,29 @@ impl Default for StackConfig {
             batch: DEFAULT_BATCH,
             close_linger: CLOSE_LINGER,
             inbox_bytes: INBOX_BYTES,
+        }
+    }
+}
+
+/// Empty batch vectors going back to the threads that fill them (`buf::Recycler`): `rx`
+/// from ip to dev-rx, `segs` from tcp to ip, `tx` from dev-tx to ip and tcp.
+#[derive(Clone)]
+pub struct Recyclers {
+    pub rx: Recycler<Vec<u8>>,
+    pub segs: Recycler<tcp::SegmentIn>,
+    pub tx: Recycler<Vec<u8>>,
+}
+
+impl Recyclers {
+    /// Room for `batch` packets per message; a flush may join up to `DRAIN` messages, so the
+    /// segment and transmit vectors kept may be that much larger (at most 64 of each kept:
+    /// a few hundred KiB).
+    fn new(batch: usize) -> Self {
+        let max = batch * tcp::DRAIN;
+        Recyclers {
+            rx: Recycler::new(64, batch, batch),
+            segs: Recycler::new(64, batch, max),
+            tx: Recycler::new(64, batch, max),
         }
     }
 }
@@ -251,25 +274,30 @@ impl Stack {
             any_tcp,
             device: Arc::new(DeviceHealth::default()),
         };
+        let recycle = Recyclers::new(cfg.batch);
         let mut threads = Vec::new();
         {
             let (pool, ip_tx, log, batch, budget) =
                 (pool.clone(), ip_tx.clone(), log.clone(), cfg.batch, stats.ip_inbox.clone());
+            let batches = recycle.rx.clone();
             let watch = device::Watch { health: handle.device.clone(), tcp: tcp_tx.clone(), log: log.clone() };
             threads.push(spawn("dev-rx", move || {
-                watch.run("rx", || device::run_rx(rx_dev, pool, (ip_tx, budget), batch, log))
+                watch.run("rx", || device::run_rx(rx_dev, (pool, batches), (ip_tx, budget), batch, log))
             })?);
         }
         {
-            let (pool, stats) = (pool.clone(), stats.clone());
+            let (pool, stats, batches) = (pool.clone(), stats.clone(), recycle.tx.clone());
             let watch = device::Watch { health: handle.device.clone(), tcp: tcp_tx.clone(), log: log.clone() };
-            threads.push(spawn("dev-tx", move || watch.run("tx", || device::run_tx(tx_dev, devtx_rx, pool, stats)))?);
+            threads.push(spawn("dev-tx", move || {
+                watch.run("tx", || device::run_tx(tx_dev, (devtx_rx, batches), pool, stats))
+            })?);
         }
         {
             let (pool, devtx, log) = (pool.clone(), devtx_tx.clone(), log.clone());
             let inbox = (ip_rx, stats.ip_inbox.clone());
             let tcp = (tcp_tx.clone(), stats.tcp_inbox.clone());
-            threads.push(spawn("ip", move || ip::run(ip_core, inbox, devtx, tcp, pool, log))?);
+            let recycle = recycle.clone();
+            threads.push(spawn("ip", move || ip::run(ip_core, inbox, devtx, tcp, (pool, recycle), log))?);
         }
         {
             let tcp_tx = tcp_tx.clone();
@@ -278,7 +306,8 @@ impl Stack {
         {
             let (pool, cfg, stats, timer_tx, log) =
                 (pool.clone(), cfg.clone(), stats.clone(), timer_tx.clone(), log.clone());
-            threads.push(spawn("tcp", move || tcp::run(cfg, tcp_rx, devtx_tx, timer_tx, pool, stats, log))?);
+            let recycle = recycle.clone();
+            threads.push(spawn("tcp", move || tcp::run(cfg, tcp_rx, devtx_tx, timer_tx, (pool, recycle), stats, log))?);
         }
         info!(log, "stack started"; "mtu" => cfg.ip.mtu, "v4" => ?cfg.ip.v4, "v6" => ?cfg.ip.v6);
         Ok(Stack { handle, threads, stop_dev, timer: timer_tx, log, linger: cfg.close_linger })
