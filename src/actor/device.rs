@@ -84,8 +84,9 @@ pub fn run_tx(
     (inbox, batches): (Receiver<Batch>, Recycler<Vec<u8>>),
     pool: Pool,
     stats: Arc<StackStats>,
+    spin: std::time::Duration,
 ) -> Result<(), String> {
-    while let Ok(mut b) = inbox.recv() {
+    while let Some(mut b) = super::spin_recv(&inbox, spin).or_else(|| inbox.recv().ok()) {
         let dropped = dev.send_batch(&mut b, &pool);
         batches.put(b);
         // Coalesce: whatever else is queued goes out before we block again.

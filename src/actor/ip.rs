@@ -44,6 +44,7 @@ pub fn run(
     devtx: Sender<Batch>,
     tcp: (Sender<TcpMsg>, ByteBudget),
     (pool, recycle): (Pool, super::Recyclers),
+    spin: std::time::Duration,
     log: Logger,
 ) {
     let (inbox, budget) = inbox;
@@ -53,9 +54,10 @@ pub fn run(
     let mut segs: Vec<SegmentIn> = recycle.segs.get();
     loop {
         let now = Instant::now();
-        let msg = match crate::proto::ip::idle_timeout(&core, now) {
-            Some(d) => inbox.recv_timeout(d),
-            None => inbox.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        let msg = match (super::spin_recv(&inbox, spin), crate::proto::ip::idle_timeout(&core, now)) {
+            (Some(m), _) => Ok(m),
+            (None, Some(d)) => inbox.recv_timeout(d),
+            (None, None) => inbox.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         let first = match msg {
             Ok(m) => Some(m),

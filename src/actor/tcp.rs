@@ -119,7 +119,8 @@ pub fn run(
     };
     let mut out: Batch = e.recycle.tx.get();
     let mut schedule: Vec<(u64, Instant)> = Vec::new();
-    while let Ok(first) = inbox.recv() {
+    let spin = e.cfg.spin;
+    while let Some(first) = super::spin_recv(&inbox, spin).or_else(|| inbox.recv().ok()) {
         let now = Instant::now();
         let mut next = Some(first);
         let mut n = 0;

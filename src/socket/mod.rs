@@ -51,6 +51,9 @@ pub(crate) fn recv_or_device<T>(
     stack: &crate::actor::StackHandle,
     deadline: Option<std::time::Instant>,
 ) -> Result<T, crossbeam_channel::RecvTimeoutError> {
+    if let Some(m) = crate::actor::spin_recv(rx, stack.cfg.spin) {
+        return Ok(m);
+    }
     let watch = stack.device.watch();
     let mut sel = crossbeam_channel::Select::new();
     let i_rx = sel.recv(rx);
