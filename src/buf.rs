@@ -179,6 +179,11 @@ impl<T> Recycler<T> {
         self.rx.try_recv().unwrap_or_else(|_| Vec::with_capacity(self.cap))
     }
 
+    /// A returned vector, if any (never allocates).
+    pub fn take(&self) -> Option<Vec<T>> {
+        self.rx.try_recv().ok()
+    }
+
     /// Hand back a vector whose items were taken (any left are dropped here).
     pub fn put(&self, mut v: Vec<T>) {
         if v.capacity() == 0 || v.capacity() > self.max_cap {

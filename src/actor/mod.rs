@@ -116,12 +116,16 @@ pub(crate) fn spin_recv<T>(rx: &crossbeam_channel::Receiver<T>, spin: std::time:
 }
 
 /// Empty batch vectors going back to the threads that fill them (`buf::Recycler`): `rx`
-/// from ip to dev-rx, `segs` from tcp to ip, `tx` from dev-tx to ip and tcp.
+/// from ip to dev-rx, `segs` from tcp to ip, `tx` from dev-tx to ip and tcp; `chunks`:
+/// received-data chunks a `TcpStream` has read, from the app threads to the tcp engine
+/// (`Endpoint::recycle_rx_chunk`), so that their pages are not given back to the kernel
+/// and faulted in again for every 64 KiB received.
 #[derive(Clone)]
 pub struct Recyclers {
     pub rx: Recycler<Vec<u8>>,
     pub segs: Recycler<tcp::SegmentIn>,
     pub tx: Recycler<Vec<u8>>,
+    pub chunks: Recycler<u8>,
 }
 
 impl Recyclers {
@@ -134,6 +138,7 @@ impl Recyclers {
             rx: Recycler::new(64, batch, batch),
             segs: Recycler::new(64, batch, max),
             tx: Recycler::new(64, batch, max),
+            chunks: Recycler::new(32, 1, crate::proto::tcp::rcvqueue::DATA_CHUNK),
         }
     }
 }
@@ -208,6 +213,8 @@ pub struct StackHandle {
     pub stats: Arc<StackStats>,
     pub(crate) any_tcp: Arc<std::sync::atomic::AtomicBool>,
     pub(crate) device: Arc<DeviceHealth>,
+    /// Where a stream returns the receive chunks it has read (`Recyclers::chunks`).
+    pub(crate) rx_chunks: Recycler<u8>,
 }
 
 impl StackHandle {
@@ -298,6 +305,7 @@ impl Stack {
             tcp_conns: Default::default(),
         });
         let any_tcp = ip_core.accept_any_tcp.clone();
+        let recycle = Recyclers::new(cfg.batch);
         let handle = StackHandle {
             ip: ip_tx.clone(),
             tcp: tcp_tx.clone(),
@@ -306,8 +314,8 @@ impl Stack {
             stats: stats.clone(),
             any_tcp,
             device: Arc::new(DeviceHealth::default()),
+            rx_chunks: recycle.chunks.clone(),
         };
-        let recycle = Recyclers::new(cfg.batch);
         let mut threads = Vec::new();
         {
             let (pool, ip_tx, log, batch, budget) =

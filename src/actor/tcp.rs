@@ -122,6 +122,9 @@ pub fn run(
     let spin = e.cfg.spin;
     while let Some(first) = super::spin_recv(&inbox, spin).or_else(|| inbox.recv().ok()) {
         let now = Instant::now();
+        while let Some(c) = e.recycle.chunks.take() {
+            e.ep.recycle_rx_chunk(c);
+        }
         let mut next = Some(first);
         let mut n = 0;
         while let Some(m) = next.take() {

@@ -347,7 +347,11 @@ impl TcpStream {
         }
         if !peek {
             for _ in 0..i {
-                st.rx.pop_front();
+                if let Some(c) = st.rx.pop_front() {
+                    if crate::proto::tcp::rcvqueue::reusable(c.capacity()) {
+                        self.inner.stack.rx_chunks.put(c); // reused by the engine
+                    }
+                }
             }
             st.rx_off = off;
             st.uncredited += n;
