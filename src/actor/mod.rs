@@ -52,8 +52,9 @@ const INBOX_DEPTH: usize = 256;
 pub const INBOX_BYTES: usize = 16 << 20;
 
 /// Default [`StackConfig::spin`]. Measured on 2 vCPUs (latency bench, TCP 1-byte
-/// request/response p50): 0 µs → ≈ 4.2× veth, 50 → ≈ 2.6–2.9×, 100 → ≈ 2.1×, 200 → ≈ 1.8–2.2×;
-/// bulk throughput rose with it too (fewer futex wake-ups), so 100 µs.
+/// request/response p50, with sockets spinning too at the time): 0 µs → ≈ 4.2× veth,
+/// 50 → ≈ 2.6–2.9×, 100 → ≈ 2.1×, 200 → ≈ 1.8–2.2×; the sockets' share of that was within
+/// the noise. Bulk throughput rose with it too (fewer futex wake-ups), so 100 µs.
 pub const SPIN: std::time::Duration = std::time::Duration::from_micros(100);
 
 #[derive(Debug, Clone)]
@@ -69,9 +70,11 @@ pub struct StackConfig {
     /// (`buf::ByteBudget`): beyond it dev-rx drops a batch, ip drops TCP segments (counted
     /// in [`StackStats::ip_inbox`] / [`StackStats::tcp_inbox`]).
     pub inbox_bytes: usize,
-    /// How long an actor (ip, tcp, dev-tx) or a blocked socket polls its empty inbox,
-    /// yielding between polls, before it parks (`spin_recv`): a message arriving meanwhile
-    /// costs neither side a futex wake-up. Zero: park at once.
+    /// How long an actor (ip, tcp, dev-tx) polls its empty inbox, yielding between polls,
+    /// before it parks (`spin_recv`): a message arriving meanwhile costs neither side a
+    /// futex wake-up. Zero: park at once. A blocked `TcpStream` spins too, but only when
+    /// its previous wait ended within 4 × `spin` (application threads may be thousands,
+    /// one per mostly idle connection; those park at once).
     pub spin: std::time::Duration,
 }
 
