@@ -147,6 +147,58 @@ impl Pool {
     }
 }
 
+/// Empty `Vec`s handed back by the thread that consumed their content to the threads that
+/// fill them (ARCHITECTURE.md §2 rule 3): a batch's own allocation is made once and then
+/// travels in a loop (dev-rx → ip → dev-rx, ip → tcp → ip, ip and tcp → dev-tx → ip and tcp)
+/// instead of being allocated by one thread and freed by another for every message.
+/// Bounded like [`Pool`]: at most `keep` vectors are held, each with capacity at most
+/// `max_cap` items; anything else is freed.
+pub struct Recycler<T> {
+    tx: Sender<Vec<T>>,
+    rx: Receiver<Vec<T>>,
+    cap: usize,
+    max_cap: usize,
+}
+
+impl<T> Clone for Recycler<T> {
+    fn clone(&self) -> Self {
+        Recycler { tx: self.tx.clone(), rx: self.rx.clone(), cap: self.cap, max_cap: self.max_cap }
+    }
+}
+
+impl<T> Recycler<T> {
+    /// Keep up to `keep` empty vectors; new ones get capacity `cap`, returned ones with more
+    /// than `max_cap` are freed.
+    pub fn new(keep: usize, cap: usize, max_cap: usize) -> Self {
+        let (tx, rx) = bounded(keep);
+        Recycler { tx, rx, cap, max_cap: max_cap.max(cap) }
+    }
+
+    /// An empty vector (a returned one when there is any).
+    pub fn get(&self) -> Vec<T> {
+        self.rx.try_recv().unwrap_or_else(|_| Vec::with_capacity(self.cap))
+    }
+
+    /// A returned vector, if any (never allocates).
+    pub fn take(&self) -> Option<Vec<T>> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Hand back a vector whose items were taken (any left are dropped here).
+    pub fn put(&self, mut v: Vec<T>) {
+        if v.capacity() == 0 || v.capacity() > self.max_cap {
+            return;
+        }
+        v.clear();
+        let _ = self.tx.try_send(v);
+    }
+
+    /// Vectors waiting to be reused.
+    pub fn idle(&self) -> usize {
+        self.rx.len()
+    }
+}
+
 impl Default for Pool {
     fn default() -> Self {
         Pool::new(4096, DEFAULT_BUF_SIZE)
@@ -175,6 +227,27 @@ mod tests {
         assert_eq!(p.rx.len(), 2);
         p.put(p.get_large()); // large class
         assert_eq!((p.rx.len(), p.large_rx.len()), (2, 1));
+    }
+
+    #[test]
+    fn recycler_reuses_and_bounds() {
+        let r: Recycler<u32> = Recycler::new(2, 8, 64);
+        let mut v = r.get();
+        assert_eq!(v.capacity(), 8);
+        v.extend([1, 2, 3]);
+        let ptr = v.as_ptr();
+        r.put(v);
+        let w = r.get();
+        assert!(w.is_empty());
+        assert_eq!(w.as_ptr(), ptr, "the same allocation comes back");
+        r.put(w);
+        r.put(Vec::with_capacity(8));
+        r.put(Vec::with_capacity(8)); // over `keep`: freed
+        assert_eq!(r.idle(), 2);
+        let _ = (r.get(), r.get());
+        r.put(Vec::with_capacity(1000)); // over `max_cap`: freed
+        r.put(Vec::new()); // no allocation to keep
+        assert_eq!(r.idle(), 0);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use super::ip::IpMsg;
 use super::tcp::TcpMsg;
 use super::{DeviceHealth, StackStats};
-use crate::buf::{batch_bytes, Batch, ByteBudget, Pool};
+use crate::buf::{batch_bytes, Batch, ByteBudget, Pool, Recycler};
 use crate::device::{DevRx, DevTx};
 use crossbeam_channel::{Receiver, Sender};
 use slog::{error, Logger};
@@ -43,17 +43,18 @@ impl Watch {
 
 /// Read batches from the device and hand them to the ip actor until stopped; `Err` with the
 /// cause when a read fails. A batch that would take the ip inbox over its byte budget is
-/// dropped and counted (a full NIC ring).
+/// dropped and counted (a full NIC ring). Batch vectors come from `batches`, to which the
+/// ip actor hands them back empty.
 pub fn run_rx(
     mut dev: Box<dyn DevRx>,
-    pool: Pool,
+    (pool, batches): (Pool, Recycler<Vec<u8>>),
     ip: (Sender<IpMsg>, ByteBudget),
     batch: usize,
     log: Logger,
 ) -> Result<(), String> {
     let (ip, budget) = ip;
+    let mut b: Batch = batches.get();
     loop {
-        let mut b: Batch = Vec::with_capacity(batch);
         match dev.recv_batch(&pool, &mut b, batch) {
             Ok(true) => {
                 let bytes = batch_bytes(&b);
@@ -61,6 +62,7 @@ pub fn run_rx(
                     pool.put_batch(&mut b);
                     continue;
                 }
+                let b = std::mem::replace(&mut b, batches.get());
                 if ip.send(IpMsg::Rx(b)).is_err() {
                     return Ok(()); // the stack is stopping
                 }
@@ -76,18 +78,22 @@ pub fn run_rx(
 
 /// Write batches to the device until every sender is gone (the stack stopped). Never fails:
 /// a write error is a counted drop (`DevTx::send_batch`); only a panic ends it early.
+/// Emptied batch vectors go back to the ip and tcp actors through `batches`.
 pub fn run_tx(
     mut dev: Box<dyn DevTx>,
-    inbox: Receiver<Batch>,
+    (inbox, batches): (Receiver<Batch>, Recycler<Vec<u8>>),
     pool: Pool,
     stats: Arc<StackStats>,
+    spin: std::time::Duration,
 ) -> Result<(), String> {
-    while let Ok(mut b) = inbox.recv() {
+    while let Some(mut b) = super::spin_recv(&inbox, spin).or_else(|| inbox.recv().ok()) {
         let dropped = dev.send_batch(&mut b, &pool);
+        batches.put(b);
         // Coalesce: whatever else is queued goes out before we block again.
         let mut extra = 0;
         while let Ok(mut more) = inbox.try_recv() {
             extra += dev.send_batch(&mut more, &pool);
+            batches.put(more);
         }
         if dropped + extra > 0 {
             stats.dev_tx_dropped.fetch_add((dropped + extra) as u64, Relaxed);

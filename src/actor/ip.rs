@@ -52,21 +52,23 @@ const DRAIN: usize = 64;
 /// `inbox` and `tcp` come with their byte budgets (`buf::ByteBudget`): a batch from
 /// dev-rx gives its bytes back when taken; segments for the engine are dropped (counted)
 /// when its inbox is over budget, so a slow engine cannot make packets pile up.
+#[allow(clippy::too_many_arguments)] // the actor's channels and parts, each used once
 pub fn run(
     mut core: IpCore,
     inbox: (Receiver<IpMsg>, ByteBudget),
     devtx: Sender<Batch>,
     tcp: (Sender<TcpMsg>, ByteBudget),
-    pool: Pool,
+    (pool, recycle): (Pool, super::Recyclers),
+    spin: std::time::Duration,
     log: Logger,
     mut link: Option<super::link::LinkShell>,
 ) {
     let (inbox, budget) = inbox;
     let mut unreachable = Vec::new();
     let (tcp, tcp_budget) = tcp;
-    let mut out = IpOutput::default();
+    let mut out = IpOutput { tx: recycle.tx.get(), ..IpOutput::default() };
     let mut udp: HashMap<UdpSockId, Sender<UdpEvent>> = HashMap::new();
-    let mut segs: Vec<SegmentIn> = Vec::new();
+    let mut segs: Vec<SegmentIn> = recycle.segs.get();
     loop {
         let now = Instant::now();
         let wait = crate::proto::ip::idle_timeout(&core, now);
@@ -74,9 +76,10 @@ pub fn run(
             Some(t) => Some(wait.map_or(t.saturating_duration_since(now), |w| w.min(t.saturating_duration_since(now)))),
             None => wait,
         };
-        let msg = match wait {
-            Some(d) => inbox.recv_timeout(d),
-            None => inbox.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        let msg = match (super::spin_recv(&inbox, spin), wait) {
+            (Some(m), _) => Ok(m),
+            (None, Some(d)) => inbox.recv_timeout(d),
+            (None, None) => inbox.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         let first = match msg {
             Ok(m) => Some(m),
@@ -92,9 +95,9 @@ pub fn run(
         let mut n = 0;
         while let Some(m) = next.take() {
             match m {
-                IpMsg::Rx(batch) => {
+                IpMsg::Rx(mut batch) => {
                     budget.release(batch_bytes(&batch));
-                    for p in batch {
+                    for p in batch.drain(..) {
                         let p = match link.as_mut() {
                             Some(l) => match l.rx(now, p, &pool) {
                                 Some(p) => p,
@@ -104,6 +107,7 @@ pub fn run(
                         };
                         core.handle_packet(now, p, &pool, &mut out);
                     }
+                    recycle.rx.put(batch);
                 }
                 IpMsg::Tx(mut batch) => match link.as_mut() {
                     Some(l) => l.send(now, &mut batch),
@@ -149,7 +153,7 @@ pub fn run(
                 let _ = tcp.try_send(TcpMsg::Unreachable(std::mem::take(&mut unreachable)));
             }
         }
-        if !out.tx.is_empty() && devtx.send(std::mem::take(&mut out.tx)).is_err() {
+        if !out.tx.is_empty() && devtx.send(std::mem::replace(&mut out.tx, recycle.tx.get())).is_err() {
             return;
         }
         for d in out.deliver.drain(..) {
@@ -184,7 +188,7 @@ pub fn run(
                 for s in segs.drain(..) {
                     pool.put(s.buf);
                 }
-            } else if tcp.send(TcpMsg::Segments(std::mem::take(&mut segs))).is_err() {
+            } else if tcp.send(TcpMsg::Segments(std::mem::replace(&mut segs, recycle.segs.get()))).is_err() {
                 return;
             }
         }

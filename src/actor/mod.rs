@@ -31,7 +31,7 @@ pub mod link;
 pub mod tcp;
 pub mod timer;
 
-use crate::buf::{Batch, ByteBudget, Pool};
+use crate::buf::{Batch, ByteBudget, Pool, Recycler};
 use crate::device::{Device, StopHandle};
 use crate::proto::ip::{IpConfig, IpStats};
 use crate::proto::tcp::TcpConfig;
@@ -55,6 +55,12 @@ const INBOX_DEPTH: usize = 256;
 /// otherwise pin 1 GiB.
 pub const INBOX_BYTES: usize = 16 << 20;
 
+/// Default [`StackConfig::spin`]. Measured on 2 vCPUs (latency bench, TCP 1-byte
+/// request/response p50, with sockets spinning too at the time): 0 µs → ≈ 4.2× veth,
+/// 50 → ≈ 2.6–2.9×, 100 → ≈ 2.1×, 200 → ≈ 1.8–2.2×; the sockets' share of that was within
+/// the noise. Bulk throughput rose with it too (fewer futex wake-ups), so 100 µs.
+pub const SPIN: std::time::Duration = std::time::Duration::from_micros(100);
+
 #[derive(Debug, Clone)]
 pub struct StackConfig {
     pub ip: IpConfig,
@@ -72,6 +78,12 @@ pub struct StackConfig {
     /// and prefixes are taken from `ip`. `None` on such a device: defaults with a random
     /// locally administered MAC. Ignored on an IP device (TUN).
     pub link: Option<crate::proto::link::LinkConfig>,
+    /// How long an actor (ip, tcp, dev-tx) polls its empty inbox, yielding between polls,
+    /// before it parks (`spin_recv`): a message arriving meanwhile costs neither side a
+    /// futex wake-up. Zero: park at once. A blocked `TcpStream` spins too, but only when
+    /// its previous wait ended within 4 × `spin` (application threads may be thousands,
+    /// one per mostly idle connection; those park at once).
+    pub spin: std::time::Duration,
 }
 
 impl Default for StackConfig {
@@ -87,6 +99,58 @@ impl Default for StackConfig {
             close_linger: CLOSE_LINGER,
             inbox_bytes: INBOX_BYTES,
             link: None,
+            spin: SPIN,
+        }
+    }
+}
+
+/// Wait up to `spin` for a message on `rx` without parking: poll it, yielding the CPU
+/// between polls (on 2 CPUs a pure busy-wait would keep the thread we just woke off the
+/// CPU). `None` when nothing came (or the channel is disconnected): the caller then
+/// blocks as usual. Waking a parked thread costs a futex call for the sender and tens of
+/// µs for the sleeper (ARCHITECTURE.md §7); a thread still spinning costs neither.
+pub(crate) fn spin_recv<T>(rx: &crossbeam_channel::Receiver<T>, spin: std::time::Duration) -> Option<T> {
+    if spin.is_zero() {
+        return None;
+    }
+    let start = std::time::Instant::now();
+    loop {
+        match rx.try_recv() {
+            Ok(m) => return Some(m),
+            Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
+            Err(crossbeam_channel::TryRecvError::Empty) => {}
+        }
+        if start.elapsed() >= spin {
+            return None;
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// Empty batch vectors going back to the threads that fill them (`buf::Recycler`): `rx`
+/// from ip to dev-rx, `segs` from tcp to ip, `tx` from dev-tx to ip and tcp; `chunks`:
+/// received-data chunks a `TcpStream` has read, from the app threads to the tcp engine
+/// (`Endpoint::recycle_rx_chunk`), so that their pages are not given back to the kernel
+/// and faulted in again for every 64 KiB received.
+#[derive(Clone)]
+pub struct Recyclers {
+    pub rx: Recycler<Vec<u8>>,
+    pub segs: Recycler<tcp::SegmentIn>,
+    pub tx: Recycler<Vec<u8>>,
+    pub chunks: Recycler<u8>,
+}
+
+impl Recyclers {
+    /// Room for `batch` packets per message; a flush may join up to `DRAIN` messages, so the
+    /// segment and transmit vectors kept may be that much larger (at most 64 of each kept:
+    /// a few hundred KiB).
+    fn new(batch: usize) -> Self {
+        let max = batch * tcp::DRAIN;
+        Recyclers {
+            rx: Recycler::new(64, batch, batch),
+            segs: Recycler::new(64, batch, max),
+            tx: Recycler::new(64, batch, max),
+            chunks: Recycler::new(32, 1, crate::proto::tcp::rcvqueue::DATA_CHUNK),
         }
     }
 }
@@ -163,6 +227,8 @@ pub struct StackHandle {
     pub stats: Arc<StackStats>,
     pub(crate) any_tcp: Arc<std::sync::atomic::AtomicBool>,
     pub(crate) device: Arc<DeviceHealth>,
+    /// Where a stream returns the receive chunks it has read (`Recyclers::chunks`).
+    pub(crate) rx_chunks: Recycler<u8>,
 }
 
 impl StackHandle {
@@ -264,6 +330,7 @@ impl Stack {
             link: link.as_ref().map(|l| l.stats()),
         });
         let any_tcp = ip_core.accept_any_tcp.clone();
+        let recycle = Recyclers::new(cfg.batch);
         let handle = StackHandle {
             ip: ip_tx.clone(),
             tcp: tcp_tx.clone(),
@@ -272,26 +339,32 @@ impl Stack {
             stats: stats.clone(),
             any_tcp,
             device: Arc::new(DeviceHealth::default()),
+            rx_chunks: recycle.chunks.clone(),
         };
         let mut threads = Vec::new();
         {
             let (pool, ip_tx, log, batch, budget) =
                 (pool.clone(), ip_tx.clone(), log.clone(), cfg.batch, stats.ip_inbox.clone());
+            let batches = recycle.rx.clone();
             let watch = device::Watch { health: handle.device.clone(), tcp: tcp_tx.clone(), log: log.clone() };
             threads.push(spawn("dev-rx", move || {
-                watch.run("rx", || device::run_rx(rx_dev, pool, (ip_tx, budget), batch, log))
+                watch.run("rx", || device::run_rx(rx_dev, (pool, batches), (ip_tx, budget), batch, log))
             })?);
         }
         {
-            let (pool, stats) = (pool.clone(), stats.clone());
+            let (pool, stats, batches, spin) = (pool.clone(), stats.clone(), recycle.tx.clone(), cfg.spin);
             let watch = device::Watch { health: handle.device.clone(), tcp: tcp_tx.clone(), log: log.clone() };
-            threads.push(spawn("dev-tx", move || watch.run("tx", || device::run_tx(tx_dev, devtx_rx, pool, stats)))?);
+            threads.push(spawn("dev-tx", move || {
+                watch.run("tx", || device::run_tx(tx_dev, (devtx_rx, batches), pool, stats, spin))
+            })?);
         }
         {
             let (pool, devtx, log) = (pool.clone(), devtx_tx.clone(), log.clone());
             let inbox = (ip_rx, stats.ip_inbox.clone());
             let tcp = (tcp_tx.clone(), stats.tcp_inbox.clone());
-            threads.push(spawn("ip", move || ip::run(ip_core, inbox, devtx, tcp, pool, log, link))?);
+            let recycle = recycle.clone();
+            let spin = cfg.spin;
+            threads.push(spawn("ip", move || ip::run(ip_core, inbox, devtx, tcp, (pool, recycle), spin, log, link))?);
         }
         {
             let tcp_tx = tcp_tx.clone();
@@ -302,7 +375,8 @@ impl Stack {
                 (pool.clone(), cfg.clone(), stats.clone(), timer_tx.clone(), log.clone());
             // TAP: segments go through the ip actor's link layer (actor::link).
             let devtx_tx = if ethernet { link::TxPath::Ip(ip_tx.clone()) } else { link::TxPath::Dev(devtx_tx) };
-            threads.push(spawn("tcp", move || tcp::run(cfg, tcp_rx, devtx_tx, timer_tx, pool, stats, log))?);
+            let recycle = recycle.clone();
+            threads.push(spawn("tcp", move || tcp::run(cfg, tcp_rx, devtx_tx, timer_tx, (pool, recycle), stats, log))?);
         }
         info!(log, "stack started"; "mtu" => cfg.ip.mtu, "v4" => ?cfg.ip.v4, "v6" => ?cfg.ip.v6);
         Ok(Stack { handle, threads, stop_dev, timer: timer_tx, log, linger: cfg.close_linger })

@@ -76,7 +76,7 @@ pub enum TcpMsg {
 }
 
 /// Messages drained before one flush.
-const DRAIN: usize = 64;
+pub(crate) const DRAIN: usize = 64;
 
 struct Engine {
     ep: Endpoint,
@@ -92,6 +92,7 @@ struct Engine {
     /// Joins segments into super-segments when the device takes them.
     gso: Option<crate::wire::gso::Coalescer>,
     cfg: Arc<StackConfig>,
+    recycle: super::Recyclers,
 }
 
 /// Segments from ip give back their bytes of `stats.tcp_inbox` as they are taken.
@@ -100,7 +101,7 @@ pub fn run(
     inbox: Receiver<TcpMsg>,
     devtx: super::link::TxPath,
     timer: Sender<TimerMsg>,
-    pool: Pool,
+    (pool, recycle): (Pool, super::Recyclers),
     stats: Arc<StackStats>,
     log: Logger,
 ) {
@@ -116,11 +117,16 @@ pub fn run(
         ident: rand::random(),
         gso: cfg.ip.tx_trailer.then(crate::wire::gso::Coalescer::default),
         cfg,
+        recycle,
     };
-    let mut out: Batch = Vec::new();
+    let mut out: Batch = e.recycle.tx.get();
     let mut schedule: Vec<(u64, Instant)> = Vec::new();
-    while let Ok(first) = inbox.recv() {
+    let spin = e.cfg.spin;
+    while let Some(first) = super::spin_recv(&inbox, spin).or_else(|| inbox.recv().ok()) {
         let now = Instant::now();
+        while let Some(c) = e.recycle.chunks.take() {
+            e.ep.recycle_rx_chunk(c);
+        }
         let mut next = Some(first);
         let mut n = 0;
         while let Some(m) = next.take() {
@@ -141,7 +147,8 @@ pub fn run(
             }
         }
         e.flush(now, &pool, &mut out, &mut schedule);
-        if !out.is_empty() && !devtx.send(std::mem::take(&mut out), &pool, &stats.dev_tx_dropped) {
+        if !out.is_empty() && !devtx.send(std::mem::replace(&mut out, e.recycle.tx.get()), &pool, &stats.dev_tx_dropped)
+        {
             return;
         }
         if !schedule.is_empty() && timer.send(TimerMsg::Schedule(std::mem::take(&mut schedule))).is_err() {
@@ -156,11 +163,12 @@ impl Engine {
     /// Returns false on shutdown.
     fn handle(&mut self, now: Instant, m: TcpMsg, pool: &Pool) -> bool {
         match m {
-            TcpMsg::Segments(segs) => {
-                for s in segs {
+            TcpMsg::Segments(mut segs) => {
+                for s in segs.drain(..) {
                     self.ep.handle_packet(now, s.src, s.dst, &s.buf[s.start..s.end], s.csum_ok);
                     pool.put(s.buf);
                 }
+                self.recycle.segs.put(segs);
             }
             TcpMsg::Icmp { local, remote, seq, class } => {
                 let kind = match class {

@@ -231,7 +231,11 @@ impl DevRx for TunRx {
                     Handle::Plain(i) => {
                         let mut b = pool.get();
                         b.reserve(self.read_len);
-                        super::sys::read_into(i.as_raw_fd(), &mut b).map(|_| b).map_err(|e| (e, None))
+                        match super::sys::read_into(i.as_raw_fd(), &mut b) {
+                            Ok(_) => Ok(b),
+                            // The read that ends every burst (WouldBlock) keeps its buffer.
+                            Err(e) => Err((e, Some(b))),
+                        }
                     }
                     Handle::Vnet(f) => {
                         let mut b = pool.get_large();

@@ -45,12 +45,16 @@ pub(crate) fn check_local(stack: &crate::actor::StackHandle, addr: SocketAddr) -
 }
 
 /// Receive from `rx` until `deadline`, waking early (as `Timeout`) when the stack's device
-/// fails, so the caller sees the failure.
+/// fails, so the caller sees the failure. Polls `rx` for `spin` first (`actor::spin_recv`).
 pub(crate) fn recv_or_device<T>(
     rx: &crossbeam_channel::Receiver<T>,
     stack: &crate::actor::StackHandle,
     deadline: Option<std::time::Instant>,
+    spin: Duration,
 ) -> Result<T, crossbeam_channel::RecvTimeoutError> {
+    if let Some(m) = crate::actor::spin_recv(rx, spin) {
+        return Ok(m);
+    }
     let watch = stack.device.watch();
     let mut sel = crossbeam_channel::Select::new();
     let i_rx = sel.recv(rx);

@@ -25,6 +25,9 @@ const MAX_WRITE_CHUNK: usize = 256 * 1024;
 /// Read credit is returned to the engine in steps of at least this much (or when the
 /// queue empties), so a stream of small reads does not cost a message each.
 const CREDIT_STEP: usize = 32 * 1024;
+/// A stream spins on its next wait when its last one ended within this many spin
+/// periods (`State::spin`).
+const SPIN_AFTER: u32 = 4;
 /// Accept backlog of [`TcpListener::bind`]: std's 128 (Linux's SOMAXCONN is 4,096; see
 /// [`TcpListener::bind_with_backlog`]).
 const DEFAULT_BACKLOG: usize = 128;
@@ -64,6 +67,10 @@ struct State {
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     nodelay: bool,
+    /// The last blocking wait ended soon (request/response, or a busy stream): the next one
+    /// polls for `StackConfig::spin` before it parks. A stream whose events come seldom
+    /// (an idle connection of a thread-per-connection server) parks at once.
+    spin: bool,
 }
 
 impl State {
@@ -131,8 +138,12 @@ impl Inner {
             }
             if !st.polling {
                 st.polling = true;
-                let r = MutexGuard::unlocked(&mut st, || recv_or_device(&self.events, &self.stack, deadline));
+                let spin_for = self.stack.cfg.spin;
+                let spin = if st.spin { spin_for } else { Duration::ZERO };
+                let start = Instant::now();
+                let r = MutexGuard::unlocked(&mut st, || recv_or_device(&self.events, &self.stack, deadline, spin));
                 st.polling = false;
+                st.spin = r.is_ok() && start.elapsed() <= spin_for * SPIN_AFTER;
                 self.cv.notify_all();
                 match r {
                     Ok(ev) => st.apply(ev),
@@ -347,7 +358,11 @@ impl TcpStream {
         }
         if !peek {
             for _ in 0..i {
-                st.rx.pop_front();
+                if let Some(c) = st.rx.pop_front() {
+                    if crate::proto::tcp::rcvqueue::reusable(c.capacity()) {
+                        self.inner.stack.rx_chunks.put(c); // reused by the engine
+                    }
+                }
             }
             st.rx_off = off;
             st.uncredited += n;
@@ -490,7 +505,7 @@ impl TcpListener {
 
     fn accept_until(&self, deadline: Option<Instant>) -> io::Result<(TcpStream, SocketAddr)> {
         self.stack.check_device()?;
-        match recv_or_device(&self.inbox, &self.stack, deadline) {
+        match recv_or_device(&self.inbox, &self.stack, deadline, Duration::ZERO) {
             Ok(inc) => self.take(inc),
             Err(RecvTimeoutError::Timeout) => self.stack.check_device().and_then(|_| Err(would_block())),
             Err(RecvTimeoutError::Disconnected) => Err(self.stack.device_error().unwrap_or_else(stack_gone)),

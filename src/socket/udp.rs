@@ -195,12 +195,14 @@ impl UdpSocket {
                         Ok(ev) => ev,
                         Err(_) => {
                             self.inner.stack.check_device()?;
-                            recv_or_device(&self.inner.rx, &self.inner.stack, deadline).map_err(|e| {
-                                self.inner.stack.device_error().unwrap_or_else(|| match e {
-                                    RecvTimeoutError::Timeout => would_block(),
-                                    RecvTimeoutError::Disconnected => stack_gone(),
-                                })
-                            })?
+                            recv_or_device(&self.inner.rx, &self.inner.stack, deadline, Duration::ZERO).map_err(
+                                |e| {
+                                    self.inner.stack.device_error().unwrap_or_else(|| match e {
+                                        RecvTimeoutError::Timeout => would_block(),
+                                        RecvTimeoutError::Disconnected => stack_gone(),
+                                    })
+                                },
+                            )?
                         }
                     };
                     match ev {

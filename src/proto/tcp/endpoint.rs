@@ -74,6 +74,8 @@ pub struct Endpoint {
     /// Orphaned connections not in TIME-WAIT (bounded by `max_orphans`).
     orphans: ahash::AHashSet<ConnId>,
     stats: TcpStats,
+    /// Receive chunks handed back by the caller ([`Endpoint::recycle_rx_chunk`]).
+    spare_chunks: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -119,7 +121,14 @@ impl Endpoint {
             half_open_total: 0,
             orphans: Default::default(),
             stats: TcpStats::default(),
+            spare_chunks: Vec::new(),
         }
+    }
+
+    /// Take back a `Data` chunk the application has consumed, to be reused for later
+    /// received data (at most `rcvqueue::SPARE_CHUNKS` are kept; others are freed).
+    pub fn recycle_rx_chunk(&mut self, c: Vec<u8>) {
+        super::rcvqueue::recycle(&mut self.spare_chunks, c);
     }
 
     /// The configuration new connections use.
@@ -235,7 +244,8 @@ impl Endpoint {
     /// Run `f` on a TCB with a context, then do the bookkeeping.
     fn with_tcb(&mut self, now: Instant, id: ConnId, dirty: bool, f: impl FnOnce(&mut Tcb, Instant, &mut Ctx)) {
         let Some(t) = self.conns.get_mut(&id) else { return };
-        let mut ctx = Ctx { cfg: &self.cfg, epoch: self.epoch, stats: &mut self.stats };
+        let mut ctx =
+            Ctx { cfg: &self.cfg, epoch: self.epoch, stats: &mut self.stats, spare_chunks: &mut self.spare_chunks };
         f(t, now, &mut ctx);
         self.after(now, id, dirty);
     }
@@ -565,7 +575,8 @@ impl Endpoint {
             let Some(t) = self.conns.get_mut(&id) else { continue };
             t.in_dirty = false;
             let (l, r) = (t.local.ip(), t.remote.ip());
-            let mut ctx = Ctx { cfg: &self.cfg, epoch: self.epoch, stats: &mut self.stats };
+            let mut ctx =
+                Ctx { cfg: &self.cfg, epoch: self.epoch, stats: &mut self.stats, spare_chunks: &mut self.spare_chunks };
             t.poll_transmit(now, &mut ctx, &mut |repr, payload| tx(l, r, repr, payload));
             self.after(now, id, false);
         }

@@ -31,6 +31,28 @@ use std::collections::VecDeque;
 /// so the application receives few large `Data` events.
 pub const DATA_CHUNK: usize = 64 * 1024;
 
+/// Most spare chunks an endpoint keeps for reuse ([`recycle`]): 2 MiB.
+pub const SPARE_CHUNKS: usize = 32;
+
+/// Keep `c`, a chunk the application has finished with, in `spare` for a later [`RecvQueue::push`]
+/// (the caller hands chunks back so that the allocator does not return their pages to the
+/// kernel and fault them in again for every chunk). Only chunks worth keeping
+/// ([`reusable`]) are kept, emptied, at most [`SPARE_CHUNKS`]; a reused chunk is charged by
+/// its capacity as a new one is.
+pub fn recycle(spare: &mut Vec<Vec<u8>>, mut c: Vec<u8>) {
+    if reusable(c.capacity()) && spare.len() < SPARE_CHUNKS {
+        c.clear();
+        spare.push(c);
+    }
+}
+
+/// Whether a chunk of this capacity is worth reusing: between half a [`DATA_CHUNK`] and a
+/// whole one (a chunk handed out is trimmed to its length, usually a segment short of
+/// full; smaller ones would coalesce too little, larger ones hold a jumbo segment).
+pub fn reusable(capacity: usize) -> bool {
+    (DATA_CHUNK / 2..=DATA_CHUNK).contains(&capacity)
+}
+
 /// Charge for one `Data` event beyond its allocation: the event's slot in the socket's
 /// channel (about 80 bytes) and queue (24 bytes, doubled by growth), the allocator's header
 /// and rounding. The same figure UDP charges per queued datagram (`UdpShared::queued`).
@@ -81,8 +103,9 @@ impl RecvQueue {
     }
 
     /// Append in-order data. Returns a chunk to hand out at once when `pending` had no room
-    /// left for `d` (it is full: the application gets it even if it is behind).
-    pub fn push(&mut self, d: &[u8]) -> Option<Vec<u8>> {
+    /// left for `d` (it is full: the application gets it even if it is behind). A new chunk
+    /// is taken from `spare` ([`recycle`]) when there is one.
+    pub fn push(&mut self, d: &[u8], spare: &mut Vec<Vec<u8>>) -> Option<Vec<u8>> {
         if d.is_empty() {
             return None;
         }
@@ -93,7 +116,17 @@ impl RecvQueue {
         };
         if self.pending.is_empty() {
             if self.pending.capacity() < d.len() {
-                self.pending = Vec::with_capacity(d.len().max(self.chunk));
+                // A spare chunk only where it is no larger than this queue's chunks: a
+                // small receive buffer must not pin a 64 KiB allocation.
+                let want = d.len().max(self.chunk);
+                self.pending = match spare.pop() {
+                    Some(c) if d.len() <= c.capacity() && c.capacity() <= want => c,
+                    Some(c) => {
+                        spare.push(c);
+                        Vec::with_capacity(want)
+                    }
+                    None => Vec::with_capacity(want),
+                };
             }
             self.charged += DATA_OVERHEAD;
         }
@@ -151,13 +184,13 @@ mod tests {
     #[test]
     fn tiny_pushes_coalesce_while_the_reader_is_behind() {
         let mut q = RecvQueue::default();
-        assert_eq!(q.push(b"a"), None);
+        assert_eq!(q.push(b"a", &mut Vec::new()), None);
         assert_eq!(q.charged(), 1 + DATA_OVERHEAD);
         let first = q.take(false).expect("nothing outstanding: handed out at once");
         assert_eq!((first.as_slice(), first.capacity()), (&b"a"[..], 1), "trimmed to what it holds");
         assert_eq!(q.charged(), 1 + DATA_OVERHEAD);
         for _ in 0..1000 {
-            assert_eq!(q.push(b"b"), None);
+            assert_eq!(q.push(b"b", &mut Vec::new()), None);
             assert_eq!(q.take(false), None, "held while the first chunk is unread");
         }
         assert_eq!(q.charged(), 1 + DATA_OVERHEAD + 1000 + DATA_OVERHEAD);
@@ -175,12 +208,12 @@ mod tests {
     #[test]
     fn a_full_chunk_goes_out_even_when_the_reader_is_behind() {
         let mut q = RecvQueue::default();
-        q.push(b"x");
+        q.push(b"x", &mut Vec::new());
         let _ = q.take(false).unwrap();
         let seg = vec![7u8; 1000];
         let mut out = Vec::new();
         for _ in 0..200 {
-            out.extend(q.push(&seg));
+            out.extend(q.push(&seg, &mut Vec::new()));
         }
         assert_eq!(out.len(), 3, "200,000 bytes: three full 64 KiB chunks handed out");
         assert!(out.iter().all(|c| c.len() > DATA_CHUNK - 1000 && c.len() <= DATA_CHUNK));
@@ -192,5 +225,34 @@ mod tests {
         assert_eq!(last.len(), pending);
         q.clear();
         assert_eq!(q.charged(), 0);
+    }
+
+    #[test]
+    fn recycled_chunks_are_reused_and_charged_as_new() {
+        let mut spare = Vec::new();
+        recycle(&mut spare, vec![1u8; 10]); // too small: freed
+        recycle(&mut spare, vec![1u8; 2 * DATA_CHUNK]); // too large: freed
+        assert!(spare.is_empty());
+        let mut c = Vec::with_capacity(DATA_CHUNK);
+        c.extend_from_slice(&[9u8; 100]);
+        let ptr = c.as_ptr();
+        recycle(&mut spare, c);
+        assert_eq!(spare.len(), 1);
+        let mut q = RecvQueue::default();
+        q.push(b"abc", &mut spare);
+        assert!(spare.is_empty(), "the spare chunk was taken");
+        let out = q.take(true).unwrap();
+        assert_eq!(out, b"abc", "cleared before reuse");
+        assert_eq!(out.as_ptr(), ptr, "the same allocation");
+        for _ in 0..SPARE_CHUNKS + 5 {
+            recycle(&mut spare, Vec::with_capacity(DATA_CHUNK));
+        }
+        assert_eq!(spare.len(), SPARE_CHUNKS, "bounded");
+        let mut q = RecvQueue::default();
+        q.push(&[0u8; 10], &mut spare);
+        let out = q.push(&[0u8; DATA_CHUNK], &mut spare).expect("no room: the first chunk goes out");
+        assert_eq!(out.capacity(), 10, "trimmed as a new chunk would be");
+        assert_eq!(spare.len(), SPARE_CHUNKS - 2, "both chunks came from the spares");
+        assert_eq!(q.charged(), 10 + DATA_OVERHEAD + DATA_CHUNK + DATA_OVERHEAD);
     }
 }

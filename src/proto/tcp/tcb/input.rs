@@ -512,13 +512,13 @@ impl Tcb {
             let had_ooo = !self.ooo.is_empty();
             if !had_ooo {
                 self.rcv_nxt = self.rcv_nxt.wrapping_add(data.len() as u32);
-                self.deliver(data);
+                self.deliver(ctx, data);
             } else {
                 self.snapshot_pending_ack(now, ctx.epoch);
                 self.ooo.insert(self.rcv_nxt, s, data, false);
                 while let Some(d) = self.ooo.pop(self.rcv_nxt) {
                     self.rcv_nxt = self.rcv_nxt.wrapping_add(d.len() as u32);
-                    self.deliver(&d);
+                    self.deliver(ctx, &d);
                 }
                 // RFC 5681 §4.2: ACK a hole-filling segment at once.
                 self.ack_now = true;
@@ -562,11 +562,11 @@ impl Tcb {
     /// In-order data for the application: coalesced in the receive queue, which hands it
     /// out at the end of the batch (`Endpoint::poll_event`), or at once when its chunk is
     /// full; charged in bytes of memory, which closes the window (`rcvqueue`).
-    fn deliver(&mut self, d: &[u8]) {
+    fn deliver(&mut self, ctx: &mut Ctx, d: &[u8]) {
         if d.is_empty() || self.read_shutdown {
             return; // discarded after ShutdownRead (still ACKed)
         }
-        if let Some(full) = self.rcvq.push(d) {
+        if let Some(full) = self.rcvq.push(d, ctx.spare_chunks) {
             self.push_event(SocketEvent::Data(full));
         }
     }

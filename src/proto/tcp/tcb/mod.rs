@@ -109,6 +109,8 @@ pub(crate) struct Ctx<'a> {
     pub cfg: &'a TcpConfig,
     pub epoch: Instant,
     pub stats: &'a mut TcpStats,
+    /// Receive chunks the application finished with, for reuse (`rcvqueue::recycle`).
+    pub spare_chunks: &'a mut Vec<Vec<u8>>,
 }
 
 pub(crate) type Emit<'a> = dyn FnMut(&TcpRepr, &[u8]) + 'a;
