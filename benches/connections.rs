@@ -71,6 +71,16 @@ fn print_top_mappings(pid: &str) {
     println!("by name (RSS KiB, mappings): {:?}", &by[..by.len().min(5)]);
 }
 
+/// The kernel's `TcpExt: TCPSynRetrans` in this thread's namespace (SYNs its clients had to
+/// send again: each costs a client 1 s or more).
+fn kernel_syn_retrans() -> u64 {
+    let text = std::fs::read_to_string("/proc/thread-self/net/netstat").expect("netstat");
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (lines.next().unwrap(), lines.next().unwrap());
+    let i = names.split_whitespace().position(|n| n == "TCPSynRetrans").expect("TCPSynRetrans");
+    values.split_whitespace().nth(i).unwrap().parse().unwrap()
+}
+
 /// Open `n` connections to `addr` from `clients` threads; returns them and the time taken.
 fn open_many(addr: &str, n: usize, clients: usize) -> (Vec<KStream>, Duration) {
     let start = Instant::now();
@@ -137,6 +147,7 @@ fn library(n: usize, clients: usize) -> Row {
 fn host_bin(n: usize, clients: usize) -> Row {
     let mut child = Command::new(env!("CARGO_BIN_EXE_netstack"))
         .args(["--log", "warn"])
+        .args(std::env::var("NETSTACK_BENCH_HOST_ARGS").unwrap_or_default().split_whitespace())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -151,7 +162,9 @@ fn host_bin(n: usize, clients: usize) -> Row {
     thread::sleep(Duration::from_millis(200));
     let before = rss_kib(&pid);
     println!("host bin RSS before: {:.1} MiB", before as f64 / 1024.0);
+    let syn_rtx0 = kernel_syn_retrans();
     let (held, took) = open_many("10.0.0.2:9", n, clients);
+    println!("host bin: the clients' kernel retransmitted {} SYNs", kernel_syn_retrans() - syn_rtx0);
     thread::sleep(Duration::from_millis(500)); // the service threads start
     let after = rss_kib(&pid);
     drop(held);

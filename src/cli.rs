@@ -85,6 +85,10 @@ pub struct CommonArgs {
     /// tcpdump then shows segments longer than the MTU with partial checksums.
     #[arg(long, conflicts_with = "corrupt")]
     pub offload: bool,
+    /// How long (µs) the actors poll an empty inbox before they park (StackConfig::spin):
+    /// lower latency for a little CPU after each burst; 0 parks at once.
+    #[arg(long, value_name = "US", default_value_t = crate::actor::SPIN.as_micros() as u64)]
+    pub spin_us: u64,
     /// TCP congestion control: bbr (default, as the Linux peers here), cubic or newreno.
     #[arg(long, value_name = "ALGO", default_value = "bbr")]
     pub congestion: crate::proto::tcp::CongestionAlgorithm,
@@ -169,6 +173,7 @@ impl CommonArgs {
         cfg.ip.v6 = vec!["fe80::2".parse().unwrap(), self.addr6];
         cfg.ip.mtu = self.mtu;
         cfg.tcp.congestion = self.congestion;
+        cfg.spin = std::time::Duration::from_micros(self.spin_us);
         if self.tap {
             let mut link = crate::proto::link::LinkConfig {
                 mac: self.mac.unwrap_or_else(|| crate::proto::link::ethernet::local_mac(rand::random())),
