@@ -200,3 +200,49 @@ fn resolve_bin_prints_answers() {
         assert!(!ok && out.contains("--dns"), "{out}");
     });
 }
+
+/// A response to `query` (as received) with one A record, `id` in place of the query's.
+fn forged_answer(query: &[u8], id: u16, addr: [u8; 4]) -> Vec<u8> {
+    let mut r = query.to_vec();
+    r[0..2].copy_from_slice(&id.to_be_bytes());
+    r[2] |= 0x80; // QR
+    r[7] = 1; // ANCOUNT
+    r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4]);
+    r.extend_from_slice(&addr);
+    r
+}
+
+/// A hand-made server on `server` that, for the first query, sends garbage, an answer with the
+/// wrong ID and (from another port) one with the right ID, then the real answer.
+fn spoofed_then_real(server: &str) {
+    let stack = tun_stack_with(StackConfig { dns: vec![server.parse().unwrap()], ..StackConfig::default() });
+    let sock = std::net::UdpSocket::bind((server, 53)).unwrap();
+    let other = std::net::UdpSocket::bind((server, 5353)).unwrap();
+    let fake = std::thread::spawn(move || {
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 512];
+        let (n, from) = sock.recv_from(&mut buf).unwrap();
+        let q = &buf[..n];
+        let id = u16::from_be_bytes([q[0], q[1]]);
+        sock.send_to(&[0xff; 40], from).unwrap();
+        sock.send_to(&q[..5], from).unwrap();
+        sock.send_to(&forged_answer(q, id.wrapping_add(1), [6, 6, 6, 6]), from).unwrap();
+        other.send_to(&forged_answer(q, id, [6, 6, 6, 7]), from).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        sock.send_to(&forged_answer(q, id, [10, 0, 0, 7]), from).unwrap();
+    });
+    let a = stack.lookup("web.test", netstack::proto::dns::RecordType::A).unwrap();
+    assert_eq!(a.addrs(), vec!["10.0.0.7".parse::<IpAddr>().unwrap()]);
+    assert_eq!(stack.dns_stats().0, 1, "answered within the first try");
+    fake.join().unwrap();
+}
+
+#[test]
+fn spoofed_and_malformed_answers_are_ignored() {
+    in_netns("spoofed_and_malformed_answers_are_ignored", || spoofed_then_real("10.0.0.1"));
+}
+
+#[test]
+fn server_over_ipv6() {
+    in_netns("server_over_ipv6", || spoofed_then_real("fd00::1"));
+}
