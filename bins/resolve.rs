@@ -67,7 +67,7 @@ fn main() {
     let servers: Vec<String> = cli.common.dns.iter().map(|s| format!("{s}#53")).collect();
     let (queries, _, _) = stack.dns_stats();
     println!(";; Query time: {} msec", start.elapsed().as_millis());
-    println!(";; SERVER: {} (UDP, {queries} queries sent)", servers.join(", "));
+    println!(";; SERVER: {} (UDP), queries sent: {queries}", servers.join(", "));
     stack.shutdown();
     std::process::exit(status);
 }
