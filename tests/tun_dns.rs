@@ -202,6 +202,11 @@ fn sockets_connect_by_name() {
         assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
         let e = TcpStream::connect(&stack, "web.test:notaport").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        // Not a host name (a scoped literal std's parser does not take): refused, not queried.
+        let sent = stack.dns_stats().0;
+        let e = TcpStream::connect(&stack, "[fe80::1%tun0]:80").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        assert_eq!(stack.dns_stats().0, sent);
     });
 }
 

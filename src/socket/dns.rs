@@ -28,6 +28,11 @@ impl StackHandle {
         if let Ok(ip) = name.parse::<IpAddr>() {
             return Ok(vec![ip]);
         }
+        // RFC 1123 §2.1 host names (letters, digits, hyphens; underscores as seen in practice):
+        // anything else (a bracketed or scoped literal, a stray colon) is a mistake, not a query.
+        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+            return Err(invalid(format!("{name}: not an IP address or a host name")));
+        }
         let ip = &self.config().ip;
         let mut types = Vec::new();
         if !ip.v4.is_empty() {
