@@ -72,6 +72,15 @@ fn cname_chain_is_followed() {
 }
 
 #[test]
+fn cname_loop_is_bounded() {
+    // web.test CNAME web.test: followed at most MAX_CNAMES + 1 times, no address, no hang.
+    let msg = response(9, 0, "web.test", RecordType::A, 1, &rr(TYPE_CNAME, 100, &[0xc0, 12]));
+    let ans = parse_response(&msg, 9, "web.test", RecordType::A).unwrap();
+    assert!(ans.addrs().is_empty());
+    assert_eq!(ans.records.len(), MAX_CNAMES + 1);
+}
+
+#[test]
 fn header_checks() {
     let ok = response(5, 0, "web.test", RecordType::A, 1, &rr(1, 60, &[10, 0, 0, 1]));
     assert_eq!(parse_response(&ok, 6, "web.test", RecordType::A), Err(DnsError::IdMismatch));
