@@ -66,6 +66,9 @@ pub struct CommonArgs {
     /// Default gateway on a TAP device, IPv4 or IPv6 (repeat for one of each).
     #[arg(long = "gateway", value_name = "ADDR", requires = "tap")]
     pub gateways: Vec<IpAddr>,
+    /// DNS server for names (the stub resolver asks over the stack; repeat for more).
+    #[arg(long = "dns", value_name = "ADDR")]
+    pub dns: Vec<IpAddr>,
     /// The stack's IPv4 address.
     #[arg(long, default_value = "10.0.0.2")]
     pub addr: Ipv4Addr,
@@ -174,6 +177,7 @@ impl CommonArgs {
         cfg.ip.mtu = self.mtu;
         cfg.tcp.congestion = self.congestion;
         cfg.spin = std::time::Duration::from_micros(self.spin_us);
+        cfg.dns = self.dns.clone();
         if self.tap {
             let mut link = crate::proto::link::LinkConfig {
                 mac: self.mac.unwrap_or_else(|| crate::proto::link::ethernet::local_mac(rand::random())),

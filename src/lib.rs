@@ -10,6 +10,6 @@ pub mod socket;
 pub mod wire;
 
 pub use actor::{Stack, StackConfig, StackHandle};
-pub use socket::{TcpListener, TcpStream, UdpSocket};
+pub use socket::{TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 pub mod cli;
 pub mod log;

@@ -60,6 +60,8 @@ pub const INBOX_BYTES: usize = 16 << 20;
 /// 50 → ≈ 2.6–2.9×, 100 → ≈ 2.1×, 200 → ≈ 1.8–2.2×; the sockets' share of that was within
 /// the noise. Bulk throughput rose with it too (fewer futex wake-ups), so 100 µs.
 pub const SPIN: std::time::Duration = std::time::Duration::from_micros(100);
+/// (name, type) answers the stub resolver's cache holds (`proto::dns::Cache`).
+pub const DNS_CACHE_ENTRIES: usize = 256;
 
 #[derive(Debug, Clone)]
 pub struct StackConfig {
@@ -84,6 +86,9 @@ pub struct StackConfig {
     /// its previous wait ended within 4 × `spin` (application threads may be thousands,
     /// one per mostly idle connection; those park at once).
     pub spin: std::time::Duration,
+    /// DNS servers the stub resolver asks, in order (`socket::dns`; `--dns ADDR`). Empty:
+    /// names cannot be resolved, only IP literals are accepted.
+    pub dns: Vec<std::net::IpAddr>,
 }
 
 impl Default for StackConfig {
@@ -100,6 +105,7 @@ impl Default for StackConfig {
             inbox_bytes: INBOX_BYTES,
             link: None,
             spin: SPIN,
+            dns: Vec::new(),
         }
     }
 }
@@ -170,6 +176,8 @@ pub struct StackStats {
     pub tcp_conns: std::sync::atomic::AtomicU64,
     /// The link layer's counters (TAP only).
     pub link: Option<Arc<crate::proto::link::LinkStats>>,
+    /// DNS queries the stub resolver sent (each try counts).
+    pub dns_queries: std::sync::atomic::AtomicU64,
 }
 
 /// Whether the device actors are alive. Set once, by the first device thread that fails
@@ -229,6 +237,8 @@ pub struct StackHandle {
     pub(crate) device: Arc<DeviceHealth>,
     /// Where a stream returns the receive chunks it has read (`Recyclers::chunks`).
     pub(crate) rx_chunks: Recycler<u8>,
+    /// The stub resolver's answers (`socket::dns`), shared by every handle.
+    pub(crate) dns_cache: Arc<Mutex<crate::proto::dns::Cache>>,
 }
 
 impl StackHandle {
@@ -328,6 +338,7 @@ impl Stack {
             tcp_inbox: ByteBudget::new(cfg.inbox_bytes),
             tcp_conns: Default::default(),
             link: link.as_ref().map(|l| l.stats()),
+            dns_queries: Default::default(),
         });
         let any_tcp = ip_core.accept_any_tcp.clone();
         let recycle = Recyclers::new(cfg.batch);
@@ -340,6 +351,7 @@ impl Stack {
             any_tcp,
             device: Arc::new(DeviceHealth::default()),
             rx_chunks: recycle.chunks.clone(),
+            dns_cache: Arc::new(Mutex::new(crate::proto::dns::Cache::new(DNS_CACHE_ENTRIES))),
         };
         let mut threads = Vec::new();
         {

@@ -5,21 +5,93 @@
 //! Names, signatures and `io::ErrorKind`s follow std where they overlap; the one difference
 //! is that constructors take the stack they belong to as their first argument.
 
+mod dns;
 mod tcp;
 mod udp;
 
+pub use dns::TRY_TIMEOUTS as DNS_TRY_TIMEOUTS;
 pub use tcp::{Incoming, TcpListener, TcpStream};
 pub use udp::UdpSocket;
 
+use crate::actor::StackHandle;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::time::Duration;
 
-/// First address of `addr` (std's sockets try each; ours are literal addresses).
-pub(crate) fn one_addr(addr: impl ToSocketAddrs) -> io::Result<SocketAddr> {
-    addr.to_socket_addrs()?
+/// First address of `addr`, names resolved by the stack's resolver.
+pub(crate) fn one_addr(stack: &StackHandle, addr: impl ToSocketAddrs) -> io::Result<SocketAddr> {
+    addr.to_socket_addrs(stack)?
+        .into_iter()
         .next()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "could not resolve to any addresses"))
+}
+
+/// What socket calls accept as an address: the shapes of std's `ToSocketAddrs` (a
+/// `SocketAddr`, `(ip, port)`, `"host:port"`, `(host, port)`, a slice), except that a host
+/// name is resolved by the stack's own DNS resolver ([`StackHandle::resolve`]), never by
+/// the machine's. IP literals are taken as they are, without any lookup.
+pub trait ToSocketAddrs {
+    fn to_socket_addrs(&self, stack: &StackHandle) -> io::Result<Vec<SocketAddr>>;
+}
+
+/// `host` (an IP literal or a name) with `port`.
+fn host_port(stack: &StackHandle, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    Ok(stack.resolve(host)?.into_iter().map(|ip| SocketAddr::new(ip, port)).collect())
+}
+
+macro_rules! literal_addrs {
+    ($($t:ty),*) => {$(
+        impl ToSocketAddrs for $t {
+            fn to_socket_addrs(&self, _: &StackHandle) -> io::Result<Vec<SocketAddr>> {
+                Ok(vec![SocketAddr::from(*self)])
+            }
+        }
+    )*};
+}
+literal_addrs!(SocketAddr, SocketAddrV4, SocketAddrV6, (IpAddr, u16), (Ipv4Addr, u16), (Ipv6Addr, u16));
+
+impl ToSocketAddrs for str {
+    /// `"ip:port"`, `"[v6]:port"` or `"name:port"`.
+    fn to_socket_addrs(&self, stack: &StackHandle) -> io::Result<Vec<SocketAddr>> {
+        if let Ok(a) = self.parse::<SocketAddr>() {
+            return Ok(vec![a]);
+        }
+        let (host, port) = self
+            .rsplit_once(':')
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "invalid socket address"))?;
+        let port = port.parse().map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "invalid port value"))?;
+        host_port(stack, host, port)
+    }
+}
+
+impl ToSocketAddrs for String {
+    fn to_socket_addrs(&self, stack: &StackHandle) -> io::Result<Vec<SocketAddr>> {
+        self.as_str().to_socket_addrs(stack)
+    }
+}
+
+impl ToSocketAddrs for (&str, u16) {
+    fn to_socket_addrs(&self, stack: &StackHandle) -> io::Result<Vec<SocketAddr>> {
+        host_port(stack, self.0, self.1)
+    }
+}
+
+impl ToSocketAddrs for (String, u16) {
+    fn to_socket_addrs(&self, stack: &StackHandle) -> io::Result<Vec<SocketAddr>> {
+        host_port(stack, &self.0, self.1)
+    }
+}
+
+impl ToSocketAddrs for [SocketAddr] {
+    fn to_socket_addrs(&self, _: &StackHandle) -> io::Result<Vec<SocketAddr>> {
+        Ok(self.to_vec())
+    }
+}
+
+impl<T: ToSocketAddrs + ?Sized> ToSocketAddrs for &T {
+    fn to_socket_addrs(&self, stack: &StackHandle) -> io::Result<Vec<SocketAddr>> {
+        (**self).to_socket_addrs(stack)
+    }
 }
 
 /// std rejects a zero timeout with `InvalidInput`; so do we.
@@ -31,7 +103,7 @@ pub(crate) fn check_timeout(t: Option<Duration>) -> io::Result<()> {
 }
 
 /// As std: binding an address the host does not have fails with `AddrNotAvailable`.
-pub(crate) fn check_local(stack: &crate::actor::StackHandle, addr: SocketAddr) -> io::Result<()> {
+pub(crate) fn check_local(stack: &StackHandle, addr: SocketAddr) -> io::Result<()> {
     let ip = &stack.config().ip;
     let ours = match addr.ip() {
         std::net::IpAddr::V4(a) => a.is_unspecified() || ip.v4.contains(&a),

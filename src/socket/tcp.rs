@@ -7,6 +7,7 @@
 //! queued in `rx` never exceed the window the engine advertised (the engine guarantees it);
 //! the writer never hands the engine more than its credit.
 
+use super::ToSocketAddrs;
 use super::{check_timeout, one_addr, recv_or_device, would_block};
 use crate::actor::tcp::{Incoming as IncomingConn, TcpMsg};
 use crate::actor::{stack_gone, StackHandle};
@@ -15,7 +16,7 @@ use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -179,9 +180,17 @@ fn err(kind: io::ErrorKind) -> io::Error {
 }
 
 impl TcpStream {
-    /// Open a connection to `addr` (v4 or v6, from an ephemeral port).
+    /// Open a connection to `addr` (v4 or v6, from an ephemeral port). A name is resolved by
+    /// the stack's resolver and, as std, each address is tried in turn until one connects.
     pub fn connect(stack: &StackHandle, addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
-        Self::connect_inner(stack, one_addr(addr)?, None)
+        let mut last = None;
+        for a in addr.to_socket_addrs(stack)? {
+            match Self::connect_inner(stack, a, None) {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "could not resolve to any addresses")))
     }
 
     /// As `connect`, giving up with `TimedOut` after `timeout`.
@@ -463,7 +472,7 @@ impl TcpListener {
     /// not yet accepted; `listen(2)`'s argument). A busy server wants Linux's 4,096: with a
     /// short queue, clients that find it full wait for their SYN retransmission (1 s, then 3 s).
     pub fn bind_with_backlog(stack: &StackHandle, addr: impl ToSocketAddrs, backlog: usize) -> io::Result<TcpListener> {
-        let addr = one_addr(addr)?;
+        let addr = one_addr(stack, addr)?;
         if addr.port() == 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "listening on port 0 is not supported"));
         }

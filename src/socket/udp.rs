@@ -1,5 +1,6 @@
 //! `UdpSocket`: datagrams through the ip actor.
 
+use super::ToSocketAddrs;
 use super::{check_timeout, one_addr, recv_or_device, would_block};
 use crate::actor::ip::{IpMsg, UdpEvent};
 use crate::actor::{stack_gone, StackHandle};
@@ -9,7 +10,7 @@ use crate::wire;
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, SendTimeoutError};
 use parking_lot::Mutex;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,7 +52,7 @@ impl Drop for Inner {
 impl UdpSocket {
     /// Bind to `addr` on `stack` (port 0: an ephemeral port; unspecified IP: every address).
     pub fn bind(stack: &StackHandle, addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
-        let addr = one_addr(addr)?;
+        let addr = one_addr(stack, addr)?;
         super::check_local(stack, addr)?;
         stack.check_device()?;
         let (tx, rx) = unbounded();
@@ -122,7 +123,7 @@ impl UdpSocket {
 
     /// Only datagrams from `addr` are received afterwards; `send`/`recv` use it.
     pub fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<()> {
-        let addr = one_addr(addr)?;
+        let addr = one_addr(&self.inner.stack, addr)?;
         if addr.is_ipv4() != self.inner.local.is_ipv4() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "address family mismatch"));
         }
@@ -131,7 +132,7 @@ impl UdpSocket {
     }
 
     pub fn send_to(&self, buf: &[u8], addr: impl ToSocketAddrs) -> io::Result<usize> {
-        let to = one_addr(addr)?;
+        let to = one_addr(&self.inner.stack, addr)?;
         self.send_inner(buf, to)
     }
 
