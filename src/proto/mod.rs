@@ -2,6 +2,7 @@
 pub mod frag;
 pub mod ip;
 pub mod link;
+pub mod raw;
 pub mod tcp;
 pub mod timer;
 pub mod udp;

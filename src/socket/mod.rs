@@ -5,9 +5,11 @@
 //! Names, signatures and `io::ErrorKind`s follow std where they overlap; the one difference
 //! is that constructors take the stack they belong to as their first argument.
 
+mod raw;
 mod tcp;
 mod udp;
 
+pub use raw::{IcmpSocket, IpVersion};
 pub use tcp::{Incoming, TcpListener, TcpStream};
 pub use udp::UdpSocket;
 
