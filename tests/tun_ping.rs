@@ -21,8 +21,8 @@ fn echo_request(v6: bool, seq: u16, payload: &[u8]) -> Vec<u8> {
 
 /// Send `count` echo requests to `to` and return each reply's round-trip time, checking
 /// the reply's type, identifier, sequence number, payload and hop limit. The first request
-/// after the device comes up may be lost (IPv6 address still settling): requests are
-/// retried, bounded, until one is answered.
+/// after the device comes up may be lost or late (IPv6 address still settling, ARP/NDP on
+/// TAP): requests are retried, bounded, until one is answered in time.
 fn ping_with_socket(stack: &StackHandle, to: IpAddr, count: u16) -> Vec<Duration> {
     let v6 = to.is_ipv6();
     let sock = IcmpSocket::bind(stack, if v6 { IpVersion::V6 } else { IpVersion::V4 }).unwrap();
@@ -37,11 +37,16 @@ fn ping_with_socket(stack: &StackHandle, to: IpAddr, count: u16) -> Vec<Duration
         let payload = pattern(56, seq as u8);
         let sent = Instant::now();
         sock.send_to(&echo_request(v6, seq, &payload), to).unwrap();
-        let (n, from, hop) = match sock.recv_with_hop_limit(&mut buf) {
-            Ok(r) => r,
-            Err(e) if e.kind() == ErrorKind::WouldBlock && rtts.is_empty() => continue,
-            Err(e) => panic!("{to}: seq {seq}: {e}"),
+        let reply = loop {
+            match sock.recv_with_hop_limit(&mut buf) {
+                // A late reply to an earlier warm-up request (on TAP they wait for ARP/NDP).
+                Ok(_) if rtts.is_empty() && u16::from_be_bytes([buf[6], buf[7]]) != seq => continue,
+                Ok(r) => break Some(r),
+                Err(e) if e.kind() == ErrorKind::WouldBlock && rtts.is_empty() => break None,
+                Err(e) => panic!("{to}: seq {seq}: {e}"),
+            }
         };
+        let Some((n, from, hop)) = reply else { continue };
         let rtt = sent.elapsed();
         let m = &buf[..n];
         assert_eq!(from, to, "reply from the pinged address");
@@ -174,5 +179,65 @@ fn ping_bin_unanswered() {
         assert!(out.contains("2 packets transmitted, 0 received, 100% packet loss"), "{out}");
         assert!(!out.contains("bytes from"), "{out}");
         assert!(started.elapsed() < Duration::from_secs(10), "bounded wait");
+    });
+}
+
+/// Ctrl-C (SIGINT) stops an endless ping with the summary, exit 0 as replies came back.
+#[test]
+fn ping_bin_interrupt_prints_summary() {
+    in_netns("ping_bin_interrupt_prints_summary", || {
+        use std::io::{BufRead, BufReader};
+        use std::process::Stdio;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ping"))
+            .args(["--log", "warn", "-i", "0.1", "10.0.0.1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start ping");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut replies = 0;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while replies < 3 && Instant::now() < deadline {
+            match lines.next() {
+                Some(Ok(l)) if l.starts_with("64 bytes from 10.0.0.1") => replies += 1,
+                Some(Ok(_)) => {}
+                _ => break,
+            }
+        }
+        assert_eq!(replies, 3, "three replies before the interrupt");
+        let signalled = Instant::now();
+        assert!(run("kill", &["-INT", &child.id().to_string()]).0, "kill -INT");
+        let rest: Vec<String> = lines.map_while(Result::ok).collect();
+        let status = child.wait().expect("wait");
+        assert!(signalled.elapsed() < Duration::from_secs(2), "exit {:?} after the signal", signalled.elapsed());
+        assert_eq!(status.code(), Some(0), "{rest:?}");
+        assert!(rest.iter().any(|l| l == "--- 10.0.0.1 ping statistics ---"), "{rest:?}");
+        let summary = rest.iter().find(|l| l.contains("packets transmitted")).expect("summary line");
+        let received: u32 = summary.split(", ").nth(1).and_then(|s| s.split(' ').next()?.parse().ok()).unwrap();
+        assert!(received >= 3, "{summary}");
+        assert!(rest.iter().any(|l| l.starts_with("rtt min/avg/max/mdev = ")), "{rest:?}");
+    });
+}
+
+/// The same over a TAP device: ARP / NDP resolve the kernel first.
+#[test]
+fn tap_icmp_socket_and_ping_bin() {
+    in_netns("tap_icmp_socket_and_ping_bin", || {
+        use netstack::device::tap::{TapConfig, TapDevice};
+        {
+            let dev = TapDevice::open(&TapConfig::default()).expect("open tap0");
+            let stack = netstack::Stack::new(Box::new(dev), netstack::StackConfig::default(), netstack::log::discard())
+                .expect("start stack");
+            for to in ["10.0.0.1", "fd00::1", "fe80::1"] {
+                let rtts = ping_with_socket(&stack, to.parse().unwrap(), 3);
+                assert_eq!(rtts.len(), 3, "{to}");
+            }
+            stack.shutdown();
+        }
+        let (code, out) = ping_bin(&["--tap", "-c", "3", "-i", "0.2", "10.0.0.1"]);
+        assert_eq!(code, Some(0), "{out}");
+        assert_eq!(out.lines().filter(|l| l.starts_with("64 bytes from 10.0.0.1: icmp_seq=")).count(), 3, "{out}");
+        assert!(out.contains(" 0% packet loss"), "{out}");
     });
 }
