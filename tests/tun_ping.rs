@@ -166,6 +166,10 @@ fn ping_bin_to_the_kernel() {
         let replies = out.lines().filter(|l| l.starts_with("1008 bytes from fd00::1: icmp_seq=")).count();
         assert_eq!(replies, 3, "{out}");
         assert!(out.contains(" 0% packet loss"), "{out}");
+        // Link-local, with the scope iputils would need.
+        let (code, out) = ping_bin(&["-c", "2", "-i", "0.2", "fe80::1%tun0"]);
+        assert_eq!(code, Some(0), "{out}");
+        assert_eq!(out.lines().filter(|l| l.starts_with("64 bytes from fe80::1: icmp_seq=")).count(), 2, "{out}");
     });
 }
 

@@ -1,4 +1,4 @@
-//! The IP layer core: validation, reassembly, ICMP, UDP demux, fragmentation on send.
+//! The IP layer core: validation, reassembly, ICMP, UDP and raw ICMP demux, fragmentation on send.
 //!
 //! Pure: fed `(now, packet)` and commands, it appends packets to send and deliveries to an
 //! [`IpOutput`]; the ip actor moves them. Every packet it does not deliver is counted in
@@ -12,7 +12,10 @@
 //! * echo replies are rate-limited by a token bucket of their own (`echo_rate`/`echo_burst`),
 //!   so an echo flood costs at most that many replies per second, counted in
 //!   `echo_rate_limited`;
-//! * reassembly memory is bounded (see [`crate::proto::frag`]).
+//! * reassembly memory is bounded (see [`crate::proto::frag`]);
+//! * echo replies and ICMP errors reach raw ICMP sockets as [`crate::proto::raw`] describes,
+//!   each socket's queue bounded in bytes (`raw_queue_bytes`, overflow in
+//!   `rx_raw_queue_full`).
 
 use super::frag::{fragment_ranges, FragKey, Fragment, Reassembler};
 use super::raw::{RawSockId, RawTable};
