@@ -32,7 +32,13 @@ fn ping_with_socket(stack: &StackHandle, to: IpAddr, count: u16) -> Vec<Duration
     let mut seq = 0u16;
     let deadline = Instant::now() + Duration::from_secs(10);
     while rtts.len() < count as usize {
-        assert!(Instant::now() < deadline, "{to}: only {} replies in 10 s", rtts.len());
+        assert!(
+            Instant::now() < deadline,
+            "{to}: only {} replies in 10 s; ip {:?}; inbox drops {}",
+            rtts.len(),
+            stack.stats.ip.snapshot(),
+            stack.stats.ip_inbox.dropped()
+        );
         seq += 1;
         let payload = pattern(56, seq as u8);
         let sent = Instant::now();
@@ -43,7 +49,7 @@ fn ping_with_socket(stack: &StackHandle, to: IpAddr, count: u16) -> Vec<Duration
                 Ok(_) if rtts.is_empty() && u16::from_be_bytes([buf[6], buf[7]]) != seq => continue,
                 Ok(r) => break Some(r),
                 Err(e) if e.kind() == ErrorKind::WouldBlock && rtts.is_empty() => break None,
-                Err(e) => panic!("{to}: seq {seq}: {e}"),
+                Err(e) => panic!("{to}: seq {seq}: {e}; ip {:?}", stack.stats.ip.snapshot()),
             }
         };
         let Some((n, from, hop)) = reply else { continue };
@@ -153,7 +159,7 @@ fn ping_bin(args: &[&str]) -> (Option<i32>, String) {
 #[test]
 fn ping_bin_to_the_kernel() {
     in_netns("ping_bin_to_the_kernel", || {
-        let (code, out) = ping_bin(&["-c", "3", "-i", "0.2", "10.0.0.1"]);
+        let (code, out) = ping_bin(&["-c", "3", "-i", "0.2", "-W", "2", "10.0.0.1"]);
         assert_eq!(code, Some(0), "{out}");
         let replies = out.lines().filter(|l| l.starts_with("64 bytes from 10.0.0.1: icmp_seq=")).count();
         assert_eq!(replies, 3, "{out}");
@@ -161,13 +167,13 @@ fn ping_bin_to_the_kernel() {
         assert!(out.contains("3 packets transmitted, 3 received, 0% packet loss"), "{out}");
         assert!(out.contains("rtt min/avg/max/mdev = "), "{out}");
         // IPv6, with a larger message.
-        let (code, out) = ping_bin(&["-c", "3", "-i", "0.2", "-s", "1000", "fd00::1", "v6"]);
+        let (code, out) = ping_bin(&["-c", "3", "-i", "0.2", "-W", "2", "-s", "1000", "fd00::1", "v6"]);
         assert_eq!(code, Some(0), "{out}");
         let replies = out.lines().filter(|l| l.starts_with("1008 bytes from fd00::1: icmp_seq=")).count();
         assert_eq!(replies, 3, "{out}");
         assert!(out.contains(" 0% packet loss"), "{out}");
         // Link-local, with the scope iputils would need.
-        let (code, out) = ping_bin(&["-c", "2", "-i", "0.2", "fe80::1%tun0"]);
+        let (code, out) = ping_bin(&["-c", "2", "-i", "0.2", "-W", "2", "fe80::1%tun0"]);
         assert_eq!(code, Some(0), "{out}");
         assert_eq!(out.lines().filter(|l| l.starts_with("64 bytes from fe80::1: icmp_seq=")).count(), 2, "{out}");
     });
@@ -239,7 +245,7 @@ fn tap_icmp_socket_and_ping_bin() {
             }
             stack.shutdown();
         }
-        let (code, out) = ping_bin(&["--tap", "-c", "3", "-i", "0.2", "10.0.0.1"]);
+        let (code, out) = ping_bin(&["--tap", "-c", "3", "-i", "0.2", "-W", "2", "10.0.0.1"]);
         assert_eq!(code, Some(0), "{out}");
         assert_eq!(out.lines().filter(|l| l.starts_with("64 bytes from 10.0.0.1: icmp_seq=")).count(), 3, "{out}");
         assert!(out.contains(" 0% packet loss"), "{out}");
