@@ -1,16 +1,17 @@
-//! The ip actor: runs [`IpCore`] on batches from dev-rx and commands from UDP sockets,
+//! The ip actor: runs [`IpCore`] on batches from dev-rx and commands from UDP and raw sockets,
 //! and moves what it produces: packets to dev-tx, segments to the tcp engine, datagrams to
 //! socket inboxes. No protocol logic lives here.
 
 use super::tcp::{SegmentIn, TcpMsg};
 use crate::buf::{batch_bytes, Batch, ByteBudget, Pool};
 use crate::proto::ip::{Deliver, IpCore, IpOutput, UdpQueue};
+use crate::proto::raw::{RawQueue, RawSockId};
 use crate::proto::udp::UdpSockId;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use slog::{debug, Logger};
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 /// What a UDP socket receives.
@@ -22,6 +23,17 @@ pub enum UdpEvent {
 }
 
 pub type BindReply = Sender<io::Result<(UdpSockId, SocketAddr)>>;
+
+/// What a raw ICMP socket receives: an ICMP message (from its type byte on) sent by `from`
+/// with `hop_limit` (TTL), already charged to the socket's queue (`RawShared::queued`).
+pub struct RawEvent {
+    pub from: IpAddr,
+    pub hop_limit: u8,
+    pub msg: Vec<u8>,
+}
+
+/// The socket's id and echo identifier, or why it could not be opened.
+pub type RawBindReply = Sender<io::Result<(RawSockId, u16)>>;
 
 pub enum IpMsg {
     Rx(Batch),
@@ -43,6 +55,20 @@ pub enum IpMsg {
         data: Vec<u8>,
     },
     UdpClose(UdpSockId),
+    /// Open a raw ICMP (`v6`: ICMPv6) socket with echo identifier `ident` (0: any free one).
+    RawBind {
+        v6: bool,
+        ident: u16,
+        inbox: Sender<RawEvent>,
+        queued: RawQueue,
+        reply: RawBindReply,
+    },
+    RawSend {
+        id: RawSockId,
+        to: IpAddr,
+        msg: Vec<u8>,
+    },
+    RawClose(RawSockId),
     Shutdown,
 }
 
@@ -68,6 +94,7 @@ pub fn run(
     let (tcp, tcp_budget) = tcp;
     let mut out = IpOutput { tx: recycle.tx.get(), ..IpOutput::default() };
     let mut udp: HashMap<UdpSockId, Sender<UdpEvent>> = HashMap::new();
+    let mut raw: HashMap<RawSockId, Sender<RawEvent>> = HashMap::new();
     let mut segs: Vec<SegmentIn> = recycle.segs.get();
     loop {
         let now = Instant::now();
@@ -132,6 +159,23 @@ pub fn run(
                     core.udp_close(id);
                     udp.remove(&id);
                 }
+                IpMsg::RawBind { v6, ident, inbox, queued, reply } => {
+                    let r = core.raw.bind(v6, ident, queued);
+                    if let Ok((id, ident)) = &r {
+                        raw.insert(*id, inbox);
+                        debug!(log, "raw icmp bind"; "v6" => v6, "ident" => ident);
+                    }
+                    let _ = reply.try_send(r);
+                }
+                IpMsg::RawSend { id, to, msg } => {
+                    // The socket checked the message (`check_raw_send`); what fails here
+                    // (a socket closed meanwhile) has no one left to tell.
+                    let _ = core.send_raw(id, to, &msg, &pool, &mut out);
+                }
+                IpMsg::RawClose(id) => {
+                    core.raw.close(id);
+                    raw.remove(&id);
+                }
                 IpMsg::Shutdown => return,
             }
             n += 1;
@@ -173,6 +217,12 @@ pub fn run(
                         }
                     } else {
                         pool.put(buf);
+                    }
+                }
+                Deliver::Raw { sock, from, hop_limit, msg } => {
+                    // A closed socket's inbox is gone with it (nothing to give back: a copy).
+                    if let Some(tx) = raw.get(&sock) {
+                        let _ = tx.send(RawEvent { from, hop_limit, msg });
                     }
                 }
                 Deliver::UdpError { sock } => {

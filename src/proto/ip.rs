@@ -1,4 +1,4 @@
-//! The IP layer core: validation, reassembly, ICMP, UDP demux, fragmentation on send.
+//! The IP layer core: validation, reassembly, ICMP, UDP and raw ICMP demux, fragmentation on send.
 //!
 //! Pure: fed `(now, packet)` and commands, it appends packets to send and deliveries to an
 //! [`IpOutput`]; the ip actor moves them. Every packet it does not deliver is counted in
@@ -12,9 +12,13 @@
 //! * echo replies are rate-limited by a token bucket of their own (`echo_rate`/`echo_burst`),
 //!   so an echo flood costs at most that many replies per second, counted in
 //!   `echo_rate_limited`;
-//! * reassembly memory is bounded (see [`crate::proto::frag`]).
+//! * reassembly memory is bounded (see [`crate::proto::frag`]);
+//! * echo replies and ICMP errors reach raw ICMP sockets as [`crate::proto::raw`] describes,
+//!   each socket's queue bounded in bytes (`raw_queue_bytes`, overflow in
+//!   `rx_raw_queue_full`).
 
 use super::frag::{fragment_ranges, FragKey, Fragment, Reassembler};
+use super::raw::{RawSockId, RawTable};
 use super::udp::{bad_source, UdpSockId, UdpTable};
 use crate::buf::{Batch, Pool};
 use crate::wire::{self, IpProtocol, Ipv4Header, Ipv4Packet, Ipv6Packet};
@@ -45,6 +49,9 @@ pub struct IpConfig {
     pub echo_burst: u32,
     /// Bound on bytes queued for one UDP socket.
     pub udp_queue_bytes: usize,
+    /// Bound on bytes queued for one raw ICMP socket (each message charged as a UDP
+    /// datagram, [`udp_charge`]).
+    pub raw_queue_bytes: usize,
     /// Each received packet ends with one metadata byte from the device (1: the transport
     /// checksum is already valid; an offloading TUN device, see `device::tun`). Set by
     /// `Stack::new` from the device.
@@ -67,6 +74,7 @@ impl Default for IpConfig {
             echo_rate: 1000,
             echo_burst: 50,
             udp_queue_bytes: 1 << 20,
+            raw_queue_bytes: 256 << 10,
             rx_trailer: false,
             tx_trailer: false,
         }
@@ -106,6 +114,8 @@ stats!(
     rx_icmp_bad,
     rx_icmp_ignored,
     rx_icmp_errors,
+    rx_raw,
+    rx_raw_queue_full,
     rx_tcp,
     tx_packets,
     tx_fragments,
@@ -168,6 +178,9 @@ pub enum Deliver {
     UdpError { sock: UdpSockId },
     /// An ICMP error quoting a TCP segment we sent from `local` to `remote`.
     TcpIcmp { local: SocketAddr, remote: SocketAddr, seq: u32, class: IcmpErrorClass },
+    /// An ICMP message (type, code, checksum, rest) for raw socket `sock`, already charged to
+    /// its queue: from `from`, which sent it with `hop_limit` (TTL).
+    Raw { sock: RawSockId, from: IpAddr, hop_limit: u8, msg: Vec<u8> },
 }
 
 /// What one call produced.
@@ -240,6 +253,8 @@ pub struct IpCore {
     echo_bucket: TokenBucket,
     pub udp: UdpTable,
     udp_queues: std::collections::HashMap<UdpSockId, UdpQueue>,
+    /// Raw ICMP sockets (`proto::raw`).
+    pub raw: RawTable,
     pub stats: Arc<IpStats>,
     /// Deliver TCP to any unicast destination (set while a `bind_any` listener exists).
     pub accept_any_tcp: Arc<std::sync::atomic::AtomicBool>,
@@ -272,6 +287,8 @@ struct Up {
     /// Sent to an address that is not ours, accepted only for a `bind_any` listener: only
     /// TCP may pass.
     foreign: bool,
+    /// The IPv4 TTL or IPv6 hop limit it arrived with (after reassembly: the last fragment's).
+    ttl: u8,
 }
 
 /// ICMPv4 types (RFC 792).
@@ -330,6 +347,7 @@ impl IpCore {
             echo_bucket,
             udp: UdpTable::new(),
             udp_queues: Default::default(),
+            raw: RawTable::new(ident ^ v6_frag_id as u16),
             stats: Arc::new(IpStats::default()),
             accept_any_tcp: Default::default(),
         }
@@ -425,7 +443,7 @@ impl IpCore {
 
     fn rx_v4(&mut self, io: &mut Io, mut buf: Vec<u8>) {
         let (now, pool) = (io.now, io.pool);
-        let (src, dst, proto, hlen, total, frag_off, more, ident) = {
+        let (src, dst, proto, hlen, total, frag_off, more, ident, ttl) = {
             let Ok(p) = Ipv4Packet::new_checked(&buf[..]) else {
                 inc(&self.stats.rx_bad_header);
                 return pool.put(buf);
@@ -443,6 +461,7 @@ impl IpCore {
                 p.frag_offset() as usize,
                 p.more_frags(),
                 p.ident(),
+                p.hop_limit(),
             )
         };
         // RFC 1122 §3.2.1.7: a host must not discard a datagram for its TTL; we do not.
@@ -477,8 +496,17 @@ impl IpCore {
                 Ok(Some(d)) => {
                     inc(&self.stats.rx_reassembled);
                     let len = d.payload.len();
-                    let up =
-                        Up { src, dst, buf: d.payload, start: 0, end: len, broadcast, whole: false, foreign: !local };
+                    let up = Up {
+                        src,
+                        dst,
+                        buf: d.payload,
+                        start: 0,
+                        end: len,
+                        broadcast,
+                        whole: false,
+                        foreign: !local,
+                        ttl,
+                    };
                     self.rx_transport(io, proto, up);
                 }
                 Ok(None) => inc(&self.stats.rx_frag_pending),
@@ -490,18 +518,18 @@ impl IpCore {
         self.rx_transport(
             io,
             proto,
-            Up { src, dst, buf, start: hlen, end: len, broadcast, whole: true, foreign: !local },
+            Up { src, dst, buf, start: hlen, end: len, broadcast, whole: true, foreign: !local, ttl },
         );
     }
 
     fn rx_v6(&mut self, io: &mut Io, mut buf: Vec<u8>) {
         let (now, pool) = (io.now, io.pool);
-        let (src, dst, mut next) = {
+        let (src, dst, mut next, ttl) = {
             let Ok(p) = Ipv6Packet::new_checked(&buf[..]) else {
                 inc(&self.stats.rx_bad_header);
                 return pool.put(buf);
             };
-            (p.src_addr(), p.dst_addr(), u8::from(p.next_header()))
+            (p.src_addr(), p.dst_addr(), u8::from(p.next_header()), p.hop_limit())
         };
         let total = wire::IPV6_HEADER_LEN + Ipv6Packet::new_unchecked(&buf[..]).payload_len() as usize;
         buf.truncate(total);
@@ -595,6 +623,7 @@ impl IpCore {
                                 broadcast: false,
                                 whole: false,
                                 foreign,
+                                ttl,
                             };
                             self.rx_v6_upper(io, d.proto, up);
                         }
@@ -617,6 +646,7 @@ impl IpCore {
                         broadcast: false,
                         whole: true,
                         foreign,
+                        ttl,
                     };
                     return self.rx_transport(io, proto, up);
                 }
@@ -742,13 +772,17 @@ impl IpCore {
     }
 
     fn rx_icmp4(&mut self, io: &mut Io, up: Up) {
-        let Up { src, dst, mut buf, start, end, broadcast, whole, .. } = up;
+        let Up { src, dst, mut buf, start, end, broadcast, whole, ttl, .. } = up;
         let msg = &buf[start..end];
         if msg.len() < wire::ICMP_HEADER_LEN || wire::ones_sum(msg) != !0 {
             inc(&self.stats.rx_icmp_bad);
             return io.pool.put(buf);
         }
         match msg[0] {
+            icmp4::ECHO_REPLY => {
+                self.raw_echo_reply(io.out, src, ttl, msg);
+                io.pool.put(buf);
+            }
             icmp4::ECHO_REQUEST if !broadcast => {
                 let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else { return io.pool.put(buf) };
                 if !self.echo_bucket.take(io.now) {
@@ -799,7 +833,9 @@ impl IpCore {
                     }
                     (t, c) => IcmpErrorClass::Soft(soft_error_kind(false, t, c)),
                 };
-                self.quoted_error(&msg[8..], class, io.out);
+                if !self.raw_error(io.out, src, ttl, msg) {
+                    self.quoted_error(&msg[8..], class, io.out);
+                }
                 io.pool.put(buf);
             }
             icmp4::SOURCE_QUENCH => {
@@ -808,7 +844,7 @@ impl IpCore {
                 io.pool.put(buf);
             }
             _ => {
-                // Echo replies and other messages have no taker here.
+                // Other messages have no taker here.
                 inc(&self.stats.rx_icmp_ignored);
                 io.pool.put(buf);
             }
@@ -816,13 +852,17 @@ impl IpCore {
     }
 
     fn rx_icmp6(&mut self, io: &mut Io, up: Up) {
-        let Up { src, dst, buf, start, end, .. } = up;
+        let Up { src, dst, buf, start, end, ttl, .. } = up;
         let msg = &buf[start..end];
         if msg.len() < wire::ICMP_HEADER_LEN || !wire::transport_checksum_ok(src, dst, IpProtocol::Icmpv6, msg) {
             inc(&self.stats.rx_icmp_bad);
             return io.pool.put(buf);
         }
         match msg[0] {
+            icmp6::ECHO_REPLY => {
+                self.raw_echo_reply(io.out, src, ttl, msg);
+                io.pool.put(buf);
+            }
             icmp6::ECHO_REQUEST => {
                 let (IpAddr::V6(s), IpAddr::V6(d)) = (src, dst) else { return io.pool.put(buf) };
                 if !self.echo_bucket.take(io.now) {
@@ -844,7 +884,9 @@ impl IpCore {
                     }
                     (t, c) => IcmpErrorClass::Soft(soft_error_kind(true, t, c)),
                 };
-                self.quoted_error(&msg[8..], class, io.out);
+                if !self.raw_error(io.out, src, ttl, msg) {
+                    self.quoted_error(&msg[8..], class, io.out);
+                }
                 io.pool.put(buf);
             }
             _ => {
@@ -885,6 +927,92 @@ impl IpCore {
             }
             _ => inc(&self.stats.rx_icmp_ignored),
         }
+    }
+
+    // ---------------------------------------------------------------- raw ICMP sockets
+
+    /// Queue ICMP message `msg` from `from` for raw socket `sock`, within its byte bound.
+    fn raw_deliver(&mut self, out: &mut IpOutput, sock: RawSockId, from: IpAddr, hop_limit: u8, msg: &[u8]) {
+        if !self.raw.charge(sock, udp_charge(msg.len()), self.cfg.raw_queue_bytes as u64) {
+            inc(&self.stats.rx_raw_queue_full);
+            return;
+        }
+        inc(&self.stats.rx_raw);
+        // A copy: a ping-sized message must not pin a (possibly 64 KiB) receive buffer.
+        out.deliver.push(Deliver::Raw { sock, from, hop_limit, msg: msg.to_vec() });
+    }
+
+    /// An echo reply goes to the raw socket owning its identifier, as with Linux's ping
+    /// sockets; without one it is ignored (counted).
+    fn raw_echo_reply(&mut self, out: &mut IpOutput, from: IpAddr, hop_limit: u8, msg: &[u8]) {
+        let ident = u16::from_be_bytes([msg[4], msg[5]]);
+        match self.raw.by_ident(from.is_ipv6(), ident) {
+            Some(sock) => self.raw_deliver(out, sock, from, hop_limit, msg),
+            None => inc(&self.stats.rx_icmp_ignored),
+        }
+    }
+
+    /// ICMP error `msg` (at least its 8-byte header) for the raw sockets: it goes to the
+    /// socket whose echo request it quotes (true: nobody else wants it); one quoting another
+    /// protocol's packet from us is copied to every socket of the family (false: the
+    /// transport still gets it, see `quoted_error`).
+    fn raw_error(&mut self, out: &mut IpOutput, from: IpAddr, hop_limit: u8, msg: &[u8]) -> bool {
+        if self.raw.is_empty() {
+            return false;
+        }
+        let v6 = from.is_ipv6();
+        let Some((qsrc, _, proto, l4)) = parse_quoted(&msg[wire::ICMP_HEADER_LEN..]) else { return false };
+        if qsrc.is_ipv6() != v6 || !self.is_local(qsrc) {
+            return false;
+        }
+        let (icmp_proto, echo) = if v6 { (58, icmp6::ECHO_REQUEST) } else { (1, icmp4::ECHO_REQUEST) };
+        if proto != icmp_proto {
+            for sock in self.raw.of_family(v6) {
+                self.raw_deliver(out, sock, from, hop_limit, msg);
+            }
+            return false;
+        }
+        if l4.len() < 6 || l4[0] != echo {
+            return false;
+        }
+        match self.raw.by_ident(v6, u16::from_be_bytes([l4[4], l4[5]])) {
+            Some(sock) => {
+                self.raw_deliver(out, sock, from, hop_limit, msg);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Send ICMP message `msg` (type, code, checksum, rest) from raw socket `sock` to `to`;
+    /// the core fills the IP header and chooses the source. An echo request gets the
+    /// socket's identifier written in (as Linux's ping sockets do). The checksum is always
+    /// computed here, the caller's field ignored: over the message for ICMPv4 (RFC 792),
+    /// with the pseudo-header for ICMPv6 (RFC 4443 §2.3).
+    pub fn send_raw(
+        &mut self,
+        sock: RawSockId,
+        to: IpAddr,
+        msg: &[u8],
+        pool: &Pool,
+        out: &mut IpOutput,
+    ) -> io::Result<usize> {
+        let (v6, ident) =
+            self.raw.get(sock).ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "socket closed"))?;
+        check_raw_send(v6, to, msg.len())?;
+        let src =
+            self.source_for(to).ok_or_else(|| io::Error::new(io::ErrorKind::AddrNotAvailable, "no source address"))?;
+        let mut m = msg.to_vec();
+        let (proto, echo) =
+            if v6 { (IpProtocol::Icmpv6, icmp6::ECHO_REQUEST) } else { (IpProtocol::Icmp, icmp4::ECHO_REQUEST) };
+        if m[0] == echo {
+            m[4..6].copy_from_slice(&ident.to_be_bytes());
+        }
+        m[2..4].copy_from_slice(&[0, 0]);
+        let c = if v6 { wire::transport_checksum(src, to, proto, &m) } else { !wire::ones_sum(&m) };
+        m[2..4].copy_from_slice(&c.to_be_bytes());
+        self.send_datagram(src, to, proto, &m, pool, out);
+        Ok(msg.len())
     }
 
     // ---------------------------------------------------------------- send path
@@ -1095,6 +1223,25 @@ impl IpCore {
             }
             _ => {}
         }
+    }
+}
+
+/// Whether a raw socket of family `v6` may send a `len`-byte ICMP message to `to`
+/// (`InvalidInput` otherwise, as std for a bad address or an oversized datagram).
+pub fn check_raw_send(v6: bool, to: IpAddr, len: usize) -> io::Result<()> {
+    let bad = |why: &str| Err(io::Error::new(io::ErrorKind::InvalidInput, why.to_string()));
+    // The IPv4 total length and the IPv6 payload length are 16 bits (no jumbograms).
+    let max = if v6 { 65_535 } else { 65_535 - wire::IPV4_HEADER_LEN };
+    if to.is_ipv6() != v6 {
+        bad("address family mismatch")
+    } else if to.is_unspecified() {
+        bad("unspecified destination")
+    } else if len < wire::ICMP_HEADER_LEN {
+        bad("an ICMP message has an 8-byte header")
+    } else if len > max {
+        bad("message too long")
+    } else {
+        Ok(())
     }
 }
 

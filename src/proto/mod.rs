@@ -3,6 +3,7 @@ pub mod dns;
 pub mod frag;
 pub mod ip;
 pub mod link;
+pub mod raw;
 pub mod tcp;
 pub mod timer;
 pub mod udp;
