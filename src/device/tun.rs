@@ -14,7 +14,7 @@
 //! ([`crate::proto::ip::IpConfig::rx_trailer`]). What we write carries a zero header (no
 //! offload requested).
 
-use super::{DevRx, DevTx, Device, StopHandle};
+use super::{DevRx, DevTx, Device, Medium, StopHandle};
 use crate::buf::{Batch, Pool};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -81,11 +81,14 @@ impl Handle {
     }
 }
 
+/// Also the TAP device's body ([`super::tap`]): the same fd handling, halves and kernel-side
+/// set-up, opened with `Mode::Tap` and carrying Ethernet frames.
 pub struct TunDevice {
     handle: Arc<Handle>,
     name: String,
     mtu: usize,
     offload: bool,
+    medium: Medium,
 }
 
 /// Turn an OS error from opening/attaching into a one-line message that says what to do.
@@ -107,6 +110,31 @@ fn explain(e: io::Error, cfg: &TunConfig) -> io::Error {
         _ => format!("cannot open TUN device {}: {e}", cfg.name),
     };
     io::Error::new(e.kind(), msg)
+}
+
+/// Set up the kernel side of device `name`: no kernel-generated link-local address, no DAD
+/// delay, no router solicitations (the link has exactly the addresses we give it), the MTU,
+/// the transmit queue, `host_addrs`, and up.
+pub(super) fn configure_kernel_side(
+    name: &str,
+    mtu: usize,
+    txqueuelen: usize,
+    host_addrs: &[String],
+) -> io::Result<()> {
+    let conf = format!("/proc/sys/net/ipv6/conf/{name}");
+    write_sysctl(&format!("{conf}/addr_gen_mode"), "1");
+    write_sysctl(&format!("{conf}/accept_dad"), "0");
+    write_sysctl(&format!("{conf}/router_solicitations"), "0");
+    run_ip(&["link", "set", "dev", name, "mtu", &mtu.to_string()])?;
+    run_ip(&["link", "set", "dev", name, "txqueuelen", &txqueuelen.to_string()])?;
+    for a in host_addrs {
+        if a.contains(':') {
+            run_ip(&["-6", "addr", "replace", a, "dev", name, "nodad"])?;
+        } else {
+            run_ip(&["addr", "replace", a, "dev", name])?;
+        }
+    }
+    run_ip(&["link", "set", "dev", name, "up"])
 }
 
 fn run_ip(args: &[&str]) -> io::Result<()> {
@@ -155,24 +183,16 @@ impl TunDevice {
         let flags = if cfg.offload { super::sys::TUN_OFFLOAD_CSUM_TSO } else { 0 };
         super::sys::tun_set_offload(fd, flags)?;
         if cfg.configure {
-            let conf = format!("/proc/sys/net/ipv6/conf/{name}");
-            // No kernel-generated link-local address, no DAD delay, no router solicitations:
-            // the link has exactly the addresses we give it.
-            write_sysctl(&format!("{conf}/addr_gen_mode"), "1");
-            write_sysctl(&format!("{conf}/accept_dad"), "0");
-            write_sysctl(&format!("{conf}/router_solicitations"), "0");
-            run_ip(&["link", "set", "dev", &name, "mtu", &cfg.mtu.to_string()])?;
-            run_ip(&["link", "set", "dev", &name, "txqueuelen", &cfg.txqueuelen.to_string()])?;
-            for a in &cfg.host_addrs {
-                if a.contains(':') {
-                    run_ip(&["-6", "addr", "replace", a, "dev", &name, "nodad"])?;
-                } else {
-                    run_ip(&["addr", "replace", a, "dev", &name])?;
-                }
-            }
-            run_ip(&["link", "set", "dev", &name, "up"])?;
+            configure_kernel_side(&name, cfg.mtu, cfg.txqueuelen, &cfg.host_addrs)?;
         }
-        Ok(TunDevice { handle: Arc::new(handle), name, mtu: cfg.mtu, offload: cfg.offload })
+        Ok(TunDevice { handle: Arc::new(handle), name, mtu: cfg.mtu, offload: cfg.offload, medium: Medium::Ip })
+    }
+
+    /// A device on an fd opened by tun-tap without packet info (TUN or TAP), already
+    /// non-blocking: the TAP device's constructor.
+    pub(super) fn plain(iface: Iface, mtu: usize, medium: Medium) -> TunDevice {
+        let name = iface.name().to_string();
+        TunDevice { handle: Arc::new(Handle::Plain(iface)), name, mtu, offload: false, medium }
     }
 
     pub fn name(&self) -> &str {
@@ -183,6 +203,10 @@ impl TunDevice {
 impl Device for TunDevice {
     fn mtu(&self) -> usize {
         self.mtu
+    }
+
+    fn medium(&self) -> Medium {
+        self.medium
     }
 
     fn rx_trailer(&self) -> bool {
@@ -204,7 +228,8 @@ impl Device for TunDevice {
             events: Events::with_capacity(4),
             waker,
             stopped: Arc::new(AtomicBool::new(false)),
-            read_len: self.mtu.max(1280) + 64,
+            // An Ethernet frame adds its 14-byte header (RFC 894) to the IP MTU.
+            read_len: self.mtu.max(1280) + 64 + if self.medium == Medium::Ethernet { 14 } else { 0 },
         };
         let tx = TunTx { handle: self.handle };
         Ok((Box::new(rx), Box::new(tx)))
