@@ -396,12 +396,16 @@ impl LinkCore {
         }
     }
 
-    /// Frame IP `packet` for `dst`.
-    fn push_frame(&mut self, dst: Mac, packet: Vec<u8>) {
+    /// Frame IP `packet` for `dst` in its own buffer: the packet moves up by the header's
+    /// length (no allocation when the buffer has that much room, as pooled ones do).
+    fn push_frame(&mut self, dst: Mac, mut packet: Vec<u8>) {
         let et =
             if packet.first().is_some_and(|b| b >> 4 == 6) { EthernetProtocol::Ipv6 } else { EthernetProtocol::Ipv4 };
-        let f = ethernet::frame(dst, self.cfg.mac, et, &packet);
-        self.push_raw(f);
+        let len = packet.len();
+        packet.resize(len + ethernet::ETHERNET_HEADER_LEN, 0);
+        packet.copy_within(..len, ethernet::ETHERNET_HEADER_LEN);
+        ethernet::emit_header(&mut packet, dst, self.cfg.mac, et);
+        self.push_raw(packet);
     }
 
     /// Queue a finished frame.
