@@ -80,166 +80,228 @@ const DRAIN: usize = 64;
 /// when its inbox is over budget, so a slow engine cannot make packets pile up.
 #[allow(clippy::too_many_arguments)] // the actor's channels and parts, each used once
 pub fn run(
-    mut core: IpCore,
+    core: IpCore,
     inbox: (Receiver<IpMsg>, ByteBudget),
     devtx: Sender<Batch>,
     tcp: (Sender<TcpMsg>, ByteBudget),
     (pool, recycle): (Pool, super::Recyclers),
     spin: std::time::Duration,
     log: Logger,
-    mut link: Option<super::link::LinkShell>,
+    link: Option<super::link::LinkShell>,
 ) {
     let (inbox, budget) = inbox;
-    let mut unreachable = Vec::new();
     let (tcp, tcp_budget) = tcp;
-    let mut out = IpOutput { tx: recycle.tx.get(), ..IpOutput::default() };
-    let mut udp: HashMap<UdpSockId, Sender<UdpEvent>> = HashMap::new();
-    let mut raw: HashMap<RawSockId, Sender<RawEvent>> = HashMap::new();
-    let mut segs: Vec<SegmentIn> = recycle.segs.get();
+    let mut a = IpActor {
+        out: IpOutput { tx: recycle.tx.get(), ..IpOutput::default() },
+        segs: recycle.segs.get(),
+        core,
+        budget,
+        devtx,
+        tcp,
+        tcp_budget,
+        pool,
+        recycle,
+        log,
+        link,
+        udp: HashMap::new(),
+        raw: HashMap::new(),
+        unreachable: Vec::new(),
+    };
     loop {
-        let now = Instant::now();
-        let wait = crate::proto::ip::idle_timeout(&core, now);
-        let wait = match link.as_ref().and_then(|l| l.poll_timeout()) {
-            Some(t) => Some(wait.map_or(t.saturating_duration_since(now), |w| w.min(t.saturating_duration_since(now)))),
-            None => wait,
-        };
-        let msg = match (super::spin_recv(&inbox, spin), wait) {
+        let msg = match (super::spin_recv(&inbox, spin), a.wait(Instant::now())) {
             (Some(m), _) => Ok(m),
             (None, Some(d)) => inbox.recv_timeout(d),
             (None, None) => inbox.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
-        let first = match msg {
+        let mut next = match msg {
             Ok(m) => Some(m),
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => return,
         };
         let now = Instant::now();
-        core.handle_timeout(now);
-        if let Some(l) = link.as_mut() {
+        a.core.handle_timeout(now);
+        if let Some(l) = a.link.as_mut() {
             l.handle_timeout(now);
         }
-        let mut next = first;
         let mut n = 0;
         while let Some(m) = next.take() {
-            match m {
-                IpMsg::Rx(mut batch) => {
-                    budget.release(batch_bytes(&batch));
-                    for p in batch.drain(..) {
-                        let p = match link.as_mut() {
-                            Some(l) => match l.rx(now, p, &pool) {
-                                Some(p) => p,
-                                None => continue,
-                            },
-                            None => p,
-                        };
-                        core.handle_packet(now, p, &pool, &mut out);
-                    }
-                    recycle.rx.put(batch);
-                }
-                IpMsg::Tx(mut batch) => match link.as_mut() {
-                    Some(l) => l.send(now, &mut batch),
-                    None => {
-                        let _ = devtx.send(batch);
-                    }
-                },
-                IpMsg::UdpBind { addr, inbox, queued, reply } => {
-                    let r = core.udp.bind(addr);
-                    if let Ok((id, local)) = &r {
-                        core.udp_register_queue(*id, queued);
-                        udp.insert(*id, inbox);
-                        debug!(log, "udp bind"; "local" => %local);
-                    }
-                    let _ = reply.try_send(r);
-                }
-                IpMsg::UdpConnect { id, remote } => core.udp.connect(id, remote),
-                IpMsg::UdpSend { from, to, data } => {
-                    let _ = core.send_udp(from, to, &data, &pool, &mut out);
-                }
-                IpMsg::UdpClose(id) => {
-                    core.udp_close(id);
-                    udp.remove(&id);
-                }
-                IpMsg::RawBind { v6, ident, inbox, queued, reply } => {
-                    let r = core.raw.bind(v6, ident, queued);
-                    if let Ok((id, ident)) = &r {
-                        raw.insert(*id, inbox);
-                        debug!(log, "raw icmp bind"; "v6" => v6, "ident" => ident);
-                    }
-                    let _ = reply.try_send(r);
-                }
-                IpMsg::RawSend { id, to, msg } => {
-                    // The socket checked the message (`check_raw_send`); what fails here
-                    // (a socket closed meanwhile) has no one left to tell.
-                    let _ = core.send_raw(id, to, &msg, &pool, &mut out);
-                }
-                IpMsg::RawClose(id) => {
-                    core.raw.close(id);
-                    raw.remove(&id);
-                }
-                IpMsg::Shutdown => return,
+            if !a.handle(now, m) {
+                return;
             }
             n += 1;
             if n < DRAIN {
                 next = inbox.try_recv().ok();
             }
         }
-        // Flush: one batch per destination.
-        if core.config().tx_trailer {
-            for p in out.tx.iter_mut() {
+        if !a.flush(now) {
+            return;
+        }
+    }
+}
+
+/// The ip actor's state between messages: the core, the link layer on TAP, the sockets'
+/// inboxes, and what a flush sends on.
+struct IpActor {
+    core: IpCore,
+    budget: ByteBudget,
+    devtx: Sender<Batch>,
+    tcp: Sender<TcpMsg>,
+    tcp_budget: ByteBudget,
+    pool: Pool,
+    recycle: super::Recyclers,
+    log: Logger,
+    link: Option<super::link::LinkShell>,
+    udp: HashMap<UdpSockId, Sender<UdpEvent>>,
+    raw: HashMap<RawSockId, Sender<RawEvent>>,
+    out: IpOutput,
+    segs: Vec<SegmentIn>,
+    unreachable: Vec<IpAddr>,
+}
+
+impl IpActor {
+    /// How long to wait for a message before the core's (or the link's) next timer.
+    fn wait(&self, now: Instant) -> Option<std::time::Duration> {
+        let wait = crate::proto::ip::idle_timeout(&self.core, now);
+        match self.link.as_ref().and_then(|l| l.poll_timeout()) {
+            Some(t) => Some(wait.map_or(t.saturating_duration_since(now), |w| w.min(t.saturating_duration_since(now)))),
+            None => wait,
+        }
+    }
+
+    /// One message; false when the actor is to stop.
+    fn handle(&mut self, now: Instant, m: IpMsg) -> bool {
+        let (core, out, pool) = (&mut self.core, &mut self.out, &self.pool);
+        match m {
+            IpMsg::Rx(mut batch) => {
+                self.budget.release(batch_bytes(&batch));
+                for p in batch.drain(..) {
+                    let p = match self.link.as_mut() {
+                        Some(l) => match l.rx(now, p, pool) {
+                            Some(p) => p,
+                            None => continue,
+                        },
+                        None => p,
+                    };
+                    core.handle_packet(now, p, pool, out);
+                }
+                self.recycle.rx.put(batch);
+            }
+            IpMsg::Tx(mut batch) => match self.link.as_mut() {
+                Some(l) => l.send(now, &mut batch),
+                None => {
+                    let _ = self.devtx.send(batch);
+                }
+            },
+            IpMsg::UdpBind { addr, inbox, queued, reply } => {
+                let r = core.udp.bind(addr);
+                if let Ok((id, local)) = &r {
+                    core.udp_register_queue(*id, queued);
+                    self.udp.insert(*id, inbox);
+                    debug!(self.log, "udp bind"; "local" => %local);
+                }
+                let _ = reply.try_send(r);
+            }
+            IpMsg::UdpConnect { id, remote } => core.udp.connect(id, remote),
+            IpMsg::UdpSend { from, to, data } => {
+                let _ = core.send_udp(from, to, &data, pool, out);
+            }
+            IpMsg::UdpClose(id) => {
+                core.udp_close(id);
+                self.udp.remove(&id);
+            }
+            IpMsg::RawBind { v6, ident, inbox, queued, reply } => {
+                let r = core.raw.bind(v6, ident, queued);
+                if let Ok((id, ident)) = &r {
+                    self.raw.insert(*id, inbox);
+                    debug!(self.log, "raw icmp bind"; "v6" => v6, "ident" => ident);
+                }
+                let _ = reply.try_send(r);
+            }
+            IpMsg::RawSend { id, to, msg } => {
+                // The socket checked the message (`check_raw_send`); what fails here
+                // (a socket closed meanwhile) has no one left to tell.
+                let _ = core.send_raw(id, to, &msg, pool, out);
+            }
+            IpMsg::RawClose(id) => {
+                core.raw.close(id);
+                self.raw.remove(&id);
+            }
+            IpMsg::Shutdown => return false,
+        }
+        true
+    }
+
+    /// Send on what the messages produced: one batch to dev-tx (through the link layer on
+    /// TAP), deliveries to sockets, one batch of segments to the engine. False when a
+    /// receiver is gone (the stack is stopping).
+    fn flush(&mut self, now: Instant) -> bool {
+        if self.core.config().tx_trailer {
+            for p in self.out.tx.iter_mut() {
                 p.push(crate::wire::gso::TX_TRAILER_PLAIN);
             }
         }
-        if let Some(l) = link.as_mut() {
-            l.send(now, &mut out.tx);
-            l.drain(&mut out.tx);
-            l.unreachable(&mut unreachable);
-            if !unreachable.is_empty() {
-                let _ = tcp.try_send(TcpMsg::Unreachable(std::mem::take(&mut unreachable)));
+        if let Some(l) = self.link.as_mut() {
+            l.send(now, &mut self.out.tx);
+            l.drain(&mut self.out.tx);
+            l.unreachable(&mut self.unreachable);
+            if !self.unreachable.is_empty() {
+                let _ = self.tcp.try_send(TcpMsg::Unreachable(std::mem::take(&mut self.unreachable)));
             }
         }
-        if !out.tx.is_empty() && devtx.send(std::mem::replace(&mut out.tx, recycle.tx.get())).is_err() {
-            return;
+        if !self.out.tx.is_empty()
+            && self.devtx.send(std::mem::replace(&mut self.out.tx, self.recycle.tx.get())).is_err()
+        {
+            return false;
         }
-        for d in out.deliver.drain(..) {
+        self.deliver();
+        if !self.segs.is_empty() {
+            let bytes = batch_bytes(self.segs.iter().map(|s| &s.buf));
+            if !self.tcp_budget.reserve(bytes, self.segs.len()) {
+                for s in self.segs.drain(..) {
+                    self.pool.put(s.buf);
+                }
+            } else if self
+                .tcp
+                .send(TcpMsg::Segments(std::mem::replace(&mut self.segs, self.recycle.segs.get())))
+                .is_err()
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Hand each delivery to its socket (segments are gathered for one message to the engine).
+    fn deliver(&mut self) {
+        for d in self.out.deliver.drain(..) {
             match d {
                 Deliver::Tcp { src, dst, buf, start, end, csum_ok } => {
-                    segs.push(SegmentIn { src, dst, buf, start, end, csum_ok })
+                    self.segs.push(SegmentIn { src, dst, buf, start, end, csum_ok })
                 }
                 Deliver::TcpIcmp { local, remote, seq, class } => {
-                    let _ = tcp.send(TcpMsg::Icmp { local, remote, seq, class });
+                    let _ = self.tcp.send(TcpMsg::Icmp { local, remote, seq, class });
                 }
-                Deliver::Udp { sock, from, buf, start, end, .. } => {
-                    if let Some(tx) = udp.get(&sock) {
+                Deliver::Udp { sock, from, buf, start, end, .. } => match self.udp.get(&sock) {
+                    Some(tx) => {
                         if let Err(e) = tx.send(UdpEvent::Datagram { from, buf, start, end }) {
                             if let UdpEvent::Datagram { buf, .. } = e.into_inner() {
-                                pool.put(buf);
+                                self.pool.put(buf);
                             }
                         }
-                    } else {
-                        pool.put(buf);
                     }
-                }
+                    None => self.pool.put(buf),
+                },
                 Deliver::Raw { sock, from, hop_limit, msg } => {
                     // A closed socket's inbox is gone with it (nothing to give back: a copy).
-                    if let Some(tx) = raw.get(&sock) {
+                    if let Some(tx) = self.raw.get(&sock) {
                         let _ = tx.send(RawEvent { from, hop_limit, msg });
                     }
                 }
                 Deliver::UdpError { sock } => {
-                    if let Some(tx) = udp.get(&sock) {
+                    if let Some(tx) = self.udp.get(&sock) {
                         let _ = tx.send(UdpEvent::ErrorPending);
                     }
                 }
-            }
-        }
-        if !segs.is_empty() {
-            let bytes = batch_bytes(segs.iter().map(|s| &s.buf));
-            if !tcp_budget.reserve(bytes, segs.len()) {
-                for s in segs.drain(..) {
-                    pool.put(s.buf);
-                }
-            } else if tcp.send(TcpMsg::Segments(std::mem::replace(&mut segs, recycle.segs.get()))).is_err() {
-                return;
             }
         }
     }

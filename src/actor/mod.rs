@@ -304,23 +304,31 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> io::Result<JoinHandle
     std::thread::Builder::new().name(name.to_string()).spawn(f)
 }
 
+/// Take what the device decides into the configuration (its MTU, trailers) and, on an
+/// Ethernet device, make the link layer: the configured `LinkConfig` (or one with a random
+/// locally administered MAC) completed with the IP configuration's addresses.
+fn adopt_device(cfg: &mut StackConfig, dev: &dyn Device, log: &Logger) -> Option<link::LinkShell> {
+    cfg.ip.mtu = dev.mtu();
+    cfg.ip.rx_trailer = dev.rx_trailer();
+    cfg.ip.tx_trailer = dev.tx_trailer();
+    cfg.tcp.mtu = dev.mtu();
+    if dev.medium() != crate::device::Medium::Ethernet {
+        return None;
+    }
+    let base = cfg.link.clone().unwrap_or_else(|| crate::proto::link::LinkConfig {
+        mac: crate::proto::link::ethernet::local_mac(rand::random()),
+        ..Default::default()
+    });
+    let lc = link::link_config(&base, &cfg.ip);
+    cfg.link = Some(lc.clone());
+    Some(link::LinkShell::new(lc, std::time::Instant::now(), log.clone()))
+}
+
 impl Stack {
     /// Start the actors on `dev`.
     pub fn new(dev: Box<dyn Device>, mut cfg: StackConfig, log: Logger) -> io::Result<Stack> {
-        cfg.ip.mtu = dev.mtu();
-        cfg.ip.rx_trailer = dev.rx_trailer();
-        cfg.ip.tx_trailer = dev.tx_trailer();
-        cfg.tcp.mtu = dev.mtu();
-        let ethernet = dev.medium() == crate::device::Medium::Ethernet;
-        let link = ethernet.then(|| {
-            let base = cfg.link.clone().unwrap_or_else(|| crate::proto::link::LinkConfig {
-                mac: crate::proto::link::ethernet::local_mac(rand::random()),
-                ..Default::default()
-            });
-            let lc = link::link_config(&base, &cfg.ip);
-            cfg.link = Some(lc.clone());
-            link::LinkShell::new(lc, std::time::Instant::now(), log.clone())
-        });
+        let link = adopt_device(&mut cfg, dev.as_ref(), &log);
+        let ethernet = link.is_some();
         let cfg = Arc::new(cfg);
         let pool = Pool::default();
         let (rx_dev, tx_dev) = dev.split()?;
