@@ -1,6 +1,9 @@
 //! Latency: ICMP echo and a 1-byte TCP request/response, p50 and p99, netstack on tun0 against
 //! the Linux kernel talking to itself over a veth pair (two namespaces, MTU 1500): the
-//! like-for-like reference for one hop between two hosts.
+//! like-for-like reference for one hop between two hosts. A third row is the floor any TUN
+//! program meets: one thread that answers echo requests on `tun1` straight from its read loop
+//! (no stack, no hand-offs), so the cost of the TUN device and one wake-up is measured in the
+//! same run.
 //!
 //! Needs root: it runs inside network namespaces it creates (nothing touches the machine's
 //! own). `cargo bench --bench latency -- [--count N] [--reps N] [--csv FILE]`.
@@ -57,6 +60,44 @@ fn ping(target: &str, count: usize) -> Vec<f64> {
         .collect();
     assert!(v.len() * 10 >= count * 9, "ping {target}: {} of {count} replies", v.len());
     v
+}
+
+/// The TUN floor: one blocking thread on `tun1` (kernel side 10.1.0.1/24) that turns every
+/// IPv4 echo request to 10.1.0.2 into a reply in place (addresses swapped, type 0, checksum
+/// recomputed) and writes it back. Nothing else runs on that device.
+fn tun_floor_responder() {
+    use tun_tap::{Iface, Mode};
+    let iface = Iface::without_packet_info("tun1", Mode::Tun).expect("tun1");
+    ip(&["addr", "add", "10.1.0.1/24", "dev", "tun1"]);
+    ip(&["link", "set", "tun1", "up"]);
+    thread::spawn(move || {
+        let mut b = [0u8; 2048];
+        while let Ok(n) = iface.recv(&mut b) {
+            let p = &mut b[..n];
+            let hl = usize::from(p[0] & 0x0f) * 4;
+            let is_echo = n >= hl + 8 && p[0] >> 4 == 4 && p[9] == 1 && p[hl] == 8 && p[16..20] == [10, 1, 0, 2];
+            if !is_echo {
+                continue;
+            }
+            let (src, dst): ([u8; 4], [u8; 4]) = (p[12..16].try_into().unwrap(), p[16..20].try_into().unwrap());
+            p[12..16].copy_from_slice(&dst);
+            p[16..20].copy_from_slice(&src);
+            p[hl] = 0;
+            p[hl + 2..hl + 4].fill(0);
+            let sum = checksum(&p[hl..]);
+            p[hl + 2..hl + 4].copy_from_slice(&sum.to_be_bytes());
+            let _ = iface.send(p);
+        }
+    });
+}
+
+/// The Internet checksum of `d` (RFC 1071).
+fn checksum(d: &[u8]) -> u16 {
+    let mut s: u32 = d.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
 }
 
 /// `count` 1-byte request/responses on one connection to `addr` (µs each).
@@ -168,17 +209,22 @@ fn main() {
         );
         let _veth = veth_reference();
         let stack = netstack_host();
+        tun_floor_responder();
         let mut csv = String::from("scenario,run,p50_us,p99_us\n");
         let n = o.count;
         let kp = measure("kernel over veth, ICMP echo", o.reps, &mut csv, || ping(VETH_PEER, n));
+        let fp = measure("TUN floor (1 thread), ICMP echo", o.reps, &mut csv, || ping("10.1.0.2", n));
         let np = measure("netstack, ICMP echo", o.reps, &mut csv, || ping("10.0.0.2", n));
         let kt =
             measure("kernel over veth, TCP 1-byte RR", o.reps, &mut csv, || tcp_rr(&format!("{VETH_PEER}:5000"), n));
         let nt = measure("netstack, TCP 1-byte RR", o.reps, &mut csv, || tcp_rr("10.0.0.2:7", n));
         println!(
-            "ratios netstack/veth: ICMP p50 {:.2} p99 {:.2}; TCP p50 {:.2} p99 {:.2}",
+            "ratios netstack/veth: ICMP p50 {:.2} p99 {:.2} (TUN floor/veth p50 {:.2}, netstack/floor {:.2}); \
+             TCP p50 {:.2} p99 {:.2}",
             np.p50 / kp.p50,
             np.p99 / kp.p99,
+            fp.p50 / kp.p50,
+            np.p50 / fp.p50,
             nt.p50 / kt.p50,
             nt.p99 / kt.p99
         );
