@@ -242,6 +242,7 @@ impl CommonArgs {
 
     /// Open the device and start the stack, or print a one-line reason and exit(1).
     pub fn start(&self) -> (Stack, Logger) {
+        crate::device::sys::default_sigpipe();
         let log = crate::log::logger(self.log.as_deref());
         let fail = |what: &str, e: std::io::Error| -> ! {
             eprintln!("error: {what}{e}");

@@ -147,3 +147,24 @@ fn udp_echo_stops_on_sigterm() {
         assert!(out.contains("udp_echo: shutting down"), "{out}");
     });
 }
+
+/// `netstack | head -3`: the reader is gone before the banner is written. The host ends on
+/// SIGPIPE, as `cat` would, instead of panicking in `println!` (exit 101, a backtrace).
+#[test]
+fn host_with_closed_stdout_ends_quietly() {
+    in_netns("host_with_closed_stdout_ends_quietly", || {
+        use std::os::unix::process::ExitStatusExt;
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_netstack"))
+            .args(["--log", "warn"])
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run netstack");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "status {:?}: {stderr}", out.status);
+    });
+}

@@ -73,6 +73,16 @@ pub fn trim_heap() -> bool {
     unsafe { libc::malloc_trim(0) != 0 }
 }
 
+/// Restore the default action of SIGPIPE (end the process), which Rust's runtime sets to
+/// ignore: a command-line tool whose reader goes away (`netstack | head -3`) then ends
+/// quietly, as `cat` or `ping` do, instead of panicking in `println!` on the broken pipe.
+pub fn default_sigpipe() {
+    // SAFETY: signal() with SIG_DFL installs no handler of ours; it only changes the action.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// True when this process may administer the network (effective uid 0 is taken as the sign;
 /// the TUN tests use it to decide whether they can run at all).
 pub fn is_root() -> bool {
