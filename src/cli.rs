@@ -1,6 +1,7 @@
 //! Flags shared by every bin, and starting a stack on a TUN device from them.
 
 use crate::actor::{Stack, StackConfig};
+use crate::device::capture::Capture;
 use crate::device::fault::{FaultDevice, FaultSpec};
 use crate::device::tap::{TapConfig, TapDevice};
 use crate::device::tun::{TunConfig, TunDevice};
@@ -98,6 +99,10 @@ pub struct CommonArgs {
     /// Log level: off, error, warn, info, debug, trace (default: RUST_LOG, else info).
     #[arg(long)]
     pub log: Option<String>,
+    /// Record every packet the stack receives and sends (after the fault injector) to FILE,
+    /// in pcap format for `tcpdump -r FILE` or Wireshark.
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<std::path::PathBuf>,
     /// Use IPv6 (same as the positional `v6`).
     #[arg(long)]
     pub v6: bool,
@@ -254,14 +259,30 @@ impl CommonArgs {
             Box::new(TunDevice::open(&self.tun_config()).unwrap_or_else(|e| fail("", e)))
         };
         let (rx, tx) = self.fault_specs();
-        if rx.is_some() || tx.is_some() {
+        let faulty = rx.is_some() || tx.is_some();
+        if faulty {
             info!(log, "fault injection on";
                 "drop" => self.drop, "dup" => self.dup, "reorder" => self.reorder,
                 "corrupt" => self.corrupt, "delay_ms" => self.delay_ms, "jitter_ms" => self.jitter_ms,
                 "seed" => self.seed, "directions" => ?self.fault_dir);
-            let f = FaultDevice::new(dev, rx, tx, log.clone()).unwrap_or_else(|e| fail("", e));
-            dev = Box::new(f);
         }
+        let fault_log = log.clone();
+        let inject = move |d: Box<dyn Device>| -> std::io::Result<Box<dyn Device>> {
+            if faulty {
+                Ok(Box::new(FaultDevice::new(d, rx, tx, fault_log)?))
+            } else {
+                Ok(d)
+            }
+        };
+        dev = match &self.pcap {
+            Some(path) => {
+                let cap = Capture::create(path, dev.medium()).unwrap_or_else(|e| fail("", e));
+                info!(log, "capturing to pcap"; "file" => %path.display());
+                cap.wrap_around(dev, inject)
+            }
+            None => inject(dev),
+        }
+        .unwrap_or_else(|e| fail("", e));
         match Stack::new(dev, self.stack_config(), log.clone()) {
             Ok(s) => (s, log),
             Err(e) => {

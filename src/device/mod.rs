@@ -3,7 +3,7 @@
 //!
 //! A device is split into a receive half (owned by the dev-rx actor) and a transmit half
 //! (owned by dev-tx). Both move [`Batch`]es of pooled buffers. Implementations:
-//! [`tun`] (a Linux TUN device polled with mio), [`pair`] (two stacks back to back in memory,
+//! [`tun`] (a Linux TUN device polled with mio), [`capture`] (records packets to a pcap file), [`pair`] (two stacks back to back in memory,
 //! with an optional seeded [`pair::FaultConfig`]), [`fault`] (seeded loss, duplication,
 //! reordering, corruption and delay around any device, sharing its schedule with `pair`), and
 //! the [`sys`] module, the only place in the crate with `unsafe` (syscalls: network
@@ -13,6 +13,7 @@
 //! [`StopHandle`] has been called; `send_batch` never blocks indefinitely (a full link drops,
 //! as a real one does, and counts the drop).
 
+pub mod capture;
 pub mod fault;
 pub mod pair;
 pub mod sys;
