@@ -58,7 +58,7 @@ fn main() {
         eprintln!("error: send request: {e}");
         std::process::exit(1);
     }
-    let mut m = Meter::new(!cli.no_hash);
+    let mut m = Meter::new(!cli.no_hash, cli.bytes);
     netstack::bulk::exit_on_interrupt(stack.handle(), &m);
     // No byte for this long ends the transfer with an error (every wait is bounded).
     if let Err(e) = s.set_read_timeout(Some(Duration::from_secs(60))) {

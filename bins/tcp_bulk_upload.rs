@@ -46,7 +46,11 @@ fn main() {
     let peer = SocketAddr::new(cli.common.host_ip(), cli.port);
     let mut s = TcpStream::connect_timeout(&stack, &peer, Duration::from_secs(30))
         .unwrap_or_else(|e| fail(&format!("connect to {peer}"), e));
-    let mut m = Meter::new(!cli.no_hash);
+    let total = match &input {
+        Some(f) => f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len()),
+        None => Some(cli.bytes),
+    };
+    let mut m = Meter::new(!cli.no_hash, total);
     netstack::bulk::exit_on_interrupt(stack.handle(), &m);
     const WRITE: usize = 256 * 1024;
     let pattern = Pattern::new(WRITE);

@@ -1,7 +1,9 @@
-//! Helpers for the bulk-transfer bins: the fixed payload pattern, progress and summary lines,
+//! Helpers for the bulk-transfer bins: the fixed payload pattern, progress (a bar on a
+//! terminal) and summary lines,
 //! and the "press Enter to start" pause.
 
 use crossbeam_channel::{bounded, Receiver, Sender};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, IsTerminal};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -108,8 +110,9 @@ impl Hasher {
     }
 }
 
-/// Counts bytes and (unless made with `hash: false`) hashes them, printing a progress line on
-/// stderr about once a second.
+/// Counts bytes and (unless made with `hash: false`) hashes them, showing progress on
+/// stderr: a bar (bytes, Gbit/s, and ETA when the size is known) on a terminal, else a plain
+/// line about once a second.
 pub struct Meter {
     pub bytes: u64,
     hasher: Option<Hasher>,
@@ -117,13 +120,30 @@ pub struct Meter {
     last: Instant,
     /// `bytes`, readable from a signal handler.
     shared: Arc<AtomicU64>,
+    /// The terminal's bar (`None`: plain lines).
+    bar: Option<ProgressBar>,
+}
+
+/// The rate of a bar's transfer so far, in Gbit/s.
+fn gbit_per_s(state: &ProgressState, w: &mut dyn std::fmt::Write) {
+    let s = state.elapsed().as_secs_f64().max(1e-9);
+    let _ = write!(w, "{:.3} Gbit/s", state.pos() as f64 * 8.0 / s / 1e9);
 }
 
 impl Meter {
-    pub fn new(hash: bool) -> Meter {
+    /// A meter for a transfer of `total` bytes, when known (for the ETA).
+    pub fn new(hash: bool, total: Option<u64>) -> Meter {
         let now = Instant::now();
         let hasher = hash.then(Hasher::spawn);
-        Meter { bytes: 0, hasher, start: now, last: now, shared: Arc::default() }
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let (bar, template) = match total {
+                Some(n) => (ProgressBar::new(n), "{wide_bar} {bytes}/{total_bytes} {gbps} {elapsed} ETA {eta}"),
+                None => (ProgressBar::no_length(), "{spinner} {bytes} {gbps} {elapsed}"),
+            };
+            let style = ProgressStyle::with_template(template).expect("a valid template").with_key("gbps", gbit_per_s);
+            bar.with_style(style)
+        });
+        Meter { bytes: 0, hasher, start: now, last: now, shared: Arc::default(), bar }
     }
 
     pub fn add(&mut self, data: &[u8]) {
@@ -132,10 +152,12 @@ impl Meter {
         if let Some(h) = &self.hasher {
             h.update(data);
         }
-        if self.last.elapsed() >= Duration::from_secs(1) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(self.bytes); // an atomic store; indicatif redraws at most 20 times a second
+        } else if self.last.elapsed() >= Duration::from_secs(1) {
             self.last = Instant::now();
             let s = self.start.elapsed().as_secs_f64();
-            eprint!("\r{} bytes, {:.1} s, {:.3} Gbit/s   ", self.bytes, s, self.bytes as f64 * 8.0 / s / 1e9);
+            eprintln!("{} bytes, {:.1} s, {:.3} Gbit/s", self.bytes, s, self.bytes as f64 * 8.0 / s / 1e9);
         }
     }
 
@@ -143,6 +165,9 @@ impl Meter {
     /// time is the transfer's: it stops before the hasher's backlog is waited for.
     pub fn summary(self) -> String {
         let s = self.start.elapsed().as_secs_f64();
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
         let hex = match self.hasher {
             Some(h) => h.finish().iter().map(|b| format!("{b:02x}")).collect(),
             None => "skipped".to_string(),
@@ -182,8 +207,12 @@ pub fn fail(what: &str, e: std::io::Error) -> ! {
 pub fn exit_on_interrupt(stack: crate::StackHandle, meter: &Meter) {
     let moved = meter.shared.clone();
     let start = meter.start;
+    let bar = meter.bar.clone();
     let _ = ctrlc::set_handler(move || {
         INTERRUPTED.store(true, Ordering::SeqCst);
+        if let Some(bar) = &bar {
+            bar.abandon();
+        }
         stack.abort_all();
         let n = moved.load(Ordering::Relaxed);
         let s = start.elapsed().as_secs_f64();
@@ -233,7 +262,7 @@ mod tests {
 
     #[test]
     fn threaded_hash_equals_a_direct_one() {
-        let mut m = Meter::new(true);
+        let mut m = Meter::new(true, None);
         let mut direct = Sha256::new();
         let p = Pattern::new(70_000);
         for i in 0..50u64 {
@@ -244,6 +273,6 @@ mod tests {
         let hex: String = direct.finalize().iter().map(|b| format!("{b:02x}")).collect();
         let line = m.summary();
         assert!(line.ends_with(&format!("sha256={hex}")), "{line}");
-        assert!(Meter::new(false).summary().ends_with("sha256=skipped"));
+        assert!(Meter::new(false, None).summary().ends_with("sha256=skipped"));
     }
 }
