@@ -4,6 +4,9 @@
 //! `sudo netstack`, then `ping 10.0.0.2`, `ping fd00::2`, `ping fe80::2%tun0`,
 //! `curl http://10.0.0.2/`, `curl http://10.0.0.2/bytes/1000000 | wc -c`,
 //! `nc 10.0.0.2 7`, and `sudo tcpdump -i tun0 -n` to watch. Ctrl-C exits cleanly.
+//!
+//! `netstack ctl stats` / `netstack ctl ss` ask a running bin (this one or any other) for its
+//! counters (like `nstat`) or its connections (like `ss -tin`) over its control socket.
 
 use clap::Parser;
 use netstack::bulk::Pattern;
@@ -22,6 +25,36 @@ struct Cli {
     /// a busy service wait out their SYN retransmission timer.
     #[arg(long, default_value_t = 4096)]
     backlog: usize,
+}
+
+/// `netstack ctl`: talk to a running bin's control socket.
+#[derive(Parser)]
+#[command(name = "netstack ctl", about = "Ask a running netstack bin for its counters or connections")]
+struct Ctl {
+    /// The bin's device, when several are running.
+    #[arg(long)]
+    iface: Option<String>,
+    /// Show zero counters too (`stats`).
+    #[arg(short = 'a', long)]
+    all: bool,
+    /// `stats` (counters, like nstat) or `ss` (connections, like ss -tin).
+    #[arg(value_parser = ["stats", "ss"])]
+    what: String,
+}
+
+fn ctl(args: impl Iterator<Item = String>) -> ! {
+    let c = Ctl::parse_from(args);
+    let req = if c.what == "stats" && c.all { "stats -a".to_string() } else { c.what };
+    match netstack::ctl::request(c.iface.as_deref(), &req) {
+        Ok(text) => {
+            print!("{text}");
+            std::process::exit(if text.starts_with("error:") { 1 } else { 0 })
+        }
+        Err(e) => {
+            eprintln!("netstack ctl: {e}");
+            std::process::exit(1)
+        }
+    }
 }
 
 fn udp_echo(sock: UdpSocket) {
@@ -191,6 +224,10 @@ fn http(mut s: TcpStream) {
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("ctl") {
+        netstack::device::sys::default_sigpipe();
+        ctl(std::env::args().skip(1));
+    }
     let cli = Cli::parse();
     let (stack, _log) = cli.common.start();
     for a in ["0.0.0.0:7", "[::]:7"] {

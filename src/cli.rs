@@ -103,6 +103,9 @@ pub struct CommonArgs {
     /// in pcap format for `tcpdump -r FILE` or Wireshark.
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<std::path::PathBuf>,
+    /// Serve no control socket (`netstack ctl stats`, `netstack ctl ss`).
+    #[arg(long)]
+    pub no_ctl: bool,
     /// Use IPv6 (same as the positional `v6`).
     #[arg(long)]
     pub v6: bool,
@@ -245,6 +248,19 @@ impl CommonArgs {
         }
     }
 
+    /// The control socket for `netstack ctl` (kept for the life of the process; a failure
+    /// only warns: the bin works without it).
+    fn serve_control(&self, stack: &Stack, log: &Logger) {
+        static CONTROL: std::sync::OnceLock<crate::ctl::ControlServer> = std::sync::OnceLock::new();
+        match crate::ctl::serve(stack.handle(), &self.device_name()) {
+            Ok(c) => {
+                info!(log, "control socket"; "path" => %c.path().display());
+                let _ = CONTROL.set(c);
+            }
+            Err(e) => slog::warn!(log, "no control socket (netstack ctl will not see this bin)"; "error" => %e),
+        }
+    }
+
     /// Open the device and start the stack, or print a one-line reason and exit(1).
     pub fn start(&self) -> (Stack, Logger) {
         crate::device::sys::default_sigpipe();
@@ -284,7 +300,12 @@ impl CommonArgs {
         }
         .unwrap_or_else(|e| fail("", e));
         match Stack::new(dev, self.stack_config(), log.clone()) {
-            Ok(s) => (s, log),
+            Ok(s) => {
+                if !self.no_ctl {
+                    self.serve_control(&s, &log);
+                }
+                (s, log)
+            }
             Err(e) => {
                 eprintln!("error: cannot start the stack: {e}");
                 std::process::exit(1);

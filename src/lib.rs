@@ -7,10 +7,13 @@ pub mod bulk;
 pub mod device;
 pub mod proto;
 pub mod socket;
+pub mod stats;
 pub mod wire;
 
 pub use actor::{Stack, StackConfig, StackHandle};
 pub use socket::{IcmpSocket, IpVersion};
 pub use socket::{TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
+pub use stats::{Counter, Counters};
 pub mod cli;
+pub mod ctl;
 pub mod log;

@@ -256,6 +256,18 @@ impl StackHandle {
         &self.cfg
     }
 
+    /// Every TCP connection now, with the fields of `ss -tin` (a round trip to the tcp
+    /// engine, which answers between batches).
+    pub fn sockets(&self) -> io::Result<Vec<crate::proto::tcp::TcpInfo>> {
+        self.check_device()?;
+        let t = std::time::Duration::from_secs(1);
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let gone = |_| io::Error::new(io::ErrorKind::NotConnected, "netstack: the tcp engine is not running");
+        self.tcp.send_timeout(tcp::TcpMsg::Sockets(tx), t).map_err(|_| gone(()))?;
+        rx.recv_timeout(t)
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "netstack: the tcp engine did not answer"))
+    }
+
     /// Reset every connection the application holds open and wait (bounded) until the
     /// engine has handed the RSTs to the device: for a program about to exit abruptly
     /// (Ctrl-C), so its peers do not wait for it.

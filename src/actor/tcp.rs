@@ -67,6 +67,8 @@ pub enum TcpMsg {
     CloseListener(ListenerId),
     Accepted(ListenerId),
     App(ConnId, AppCommand),
+    /// Reply with every connection's [`crate::proto::tcp::TcpInfo`].
+    Sockets(Sender<Vec<crate::proto::tcp::TcpInfo>>),
     /// Reply with the number of connections whose FIN is not yet acknowledged.
     Closing(Sender<usize>),
     /// The stack is stopping: reset every connection still open (RFC 9293 §3.10.5 abort),
@@ -221,6 +223,9 @@ impl Engine {
             }
             TcpMsg::Accepted(id) => self.ep.listener_accepted(id),
             TcpMsg::App(conn, cmd) => self.ep.handle_app(now, conn, cmd),
+            TcpMsg::Sockets(reply) => {
+                let _ = reply.try_send(self.ep.sockets());
+            }
             TcpMsg::Closing(reply) => {
                 let _ = reply.try_send(self.ep.closing_count());
             }

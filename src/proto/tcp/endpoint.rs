@@ -638,6 +638,13 @@ impl Endpoint {
     }
 
     /// Live TCBs, TIME-WAIT included.
+    /// Every connection (not the listeners) as `ss -tin` shows it, ordered by address.
+    pub fn sockets(&self) -> Vec<super::TcpInfo> {
+        let mut v: Vec<super::TcpInfo> = self.conns.values().map(|t| t.info()).collect();
+        v.sort_by_key(|i| (i.local, i.remote));
+        v
+    }
+
     pub fn conn_count(&self) -> usize {
         self.conns.len()
     }

@@ -100,7 +100,7 @@ mod tests;
 pub use bbr::Bbr;
 pub use congestion::{CongestionControl, Cubic, NewReno};
 pub use endpoint::Endpoint;
-pub use tcb::State;
+pub use tcb::{State, TcpInfo};
 
 use std::net::SocketAddr;
 use std::time::Duration;

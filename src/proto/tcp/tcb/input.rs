@@ -563,6 +563,7 @@ impl Tcb {
     /// out at the end of the batch (`Endpoint::poll_event`), or at once when its chunk is
     /// full; charged in bytes of memory, which closes the window (`rcvqueue`).
     fn deliver(&mut self, ctx: &mut Ctx, d: &[u8]) {
+        self.counters.bytes_received += d.len() as u64;
         if d.is_empty() || self.read_shutdown {
             return; // discarded after ShutdownRead (still ACKed)
         }

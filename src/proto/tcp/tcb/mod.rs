@@ -22,10 +22,13 @@
 //! * Events for the application are queued in `events`; `Closed` is the last one and is only
 //!   produced for connections the application knows (`announced`).
 
+mod info;
 mod input;
 mod output;
 mod recovery;
 
+use self::info::ConnCounters;
+pub use self::info::TcpInfo;
 use super::bbr::Bbr;
 use super::congestion::{CongestionControl, Cubic, NewReno};
 use super::prr::Prr;
@@ -265,6 +268,8 @@ pub struct Tcb {
     /// R2 for the handshake: `syn_retries` (active open) or `synack_retries` (passive).
     syn_retries: u32,
     pub(crate) soft_error: Option<IcmpErrorKind>,
+    /// What [`Tcb::info`] reports beyond the state above.
+    counters: ConnCounters,
 }
 
 /// Loss-recovery state of the sender.
@@ -428,6 +433,7 @@ impl Tcb {
             max_retries: cfg.max_retries,
             syn_retries: cfg.syn_retries,
             soft_error: None,
+            counters: ConnCounters::default(),
         }
     }
 

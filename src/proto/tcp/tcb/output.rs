@@ -147,6 +147,7 @@ impl Tcb {
         }
         if seq::lt(s, self.snd_max) {
             ctx.stats.retransmits += 1;
+            self.counters.retransmits += 1;
             // Karn (RFC 6298 §3): no sample from a retransmitted segment.
             if !self.ts_ok {
                 self.rtt_timing = None;
@@ -256,6 +257,7 @@ impl Tcb {
             }
         } else {
             ctx.stats.retransmits += 1;
+            self.counters.retransmits += 1;
         }
         if self.rto_at.is_none() {
             self.rto_at = Some(now + self.rtt.rto());

@@ -99,6 +99,10 @@ impl Tcb {
         }
         let acked = seq::dist(prior_una, self.snd_una);
         let rs = self.rate.on_ack(now, d.bytes as u64, d.rate_newest, self.rack.min_rtt);
+        self.counters.bytes_acked += acked as u64;
+        if let Some(rate) = rs.bytes_per_sec() {
+            self.counters.delivery_rate = rate;
+        }
         let (delivered, pipe) = (self.rate.delivered, self.pipe());
         self.cc.on_rate_sample(now, &rs, delivered, pipe);
         if self.ca == CaState::Recovery {
