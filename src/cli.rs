@@ -64,8 +64,10 @@ pub struct CommonArgs {
     /// The stack's MAC on a TAP device (default: a random locally administered one).
     #[arg(long, value_name = "MAC", value_parser = mac, requires = "tap")]
     pub mac: Option<crate::wire::EthernetAddress>,
-    /// Default gateway on a TAP device, IPv4 or IPv6 (repeat for one of each).
-    #[arg(long = "gateway", value_name = "ADDR", requires = "tap")]
+    /// Default gateway, IPv4 or IPv6 (repeat for one of each), on a connected subnet. Without
+    /// one, off-subnet destinations are unreachable. On TUN it lets them out the device (the
+    /// kernel side forwards); on TAP they go to the gateway's MAC.
+    #[arg(long = "gateway", value_name = "ADDR")]
     pub gateways: Vec<IpAddr>,
     /// DNS server for names (the stub resolver asks over the stack; repeat for more).
     #[arg(long = "dns", value_name = "ADDR")]
@@ -186,17 +188,18 @@ impl CommonArgs {
         cfg.tcp.congestion = self.congestion;
         cfg.spin = std::time::Duration::from_micros(self.spin_us);
         cfg.dns = self.dns.clone();
+        for g in &self.gateways {
+            match g {
+                IpAddr::V4(a) => cfg.ip.gateway4 = Some(*a),
+                IpAddr::V6(a) => cfg.ip.gateway6 = Some(*a),
+            }
+        }
         if self.tap {
-            let mut link = crate::proto::link::LinkConfig {
+            // The link layer takes the gateways from `cfg.ip` (`actor::link::link_config`).
+            let link = crate::proto::link::LinkConfig {
                 mac: self.mac.unwrap_or_else(|| crate::proto::link::ethernet::local_mac(rand::random())),
                 ..Default::default()
             };
-            for g in &self.gateways {
-                match g {
-                    IpAddr::V4(a) => link.gateway4 = Some(*a),
-                    IpAddr::V6(a) => link.gateway6 = Some(*a),
-                }
-            }
             cfg.link = Some(link);
         }
         cfg

@@ -53,6 +53,8 @@ pub enum IpMsg {
         from: SocketAddr,
         to: SocketAddr,
         data: Vec<u8>,
+        /// IPv4 TTL / IPv6 hop limit (`UdpSocket::set_ttl`).
+        ttl: u8,
     },
     UdpClose(UdpSockId),
     /// Open a raw ICMP (`v6`: ICMPv6) socket with echo identifier `ident` (0: any free one).
@@ -202,8 +204,8 @@ impl IpActor {
                 let _ = reply.try_send(r);
             }
             IpMsg::UdpConnect { id, remote } => core.udp.connect(id, remote),
-            IpMsg::UdpSend { from, to, data } => {
-                let _ = core.send_udp(from, to, &data, pool, out);
+            IpMsg::UdpSend { from, to, data, ttl } => {
+                let _ = core.send_udp_ttl(from, to, &data, ttl, pool, out);
             }
             IpMsg::UdpClose(id) => {
                 core.udp_close(id);
@@ -244,8 +246,12 @@ impl IpActor {
             l.send(now, &mut self.out.tx);
             l.drain(&mut self.out.tx);
             l.unreachable(&mut self.unreachable);
+            let routes = l.publish_routes();
             if !self.unreachable.is_empty() {
-                let _ = self.tcp.try_send(TcpMsg::Unreachable(std::mem::take(&mut self.unreachable)));
+                let hops = std::mem::take(&mut self.unreachable);
+                if let Some(routes) = routes {
+                    let _ = self.tcp.try_send(TcpMsg::Unreachable(hops, routes));
+                }
             }
         }
         if !self.out.tx.is_empty()

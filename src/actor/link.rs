@@ -12,6 +12,7 @@
 
 use super::ip::IpMsg;
 use crate::buf::{Batch, Pool};
+use crate::proto::link::route::RouteTable;
 use crate::proto::link::{LinkConfig, LinkCore, LinkEvent, LinkStats};
 use crossbeam_channel::{Sender, TrySendError};
 use slog::{info, warn, Logger};
@@ -21,19 +22,48 @@ use std::time::Instant;
 
 /// The [`LinkConfig`] for a stack whose IP layer has `ip`'s addresses: the caller's MAC,
 /// gateways and limits, our addresses and prefixes from the IP configuration.
+/// A gateway the link configuration leaves unset comes from the IP configuration
+/// (`--gateway`), as does the IPv6 prefix.
 pub fn link_config(base: &LinkConfig, ip: &crate::proto::ip::IpConfig) -> LinkConfig {
-    LinkConfig { v4: ip.v4.clone(), v4_prefix: ip.v4_prefix, v6: ip.v6.clone(), ..base.clone() }
+    LinkConfig {
+        v4: ip.v4.clone(),
+        v4_prefix: ip.v4_prefix,
+        v6: ip.v6.clone(),
+        v6_prefix: ip.v6_prefix,
+        gateway4: base.gateway4.or(ip.gateway4),
+        gateway6: base.gateway6.or(ip.gateway6),
+        ..base.clone()
+    }
 }
 
 pub struct LinkShell {
     core: LinkCore,
     log: Logger,
+    /// Where the core's routing table is published for socket calls (`actor::route`).
+    routes: Option<Arc<super::route::RouteView>>,
 }
 
 impl LinkShell {
     pub fn new(cfg: LinkConfig, now: Instant, log: Logger) -> LinkShell {
         info!(log, "link layer on"; "mac" => %cfg.mac, "gateway4" => ?cfg.gateway4, "gateway6" => ?cfg.gateway6);
-        LinkShell { core: LinkCore::new(cfg, now), log }
+        LinkShell { core: LinkCore::new(cfg, now), log, routes: None }
+    }
+
+    /// The core's routing table (connected subnets, gateways, routes from RAs).
+    pub fn routes(&self) -> &RouteTable {
+        self.core.routes()
+    }
+
+    pub fn set_route_view(&mut self, view: Arc<super::route::RouteView>) {
+        self.routes = Some(view);
+    }
+
+    /// Publish the routing table if it changed, and return the one now published (what a
+    /// next hop in an `Unreachable` event is matched against).
+    pub fn publish_routes(&mut self) -> Option<Arc<RouteTable>> {
+        let view = self.routes.as_ref()?;
+        view.publish(self.core.routes());
+        Some(view.snapshot())
     }
 
     pub fn stats(&self) -> Arc<LinkStats> {

@@ -28,6 +28,7 @@
 pub mod device;
 pub mod ip;
 pub mod link;
+pub mod route;
 pub mod tcp;
 pub mod timer;
 
@@ -239,6 +240,8 @@ pub struct StackHandle {
     pub(crate) rx_chunks: Recycler<u8>,
     /// The stub resolver's answers (`socket::dns`), shared by every handle.
     pub(crate) dns_cache: Arc<Mutex<crate::proto::dns::Cache>>,
+    /// The routing table `connect` and `send_to` consult ([`route`]).
+    pub(crate) routes: Arc<route::RouteView>,
 }
 
 impl StackHandle {
@@ -281,6 +284,12 @@ impl StackHandle {
             // The engine flushed its batch to dev-tx; give dev-tx a moment to write it.
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+    }
+
+    /// The next hop for a packet to `dst`, or `NetworkUnreachable` when no route matches
+    /// (`proto::routing`): what `connect` and `send_to` check first.
+    pub fn route(&self, dst: std::net::IpAddr) -> io::Result<std::net::IpAddr> {
+        self.routes.check(dst)
     }
 
     /// TCP counters as of the engine's last flush.
@@ -339,7 +348,8 @@ fn adopt_device(cfg: &mut StackConfig, dev: &dyn Device, log: &Logger) -> Option
 impl Stack {
     /// Start the actors on `dev`.
     pub fn new(dev: Box<dyn Device>, mut cfg: StackConfig, log: Logger) -> io::Result<Stack> {
-        let link = adopt_device(&mut cfg, dev.as_ref(), &log);
+        crate::proto::routing::check_gateways(&cfg.ip)?;
+        let mut link = adopt_device(&mut cfg, dev.as_ref(), &log);
         let ethernet = link.is_some();
         let cfg = Arc::new(cfg);
         let pool = Pool::default();
@@ -360,6 +370,13 @@ impl Stack {
             link: link.as_ref().map(|l| l.stats()),
             dns_queries: Default::default(),
         });
+        let routes = route::RouteView::new(
+            link.as_ref().map_or_else(|| crate::proto::routing::table_for(&cfg.ip), |l| l.routes().clone()),
+            ip_core.stats.clone(),
+        );
+        if let Some(l) = link.as_mut() {
+            l.set_route_view(routes.clone());
+        }
         let any_tcp = ip_core.accept_any_tcp.clone();
         let recycle = Recyclers::new(cfg.batch);
         let handle = StackHandle {
@@ -372,6 +389,7 @@ impl Stack {
             device: Arc::new(DeviceHealth::default()),
             rx_chunks: recycle.chunks.clone(),
             dns_cache: Arc::new(Mutex::new(crate::proto::dns::Cache::new(DNS_CACHE_ENTRIES))),
+            routes,
         };
         let mut threads = Vec::new();
         {

@@ -51,8 +51,10 @@ pub enum TcpMsg {
         class: IcmpErrorClass,
     },
     Timer(Vec<(u64, Instant)>),
-    /// The link layer could not resolve these neighbours (TAP only).
-    Unreachable(Vec<IpAddr>),
+    /// The link layer could not resolve these next hops (TAP only); connections are
+    /// matched to them through the routing table given (a gateway stands for every
+    /// destination routed through it).
+    Unreachable(Vec<IpAddr>, Arc<crate::proto::link::route::RouteTable>),
     Connect {
         remote: SocketAddr,
         events: Sender<SocketEvent>,
@@ -194,9 +196,9 @@ impl Engine {
                     self.touched.push(conn);
                 }
             }
-            TcpMsg::Unreachable(ips) => {
-                for ip in ips {
-                    self.ep.neighbour_unreachable(now, ip);
+            TcpMsg::Unreachable(hops, routes) => {
+                for hop in hops {
+                    self.ep.neighbour_unreachable_where(now, |remote| routes.next_hop(now, remote) == Some(hop));
                 }
             }
             TcpMsg::Connect { remote, events, reply } => {

@@ -35,6 +35,12 @@ pub struct IpConfig {
     /// Prefix length of the IPv4 link (for the subnet broadcast address).
     pub v4_prefix: u8,
     pub v6: Vec<Ipv6Addr>,
+    /// Prefix length of the IPv6 addresses' subnet (fe80::/64 is always on-link).
+    pub v6_prefix: u8,
+    /// Default gateways (`--gateway`): off-subnet destinations are routed through them
+    /// (`proto::routing`; on TUN that just lets them out the device). `None`: no route.
+    pub gateway4: Option<Ipv4Addr>,
+    pub gateway6: Option<Ipv6Addr>,
     pub mtu: usize,
     /// Bound on bytes held by partial datagrams.
     pub reassembly_bytes: usize,
@@ -67,6 +73,9 @@ impl Default for IpConfig {
             v4: vec![Ipv4Addr::new(10, 0, 0, 2)],
             v4_prefix: 24,
             v6: vec!["fe80::2".parse().unwrap(), "fd00::2".parse().unwrap()],
+            v6_prefix: 64,
+            gateway4: None,
+            gateway6: None,
             mtu: 1500,
             reassembly_bytes: 4 << 20,
             icmp_rate: 1000,
@@ -121,6 +130,7 @@ stats!(
     tx_fragments,
     tx_echo_replies,
     tx_icmp_errors,
+    tx_no_route,
     icmp_rate_limited,
     echo_rate_limited,
     reassembly_held_bytes,
@@ -1094,6 +1104,20 @@ impl IpCore {
         pool: &Pool,
         out: &mut IpOutput,
     ) -> io::Result<usize> {
+        self.send_udp_ttl(from, to, data, wire::DEFAULT_HOP_LIMIT, pool, out)
+    }
+
+    /// As [`Self::send_udp`], with `ttl` as the IPv4 TTL or IPv6 hop limit of every packet
+    /// (a socket's `set_ttl`; RFC 1122 §3.2.1.7 lets the transport choose it).
+    pub fn send_udp_ttl(
+        &mut self,
+        from: SocketAddr,
+        to: SocketAddr,
+        data: &[u8],
+        ttl: u8,
+        pool: &Pool,
+        out: &mut IpOutput,
+    ) -> io::Result<usize> {
         // RFC 768: the length field is 16 bits (65,507 bytes of payload over IPv4).
         let max = match to {
             SocketAddr::V4(_) => 65_535 - wire::IPV4_HEADER_LEN - wire::UDP_HEADER_LEN,
@@ -1118,18 +1142,18 @@ impl IpCore {
             let mut b = pool.get();
             b.resize(hlen + ulen, 0);
             write_udp(&mut b[hlen..], src, to.ip(), from.port(), to.port(), data);
-            self.emit_ip_header(&mut b, src, to.ip(), IpProtocol::Udp, ulen);
+            self.emit_ip_header(&mut b, src, to.ip(), IpProtocol::Udp, ulen, ttl);
             inc(&self.stats.tx_packets);
             out.tx.push(b);
         } else {
             let mut dgram = vec![0u8; ulen];
             write_udp(&mut dgram, src, to.ip(), from.port(), to.port(), data);
-            self.send_datagram(src, to.ip(), IpProtocol::Udp, &dgram, pool, out);
+            self.send_datagram_ttl(src, to.ip(), IpProtocol::Udp, &dgram, ttl, pool, out);
         }
         Ok(data.len())
     }
 
-    fn emit_ip_header(&mut self, b: &mut [u8], src: IpAddr, dst: IpAddr, proto: IpProtocol, len: usize) {
+    fn emit_ip_header(&mut self, b: &mut [u8], src: IpAddr, dst: IpAddr, proto: IpProtocol, len: usize, ttl: u8) {
         match (src, dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
                 let h = Ipv4Header {
@@ -1140,11 +1164,11 @@ impl IpCore {
                     frag_offset: 0,
                     more_frags: false,
                     dont_frag: false,
-                    ttl: wire::DEFAULT_HOP_LIMIT,
+                    ttl,
                 };
                 wire::emit_ipv4_header(b, &h, len);
             }
-            (IpAddr::V6(s), IpAddr::V6(d)) => wire::emit_ipv6_header(b, s, d, proto, len, wire::DEFAULT_HOP_LIMIT),
+            (IpAddr::V6(s), IpAddr::V6(d)) => wire::emit_ipv6_header(b, s, d, proto, len, ttl),
             _ => {}
         }
     }
@@ -1160,12 +1184,26 @@ impl IpCore {
         pool: &Pool,
         out: &mut IpOutput,
     ) {
+        self.send_datagram_ttl(src, dst, proto, payload, wire::DEFAULT_HOP_LIMIT, pool, out)
+    }
+
+    #[allow(clippy::too_many_arguments)] // send_datagram's, plus the TTL
+    fn send_datagram_ttl(
+        &mut self,
+        src: IpAddr,
+        dst: IpAddr,
+        proto: IpProtocol,
+        payload: &[u8],
+        ttl: u8,
+        pool: &Pool,
+        out: &mut IpOutput,
+    ) {
         let hlen = wire::ip_header_len(src);
         if hlen + payload.len() <= self.cfg.mtu {
             let mut b = pool.get();
             b.resize(hlen + payload.len(), 0);
             b[hlen..].copy_from_slice(payload);
-            self.emit_ip_header(&mut b, src, dst, proto, payload.len());
+            self.emit_ip_header(&mut b, src, dst, proto, payload.len(), ttl);
             inc(&self.stats.tx_packets);
             out.tx.push(b);
             return;
@@ -1185,7 +1223,7 @@ impl IpCore {
                         frag_offset: off as u16,
                         more_frags: more,
                         dont_frag: false,
-                        ttl: wire::DEFAULT_HOP_LIMIT,
+                        ttl,
                     };
                     wire::emit_ipv4_header(&mut b, &h, len);
                     inc(&self.stats.tx_fragments);
@@ -1201,14 +1239,7 @@ impl IpCore {
                 for (off, len, more) in fragment_ranges(payload.len(), max_payload) {
                     let mut b = pool.get();
                     b.resize(fh + len, 0);
-                    wire::emit_ipv6_header(
-                        &mut b,
-                        s,
-                        d,
-                        IpProtocol::Ipv6Frag,
-                        wire::IPV6_FRAG_HEADER_LEN + len,
-                        wire::DEFAULT_HOP_LIMIT,
-                    );
+                    wire::emit_ipv6_header(&mut b, s, d, IpProtocol::Ipv6Frag, wire::IPV6_FRAG_HEADER_LEN + len, ttl);
                     let f = &mut b[hlen..fh];
                     f[0] = u8::from(proto);
                     f[1] = 0;
@@ -1413,6 +1444,20 @@ mod tests {
         assert!(out.tx.len() >= 1000, "{}", out.tx.len());
         // ICMP errors keep their own budget.
         assert_eq!(core.stats.icmp_rate_limited.load(Relaxed), 0);
+    }
+
+    /// A socket's TTL / hop limit reaches the header, fragments included; the default is 64.
+    #[test]
+    fn udp_ttl_is_the_callers() {
+        let (pool, mut out) = (Pool::default(), IpOutput::default());
+        let mut core = IpCore::new(IpConfig::default(), 1, 1);
+        let (v4, v6): (SocketAddr, SocketAddr) = ("10.0.0.1:33434".parse().unwrap(), "[fd00::1]:9".parse().unwrap());
+        core.send_udp_ttl("0.0.0.0:5000".parse().unwrap(), v4, &[0; 32], 1, &pool, &mut out).unwrap();
+        core.send_udp_ttl("0.0.0.0:5000".parse().unwrap(), v4, &[0; 3000], 7, &pool, &mut out).unwrap();
+        core.send_udp_ttl("[::]:5000".parse().unwrap(), v6, &[0; 32], 255, &pool, &mut out).unwrap();
+        core.send_udp("0.0.0.0:5000".parse().unwrap(), v4, &[0; 8], &pool, &mut out).unwrap();
+        let ttls: Vec<u8> = out.tx.iter().map(|p| if p[0] >> 4 == 4 { p[8] } else { p[7] }).collect();
+        assert_eq!(ttls, [1, 7, 7, 7, 255, 64]);
     }
 
     /// bind_any lets TCP to a foreign address through, nothing else.

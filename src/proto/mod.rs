@@ -4,6 +4,7 @@ pub mod frag;
 pub mod ip;
 pub mod link;
 pub mod raw;
+pub mod routing;
 pub mod tcp;
 pub mod timer;
 pub mod udp;

@@ -105,10 +105,12 @@ impl IcmpSocket {
 
     /// Send ICMP message `buf` (at least the 8-byte header) to `addr`; see the module docs
     /// for what the stack fills in. `InvalidInput` for a short or oversized message, an
-    /// address of the other version or an unspecified one.
+    /// address of the other version or an unspecified one; `NetworkUnreachable` for one
+    /// without a route (`StackHandle::route`).
     pub fn send_to(&self, buf: &[u8], addr: IpAddr) -> io::Result<usize> {
         check_raw_send(self.version == IpVersion::V6, addr, buf.len())?;
         self.stack.check_device()?;
+        self.stack.route(addr)?;
         let timeout = self.st.lock().write_timeout;
         let msg = IpMsg::RawSend { id: self.id, to: addr, msg: buf.to_vec() };
         match timeout {

@@ -205,6 +205,7 @@ impl TcpStream {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "invalid destination address"));
         }
         stack.check_device()?;
+        stack.route(remote.ip())?;
         let deadline = timeout.map(|t| Instant::now() + t);
         let (etx, erx) = unbounded();
         let (rtx, rrx) = bounded(1);

@@ -11,7 +11,7 @@ use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, SendTime
 use parking_lot::Mutex;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +27,8 @@ struct Inner {
     stack: StackHandle,
     rx: Receiver<UdpEvent>,
     shared: UdpQueue,
+    /// IPv4 TTL / IPv6 hop limit of the datagrams sent (`set_ttl`).
+    ttl: AtomicU8,
     st: Mutex<State>,
     /// Held by one receiver at a time across "peeked?" and the receive, so concurrent
     /// `recv`/`peek` calls neither lose nor reorder datagrams.
@@ -70,6 +72,7 @@ impl UdpSocket {
                 stack: stack.clone(),
                 rx,
                 shared,
+                ttl: AtomicU8::new(wire::DEFAULT_HOP_LIMIT),
                 st: Mutex::default(),
                 rx_turn: Mutex::new(None),
             }),
@@ -109,6 +112,24 @@ impl UdpSocket {
         Ok(self.inner.st.lock().write_timeout)
     }
 
+    /// The IPv4 TTL of the datagrams this socket sends (std's `set_ttl`, Linux's `IP_TTL`),
+    /// 1 to 255; 0 or above 255 is `InvalidInput` (EINVAL), as on Linux. On an IPv6 socket it
+    /// sets the hop limit (Linux's `IPV6_UNICAST_HOPS`). Default 64.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        match u8::try_from(ttl) {
+            Ok(t) if t > 0 => {
+                self.inner.ttl.store(t, Relaxed);
+                Ok(())
+            }
+            _ => Err(io::Error::new(io::ErrorKind::InvalidInput, "TTL must be between 1 and 255")),
+        }
+    }
+
+    /// The TTL (hop limit on IPv6) set by [`UdpSocket::set_ttl`].
+    pub fn ttl(&self) -> io::Result<u32> {
+        Ok(self.inner.ttl.load(Relaxed).into())
+    }
+
     /// The pending ICMP-reported error, cleared by this call.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         Ok(self.take_pending_error())
@@ -122,11 +143,14 @@ impl UdpSocket {
     }
 
     /// Only datagrams from `addr` are received afterwards; `send`/`recv` use it.
+    /// `NetworkUnreachable` when no route leads to `addr` (`StackHandle::route`).
     pub fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<()> {
         let addr = one_addr(&self.inner.stack, addr)?;
         if addr.is_ipv4() != self.inner.local.is_ipv4() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "address family mismatch"));
         }
+        // As Linux: connecting looks the route up (ENETUNREACH without one).
+        self.inner.stack.route(addr.ip())?;
         self.inner.st.lock().peer = Some(addr);
         self.inner.stack.ip.send(IpMsg::UdpConnect { id: self.inner.id, remote: Some(addr) }).map_err(|_| stack_gone())
     }
@@ -156,8 +180,10 @@ impl UdpSocket {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "destination port 0"));
         }
         self.inner.stack.check_device()?;
+        self.inner.stack.route(to.ip())?;
         let timeout = self.inner.st.lock().write_timeout;
-        let msg = IpMsg::UdpSend { from: self.inner.local, to, data: buf.to_vec() };
+        let ttl = self.inner.ttl.load(Relaxed);
+        let msg = IpMsg::UdpSend { from: self.inner.local, to, data: buf.to_vec(), ttl };
         match timeout {
             None => self.inner.stack.ip.send(msg).map_err(|_| stack_gone())?,
             Some(t) => self.inner.stack.ip.send_timeout(msg, t).map_err(|e| match e {

@@ -53,6 +53,7 @@ pub fn contains(net: IpAddr, len: u8, addr: IpAddr) -> bool {
     net.is_ipv4() == addr.is_ipv4() && mask(addr, len) == mask(net, len)
 }
 
+#[derive(Debug, Clone)]
 pub struct RouteTable {
     routes: Vec<Route>,
     max: usize,

@@ -532,7 +532,13 @@ impl Endpoint {
     /// to it in SYN-SENT fail with `HostUnreachable` (Linux's connect() reports EHOSTUNREACH
     /// the same way); others only record it as a soft error (M-56: never abort).
     pub fn neighbour_unreachable(&mut self, now: Instant, ip: IpAddr) {
-        let ids: Vec<ConnId> = self.tuples.iter().filter(|((_, r), _)| r.ip() == ip).map(|(_, id)| *id).collect();
+        self.neighbour_unreachable_where(now, |remote| remote == ip)
+    }
+
+    /// As [`Self::neighbour_unreachable`] for every connection whose remote address
+    /// `through` selects (those routed through an unreachable gateway).
+    pub fn neighbour_unreachable_where(&mut self, now: Instant, through: impl Fn(IpAddr) -> bool) {
+        let ids: Vec<ConnId> = self.tuples.iter().filter(|((_, r), _)| through(r.ip())).map(|(_, id)| *id).collect();
         for id in ids {
             self.with_tcb(now, id, true, |t, now, _| t.on_neighbour_unreachable(now));
         }
