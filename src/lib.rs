@@ -10,7 +10,7 @@ pub mod socket;
 pub mod wire;
 
 pub use actor::{Stack, StackConfig, StackHandle};
-pub use socket::{IcmpSocket, IpVersion};
+pub use socket::{IcmpSocket, IpVersion, PacketSocket};
 pub use socket::{TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 pub mod cli;
 pub mod log;
