@@ -152,6 +152,45 @@ fn arping_bin_to_the_kernel() {
     });
 }
 
+/// Ctrl-C (SIGINT) stops an endless arping with the summary; exit 0 as replies came.
+#[test]
+fn arping_bin_interrupt_prints_summary() {
+    in_netns("arping_bin_interrupt_prints_summary", || {
+        use std::io::{BufRead, BufReader};
+        use std::process::Stdio;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_arping"))
+            .args(["--log", "warn", "--tap", "-i", "0.1", "10.0.0.1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start arping");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut replies = 0;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while replies < 3 && Instant::now() < deadline {
+            match lines.next() {
+                Some(Ok(l)) if l.starts_with("Unicast reply from 10.0.0.1 [") => replies += 1,
+                Some(Ok(_)) => {}
+                _ => break,
+            }
+        }
+        assert_eq!(replies, 3, "three replies before the interrupt");
+        let signalled = Instant::now();
+        assert!(run("kill", &["-INT", &child.id().to_string()]).0, "kill -INT");
+        let rest: Vec<String> = lines.map_while(Result::ok).collect();
+        let status = child.wait().expect("wait");
+        assert!(signalled.elapsed() < Duration::from_secs(2), "exit {:?} after the signal", signalled.elapsed());
+        assert_eq!(status.code(), Some(0), "{rest:?}");
+        let sent = rest.iter().find(|l| l.starts_with("Sent ")).expect("summary");
+        let n: u32 = sent.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a count");
+        assert!(n >= 3 && sent.ends_with(" probes (1 broadcast(s))"), "{sent}");
+        let got = rest.iter().find(|l| l.starts_with("Received ")).expect("summary");
+        let m: u32 = got.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a count");
+        assert!(m >= 3 && m <= n, "{got} after {sent}");
+    });
+}
+
 /// A UDP datagram to the kernel, read back on a kernel socket.
 fn udp_to_kernel(sock: &UdpSocket, k: &std::net::UdpSocket, msg: &[u8]) {
     sock.send_to(msg, (KERNEL, 5000)).unwrap();
