@@ -11,7 +11,7 @@ pub mod stats;
 pub mod wire;
 
 pub use actor::{Stack, StackConfig, StackHandle};
-pub use socket::{IcmpSocket, IpVersion};
+pub use socket::{IcmpSocket, IpVersion, PacketSocket};
 pub use socket::{TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 pub use stats::{Counter, Counters};
 pub mod cli;

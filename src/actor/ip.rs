@@ -1,10 +1,12 @@
 //! The ip actor: runs [`IpCore`] on batches from dev-rx and commands from UDP and raw sockets,
 //! and moves what it produces: packets to dev-tx, segments to the tcp engine, datagrams to
-//! socket inboxes. No protocol logic lives here.
+//! socket inboxes. On TAP it also runs the link layer (`actor::link`), packet sockets
+//! included. No protocol logic lives here.
 
 use super::tcp::{SegmentIn, TcpMsg};
 use crate::buf::{batch_bytes, Batch, ByteBudget, Pool};
 use crate::proto::ip::{Deliver, IpCore, IpOutput, UdpQueue};
+use crate::proto::link::packet::{PacketQueue, PacketSockId};
 use crate::proto::raw::{RawQueue, RawSockId};
 use crate::proto::udp::UdpSockId;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -71,6 +73,17 @@ pub enum IpMsg {
         msg: Vec<u8>,
     },
     RawClose(RawSockId),
+    /// Open a packet socket (TAP only; `Unsupported` on TUN) for frames of `ethertype`
+    /// (`None`: all), delivering whole frames to `inbox`.
+    PacketBind {
+        ethertype: Option<u16>,
+        inbox: Sender<Vec<u8>>,
+        queued: PacketQueue,
+        reply: Sender<io::Result<PacketSockId>>,
+    },
+    /// A whole Ethernet frame from a packet socket, checked by the socket.
+    PacketSend(Vec<u8>),
+    PacketClose(PacketSockId),
     Shutdown,
 }
 
@@ -228,6 +241,23 @@ impl IpActor {
                 core.raw.close(id);
                 self.raw.remove(&id);
             }
+            IpMsg::PacketBind { ethertype, inbox, queued, reply } => {
+                let r = match self.link.as_mut() {
+                    Some(l) => l.packet_bind(ethertype, inbox, queued),
+                    None => Err(super::link::no_link()),
+                };
+                let _ = reply.try_send(r);
+            }
+            IpMsg::PacketSend(frame) => {
+                if let Some(l) = self.link.as_mut() {
+                    l.send_frame(frame);
+                }
+            }
+            IpMsg::PacketClose(id) => {
+                if let Some(l) = self.link.as_mut() {
+                    l.packet_close(id);
+                }
+            }
             IpMsg::Shutdown => return false,
         }
         true
@@ -245,6 +275,7 @@ impl IpActor {
         if let Some(l) = self.link.as_mut() {
             l.send(now, &mut self.out.tx);
             l.drain(&mut self.out.tx);
+            l.deliver_packets();
             l.unreachable(&mut self.unreachable);
             let routes = l.publish_routes();
             if !self.unreachable.is_empty() {

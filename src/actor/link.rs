@@ -6,17 +6,24 @@
 //! tcp engine's, which in this mode reach the ip actor as `IpMsg::Tx` instead of going to
 //! dev-tx) passes through [`LinkShell::send`], and the frames the core queues go to dev-tx.
 //! The core's timers run from the ip actor's loop ([`LinkShell::poll_timeout`]).
+//! Packet sockets (`socket::PacketSocket`) are opened, fed and closed here too: the core
+//! copies and charges the frames ([`crate::proto::link::packet`]), this shell hands each
+//! copy to its socket's inbox.
 //!
 //! On a TUN device none of this exists: the ip actor's `link` is `None` and the tcp engine
 //! sends straight to dev-tx ([`TxPath::Dev`]).
 
 use super::ip::IpMsg;
 use crate::buf::{Batch, Pool};
+use crate::proto::link::packet::{self, PacketQueue, PacketSockId};
 use crate::proto::link::route::RouteTable;
 use crate::proto::link::{LinkConfig, LinkCore, LinkEvent, LinkStats};
 use crossbeam_channel::{Sender, TrySendError};
-use slog::{info, warn, Logger};
+use slog::{debug, info, warn, Logger};
+use std::collections::HashMap;
+use std::io;
 use std::net::IpAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -36,17 +43,24 @@ pub fn link_config(base: &LinkConfig, ip: &crate::proto::ip::IpConfig) -> LinkCo
     }
 }
 
+/// The error opening a packet socket on a stack without a link layer (TUN).
+pub fn no_link() -> io::Error {
+    io::Error::new(io::ErrorKind::Unsupported, "netstack: packet sockets need an Ethernet (TAP) device")
+}
+
 pub struct LinkShell {
     core: LinkCore,
     log: Logger,
     /// Where the core's routing table is published for socket calls (`actor::route`).
     routes: Option<Arc<super::route::RouteView>>,
+    /// Packet sockets' inboxes: whole frames, already charged to the socket's queue.
+    packets: HashMap<PacketSockId, (Sender<Vec<u8>>, PacketQueue)>,
 }
 
 impl LinkShell {
     pub fn new(cfg: LinkConfig, now: Instant, log: Logger) -> LinkShell {
         info!(log, "link layer on"; "mac" => %cfg.mac, "gateway4" => ?cfg.gateway4, "gateway6" => ?cfg.gateway6);
-        LinkShell { core: LinkCore::new(cfg, now), log, routes: None }
+        LinkShell { core: LinkCore::new(cfg, now), log, routes: None, packets: HashMap::new() }
     }
 
     /// The core's routing table (connected subnets, gateways, routes from RAs).
@@ -98,6 +112,40 @@ impl LinkShell {
     pub fn drain(&mut self, out: &mut Batch) {
         while let Some(f) = self.core.poll_transmit() {
             out.push(f);
+        }
+    }
+
+    /// Open a packet socket for `ethertype` (`None`: all) delivering to `inbox`.
+    pub fn packet_bind(
+        &mut self,
+        ethertype: Option<u16>,
+        inbox: Sender<Vec<u8>>,
+        queue: PacketQueue,
+    ) -> io::Result<PacketSockId> {
+        let id = self.core.packet_bind(ethertype, queue.clone())?;
+        debug!(self.log, "packet socket bound"; "ethertype" => ?ethertype, "id" => id);
+        self.packets.insert(id, (inbox, queue));
+        Ok(id)
+    }
+
+    pub fn packet_close(&mut self, id: PacketSockId) {
+        self.core.packet_close(id);
+        self.packets.remove(&id);
+    }
+
+    /// A whole frame from a packet socket, sent as it is.
+    pub fn send_frame(&mut self, frame: Vec<u8>) {
+        self.core.send_frame(frame);
+    }
+
+    /// Hand the frames the core copied to their packet sockets. A socket closed meanwhile
+    /// gets nothing; its charge is given back so the accounting stays exact.
+    pub fn deliver_packets(&mut self) {
+        while let Some((id, frame)) = self.core.poll_packet() {
+            let Some((tx, queue)) = self.packets.get(&id) else { continue };
+            if let Err(e) = tx.send(frame) {
+                queue.queued.fetch_sub(packet::charge(e.into_inner().len()), Relaxed);
+            }
         }
     }
 

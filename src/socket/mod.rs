@@ -6,11 +6,13 @@
 //! is that constructors take the stack they belong to as their first argument.
 
 mod dns;
+mod packet;
 mod raw;
 mod tcp;
 mod udp;
 
 pub use dns::TRY_TIMEOUTS as DNS_TRY_TIMEOUTS;
+pub use packet::PacketSocket;
 pub use raw::{IcmpSocket, IpVersion};
 pub use tcp::{Incoming, TcpListener, TcpStream};
 pub use udp::UdpSocket;

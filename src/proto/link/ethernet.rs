@@ -5,7 +5,8 @@
 //!   [`RxDrop`] reason for the caller to count;
 //! * a frame is accepted only when its destination is our MAC, the broadcast address, or a
 //!   multicast group in the caller's joined list, its source is a unicast address other
-//!   than ours, and its EtherType is IPv4, IPv6 or ARP;
+//!   than ours, and its EtherType is IPv4, IPv6 or ARP ([`accept`] makes the same checks
+//!   but the EtherType's);
 //! * emitters write exactly [`ETHERNET_HEADER_LEN`] bytes and refuse (not panic on) a short
 //!   buffer.
 
@@ -72,6 +73,16 @@ pub struct Rx {
 
 /// Filter and split a received frame. `joined` holds the multicast MACs we listen to.
 pub fn parse(frame: &[u8], ours: Mac, joined: &[Mac]) -> Result<Rx, RxDrop> {
+    let rx = accept(frame, ours, joined)?;
+    match rx.ethertype {
+        EthernetProtocol::Ipv4 | EthernetProtocol::Ipv6 | EthernetProtocol::Arp => Ok(rx),
+        _ => Err(RxDrop::UnknownEthertype),
+    }
+}
+
+/// [`parse`]'s address checks alone: a frame for this station, of any EtherType (what a
+/// packet socket may see, `super::packet`).
+pub fn accept(frame: &[u8], ours: Mac, joined: &[Mac]) -> Result<Rx, RxDrop> {
     let f = EthernetFrame::new_checked(frame).map_err(|_| RxDrop::Malformed)?;
     let (dst, src) = (f.dst_addr(), f.src_addr());
     if src.0[0] & GROUP_BIT != 0 {
@@ -88,12 +99,7 @@ pub fn parse(frame: &[u8], ours: Mac, joined: &[Mac]) -> Result<Rx, RxDrop> {
             return Err(RxDrop::GroupNotJoined);
         }
     }
-    let ethertype = f.ethertype();
-    match ethertype {
-        EthernetProtocol::Ipv4 | EthernetProtocol::Ipv6 | EthernetProtocol::Arp => {}
-        _ => return Err(RxDrop::UnknownEthertype),
-    }
-    Ok(Rx { dst, src, ethertype, payload: ETHERNET_HEADER_LEN..frame.len() })
+    Ok(Rx { dst, src, ethertype: f.ethertype(), payload: ETHERNET_HEADER_LEN..frame.len() })
 }
 
 /// Write an Ethernet II header into `buf[..14]`; `None` if `buf` is shorter than that.

@@ -10,22 +10,25 @@
 //!   reason it was dropped; malformed input never panics;
 //! * memory is bounded: the neighbour cache (entries and waiting packets, see [`neigh`]),
 //!   the routing table, the joined groups, the transmit queue (`tx_queue_frames`) and the
-//!   event queue (`event_queue`); what does not fit is dropped and counted;
+//!   event queue (`event_queue`), the frame copies for packet sockets (bytes per socket,
+//!   `packet_queue_bytes`, see [`packet`]); what does not fit is dropped and counted;
 //! * an IPv6 address is *tentative* until duplicate address detection (RFC 4862 §5.4) ends:
 //!   we do not answer solicitations for it nor use it as a source; [`LinkEvent::DadSucceeded`]
 //!   tells the caller when it may give it to the IP layer;
 //! * a packet leaves only for the link address of its next hop (the destination when
 //!   on-link, else the gateway of the longest matching route), or for the broadcast or
-//!   multicast address its destination maps to.
+//!   multicast address its destination maps to (a packet socket's frames leave as given).
 
 pub mod arp;
 pub mod ethernet;
 pub mod ndp;
 pub mod neigh;
+pub mod packet;
 pub mod route;
 
 use self::ethernet::{RxDrop, BROADCAST};
 use self::neigh::{Action, NeighCache, NeighConfig};
+use self::packet::{PacketQueue, PacketSockId, PacketTable};
 use self::route::{Origin, Route, RouteTable};
 use crate::wire::{EthernetAddress as Mac, EthernetProtocol};
 use std::collections::VecDeque;
@@ -60,6 +63,8 @@ pub struct LinkConfig {
     pub max_groups: usize,
     pub tx_queue_frames: usize,
     pub event_queue: usize,
+    /// Bytes of received frames each packet socket may hold unread ([`packet`]).
+    pub packet_queue_bytes: usize,
 }
 
 impl Default for LinkConfig {
@@ -81,6 +86,7 @@ impl Default for LinkConfig {
             max_groups: 32,
             tx_queue_frames: 4096,
             event_queue: 1024,
+            packet_queue_bytes: 256 << 10,
         }
     }
 }
@@ -142,6 +148,9 @@ stats!(
     dad_conflicts,
     ra_ignored,
     events_dropped,
+    rx_packet_copies,
+    rx_packet_queue_full,
+    tx_packet_frames,
 );
 
 pub(crate) fn inc(c: &AtomicU64) {
@@ -195,6 +204,9 @@ pub struct LinkCore {
     /// Router solicitations sent, and when the next one is due (RFC 4861 §6.3.7).
     rs_sent: u8,
     rs_next: Option<Instant>,
+    /// Packet sockets, and the frame copies for them not yet taken ([`packet`]).
+    packets: PacketTable,
+    packet_rx: VecDeque<(PacketSockId, Vec<u8>)>,
     pub stats: Arc<LinkStats>,
 }
 
@@ -229,6 +241,8 @@ impl LinkCore {
             acts: Vec::new(),
             rs_sent: 0,
             rs_next: None,
+            packets: PacketTable::default(),
+            packet_rx: VecDeque::new(),
             stats,
             cfg,
         };
@@ -305,8 +319,11 @@ impl LinkCore {
     /// `frame[payload]`.
     pub fn handle_frame(&mut self, now: Instant, frame: &[u8]) -> Option<Received> {
         inc(&self.stats.rx_frames);
-        let rx = match ethernet::parse(frame, self.cfg.mac, &self.groups) {
-            Ok(rx) => rx,
+        let rx = match ethernet::accept(frame, self.cfg.mac, &self.groups) {
+            Ok(rx) => {
+                self.copy_to_packet_sockets(&rx, frame);
+                rx
+            }
             Err(why) => {
                 let s = &self.stats;
                 inc(match why {
@@ -320,6 +337,10 @@ impl LinkCore {
                 return None;
             }
         };
+        if !matches!(rx.ethertype, EthernetProtocol::Ipv4 | EthernetProtocol::Ipv6 | EthernetProtocol::Arp) {
+            inc(&self.stats.rx_unknown_ethertype);
+            return None;
+        }
         let payload = &frame[rx.payload.clone()];
         let ip_len = match rx.ethertype {
             EthernetProtocol::Arp => {
@@ -424,6 +445,53 @@ impl LinkCore {
             return;
         }
         self.events.push_back(ev);
+    }
+
+    /// Open a packet socket for frames of `ethertype` (`None`: every frame); its copies are
+    /// charged to `queue` (see [`packet`]). `InvalidInput` for an 802.3 length.
+    pub fn packet_bind(&mut self, ethertype: Option<u16>, queue: PacketQueue) -> std::io::Result<PacketSockId> {
+        self.packets.bind(ethertype, queue)
+    }
+
+    /// Close a packet socket; its copies not yet taken are discarded.
+    pub fn packet_close(&mut self, id: PacketSockId) {
+        self.packets.close(id);
+        self.packet_rx.retain(|(s, _)| *s != id);
+    }
+
+    /// Copy an accepted frame to the packet sockets that want it, within their bounds.
+    fn copy_to_packet_sockets(&mut self, rx: &ethernet::Rx, frame: &[u8]) {
+        if self.packets.is_empty() {
+            return;
+        }
+        let limit = self.cfg.packet_queue_bytes as u64;
+        for r in self.packets.charge_matching(u16::from(rx.ethertype), frame.len(), limit) {
+            match r {
+                Ok(id) => {
+                    inc(&self.stats.rx_packet_copies);
+                    self.packet_rx.push_back((id, frame.to_vec()));
+                }
+                Err(()) => inc(&self.stats.rx_packet_queue_full),
+            }
+        }
+    }
+
+    /// The next frame copied for a packet socket: (socket, whole frame), already charged
+    /// to the socket's queue.
+    pub fn poll_packet(&mut self) -> Option<(PacketSockId, Vec<u8>)> {
+        self.packet_rx.pop_front()
+    }
+
+    /// Send a whole Ethernet frame from a packet socket, as it is. The socket checked its
+    /// length against the MTU (`packet::check_send`); one shorter than a header is dropped
+    /// here too (`tx_bad_packet`).
+    pub fn send_frame(&mut self, frame: Vec<u8>) {
+        if frame.len() < ethernet::ETHERNET_HEADER_LEN {
+            inc(&self.stats.tx_bad_packet);
+            return;
+        }
+        inc(&self.stats.tx_packet_frames);
+        self.push_raw(frame);
     }
 
     /// The next frame to send.
