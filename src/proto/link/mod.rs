@@ -1,5 +1,5 @@
 //! The link layer core for an Ethernet (TAP) device: framing, ARP, NDP, the neighbour cache
-//! and routing. Not yet wired to a device.
+//! and routing, run by the ip actor on a TAP device (`actor::link`).
 //!
 //! Pure: fed `(now, frame)` by [`LinkCore::handle_frame`] and `(now, ip packet)` by
 //! [`LinkCore::send_ip`], it queues frames to send ([`LinkCore::poll_transmit`]) and events
