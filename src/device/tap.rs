@@ -81,7 +81,8 @@ impl TapDevice {
         super::sys::set_nonblocking(iface.as_raw_fd())?;
         let dev = TunDevice::plain(iface, cfg.mtu, Medium::Ethernet);
         if cfg.configure {
-            configure_kernel_side(dev.name(), cfg.mtu, cfg.txqueuelen, &cfg.host_addrs)?;
+            configure_kernel_side(dev.name(), cfg.mtu, cfg.txqueuelen, &cfg.host_addrs)
+                .map_err(|e| super::tun::configure_advice(e, dev.name()))?;
         }
         Ok(TapDevice(dev))
     }

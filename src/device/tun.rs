@@ -94,11 +94,7 @@ pub struct TunDevice {
 /// Turn an OS error from opening/attaching into a one-line message that says what to do.
 fn explain(e: io::Error, cfg: &TunConfig) -> io::Error {
     let msg = match e.raw_os_error() {
-        Some(libc::EACCES) | Some(libc::EPERM) => format!(
-            "no permission for /dev/net/tun or to create {}: run with sudo, or make the device \
-             once with `sudo ip tuntap add dev {} mode tun user $USER` and use --no-configure",
-            cfg.name, cfg.name
-        ),
+        Some(libc::EACCES) | Some(libc::EPERM) => permission_advice(cfg),
         Some(libc::EBUSY) => format!(
             "device {} is busy: another process has it open; stop that process or choose another \
              name with --iface",
@@ -110,6 +106,31 @@ fn explain(e: io::Error, cfg: &TunConfig) -> io::Error {
         _ => format!("cannot open TUN device {}: {e}", cfg.name),
     };
     io::Error::new(e.kind(), msg)
+}
+
+/// What to do about EACCES/EPERM from opening `/dev/net/tun` or attaching to `cfg.name`.
+fn permission_advice(cfg: &TunConfig) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let node = std::fs::metadata("/dev/net/tun").map(|m| m.permissions().mode() & 0o777).ok();
+    if super::sys::is_root() {
+        return format!("permission denied opening {} even as root (a security module?)", cfg.name);
+    }
+    match node {
+        Some(mode) if mode & 0o006 != 0o006 => format!(
+            "no permission to open /dev/net/tun (mode {mode:04o}): the device node must be readable \
+             and writable by everyone (`sudo chmod 0666 /dev/net/tun`, the usual mode), or run with sudo"
+        ),
+        _ if cfg.configure => format!(
+            "creating {} needs root: run with sudo, or make the device once with `sudo ip tuntap add \
+             dev {} mode tun user $USER`, configure it, and add --no-configure",
+            cfg.name, cfg.name
+        ),
+        _ => format!(
+            "{} belongs to another user: make your own with `sudo ip tuntap add dev NAME mode tun user \
+             $USER` and pass --iface NAME",
+            cfg.name
+        ),
+    }
 }
 
 /// Set up the kernel side of device `name`: no kernel-generated link-local address, no DAD
@@ -135,6 +156,21 @@ pub(super) fn configure_kernel_side(
         }
     }
     run_ip(&["link", "set", "dev", name, "up"])
+}
+
+/// A failed kernel-side set-up, with what to do when it failed for want of root (a user who
+/// owns the device but forgot `--no-configure`).
+pub(super) fn configure_advice(e: io::Error, name: &str) -> io::Error {
+    if super::sys::is_root() || !e.to_string().contains("Operation not permitted") {
+        return e;
+    }
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!(
+            "configuring {name} needs root ({e}): if {name} is yours and already configured, add \
+             --no-configure; otherwise run with sudo"
+        ),
+    )
 }
 
 fn run_ip(args: &[&str]) -> io::Result<()> {
@@ -183,7 +219,8 @@ impl TunDevice {
         let flags = if cfg.offload { super::sys::TUN_OFFLOAD_CSUM_TSO } else { 0 };
         super::sys::tun_set_offload(fd, flags)?;
         if cfg.configure {
-            configure_kernel_side(&name, cfg.mtu, cfg.txqueuelen, &cfg.host_addrs)?;
+            configure_kernel_side(&name, cfg.mtu, cfg.txqueuelen, &cfg.host_addrs)
+                .map_err(|e| configure_advice(e, &name))?;
         }
         Ok(TunDevice { handle: Arc::new(handle), name, mtu: cfg.mtu, offload: cfg.offload, medium: Medium::Ip })
     }
