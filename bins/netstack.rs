@@ -229,6 +229,12 @@ fn main() {
         ctl(std::env::args().skip(1));
     }
     let cli = Cli::parse();
+    if cli.common.ipv6() {
+        eprintln!(
+            "error: the host serves IPv4 and IPv6 at once; `v6` is for the client bins (ping, tcp_bulk_*, udp_echo)"
+        );
+        std::process::exit(2);
+    }
     let (stack, _log) = cli.common.start();
     for a in ["0.0.0.0:7", "[::]:7"] {
         let addr: SocketAddr = a.parse().unwrap();

@@ -78,8 +78,9 @@ pub struct CommonArgs {
     /// The stack's IPv6 addresses (besides fe80::2).
     #[arg(long, default_value = "fd00::2")]
     pub addr6: Ipv6Addr,
-    /// Addresses for the kernel side of the device (repeat the flag for several).
-    #[arg(long = "host-addr", default_values = ["10.0.0.1/24", "fe80::1/64", "fd00::1/64"])]
+    /// Addresses with prefix length for the kernel side of the device (repeat the flag for
+    /// several). A family not given keeps its defaults (10.0.0.1/24; fe80::1/64, fd00::1/64).
+    #[arg(long = "host-addr", value_name = "ADDR/LEN", default_values = ["10.0.0.1/24", "fe80::1/64", "fd00::1/64"])]
     pub host_addrs: Vec<String>,
     /// Link MTU.
     #[arg(long, default_value_t = 1500)]
@@ -99,7 +100,7 @@ pub struct CommonArgs {
     #[arg(long, value_name = "ALGO", default_value = "bbr")]
     pub congestion: crate::proto::tcp::CongestionAlgorithm,
     /// Log level: off, error, warn, info, debug, trace (default: RUST_LOG, else info).
-    #[arg(long)]
+    #[arg(long, value_parser = ["off", "error", "warn", "info", "debug", "trace"])]
     pub log: Option<String>,
     /// Record every packet the stack receives and sends (after the fault injector) to FILE,
     /// in pcap format for `tcpdump -r FILE` or Wireshark.
@@ -143,9 +144,130 @@ pub struct CommonArgs {
     pub fault_dir: FaultDir,
 }
 
+/// The device actually opened (the kernel names it when `--iface` has a `%d`).
+static OPENED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+const DEFAULT_HOST_V4: [&str; 1] = ["10.0.0.1/24"];
+const DEFAULT_HOST_V6: [&str; 2] = ["fe80::1/64", "fd00::1/64"];
+/// Longest interface name Linux takes (IFNAMSIZ less the terminating NUL).
+const IFNAME_MAX: usize = 15;
+
+/// `ADDR/LEN` as an address and prefix length, or a one-line reason.
+fn parse_prefix(a: &str) -> Result<(IpAddr, u8), String> {
+    let (ip, len) = a.split_once('/').ok_or_else(|| {
+        format!("--host-addr {a} needs a prefix length, e.g. {a}/24 (a /32 would leave the stack unreachable)")
+    })?;
+    let ip: IpAddr = ip.parse().map_err(|_| format!("--host-addr {a}: `{ip}` is not an IP address"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    match len.parse::<u8>() {
+        Ok(l) if l <= max => Ok((ip, l)),
+        _ => Err(format!("--host-addr {a}: the prefix length must be 0..={max}")),
+    }
+}
+
+/// Whether `a` and `b` share their first `len` bits.
+fn same_subnet(a: IpAddr, b: IpAddr, len: u8) -> bool {
+    let bits = |ip: IpAddr| -> (u128, u32) {
+        match ip {
+            IpAddr::V4(v) => (u128::from(u32::from(v)) << 96, 32),
+            IpAddr::V6(v) => (u128::from(v), 128),
+        }
+    };
+    let ((x, wx), (y, wy)) = (bits(a), bits(b));
+    let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+    wx == wy && x & mask == y & mask
+}
+
 impl CommonArgs {
-    /// The device to open: `--iface`, where the default tun0 means tap0 with `--tap`.
+    /// The kernel side's addresses: `--host-addr`, with the defaults of a family not given.
+    pub fn kernel_addrs(&self) -> Vec<String> {
+        let mut v = self.host_addrs.clone();
+        let has = |v6: bool| self.host_addrs.iter().any(|a| a.contains(':') == v6);
+        if !has(false) {
+            v.extend(DEFAULT_HOST_V4.iter().map(|s| s.to_string()));
+        }
+        if !has(true) {
+            v.extend(DEFAULT_HOST_V6.iter().map(|s| s.to_string()));
+        }
+        v
+    }
+
+    /// Check the flags against each other before anything is touched: a one-line reason
+    /// that says what to change.
+    pub fn validate(&self) -> Result<(), String> {
+        let name = self.device_name();
+        if name.is_empty() || name.len() > IFNAME_MAX || name.contains(['/', ' ', ':']) {
+            return Err(format!(
+                "--iface `{name}`: an interface name is 1 to {IFNAME_MAX} characters without '/', ':' or spaces"
+            ));
+        }
+        if !(1280..=65_535).contains(&self.mtu) {
+            return Err(format!(
+                "--mtu {}: the stack always runs IPv6 (fe80::2, --addr6), which needs at least 1280 \
+                 (RFC 8200 §5); the largest is 65535",
+                self.mtu
+            ));
+        }
+        let host: Vec<(IpAddr, u8)> = self.kernel_addrs().iter().map(|a| parse_prefix(a)).collect::<Result<_, _>>()?;
+        if self.no_configure {
+            return Ok(()); // the device's own addresses count, not the flags
+        }
+        for ours in [IpAddr::V4(self.addr), IpAddr::V6(self.addr6)] {
+            let fam: Vec<&(IpAddr, u8)> =
+                host.iter().filter(|(h, _)| h.is_ipv4() == ours.is_ipv4() && !is_link_local(h)).collect();
+            if let Some((h, _)) = fam.iter().find(|(h, _)| *h == ours) {
+                return Err(format!(
+                    "the stack's address {ours} is also the kernel side's (--host-addr {h}): choose another"
+                ));
+            }
+            if !fam.is_empty() && !fam.iter().any(|(h, l)| same_subnet(*h, ours, *l)) {
+                let subnets: Vec<String> = fam.iter().map(|(h, l)| format!("{h}/{l}")).collect();
+                return Err(format!(
+                    "the stack's address {ours} is outside the kernel side's subnet ({}): the kernel could \
+                     not reach it; change --addr/--addr6 or --host-addr",
+                    subnets.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Before creating `device_name()`: none of the kernel-side addresses may already be on
+    /// another interface of this network namespace (a second bin with `--iface tun1` and the
+    /// same addresses would clash, and its connections time out).
+    pub fn check_namespace(&self) -> Result<(), String> {
+        if self.no_configure {
+            return Ok(());
+        }
+        let Ok(out) = std::process::Command::new("ip").args(["-o", "addr", "show"]).output() else {
+            return Ok(()); // no `ip`: the device set-up will say so
+        };
+        let name = self.device_name();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(dev), Some(addr)) = (f.get(1), f.get(3)) else { continue };
+            if *dev == name {
+                continue;
+            }
+            let Ok((ip, _)) = parse_prefix(addr) else { continue };
+            if let Some(mine) = self.kernel_addrs().into_iter().find(|a| a.split('/').next() == Some(&ip.to_string())) {
+                if !is_link_local(&ip) {
+                    return Err(format!(
+                        "{mine} is already on {dev} in this network namespace: another bin may be running \
+                         there; give {name} other addresses (--addr, --addr6, --host-addr) or stop it"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The device to open: `--iface`, where the default tun0 means tap0 with `--tap`; once a
+    /// device is open, its real name.
     pub fn device_name(&self) -> String {
+        if let Some(n) = OPENED.get() {
+            return n.clone();
+        }
         if self.tap && self.iface == "tun0" {
             "tap0".into()
         } else {
@@ -160,7 +282,7 @@ impl CommonArgs {
     /// The kernel side's address of the chosen family (the peer the bins talk to).
     pub fn host_ip(&self) -> IpAddr {
         let want_v6 = self.ipv6();
-        self.host_addrs
+        self.kernel_addrs()
             .iter()
             .filter_map(|a| a.split('/').next()?.parse::<IpAddr>().ok())
             .find(|ip| ip.is_ipv6() == want_v6 && !is_link_local(ip))
@@ -210,7 +332,7 @@ impl CommonArgs {
             name: self.device_name(),
             mtu: self.mtu,
             configure: !self.no_configure,
-            host_addrs: self.host_addrs.clone(),
+            host_addrs: self.kernel_addrs(),
             ..TapConfig::default()
         }
     }
@@ -220,7 +342,7 @@ impl CommonArgs {
             name: self.iface.clone(),
             mtu: self.mtu,
             configure: !self.no_configure,
-            host_addrs: self.host_addrs.clone(),
+            host_addrs: self.kernel_addrs(),
             offload: self.offload,
             ..TunConfig::default()
         }
@@ -272,10 +394,18 @@ impl CommonArgs {
             eprintln!("error: {what}{e}");
             std::process::exit(1)
         };
+        if let Err(e) = self.validate().and_then(|()| self.check_namespace()) {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
         let mut dev: Box<dyn Device> = if self.tap {
-            Box::new(TapDevice::open(&self.tap_config()).unwrap_or_else(|e| fail("", e)))
+            let d = TapDevice::open(&self.tap_config()).unwrap_or_else(|e| fail("", e));
+            let _ = OPENED.set(d.name().to_string());
+            Box::new(d)
         } else {
-            Box::new(TunDevice::open(&self.tun_config()).unwrap_or_else(|e| fail("", e)))
+            let d = TunDevice::open(&self.tun_config()).unwrap_or_else(|e| fail("", e));
+            let _ = OPENED.set(d.name().to_string());
+            Box::new(d)
         };
         let (rx, tx) = self.fault_specs();
         let faulty = rx.is_some() || tx.is_some();
@@ -331,4 +461,53 @@ pub fn wait_for_ctrl_c() {
         let _ = tx.try_send(());
     });
     let _ = rx.recv();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        c: CommonArgs,
+    }
+
+    fn check(args: &[&str]) -> Result<(), String> {
+        let t = T::try_parse_from(std::iter::once("bin").chain(args.iter().copied())).map_err(|e| e.to_string())?;
+        t.c.validate()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(check(&[]), Ok(()));
+        assert_eq!(check(&["--tap"]), Ok(()));
+    }
+
+    #[test]
+    fn bad_configurations_are_refused_with_what_to_change() {
+        let err = |a: &[&str]| check(a).unwrap_err();
+        assert!(err(&["--mtu", "1000"]).contains("at least 1280"));
+        assert!(err(&["--host-addr", "10.0.0.1"]).contains("needs a prefix length"));
+        assert!(err(&["--host-addr", "10.0.0.1/33"]).contains("0..=32"));
+        assert!(err(&["--addr", "10.0.1.2"]).contains("outside the kernel side's subnet"));
+        assert!(err(&["--addr", "10.0.0.1"]).contains("also the kernel side's"));
+        assert!(err(&["--addr6", "fd01::2"]).contains("outside"));
+        assert!(err(&["--iface", ""]).contains("1 to 15"));
+        assert!(err(&["--iface", "a-twenty-two-chars-nm"]).contains("1 to 15"));
+        assert!(err(&["--log", "verbose"]).contains("invalid value"));
+        // --no-configure: the device's addresses count, not the flags.
+        assert_eq!(check(&["--no-configure", "--addr", "192.168.1.2"]), Ok(()));
+    }
+
+    #[test]
+    fn a_family_not_given_keeps_its_defaults() {
+        let t = T::try_parse_from(["bin", "--host-addr", "10.1.0.1/24", "--addr", "10.1.0.2"]).unwrap();
+        assert_eq!(t.c.kernel_addrs(), ["10.1.0.1/24", "fe80::1/64", "fd00::1/64"]);
+        assert_eq!(t.c.validate(), Ok(()));
+        let t = T::try_parse_from(["bin", "--host-addr", "fd09::1/64", "--addr6", "fd09::2"]).unwrap();
+        assert_eq!(t.c.kernel_addrs(), ["fd09::1/64", "10.0.0.1/24"]);
+        assert_eq!(t.c.validate(), Ok(()));
+    }
 }

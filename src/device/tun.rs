@@ -96,8 +96,8 @@ fn explain(e: io::Error, cfg: &TunConfig) -> io::Error {
     let msg = match e.raw_os_error() {
         Some(libc::EACCES) | Some(libc::EPERM) => permission_advice(cfg),
         Some(libc::EBUSY) => format!(
-            "device {} is busy: another process has it open; stop that process or choose another \
-             name with --iface",
+            "device {} is busy: another process has it open; stop that process, or use another device \
+             (--iface) with addresses of its own (--addr, --host-addr)",
             cfg.name
         ),
         Some(libc::ENOENT) | Some(libc::ENODEV) => {
