@@ -72,6 +72,10 @@ pub struct CommonArgs {
     /// The stack's IPv4 address.
     #[arg(long, default_value = "10.0.0.2")]
     pub addr: Ipv4Addr,
+    /// Get the IPv4 address, prefix, gateway and DNS server by DHCP (TAP only); the bin
+    /// waits up to 30 s for the lease and releases it on exit.
+    #[arg(long, requires = "tap", conflicts_with = "addr")]
+    pub dhcp: bool,
     /// The stack's IPv6 addresses (besides fe80::2).
     #[arg(long, default_value = "fd00::2")]
     pub addr6: Ipv6Addr,
@@ -178,6 +182,7 @@ impl CommonArgs {
         cfg.tcp.congestion = self.congestion;
         cfg.spin = std::time::Duration::from_micros(self.spin_us);
         cfg.dns = self.dns.clone();
+        cfg.dhcp = self.dhcp;
         if self.tap {
             let mut link = crate::proto::link::LinkConfig {
                 mac: self.mac.unwrap_or_else(|| crate::proto::link::ethernet::local_mac(rand::random())),
@@ -262,6 +267,25 @@ impl CommonArgs {
             dev = Box::new(f);
         }
         match Stack::new(dev, self.stack_config(), log.clone()) {
+            Ok(s) if self.dhcp => match s.wait_dhcp(DHCP_WAIT) {
+                Ok(l) => {
+                    let gw = l.gateway.map_or("none".into(), |g| g.to_string());
+                    let dns: Vec<String> = l.dns.iter().map(|a| a.to_string()).collect();
+                    let lease = l.lease.map_or("infinite".into(), |d| format!("{} s", d.as_secs()));
+                    eprintln!(
+                        "dhcp: {}/{} from {}, gateway {gw}, dns [{}], lease {lease}",
+                        l.addr,
+                        l.prefix,
+                        l.server,
+                        dns.join(", ")
+                    );
+                    (s, log)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}: is a DHCP server answering on {}?", self.device_name());
+                    std::process::exit(1);
+                }
+            },
             Ok(s) => (s, log),
             Err(e) => {
                 eprintln!("error: cannot start the stack: {e}");
@@ -277,6 +301,9 @@ fn is_link_local(ip: &IpAddr) -> bool {
         IpAddr::V6(a) => a.segments()[0] & 0xffc0 == 0xfe80,
     }
 }
+
+/// How long `CommonArgs::start` waits for a DHCP lease (DISCOVERs at 0, ~4, ~12 and ~28 s).
+pub const DHCP_WAIT: Duration = Duration::from_secs(30);
 
 /// Block until Ctrl-C or SIGTERM.
 pub fn wait_for_ctrl_c() {

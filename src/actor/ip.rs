@@ -69,6 +69,9 @@ pub enum IpMsg {
         msg: Vec<u8>,
     },
     RawClose(RawSockId),
+    /// The stack is stopping: release the DHCP lease; the sender hears when the RELEASE
+    /// left (at once without a lease or without DHCP).
+    DhcpRelease(Sender<()>),
     Shutdown,
 }
 
@@ -88,6 +91,7 @@ pub fn run(
     spin: std::time::Duration,
     log: Logger,
     link: Option<super::link::LinkShell>,
+    dhcp: Option<super::dhcp::DhcpShell>,
 ) {
     let (inbox, budget) = inbox;
     let (tcp, tcp_budget) = tcp;
@@ -103,6 +107,7 @@ pub fn run(
         recycle,
         log,
         link,
+        dhcp,
         udp: HashMap::new(),
         raw: HashMap::new(),
         unreachable: Vec::new(),
@@ -122,6 +127,9 @@ pub fn run(
         a.core.handle_timeout(now);
         if let Some(l) = a.link.as_mut() {
             l.handle_timeout(now);
+        }
+        if let Some(d) = a.dhcp.as_mut() {
+            d.handle_timeout(now);
         }
         let mut n = 0;
         while let Some(m) = next.take() {
@@ -151,6 +159,8 @@ struct IpActor {
     recycle: super::Recyclers,
     log: Logger,
     link: Option<super::link::LinkShell>,
+    /// The DHCP client (TAP with `StackConfig::dhcp`, `actor::dhcp`).
+    dhcp: Option<super::dhcp::DhcpShell>,
     udp: HashMap<UdpSockId, Sender<UdpEvent>>,
     raw: HashMap<RawSockId, Sender<RawEvent>>,
     out: IpOutput,
@@ -159,13 +169,12 @@ struct IpActor {
 }
 
 impl IpActor {
-    /// How long to wait for a message before the core's (or the link's) next timer.
+    /// How long to wait for a message before the core's (or the link's, or DHCP's) next timer.
     fn wait(&self, now: Instant) -> Option<std::time::Duration> {
         let wait = crate::proto::ip::idle_timeout(&self.core, now);
-        match self.link.as_ref().and_then(|l| l.poll_timeout()) {
-            Some(t) => Some(wait.map_or(t.saturating_duration_since(now), |w| w.min(t.saturating_duration_since(now)))),
-            None => wait,
-        }
+        let timers =
+            [self.link.as_ref().and_then(|l| l.poll_timeout()), self.dhcp.as_ref().and_then(|d| d.poll_timeout())];
+        timers.into_iter().flatten().map(|t| t.saturating_duration_since(now)).chain(wait).min()
     }
 
     /// One message; false when the actor is to stop.
@@ -226,6 +235,12 @@ impl IpActor {
                 core.raw.close(id);
                 self.raw.remove(&id);
             }
+            IpMsg::DhcpRelease(done) => match self.dhcp.as_mut() {
+                Some(d) => d.release(now, done),
+                None => {
+                    let _ = done.try_send(());
+                }
+            },
             IpMsg::Shutdown => return false,
         }
         true
@@ -235,6 +250,10 @@ impl IpActor {
     /// TAP), deliveries to sockets, one batch of segments to the engine. False when a
     /// receiver is gone (the stack is stopping).
     fn flush(&mut self, now: Instant) -> bool {
+        if let (Some(d), Some(l)) = (self.dhcp.as_mut(), self.link.as_mut()) {
+            d.take(now, &mut self.out.deliver, &self.pool);
+            d.flush(&mut self.core, l, (&self.pool, &mut self.out), &self.tcp);
+        }
         if self.core.config().tx_trailer {
             for p in self.out.tx.iter_mut() {
                 p.push(crate::wire::gso::TX_TRAILER_PLAIN);
@@ -252,6 +271,9 @@ impl IpActor {
             && self.devtx.send(std::mem::replace(&mut self.out.tx, self.recycle.tx.get())).is_err()
         {
             return false;
+        }
+        if let (Some(d), Some(l)) = (self.dhcp.as_mut(), self.link.as_ref()) {
+            d.check_release(now, l);
         }
         self.deliver();
         if !self.segs.is_empty() {

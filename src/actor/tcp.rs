@@ -53,6 +53,8 @@ pub enum TcpMsg {
     Timer(Vec<(u64, Instant)>),
     /// The link layer could not resolve these neighbours (TAP only).
     Unreachable(Vec<IpAddr>),
+    /// Our IPv4 addresses changed (a DHCP lease came or went): new connections use these.
+    SetV4(Vec<std::net::Ipv4Addr>),
     Connect {
         remote: SocketAddr,
         events: Sender<SocketEvent>,
@@ -93,6 +95,8 @@ struct Engine {
     gso: Option<crate::wire::gso::Coalescer>,
     cfg: Arc<StackConfig>,
     recycle: super::Recyclers,
+    /// Our IPv4 addresses: the configuration's, then what DHCP set (`TcpMsg::SetV4`).
+    v4: Vec<std::net::Ipv4Addr>,
 }
 
 /// Segments from ip give back their bytes of `stats.tcp_inbox` as they are taken.
@@ -116,6 +120,7 @@ pub fn run(
         touched: Vec::new(),
         ident: rand::random(),
         gso: cfg.ip.tx_trailer.then(crate::wire::gso::Coalescer::default),
+        v4: cfg.ip.v4.clone(),
         cfg,
         recycle,
     };
@@ -197,6 +202,7 @@ impl Engine {
                     self.ep.neighbour_unreachable(now, ip);
                 }
             }
+            TcpMsg::SetV4(v4) => self.v4 = v4,
             TcpMsg::Connect { remote, events, reply } => {
                 let local_ip = self.source_for(remote.ip());
                 let r = match local_ip {
@@ -233,7 +239,7 @@ impl Engine {
     fn source_for(&self, dst: IpAddr) -> Option<IpAddr> {
         let ip = &self.cfg.ip;
         match dst {
-            IpAddr::V4(_) => ip.v4.first().map(|a| IpAddr::V4(*a)),
+            IpAddr::V4(_) => self.v4.first().map(|a| IpAddr::V4(*a)),
             IpAddr::V6(d) => {
                 let ll = |a: &std::net::Ipv6Addr| a.segments()[0] & 0xffc0 == 0xfe80;
                 ip.v6.iter().find(|a| ll(a) == ll(&d)).or(ip.v6.first()).map(|a| IpAddr::V6(*a))

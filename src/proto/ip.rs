@@ -357,6 +357,37 @@ impl IpCore {
         &self.cfg
     }
 
+    /// Replace the IPv4 addresses and their prefix length (a DHCP lease, `actor::dhcp`;
+    /// empty: no IPv4 address, only broadcasts are received).
+    pub fn set_v4(&mut self, v4: Vec<Ipv4Addr>, prefix: u8) {
+        self.cfg.v4 = v4;
+        self.cfg.v4_prefix = prefix;
+    }
+
+    /// Send a UDP datagram from exactly `src` (no source selection; 0.0.0.0 allowed, as a
+    /// DHCP client without an address sends, RFC 2131 §4.1) in one unfragmented packet.
+    pub fn send_udp_from(
+        &mut self,
+        src: std::net::SocketAddrV4,
+        to: std::net::SocketAddrV4,
+        data: &[u8],
+        pool: &Pool,
+        out: &mut IpOutput,
+    ) -> io::Result<()> {
+        let ulen = wire::UDP_HEADER_LEN + data.len();
+        if wire::IPV4_HEADER_LEN + ulen > self.cfg.mtu {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "message too long"));
+        }
+        let (s, d) = (IpAddr::V4(*src.ip()), IpAddr::V4(*to.ip()));
+        let mut b = pool.get();
+        b.resize(wire::IPV4_HEADER_LEN + ulen, 0);
+        write_udp(&mut b[wire::IPV4_HEADER_LEN..], s, d, src.port(), to.port(), data);
+        self.emit_ip_header(&mut b, s, d, IpProtocol::Udp, ulen);
+        inc(&self.stats.tx_packets);
+        out.tx.push(b);
+        Ok(())
+    }
+
     pub fn reassembly_bytes(&self) -> usize {
         self.reasm.held_bytes()
     }
@@ -504,7 +535,7 @@ impl IpCore {
                         end: len,
                         broadcast,
                         whole: false,
-                        foreign: !local,
+                        foreign: !local && !broadcast,
                         ttl,
                     };
                     self.rx_transport(io, proto, up);
@@ -518,7 +549,7 @@ impl IpCore {
         self.rx_transport(
             io,
             proto,
-            Up { src, dst, buf, start: hlen, end: len, broadcast, whole: true, foreign: !local, ttl },
+            Up { src, dst, buf, start: hlen, end: len, broadcast, whole: true, foreign: !local && !broadcast, ttl },
         );
     }
 
