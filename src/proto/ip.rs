@@ -1447,6 +1447,36 @@ mod tests {
     }
 
     /// bind_any lets TCP to a foreign address through, nothing else.
+    /// DHCP's datagrams (RFC 2131 §4.1): from 0.0.0.0 to 255.255.255.255, and back to
+    /// 255.255.255.255 for a core with no IPv4 address; both reach a 0.0.0.0-bound socket.
+    #[test]
+    fn limited_broadcast_udp_both_ways() {
+        let any = |port| SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
+        let mut client = IpCore::new(IpConfig::default(), 1, 1);
+        client.set_v4(vec![], 24);
+        let (csock, _) = client.udp.bind(any(68)).unwrap();
+        let mut server = IpCore::new(IpConfig { v4: vec![Ipv4Addr::new(10, 0, 0, 1)], ..IpConfig::default() }, 2, 2);
+        let (ssock, _) = server.udp.bind(any(67)).unwrap();
+        fn exchange(from: &mut IpCore, to: &mut IpCore, src: std::net::SocketAddrV4, port: u16, want: UdpSockId) {
+            let pool = Pool::default();
+            let mut out = IpOutput::default();
+            let dst = std::net::SocketAddrV4::new(Ipv4Addr::BROADCAST, port);
+            from.send_udp_from(src, dst, b"dhcp", &pool, &mut out).unwrap();
+            let mut got = IpOutput::default();
+            to.handle_packet(Instant::now(), out.tx.pop().unwrap(), &pool, &mut got);
+            match got.deliver.pop() {
+                Some(Deliver::Udp { sock, from, buf, start, end, .. }) => {
+                    assert_eq!((sock, from, &buf[start..end]), (want, SocketAddr::V4(src), &b"dhcp"[..]))
+                }
+                other => panic!("not delivered: {other:?}"),
+            }
+        }
+        let v4 = std::net::SocketAddrV4::new;
+        exchange(&mut client, &mut server, v4(Ipv4Addr::UNSPECIFIED, 68), 67, ssock);
+        exchange(&mut server, &mut client, v4(Ipv4Addr::new(10, 0, 0, 1), 67), 68, csock);
+        assert_eq!(client.stats.rx_not_ours.load(Relaxed) + server.stats.rx_not_ours.load(Relaxed), 0);
+    }
+
     #[test]
     fn foreign_destination_only_for_tcp() {
         let pool = Pool::default();
