@@ -209,7 +209,7 @@ impl StackHandle {
     }
 
     /// The DNS servers to ask: the configured ones, then the lease's.
-    pub(crate) fn dns_servers(&self) -> Vec<IpAddr> {
+    pub fn dns_servers(&self) -> Vec<IpAddr> {
         let mut v = self.config().dns.clone();
         for a in self.lease().map(|l| l.dns).unwrap_or_default() {
             if !v.contains(&IpAddr::V4(a)) {
