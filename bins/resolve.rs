@@ -29,8 +29,8 @@ struct Cli {
 
 fn main() {
     let cli = Cli::parse();
-    if cli.common.dns.is_empty() {
-        eprintln!("error: no DNS server: pass --dns ADDR (e.g. --dns 10.0.0.1 for a server on the kernel side)");
+    if cli.common.dns.is_empty() && !cli.common.dhcp {
+        eprintln!("error: no DNS server: pass --dns ADDR or --tap --dhcp (e.g. --dns 10.0.0.1 for a server on the kernel side)");
         std::process::exit(2);
     }
     let (stack, _log) = cli.common.start();
@@ -64,7 +64,7 @@ fn main() {
         }
         println!();
     }
-    let servers: Vec<String> = cli.common.dns.iter().map(|s| format!("{s}#53")).collect();
+    let servers: Vec<String> = stack.dns_servers().iter().map(|s| format!("{s}#53")).collect();
     let (queries, _, _) = stack.dns_stats();
     println!(";; Query time: {} msec", start.elapsed().as_millis());
     println!(";; SERVER: {} (UDP), queries sent: {queries}", servers.join(", "));

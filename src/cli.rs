@@ -75,6 +75,10 @@ pub struct CommonArgs {
     /// The stack's IPv4 address.
     #[arg(long, default_value = "10.0.0.2")]
     pub addr: Ipv4Addr,
+    /// Get the IPv4 address, prefix, gateway and DNS server by DHCP (TAP only); the bin
+    /// waits up to 30 s for the lease and releases it on exit.
+    #[arg(long, requires = "tap", conflicts_with = "addr")]
+    pub dhcp: bool,
     /// The stack's IPv6 addresses (besides fe80::2).
     #[arg(long, default_value = "fd00::2")]
     pub addr6: Ipv6Addr,
@@ -316,6 +320,7 @@ impl CommonArgs {
                 IpAddr::V6(a) => cfg.ip.gateway6 = Some(*a),
             }
         }
+        cfg.dhcp = self.dhcp;
         if self.tap {
             // The link layer takes the gateways from `cfg.ip` (`actor::link::link_config`).
             let link = crate::proto::link::LinkConfig {
@@ -370,6 +375,22 @@ impl CommonArgs {
             FaultDir::Both => (Some(spec), Some(out)),
             FaultDir::In => (Some(spec), None),
             FaultDir::Out => (None, Some(out)),
+        }
+    }
+
+    /// Wait for the DHCP lease and print it, or exit 1 saying what to check.
+    fn wait_for_lease(&self, s: &Stack) {
+        match s.wait_dhcp(DHCP_WAIT) {
+            Ok(l) => {
+                let gw = l.gateway.map_or("none".into(), |g| g.to_string());
+                let dns: Vec<String> = l.dns.iter().map(|a| a.to_string()).collect();
+                let lease = l.lease.map_or("infinite".into(), |d| format!("{} s", d.as_secs()));
+                eprintln!("dhcp: {}/{} from {}, gateway {gw}, dns [{}], lease {lease}", l.addr, l.prefix, l.server, dns.join(", "));
+            }
+            Err(e) => {
+                eprintln!("error: {e}: is a DHCP server answering on {}?", self.device_name());
+                std::process::exit(1);
+            }
         }
     }
 
@@ -437,6 +458,9 @@ impl CommonArgs {
                 if !self.no_ctl {
                     self.serve_control(&s, &log);
                 }
+                if self.dhcp {
+                    self.wait_for_lease(&s);
+                }
                 (s, log)
             }
             Err(e) => {
@@ -453,6 +477,9 @@ fn is_link_local(ip: &IpAddr) -> bool {
         IpAddr::V6(a) => a.segments()[0] & 0xffc0 == 0xfe80,
     }
 }
+
+/// How long `CommonArgs::start` waits for a DHCP lease (DISCOVERs at 0, ~4, ~12 and ~28 s).
+pub const DHCP_WAIT: Duration = Duration::from_secs(30);
 
 /// Block until Ctrl-C or SIGTERM.
 pub fn wait_for_ctrl_c() {

@@ -84,6 +84,9 @@ pub enum IpMsg {
     /// A whole Ethernet frame from a packet socket, checked by the socket.
     PacketSend(Vec<u8>),
     PacketClose(PacketSockId),
+    /// The stack is stopping: release the DHCP lease; the sender hears when the RELEASE
+    /// left (at once without a lease or without DHCP).
+    DhcpRelease(Sender<()>),
     Shutdown,
 }
 
@@ -103,6 +106,7 @@ pub fn run(
     spin: std::time::Duration,
     log: Logger,
     link: Option<super::link::LinkShell>,
+    dhcp: Option<super::dhcp::DhcpShell>,
 ) {
     let (inbox, budget) = inbox;
     let (tcp, tcp_budget) = tcp;
@@ -118,6 +122,7 @@ pub fn run(
         recycle,
         log,
         link,
+        dhcp,
         udp: HashMap::new(),
         raw: HashMap::new(),
         unreachable: Vec::new(),
@@ -137,6 +142,9 @@ pub fn run(
         a.core.handle_timeout(now);
         if let Some(l) = a.link.as_mut() {
             l.handle_timeout(now);
+        }
+        if let Some(d) = a.dhcp.as_mut() {
+            d.handle_timeout(now);
         }
         let mut n = 0;
         while let Some(m) = next.take() {
@@ -166,6 +174,8 @@ struct IpActor {
     recycle: super::Recyclers,
     log: Logger,
     link: Option<super::link::LinkShell>,
+    /// The DHCP client (TAP with `StackConfig::dhcp`, `actor::dhcp`).
+    dhcp: Option<super::dhcp::DhcpShell>,
     udp: HashMap<UdpSockId, Sender<UdpEvent>>,
     raw: HashMap<RawSockId, Sender<RawEvent>>,
     out: IpOutput,
@@ -174,13 +184,12 @@ struct IpActor {
 }
 
 impl IpActor {
-    /// How long to wait for a message before the core's (or the link's) next timer.
+    /// How long to wait for a message before the core's (or the link's, or DHCP's) next timer.
     fn wait(&self, now: Instant) -> Option<std::time::Duration> {
         let wait = crate::proto::ip::idle_timeout(&self.core, now);
-        match self.link.as_ref().and_then(|l| l.poll_timeout()) {
-            Some(t) => Some(wait.map_or(t.saturating_duration_since(now), |w| w.min(t.saturating_duration_since(now)))),
-            None => wait,
-        }
+        let timers =
+            [self.link.as_ref().and_then(|l| l.poll_timeout()), self.dhcp.as_ref().and_then(|d| d.poll_timeout())];
+        timers.into_iter().flatten().map(|t| t.saturating_duration_since(now)).chain(wait).min()
     }
 
     /// One message; false when the actor is to stop.
@@ -258,6 +267,12 @@ impl IpActor {
                     l.packet_close(id);
                 }
             }
+            IpMsg::DhcpRelease(done) => match self.dhcp.as_mut() {
+                Some(d) => d.release(now, done),
+                None => {
+                    let _ = done.try_send(());
+                }
+            },
             IpMsg::Shutdown => return false,
         }
         true
@@ -267,6 +282,10 @@ impl IpActor {
     /// TAP), deliveries to sockets, one batch of segments to the engine. False when a
     /// receiver is gone (the stack is stopping).
     fn flush(&mut self, now: Instant) -> bool {
+        if let (Some(d), Some(l)) = (self.dhcp.as_mut(), self.link.as_mut()) {
+            d.take(now, &mut self.out.deliver, &self.pool);
+            d.flush(&mut self.core, l, (&self.pool, &mut self.out), &self.tcp);
+        }
         if self.core.config().tx_trailer {
             for p in self.out.tx.iter_mut() {
                 p.push(crate::wire::gso::TX_TRAILER_PLAIN);
@@ -289,6 +308,9 @@ impl IpActor {
             && self.devtx.send(std::mem::replace(&mut self.out.tx, self.recycle.tx.get())).is_err()
         {
             return false;
+        }
+        if let (Some(d), Some(l)) = (self.dhcp.as_mut(), self.link.as_ref()) {
+            d.check_release(now, l);
         }
         self.deliver();
         if !self.segs.is_empty() {

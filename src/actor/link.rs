@@ -84,6 +84,16 @@ impl LinkShell {
         self.core.stats.clone()
     }
 
+    /// Our IPv4 address, its prefix and the default gateway changed (DHCP, `actor::dhcp`).
+    pub fn set_ipv4(&mut self, addr: Option<(std::net::Ipv4Addr, u8)>, gateway: Option<std::net::Ipv4Addr>) {
+        self.core.set_ipv4(addr, gateway);
+    }
+
+    /// Whether `ip`'s link address is known (packets to it leave at once).
+    pub fn neighbour_known(&self, ip: IpAddr) -> bool {
+        self.core.neighbours().get(ip).is_some_and(|(_, mac)| mac.is_some())
+    }
+
     /// A received frame: the IP packet it carries, moved to the front of the same buffer,
     /// or `None` (the buffer back in `pool`) when the link core consumed or dropped it.
     pub fn rx(&mut self, now: Instant, mut frame: Vec<u8>, pool: &Pool) -> Option<Vec<u8>> {

@@ -26,6 +26,7 @@
 //! socket selects on), and the engine resets the connections still open.
 
 pub mod device;
+pub mod dhcp;
 pub mod ip;
 pub mod link;
 pub mod route;
@@ -90,6 +91,10 @@ pub struct StackConfig {
     /// DNS servers the stub resolver asks, in order (`socket::dns`; `--dns ADDR`). Empty:
     /// names cannot be resolved, only IP literals are accepted.
     pub dns: Vec<std::net::IpAddr>,
+    /// Get the IPv4 address, prefix, default gateway and a DNS server by DHCP (RFC 2131,
+    /// `actor::dhcp`) instead of `ip.v4` (which is then ignored). Ethernet (TAP) devices only;
+    /// on an IP device `Stack::new` fails with `InvalidInput`. See `StackHandle::wait_dhcp`.
+    pub dhcp: bool,
 }
 
 impl Default for StackConfig {
@@ -107,6 +112,7 @@ impl Default for StackConfig {
             link: None,
             spin: SPIN,
             dns: Vec::new(),
+            dhcp: false,
         }
     }
 }
@@ -242,6 +248,8 @@ pub struct StackHandle {
     pub(crate) dns_cache: Arc<Mutex<crate::proto::dns::Cache>>,
     /// The routing table `connect` and `send_to` consult ([`route`]).
     pub(crate) routes: Arc<route::RouteView>,
+    /// The DHCP lease and counters the ip actor publishes (`None`: DHCP is off).
+    pub(crate) dhcp: Option<Arc<dhcp::DhcpShared>>,
 }
 
 impl StackHandle {
@@ -348,6 +356,15 @@ fn adopt_device(cfg: &mut StackConfig, dev: &dyn Device, log: &Logger) -> Option
 impl Stack {
     /// Start the actors on `dev`.
     pub fn new(dev: Box<dyn Device>, mut cfg: StackConfig, log: Logger) -> io::Result<Stack> {
+        if cfg.dhcp {
+            if dev.medium() != crate::device::Medium::Ethernet {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "DHCP needs an Ethernet (TAP) device: its messages are link-level broadcasts (use --tap)",
+                ));
+            }
+            cfg.ip.v4.clear(); // the address comes with the lease
+        }
         crate::proto::routing::check_gateways(&cfg.ip)?;
         let mut link = adopt_device(&mut cfg, dev.as_ref(), &log);
         let ethernet = link.is_some();
@@ -359,7 +376,14 @@ impl Stack {
         let (tcp_tx, tcp_rx) = bounded::<tcp::TcpMsg>(INBOX_DEPTH);
         let (devtx_tx, devtx_rx) = bounded::<Batch>(INBOX_DEPTH);
         let (timer_tx, timer_rx) = bounded::<timer::TimerMsg>(INBOX_DEPTH);
-        let ip_core = crate::proto::ip::IpCore::new(cfg.ip.clone(), rand::random(), rand::random());
+        let mut ip_core = crate::proto::ip::IpCore::new(cfg.ip.clone(), rand::random(), rand::random());
+        let dhcp_shared = cfg.dhcp.then(|| Arc::new(dhcp::DhcpShared::default()));
+        let dhcp = match (&dhcp_shared, &cfg.link) {
+            (Some(shared), Some(l)) => {
+                Some(dhcp::DhcpShell::new(l.mac.0, rand::random(), &mut ip_core, shared.clone(), log.clone())?)
+            }
+            _ => None,
+        };
         let stats = Arc::new(StackStats {
             ip: ip_core.stats.clone(),
             tcp: Mutex::default(),
@@ -390,6 +414,7 @@ impl Stack {
             rx_chunks: recycle.chunks.clone(),
             dns_cache: Arc::new(Mutex::new(crate::proto::dns::Cache::new(DNS_CACHE_ENTRIES))),
             routes,
+            dhcp: dhcp_shared,
         };
         let mut threads = Vec::new();
         {
@@ -414,7 +439,9 @@ impl Stack {
             let tcp = (tcp_tx.clone(), stats.tcp_inbox.clone());
             let recycle = recycle.clone();
             let spin = cfg.spin;
-            threads.push(spawn("ip", move || ip::run(ip_core, inbox, devtx, tcp, (pool, recycle), spin, log, link))?);
+            threads.push(spawn("ip", move || {
+                ip::run(ip_core, inbox, devtx, tcp, (pool, recycle), spin, log, link, dhcp)
+            })?);
         }
         {
             let tcp_tx = tcp_tx.clone();
@@ -458,6 +485,19 @@ impl Stack {
         }
     }
 
+    /// Give the DHCP lease back (RFC 2131 §4.4.6) while the device still runs: wait
+    /// (bounded) until the ip actor says the RELEASE left.
+    fn release_dhcp(&self) {
+        if self.handle.dhcp.is_none() {
+            return;
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let t = std::time::Duration::from_millis(200);
+        if self.handle.ip.send_timeout(ip::IpMsg::DhcpRelease(tx), t).is_ok() {
+            let _ = rx.recv_timeout(dhcp::RELEASE_WAIT + t);
+        }
+    }
+
     fn stop(&mut self) {
         if self.threads.is_empty() {
             return;
@@ -465,6 +505,7 @@ impl Stack {
         self.linger();
         // Whatever is still open is reset (sent with the engine's last flush).
         let _ = self.handle.tcp.send_timeout(tcp::TcpMsg::AbortAll, std::time::Duration::from_millis(200));
+        self.release_dhcp();
         self.handle.device.stopping.store(true, std::sync::atomic::Ordering::Release);
         (self.stop_dev)();
         let _ = self.handle.ip.send(ip::IpMsg::Shutdown);

@@ -55,6 +55,8 @@ pub enum TcpMsg {
     /// matched to them through the routing table given (a gateway stands for every
     /// destination routed through it).
     Unreachable(Vec<IpAddr>, Arc<crate::proto::link::route::RouteTable>),
+    /// Our IPv4 addresses changed (a DHCP lease came or went): new connections use these.
+    SetV4(Vec<std::net::Ipv4Addr>),
     Connect {
         remote: SocketAddr,
         events: Sender<SocketEvent>,
@@ -97,6 +99,8 @@ struct Engine {
     gso: Option<crate::wire::gso::Coalescer>,
     cfg: Arc<StackConfig>,
     recycle: super::Recyclers,
+    /// Our IPv4 addresses: the configuration's, then what DHCP set (`TcpMsg::SetV4`).
+    v4: Vec<std::net::Ipv4Addr>,
 }
 
 /// Segments from ip give back their bytes of `stats.tcp_inbox` as they are taken.
@@ -120,6 +124,7 @@ pub fn run(
         touched: Vec::new(),
         ident: rand::random(),
         gso: cfg.ip.tx_trailer.then(crate::wire::gso::Coalescer::default),
+        v4: cfg.ip.v4.clone(),
         cfg,
         recycle,
     };
@@ -201,6 +206,7 @@ impl Engine {
                     self.ep.neighbour_unreachable_where(now, |remote| routes.next_hop(now, remote) == Some(hop));
                 }
             }
+            TcpMsg::SetV4(v4) => self.v4 = v4,
             TcpMsg::Connect { remote, events, reply } => {
                 let local_ip = self.source_for(remote.ip());
                 let r = match local_ip {
@@ -240,7 +246,7 @@ impl Engine {
     fn source_for(&self, dst: IpAddr) -> Option<IpAddr> {
         let ip = &self.cfg.ip;
         match dst {
-            IpAddr::V4(_) => ip.v4.first().map(|a| IpAddr::V4(*a)),
+            IpAddr::V4(_) => self.v4.first().map(|a| IpAddr::V4(*a)),
             IpAddr::V6(d) => {
                 let ll = |a: &std::net::Ipv6Addr| a.segments()[0] & 0xffc0 == 0xfe80;
                 ip.v6.iter().find(|a| ll(a) == ll(&d)).or(ip.v6.first()).map(|a| IpAddr::V6(*a))

@@ -367,6 +367,37 @@ impl IpCore {
         &self.cfg
     }
 
+    /// Replace the IPv4 addresses and their prefix length (a DHCP lease, `actor::dhcp`;
+    /// empty: no IPv4 address, only broadcasts are received).
+    pub fn set_v4(&mut self, v4: Vec<Ipv4Addr>, prefix: u8) {
+        self.cfg.v4 = v4;
+        self.cfg.v4_prefix = prefix;
+    }
+
+    /// Send a UDP datagram from exactly `src` (no source selection; 0.0.0.0 allowed, as a
+    /// DHCP client without an address sends, RFC 2131 §4.1) in one unfragmented packet.
+    pub fn send_udp_from(
+        &mut self,
+        src: std::net::SocketAddrV4,
+        to: std::net::SocketAddrV4,
+        data: &[u8],
+        pool: &Pool,
+        out: &mut IpOutput,
+    ) -> io::Result<()> {
+        let ulen = wire::UDP_HEADER_LEN + data.len();
+        if wire::IPV4_HEADER_LEN + ulen > self.cfg.mtu {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "message too long"));
+        }
+        let (s, d) = (IpAddr::V4(*src.ip()), IpAddr::V4(*to.ip()));
+        let mut b = pool.get();
+        b.resize(wire::IPV4_HEADER_LEN + ulen, 0);
+        write_udp(&mut b[wire::IPV4_HEADER_LEN..], s, d, src.port(), to.port(), data);
+        self.emit_ip_header(&mut b, s, d, IpProtocol::Udp, ulen, wire::DEFAULT_HOP_LIMIT);
+        inc(&self.stats.tx_packets);
+        out.tx.push(b);
+        Ok(())
+    }
+
     pub fn reassembly_bytes(&self) -> usize {
         self.reasm.held_bytes()
     }
@@ -514,7 +545,7 @@ impl IpCore {
                         end: len,
                         broadcast,
                         whole: false,
-                        foreign: !local,
+                        foreign: !local && !broadcast,
                         ttl,
                     };
                     self.rx_transport(io, proto, up);
@@ -528,7 +559,7 @@ impl IpCore {
         self.rx_transport(
             io,
             proto,
-            Up { src, dst, buf, start: hlen, end: len, broadcast, whole: true, foreign: !local, ttl },
+            Up { src, dst, buf, start: hlen, end: len, broadcast, whole: true, foreign: !local && !broadcast, ttl },
         );
     }
 
@@ -1461,6 +1492,36 @@ mod tests {
     }
 
     /// bind_any lets TCP to a foreign address through, nothing else.
+    /// DHCP's datagrams (RFC 2131 §4.1): from 0.0.0.0 to 255.255.255.255, and back to
+    /// 255.255.255.255 for a core with no IPv4 address; both reach a 0.0.0.0-bound socket.
+    #[test]
+    fn limited_broadcast_udp_both_ways() {
+        let any = |port| SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
+        let mut client = IpCore::new(IpConfig::default(), 1, 1);
+        client.set_v4(vec![], 24);
+        let (csock, _) = client.udp.bind(any(68)).unwrap();
+        let mut server = IpCore::new(IpConfig { v4: vec![Ipv4Addr::new(10, 0, 0, 1)], ..IpConfig::default() }, 2, 2);
+        let (ssock, _) = server.udp.bind(any(67)).unwrap();
+        fn exchange(from: &mut IpCore, to: &mut IpCore, src: std::net::SocketAddrV4, port: u16, want: UdpSockId) {
+            let pool = Pool::default();
+            let mut out = IpOutput::default();
+            let dst = std::net::SocketAddrV4::new(Ipv4Addr::BROADCAST, port);
+            from.send_udp_from(src, dst, b"dhcp", &pool, &mut out).unwrap();
+            let mut got = IpOutput::default();
+            to.handle_packet(Instant::now(), out.tx.pop().unwrap(), &pool, &mut got);
+            match got.deliver.pop() {
+                Some(Deliver::Udp { sock, from, buf, start, end, .. }) => {
+                    assert_eq!((sock, from, &buf[start..end]), (want, SocketAddr::V4(src), &b"dhcp"[..]))
+                }
+                other => panic!("not delivered: {other:?}"),
+            }
+        }
+        let v4 = std::net::SocketAddrV4::new;
+        exchange(&mut client, &mut server, v4(Ipv4Addr::UNSPECIFIED, 68), 67, ssock);
+        exchange(&mut server, &mut client, v4(Ipv4Addr::new(10, 0, 0, 1), 67), 68, csock);
+        assert_eq!(client.stats.rx_not_ours.load(Relaxed) + server.stats.rx_not_ours.load(Relaxed), 0);
+    }
+
     #[test]
     fn foreign_destination_only_for_tcp() {
         let pool = Pool::default();

@@ -1,4 +1,5 @@
 //! Sans-I/O protocol cores: pure state machines fed `(now, input)`.
+pub mod dhcp;
 pub mod dns;
 pub mod frag;
 pub mod ip;

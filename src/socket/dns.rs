@@ -1,5 +1,5 @@
 //! The blocking stub resolver: RFC 1035 queries over the stack's own [`UdpSocket`] to the
-//! servers in `StackConfig::dns`, answers kept in the stack's bounded cache
+//! servers in `StackConfig::dns` and then the DHCP lease's (`actor::dhcp`), answers kept in the stack's bounded cache
 //! (`proto::dns::Cache`). The machine's resolver (std's `ToSocketAddrs`, getaddrinfo) is
 //! never used: it would ask the host's servers, not the network the stack is on.
 //!
@@ -35,7 +35,7 @@ impl StackHandle {
         }
         let ip = &self.config().ip;
         let mut types = Vec::new();
-        if !ip.v4.is_empty() {
+        if !ip.v4.is_empty() || self.lease().is_some() {
             types.push(RecordType::A);
         }
         if ip.v6.iter().any(|a| a.segments()[0] & 0xffc0 != 0xfe80) {
@@ -64,9 +64,9 @@ impl StackHandle {
         if let Some(a) = self.dns_cache.lock().get(Instant::now(), &qname, qtype) {
             return Ok(a);
         }
-        let servers = &self.config().dns;
+        let servers = &self.dns_servers(); // configured, then from the DHCP lease
         if servers.is_empty() {
-            return Err(invalid(format!("cannot resolve {name}: no DNS server configured (--dns ADDR)")));
+            return Err(invalid(format!("cannot resolve {name}: no DNS server configured (--dns ADDR, or --dhcp)")));
         }
         let mut last = None;
         for timeout in TRY_TIMEOUTS {

@@ -110,7 +110,7 @@ pub(crate) fn check_timeout(t: Option<Duration>) -> io::Result<()> {
 pub(crate) fn check_local(stack: &StackHandle, addr: SocketAddr) -> io::Result<()> {
     let ip = &stack.config().ip;
     let ours = match addr.ip() {
-        std::net::IpAddr::V4(a) => a.is_unspecified() || ip.v4.contains(&a),
+        std::net::IpAddr::V4(a) => a.is_unspecified() || stack.has_v4(a),
         std::net::IpAddr::V6(a) => a.is_unspecified() || ip.v6.contains(&a),
     };
     if ours {

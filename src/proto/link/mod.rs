@@ -279,6 +279,34 @@ impl LinkCore {
         &self.neigh
     }
 
+    /// Replace our IPv4 address and its connected route (a DHCP lease); with `gateway`, the
+    /// IPv4 default route too. The new address is announced with a gratuitous ARP (RFC 5227
+    /// §3). `None` removes the address and its route (a gateway given before stays).
+    pub fn set_ipv4(&mut self, addr: Option<(Ipv4Addr, u8)>, gateway: Option<Ipv4Addr>) {
+        self.routes.remove_where(|r| r.net.is_ipv4() && r.origin == Origin::Connected);
+        self.cfg.v4.clear();
+        let Some((a, prefix)) = addr else { return };
+        self.cfg.v4 = vec![a];
+        self.cfg.v4_prefix = prefix;
+        let connected =
+            Route { net: IpAddr::V4(a), prefix_len: prefix, via: None, origin: Origin::Connected, expires: None };
+        self.routes.add(connected);
+        if let Some(gw) = gateway {
+            let default = |r: &Route| r.net.is_ipv4() && r.prefix_len == 0 && r.origin == Origin::Static;
+            self.routes.remove_where(default);
+            let net = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+            self.routes.add(Route {
+                net,
+                prefix_len: 0,
+                via: Some(IpAddr::V4(gw)),
+                origin: Origin::Static,
+                expires: None,
+            });
+            self.cfg.gateway4 = Some(gw);
+        }
+        self.gratuitous_arp(a);
+    }
+
     /// Listen to multicast group `group` (IPv4 or IPv6). False when the bound is reached or
     /// `group` is not multicast.
     pub fn join_group(&mut self, group: IpAddr) -> bool {

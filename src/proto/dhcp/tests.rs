@@ -1,0 +1,453 @@
+//! Wire round trips and hostile input; every client transition on a virtual clock.
+
+use super::client::*;
+use super::wire::{self, opt, DhcpRepr, MessageType, WireError};
+use proptest::prelude::*;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+const MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x42];
+const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 57);
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn client(now: Instant) -> Client {
+    Client::new(ClientConfig { mac: MAC, host_name: Some("stack".into()), seed: 7 }, now)
+}
+
+/// The one message the client queued, parsed (owned bytes returned alongside).
+fn sent(c: &mut Client) -> (Transmit, MessageType, u32) {
+    let t = c.poll_transmit().expect("a message was queued");
+    assert!(c.poll_transmit().is_none(), "one message at a time");
+    let r = wire::parse(&t.payload).expect("our own message parses");
+    assert_eq!(r.chaddr, MAC);
+    assert_eq!(r.client_id, Some(&[1, 2, 0, 0, 0, 0, 0x42][..]));
+    let (ty, xid) = (r.message_type, r.xid);
+    (t, ty, xid)
+}
+
+/// A server's reply of `ty` to transaction `xid`, with a 120 s lease and `t1`/`t2` if set.
+fn reply(ty: MessageType, xid: u32, t1: Option<u32>, t2: Option<u32>) -> Vec<u8> {
+    let mut r = DhcpRepr::new(ty, xid, MAC);
+    if ty != MessageType::Nak {
+        r.yiaddr = ADDR;
+        r.subnet_mask = Some(Ipv4Addr::new(255, 255, 255, 0));
+        r.router = Some(SERVER);
+        r.dns_servers[0] = Some(SERVER);
+        r.lease_time = Some(120);
+        r.renewal_time = t1;
+        r.rebinding_time = t2;
+    }
+    r.server_id = Some(SERVER);
+    r.to_bytes()
+}
+
+/// Drive a fresh client to BOUND at `t0`; returns it and the lease's start.
+fn bound(t0: Instant, t1: Option<u32>, t2: Option<u32>) -> Client {
+    let mut c = client(t0);
+    assert_eq!(c.poll_timeout(), Some(t0));
+    c.handle_timeout(t0);
+    let (_, ty, xid) = sent(&mut c);
+    assert_eq!((ty, c.state()), (MessageType::Discover, State::Selecting));
+    c.handle_packet(t0, &reply(MessageType::Offer, xid, t1, t2));
+    let (t, ty, xid2) = sent(&mut c);
+    assert_eq!((ty, xid2, c.state()), (MessageType::Request, xid, State::Requesting));
+    let r = wire::parse(&t.payload).unwrap();
+    assert_eq!(
+        (r.requested_ip, r.server_id, r.broadcast, r.ciaddr),
+        (Some(ADDR), Some(SERVER), true, Ipv4Addr::UNSPECIFIED)
+    );
+    assert_eq!((t.src, t.dst), (Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST));
+    c.handle_packet(t0, &reply(MessageType::Ack, xid, t1, t2));
+    assert_eq!(c.state(), State::Bound);
+    c
+}
+
+// ------------------------------------------------------------------------- wire
+
+#[test]
+fn discover_wire_format() {
+    let t0 = Instant::now();
+    let mut c = client(t0);
+    c.handle_timeout(t0);
+    let t = c.poll_transmit().unwrap();
+    let b = &t.payload;
+    assert_eq!(b.len(), wire::MIN_MESSAGE_LEN, "padded to the BOOTP minimum");
+    assert_eq!(&b[..4], &[wire::OP_BOOTREQUEST, 1, 6, 0]);
+    assert_eq!(&b[10..12], &[0x80, 0], "BROADCAST flag");
+    assert_eq!(&b[28..34], &MAC);
+    assert_eq!(&b[236..240], &wire::MAGIC_COOKIE);
+    assert_eq!(&b[240..243], &[opt::MESSAGE_TYPE, 1, 1]);
+    let r = wire::parse(b).unwrap();
+    assert_eq!(r.parameter_list, Some(&PARAMETER_LIST[..]));
+    assert_eq!(r.host_name, Some(&b"stack"[..]));
+}
+
+#[test]
+fn malformed_messages_are_errors() {
+    let good = reply(MessageType::Offer, 1, None, None);
+    assert_eq!(wire::parse(&good[..239]).unwrap_err(), WireError::Truncated);
+    let mut b = good.clone();
+    b[236] = 0;
+    assert_eq!(wire::parse(&b).unwrap_err(), WireError::BadCookie);
+    let mut b = good.clone();
+    b[1] = 6; // IEEE 802 htype
+    assert_eq!(wire::parse(&b).unwrap_err(), WireError::BadHardware);
+    let mut b = good.clone();
+    b[0] = wire::OP_BOOTREQUEST; // an OFFER in a request
+    assert_eq!(wire::parse(&b).unwrap_err(), WireError::BadMessageType);
+    // An option whose length runs past the end.
+    let mut b = good[..240].to_vec();
+    b.extend_from_slice(&[opt::MESSAGE_TYPE, 1, 2, opt::ROUTER, 8, 10, 0]);
+    assert_eq!(wire::parse(&b).unwrap_err(), WireError::Truncated);
+    // A router list that is not a multiple of 4; a lease time of 3 octets.
+    for bad in [[opt::ROUTER, 3, 1, 2, 3, 0, 0], [opt::LEASE_TIME, 3, 1, 2, 3, 0, 0]] {
+        let mut b = good[..240].to_vec();
+        b.extend_from_slice(&[opt::MESSAGE_TYPE, 1, 2]);
+        b.extend_from_slice(&bad[..5]);
+        b.push(opt::END);
+        assert_eq!(wire::parse(&b).unwrap_err(), WireError::BadOption(bad[0]));
+    }
+    // No message type.
+    let mut b = good[..240].to_vec();
+    b.push(opt::END);
+    assert_eq!(wire::parse(&b).unwrap_err(), WireError::BadMessageType);
+}
+
+#[test]
+fn options_pad_repeat_and_dns_bound() {
+    let mut b = reply(MessageType::Offer, 1, None, None)[..240].to_vec();
+    b.extend_from_slice(&[opt::PAD, opt::PAD, opt::MESSAGE_TYPE, 1, 2, opt::SUBNET_MASK, 4, 255, 255, 0, 0]);
+    b.extend_from_slice(&[opt::SUBNET_MASK, 4, 255, 0, 0, 0]); // a repeat: the first wins
+    b.extend_from_slice(&[opt::DNS_SERVER, 16, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4]);
+    b.extend_from_slice(&[200, 2, 9, 9, opt::END, opt::ROUTER]); // unknown option; after END: ignored
+    let r = wire::parse(&b).unwrap();
+    assert_eq!(r.subnet_mask, Some(Ipv4Addr::new(255, 255, 0, 0)));
+    assert_eq!(r.dns().count(), wire::MAX_DNS_SERVERS);
+    assert_eq!(r.dns().last(), Some(Ipv4Addr::new(3, 3, 3, 3)));
+    assert_eq!(r.router, None);
+}
+
+#[test]
+fn lease_time_defaults_and_masks() {
+    let ms = Duration::from_millis;
+    // RFC 2131 §4.4.5: T1 = 0.5, T2 = 0.875 of the lease when absent.
+    assert_eq!(lease_times(120, None, None), (Some(secs(120)), Some(secs(60)), Some(ms(105_000))));
+    assert_eq!(lease_times(120, Some(10), Some(20)), (Some(secs(120)), Some(secs(10)), Some(secs(20))));
+    // Out of order: T2 past the lease, T1 past T2 → defaults.
+    assert_eq!(lease_times(120, Some(110), Some(200)), (Some(secs(120)), Some(secs(60)), Some(ms(105_000))));
+    assert_eq!(lease_times(120, Some(50), Some(40)), (Some(secs(120)), Some(secs(40)), Some(secs(40))));
+    assert_eq!(lease_times(INFINITE_LEASE, Some(1), None), (None, None, None));
+    assert_eq!(mask_prefix(Ipv4Addr::new(255, 255, 255, 0)), Some(24));
+    assert_eq!(mask_prefix(Ipv4Addr::new(0, 0, 0, 0)), Some(0));
+    assert_eq!(mask_prefix(Ipv4Addr::new(255, 0, 255, 0)), None);
+}
+
+fn arb_addr() -> impl Strategy<Value = Ipv4Addr> {
+    any::<u32>().prop_map(Ipv4Addr::from)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+    /// Random bytes, and random bytes after a valid header, never panic.
+    #[test]
+    fn random_bytes_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..400), whole in any::<bool>()) {
+        if whole {
+            let _ = wire::parse(&tail);
+        } else {
+            let mut b = reply(MessageType::Ack, 1, None, None)[..240].to_vec();
+            b.extend_from_slice(&tail);
+            let _ = wire::parse(&b);
+        }
+    }
+
+    /// Random bytes fed to a client in every state: counted, never a panic, never a lease.
+    #[test]
+    fn client_survives_garbage(msgs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..400), 1..8)) {
+        let t0 = Instant::now();
+        let mut c = bound(t0, None, None);
+        c.poll_event();
+        for m in &msgs {
+            c.handle_packet(t0, m);
+        }
+        let s = c.stats;
+        prop_assert_eq!(s.rx_malformed + s.rx_not_ours + s.rx_unexpected, msgs.len() as u64);
+        prop_assert!(c.poll_event().is_none());
+    }
+
+    /// emit then parse gives back what was emitted.
+    #[test]
+    fn repr_round_trip(
+        ty in 1u8..=8, xid in any::<u32>(), secs in any::<u16>(), bc in any::<bool>(),
+        ci in arb_addr(), yi in arb_addr(), mask in proptest::option::of(arb_addr()),
+        router in proptest::option::of(arb_addr()), dns in proptest::collection::vec(arb_addr(), 0..4),
+        lease in proptest::option::of(any::<u32>()), t1 in proptest::option::of(any::<u32>()),
+        sid in proptest::option::of(arb_addr()), name in proptest::option::of(proptest::collection::vec(any::<u8>(), 1..40)),
+    ) {
+        let ty = MessageType::from_u8(ty).unwrap();
+        let mut r = DhcpRepr::new(ty, xid, MAC);
+        (r.secs, r.broadcast, r.ciaddr, r.yiaddr) = (secs, bc, ci, yi);
+        (r.subnet_mask, r.router, r.lease_time, r.renewal_time, r.server_id) = (mask, router, lease, t1, sid);
+        for (slot, a) in r.dns_servers.iter_mut().zip(dns) {
+            *slot = Some(a);
+        }
+        r.host_name = name.as_deref();
+        let bytes = r.to_bytes();
+        prop_assert_eq!(bytes.len(), r.buffer_len());
+        prop_assert_eq!(wire::parse(&bytes).unwrap(), r);
+    }
+}
+
+// ------------------------------------------------------------------------- client
+
+#[test]
+fn init_selecting_requesting_bound() {
+    let t0 = Instant::now();
+    let mut c = bound(t0, None, None);
+    let Some(Event::Configured(l)) = c.poll_event() else { panic!("configured") };
+    assert_eq!((l.addr, l.prefix, l.gateway, l.server), (ADDR, 24, Some(SERVER), SERVER));
+    assert_eq!(l.dns, vec![SERVER]);
+    assert_eq!((l.lease, l.t1, l.t2), (Some(secs(120)), Some(secs(60)), Some(Duration::from_millis(105_000))));
+    assert_eq!(c.poll_timeout(), Some(t0 + secs(60)), "T1 defaults to half the lease");
+    assert_eq!((c.stats.tx_discover, c.stats.tx_request, c.stats.leases), (1, 1, 1));
+}
+
+#[test]
+fn selecting_backoff_4_8_16_32_64_with_jitter() {
+    let t0 = Instant::now();
+    let mut c = client(t0);
+    c.handle_timeout(t0);
+    let (_, _, xid) = sent(&mut c);
+    let mut now = t0;
+    for base in [4u64, 8, 16, 32, 64, 64] {
+        let next = c.poll_timeout().unwrap();
+        let gap = next - now;
+        assert!(gap >= secs(base - 1) && gap <= secs(base + 1), "gap {gap:?} for {base} s");
+        // Nothing happens before it is due.
+        c.handle_timeout(next - Duration::from_millis(1));
+        assert!(c.poll_transmit().is_none());
+        now = next;
+        c.handle_timeout(now);
+        let (_, ty, x) = sent(&mut c);
+        assert_eq!((ty, x), (MessageType::Discover, xid), "a retransmission keeps its xid");
+    }
+    assert_eq!(c.stats.retransmissions, 6);
+    // The jitter is the seed's: the same seed gives the same schedule, another a different one.
+    let schedule = |seed| {
+        let mut c = Client::new(ClientConfig { mac: MAC, host_name: None, seed }, t0);
+        c.handle_timeout(t0);
+        (c.xid(), c.poll_timeout())
+    };
+    assert_eq!(schedule(1), schedule(1));
+    assert_ne!(schedule(1), schedule(2));
+}
+
+#[test]
+fn offers_and_acks_for_others_are_ignored() {
+    let t0 = Instant::now();
+    let mut c = client(t0);
+    c.handle_timeout(t0);
+    let (_, _, xid) = sent(&mut c);
+    c.handle_packet(t0, &reply(MessageType::Offer, xid ^ 1, None, None)); // another xid
+    let mut other = reply(MessageType::Offer, xid, None, None);
+    other[33] ^= 1; // another chaddr
+    c.handle_packet(t0, &other);
+    c.handle_packet(t0, &reply(MessageType::Ack, xid, None, None)); // an ACK while selecting
+    c.handle_packet(t0, &[0u8; 100]);
+    assert_eq!((c.stats.rx_not_ours, c.stats.rx_unexpected, c.stats.rx_malformed), (2, 1, 1));
+    assert_eq!(c.state(), State::Selecting);
+    assert!(c.poll_transmit().is_none() && c.poll_event().is_none());
+}
+
+#[test]
+fn requesting_gives_up_after_retries() {
+    let t0 = Instant::now();
+    let mut c = client(t0);
+    c.handle_timeout(t0);
+    let (_, _, xid) = sent(&mut c);
+    c.handle_packet(t0, &reply(MessageType::Offer, xid, None, None));
+    sent(&mut c);
+    for _ in 1..REQUEST_TRIES {
+        let t = c.poll_timeout().unwrap();
+        c.handle_timeout(t);
+        assert_eq!(sent(&mut c).1, MessageType::Request);
+    }
+    let t = c.poll_timeout().unwrap();
+    c.handle_timeout(t);
+    let (_, ty, x) = sent(&mut c);
+    assert_eq!((ty, c.state()), (MessageType::Discover, State::Selecting), "back to INIT");
+    assert_ne!(x, xid, "a new transaction");
+    assert!(c.poll_event().is_none(), "no lease was announced, none is withdrawn");
+}
+
+#[test]
+fn nak_while_requesting_restarts() {
+    let t0 = Instant::now();
+    let mut c = client(t0);
+    c.handle_timeout(t0);
+    let (_, _, xid) = sent(&mut c);
+    c.handle_packet(t0, &reply(MessageType::Offer, xid, None, None));
+    sent(&mut c);
+    c.handle_packet(t0, &reply(MessageType::Nak, xid, None, None));
+    assert_eq!(sent(&mut c).1, MessageType::Discover);
+    assert_eq!((c.state(), c.stats.rx_nak), (State::Selecting, 1));
+}
+
+#[test]
+fn t1_renewing_unicast_then_ack() {
+    let t0 = Instant::now();
+    let mut c = bound(t0, Some(5), Some(10));
+    c.poll_event();
+    assert_eq!(c.poll_timeout(), Some(t0 + secs(5)));
+    c.handle_timeout(t0 + secs(5));
+    let (t, ty, xid) = sent(&mut c);
+    assert_eq!((ty, c.state()), (MessageType::Request, State::Renewing));
+    assert_eq!((t.src, t.dst), (ADDR, SERVER), "unicast to the server from our address");
+    let r = wire::parse(&t.payload).unwrap();
+    assert_eq!((r.ciaddr, r.requested_ip, r.server_id, r.broadcast), (ADDR, None, None, false));
+    // The retransmission would be after 60 s; T2 (10 s) comes first.
+    assert_eq!(c.poll_timeout(), Some(t0 + secs(10)));
+    c.handle_packet(t0 + secs(6), &reply(MessageType::Ack, xid, Some(5), Some(10)));
+    assert_eq!((c.state(), c.stats.renewals), (State::Bound, 1));
+    assert!(matches!(c.poll_event(), Some(Event::Configured(_))));
+    // The lease now runs from the renewing REQUEST (RFC 2131 §4.4.1): T1 at 5 + 5 s.
+    assert_eq!(c.poll_timeout(), Some(t0 + secs(10)));
+}
+
+#[test]
+fn t2_rebinding_broadcast_then_ack() {
+    let t0 = Instant::now();
+    let mut c = bound(t0, Some(5), Some(10));
+    c.poll_event();
+    c.handle_timeout(t0 + secs(5));
+    sent(&mut c);
+    c.handle_timeout(t0 + secs(10));
+    let (t, ty, xid) = sent(&mut c);
+    assert_eq!((ty, c.state()), (MessageType::Request, State::Rebinding));
+    assert_eq!((t.src, t.dst), (ADDR, Ipv4Addr::BROADCAST));
+    assert_eq!(wire::parse(&t.payload).unwrap().ciaddr, ADDR);
+    // Half of the 110 s left, at least 60 s: 60 s.
+    assert_eq!(c.poll_timeout(), Some(t0 + secs(70)));
+    c.handle_packet(t0 + secs(11), &reply(MessageType::Ack, xid, Some(5), Some(10)));
+    assert_eq!((c.state(), c.stats.renewals, c.stats.rebinds), (State::Bound, 1, 1));
+}
+
+#[test]
+fn renewing_retransmits_at_half_the_time_to_t2() {
+    let t0 = Instant::now();
+    // A 1000 s lease with T1 at 100 s and T2 at 500 s: the first retransmission after
+    // (500 − 100) / 2 = 200 s, the next after 100 s, then 60 s floors.
+    let mut c = client(t0);
+    c.handle_timeout(t0);
+    let (_, _, xid) = sent(&mut c);
+    c.handle_packet(t0, &reply(MessageType::Offer, xid, None, None));
+    sent(&mut c);
+    let mut r = DhcpRepr::new(MessageType::Ack, xid, MAC);
+    (r.yiaddr, r.server_id, r.lease_time, r.renewal_time, r.rebinding_time) =
+        (ADDR, Some(SERVER), Some(1000), Some(100), Some(500));
+    c.handle_packet(t0, &r.to_bytes());
+    assert_eq!(c.lease().unwrap().prefix, 8, "no mask: the classful default");
+    c.handle_timeout(t0 + secs(100));
+    sent(&mut c);
+    assert_eq!(c.poll_timeout(), Some(t0 + secs(300)));
+    c.handle_timeout(t0 + secs(300));
+    assert_eq!(sent(&mut c).0.dst, SERVER);
+    assert_eq!(c.poll_timeout(), Some(t0 + secs(400)));
+    c.handle_timeout(t0 + secs(400));
+    sent(&mut c);
+    assert_eq!(c.poll_timeout(), Some(t0 + secs(460)));
+}
+
+#[test]
+fn expiry_deconfigures_and_restarts() {
+    let t0 = Instant::now();
+    let mut c = bound(t0, None, None);
+    c.poll_event();
+    c.handle_timeout(t0 + secs(60));
+    assert_eq!(c.state(), State::Renewing);
+    sent(&mut c);
+    c.handle_timeout(t0 + Duration::from_millis(105_000));
+    assert_eq!(c.state(), State::Rebinding);
+    sent(&mut c);
+    assert_eq!(c.poll_timeout(), Some(t0 + secs(120)), "expiry comes before the 60 s retransmission");
+    c.handle_timeout(t0 + secs(120));
+    assert_eq!(c.poll_event(), Some(Event::Deconfigured));
+    assert_eq!(sent(&mut c).1, MessageType::Discover);
+    assert_eq!((c.state(), c.stats.expiries), (State::Selecting, 1));
+    assert!(c.lease().is_none());
+}
+
+#[test]
+fn nak_while_renewing_deconfigures() {
+    let t0 = Instant::now();
+    let mut c = bound(t0, None, None);
+    c.poll_event();
+    c.handle_timeout(t0 + secs(60));
+    let (_, _, xid) = sent(&mut c);
+    c.handle_packet(t0 + secs(60), &reply(MessageType::Nak, xid, None, None));
+    assert_eq!(c.poll_event(), Some(Event::Deconfigured));
+    assert_eq!((sent(&mut c).1, c.state()), (MessageType::Discover, State::Selecting));
+}
+
+#[test]
+fn unusable_acks_are_counted_not_taken() {
+    let t0 = Instant::now();
+    let mut c = client(t0);
+    c.handle_timeout(t0);
+    let (_, _, xid) = sent(&mut c);
+    c.handle_packet(t0, &reply(MessageType::Offer, xid, None, None));
+    sent(&mut c);
+    let mut r = DhcpRepr::new(MessageType::Ack, xid, MAC);
+    r.yiaddr = ADDR; // no lease time
+    c.handle_packet(t0, &r.to_bytes());
+    r.lease_time = Some(60);
+    r.subnet_mask = Some(Ipv4Addr::new(255, 0, 255, 0));
+    c.handle_packet(t0, &r.to_bytes());
+    r.subnet_mask = None;
+    r.yiaddr = Ipv4Addr::BROADCAST;
+    c.handle_packet(t0, &r.to_bytes());
+    assert_eq!((c.stats.rx_bad_ack, c.state()), (3, State::Requesting));
+    assert!(c.poll_event().is_none());
+}
+
+#[test]
+fn release_when_bound_and_stop() {
+    let t0 = Instant::now();
+    let mut c = bound(t0, None, None);
+    c.poll_event();
+    assert!(c.release(t0 + secs(1)));
+    let (t, ty, _) = sent(&mut c);
+    assert_eq!((ty, t.src, t.dst), (MessageType::Release, ADDR, SERVER));
+    let r = wire::parse(&t.payload).unwrap();
+    assert_eq!((r.ciaddr, r.server_id, r.parameter_list), (ADDR, Some(SERVER), None));
+    assert_eq!(c.poll_event(), Some(Event::Deconfigured));
+    assert_eq!((c.state(), c.poll_timeout()), (State::Stopped, None));
+    // Nothing to release any more, and nothing more is sent.
+    assert!(!c.release(t0 + secs(2)));
+    c.handle_timeout(t0 + secs(1000));
+    assert!(c.poll_transmit().is_none());
+    // A client that never got a lease sends no RELEASE.
+    let mut c = client(t0);
+    c.handle_timeout(t0);
+    sent(&mut c);
+    assert!(!c.release(t0));
+    assert!(c.poll_transmit().is_none() && c.poll_event().is_none());
+}
+
+#[test]
+fn infinite_lease_never_renews() {
+    let t0 = Instant::now();
+    let mut c = client(t0);
+    c.handle_timeout(t0);
+    let (_, _, xid) = sent(&mut c);
+    c.handle_packet(t0, &reply(MessageType::Offer, xid, None, None));
+    sent(&mut c);
+    let mut r = DhcpRepr::new(MessageType::Ack, xid, MAC);
+    (r.yiaddr, r.server_id, r.lease_time) = (ADDR, Some(SERVER), Some(INFINITE_LEASE));
+    c.handle_packet(t0, &r.to_bytes());
+    assert_eq!(c.state(), State::Bound);
+    assert_eq!(c.poll_timeout(), None);
+}
