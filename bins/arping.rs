@@ -110,7 +110,7 @@ fn main() {
         std::process::exit(2)
     });
     let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
-    let ours = cli.common.addr;
+    let ours = cli.common.local_v4();
     println!("ARPING {target} from {ours} {}", cli.common.device_name());
     let r = run(&cli, &sock, target, ours);
     println!("Sent {} probes ({} broadcast(s))", r.sent, r.broadcasts);

@@ -250,13 +250,14 @@ fn main() {
     trim_after_bursts(stack.handle());
     let c = &cli.common;
     let dev = c.device_name();
-    println!("netstack is up on {dev}: {} and fe80::2, {}", c.addr, c.addr6);
+    let a4 = c.local_v4();
+    println!("netstack is up on {dev}: {a4} and fe80::2, {}", c.addr6);
     if let Some(l) = &stack.config().link {
         println!("  MAC {}", l.mac);
     }
-    println!("  ping {}        ping {}        ping fe80::2%{dev}", c.addr, c.addr6);
-    println!("  curl http://{}/            curl http://{}/bytes/1000000 | wc -c", c.addr, c.addr);
-    println!("  nc {} 7 (TCP echo)   nc {} 19 (chargen)   echo hi | nc -u -w1 {} 7 (UDP echo)", c.addr, c.addr, c.addr);
+    println!("  ping {}        ping {}        ping fe80::2%{dev}", a4, c.addr6);
+    println!("  curl http://{}/            curl http://{}/bytes/1000000 | wc -c", a4, a4);
+    println!("  nc {} 7 (TCP echo)   nc {} 19 (chargen)   echo hi | nc -u -w1 {} 7 (UDP echo)", a4, a4, a4);
     let e = if c.tap { "-e " } else { "" };
     println!("  sudo tcpdump {e}-i {dev} -n          (watch the wire)");
     println!("Ctrl-C to stop.");

@@ -150,6 +150,8 @@ pub struct CommonArgs {
 
 /// The device actually opened (the kernel names it when `--iface` has a `%d`).
 static OPENED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+/// The IPv4 address a DHCP lease gave (`--dhcp`).
+static LEASED: std::sync::OnceLock<Ipv4Addr> = std::sync::OnceLock::new();
 
 const DEFAULT_HOST_V4: [&str; 1] = ["10.0.0.1/24"];
 const DEFAULT_HOST_V6: [&str; 2] = ["fe80::1/64", "fd00::1/64"];
@@ -297,13 +299,18 @@ impl CommonArgs {
             })
     }
 
-    /// The stack's own address of the chosen family.
+    /// The stack's own address of the chosen family (with `--dhcp`, the leased one).
     pub fn local_ip(&self) -> IpAddr {
         if self.ipv6() {
             IpAddr::V6(self.addr6)
         } else {
-            IpAddr::V4(self.addr)
+            IpAddr::V4(self.local_v4())
         }
+    }
+
+    /// The stack's IPv4 address: `--addr`, or the lease's once `--dhcp` has one.
+    pub fn local_v4(&self) -> Ipv4Addr {
+        LEASED.get().copied().unwrap_or(self.addr)
     }
 
     pub fn stack_config(&self) -> StackConfig {
@@ -382,10 +389,17 @@ impl CommonArgs {
     fn wait_for_lease(&self, s: &Stack) {
         match s.wait_dhcp(DHCP_WAIT) {
             Ok(l) => {
+                let _ = LEASED.set(l.addr);
                 let gw = l.gateway.map_or("none".into(), |g| g.to_string());
                 let dns: Vec<String> = l.dns.iter().map(|a| a.to_string()).collect();
                 let lease = l.lease.map_or("infinite".into(), |d| format!("{} s", d.as_secs()));
-                eprintln!("dhcp: {}/{} from {}, gateway {gw}, dns [{}], lease {lease}", l.addr, l.prefix, l.server, dns.join(", "));
+                eprintln!(
+                    "dhcp: {}/{} from {}, gateway {gw}, dns [{}], lease {lease}",
+                    l.addr,
+                    l.prefix,
+                    l.server,
+                    dns.join(", ")
+                );
             }
             Err(e) => {
                 eprintln!("error: {e}: is a DHCP server answering on {}?", self.device_name());
