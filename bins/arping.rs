@@ -120,7 +120,7 @@ fn main() {
         println!("Received {} response(s)", r.received);
     }
     drop(sock);
-    stack.shutdown();
+    cli.common.finish(stack);
     let ok = match (cli.deadline, cli.count) {
         (Some(_), Some(c)) => r.received >= c,
         _ => r.received > 0,

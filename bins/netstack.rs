@@ -263,5 +263,5 @@ fn main() {
     println!("Ctrl-C to stop.");
     netstack::cli::wait_for_ctrl_c();
     println!("netstack: shutting down");
-    stack.shutdown();
+    cli.common.finish(stack);
 }

@@ -172,7 +172,7 @@ fn main() {
         println!("rtt min/avg/max/mdev = {:.3}/{avg:.3}/{:.3}/{mdev:.3} ms", r.rtt.min, r.rtt.max);
     }
     drop(sock);
-    stack.shutdown();
+    cli.common.finish(stack);
     std::process::exit(if r.rtt.n > 0 { 0 } else { 1 });
 }
 

@@ -68,6 +68,6 @@ fn main() {
     let (queries, _, _) = stack.dns_stats();
     println!(";; Query time: {} msec", start.elapsed().as_millis());
     println!(";; SERVER: {} (UDP), queries sent: {queries}", servers.join(", "));
-    stack.shutdown();
+    cli.common.finish(stack);
     std::process::exit(status);
 }

@@ -83,5 +83,5 @@ fn main() {
     println!("{}", m.summary());
     eprintln!("{}", netstack::bulk::tcp_report(&stack.tcp_stats()));
     drop(s);
-    stack.shutdown();
+    cli.common.finish(stack);
 }

@@ -192,7 +192,7 @@ fn main() {
         }
     }
     drop((udp, icmp));
-    stack.shutdown();
+    cli.common.finish(stack);
 }
 
 /// Send the hop's probes back to back with TTL `ttl`, then collect answers until each has

@@ -54,5 +54,5 @@ fn main() {
     netstack::cli::wait_for_ctrl_c();
     println!("udp_echo: shutting down");
     drop(sock);
-    stack.shutdown();
+    cli.common.finish(stack);
 }

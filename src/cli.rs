@@ -110,6 +110,9 @@ pub struct CommonArgs {
     /// in pcap format for `tcpdump -r FILE` or Wireshark.
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<std::path::PathBuf>,
+    /// Print the stack's counters (nstat's names, non-zero ones) on stderr at exit.
+    #[arg(long)]
+    pub stats: bool,
     /// Serve no control socket (`netstack ctl stats`, `netstack ctl ss`).
     #[arg(long)]
     pub no_ctl: bool,
@@ -268,6 +271,27 @@ impl CommonArgs {
         Ok(())
     }
 
+    /// With `--no-configure`: the device's own MTU must be the stack's, or packets longer than
+    /// the stack's MTU would be dropped without a word (a kernel MTU of 9000 and the default
+    /// `--mtu 1500`: UDP echoes over ~1.5 KB vanish).
+    fn check_device_mtu(&self, name: &str) -> Result<(), String> {
+        if !self.no_configure {
+            return Ok(());
+        }
+        let Ok(out) = std::process::Command::new("ip").args(["-o", "link", "show", "dev", name]).output() else {
+            return Ok(());
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mtu = text.split_whitespace().skip_while(|w| *w != "mtu").nth(1).and_then(|m| m.parse::<usize>().ok());
+        match mtu {
+            Some(m) if m != self.mtu => Err(format!(
+                "{name}'s MTU is {m} but the stack's is {} (--mtu): pass --mtu {m}, or set {name}'s MTU to {}",
+                self.mtu, self.mtu
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// The device to open: `--iface`, where the default tun0 means tap0 with `--tap`; once a
     /// device is open, its real name.
     pub fn device_name(&self) -> String {
@@ -385,6 +409,19 @@ impl CommonArgs {
         }
     }
 
+    /// Stop the stack (lingering for closing connections), then, with `--stats`, print its
+    /// counters on stderr.
+    pub fn finish(&self, stack: Stack) {
+        let handle = stack.handle();
+        stack.shutdown();
+        if self.stats {
+            eprint!(
+                "{}",
+                handle.stats().nonzero().map(|c| format!("{:<32}{:>16}\n", c.name, c.value)).collect::<String>()
+            );
+        }
+    }
+
     /// Wait for the DHCP lease and print it, or exit 1 saying what to check.
     fn wait_for_lease(&self, s: &Stack) {
         match s.wait_dhcp(DHCP_WAIT) {
@@ -442,6 +479,10 @@ impl CommonArgs {
             let _ = OPENED.set(d.name().to_string());
             Box::new(d)
         };
+        if let Err(e) = self.check_device_mtu(&self.device_name()) {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
         let (rx, tx) = self.fault_specs();
         let faulty = rx.is_some() || tx.is_some();
         if faulty {

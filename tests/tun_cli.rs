@@ -56,3 +56,49 @@ fn banner_names_the_real_device() {
         assert!(first.starts_with("netstack is up on tun0:"), "{first}");
     });
 }
+
+/// `--no-configure` on a device whose MTU is not the stack's: refused with the fix, instead of
+/// datagrams longer than the stack's MTU vanishing; `--stats` prints counters at exit.
+#[test]
+fn device_mtu_mismatch_and_stats_at_exit() {
+    in_netns("device_mtu_mismatch_and_stats_at_exit", || {
+        for a in [
+            &["tuntap", "add", "dev", "tun0", "mode", "tun"][..],
+            &["link", "set", "tun0", "mtu", "9000"],
+            &["addr", "add", "10.0.0.1/24", "dev", "tun0"],
+            &["link", "set", "tun0", "up"],
+        ] {
+            assert!(run("ip", a).0, "ip {a:?}");
+        }
+        let (code, err) = netstack(&["--no-configure"]);
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains("tun0's MTU is 9000") && err.contains("pass --mtu 9000"), "{err}");
+        let out = Command::new(env!("CARGO_BIN_EXE_ping"))
+            .args([
+                "--no-configure",
+                "--mtu",
+                "9000",
+                "--stats",
+                "--log",
+                "warn",
+                "-c",
+                "2",
+                "-i",
+                "0.2",
+                "-W",
+                "2",
+                "10.0.0.1",
+            ])
+            .output()
+            .expect("run ping");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        let n = |name: &str| -> u64 {
+            err.lines()
+                .find_map(|l| l.strip_prefix(name).filter(|r| r.starts_with(' ')))
+                .map_or(0, |r| r.trim().parse().unwrap())
+        };
+        assert!(n("IpInReceives") >= 2 && n("IpOutRequests") >= 2, "{err}");
+        assert!(run("ip", &["link", "del", "tun0"]).0);
+    });
+}
