@@ -10,6 +10,11 @@ pub mod socket;
 pub mod stats;
 pub mod wire;
 
+/// The README's Rust examples, compiled by `cargo test` as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub use actor::{Stack, StackConfig, StackHandle};
 pub use socket::{IcmpSocket, IpVersion, PacketSocket};
 pub use socket::{TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
