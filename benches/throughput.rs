@@ -6,8 +6,10 @@
 //! Needs root: it runs inside network namespaces it creates (nothing touches the machine's
 //! own). `cargo bench --bench throughput -- [--mib N] [--reps N] [--conns 1,2,4,8,16]
 //! [--only TEXT] [--csv FILE]`. The payload (`--mib`, per run) is split over the connections.
-//! Prints one line per scenario (median of the repetitions), a table and the ratios; writes
-//! every run to the CSV (default `target/bench-results/throughput.csv`).
+//! Prints one line per scenario (median of the repetitions, with the process's CPU time per
+//! MiB moved), a table and the ratios; writes every run to the CSV (default
+//! `target/bench-results/throughput.csv`). `NETSTACK_BENCH_SPIN_US` overrides the stack's
+//! spin, `NETSTACK_BENCH_BUF_KIB` its socket buffers, `NETSTACK_BENCH_STATS` prints counters.
 
 mod common;
 use common::{ip, median, write_csv, Veth, VETH_PEER};
