@@ -442,10 +442,13 @@ impl Tcb {
         // Nothing was outstanding and this ACK tells nothing new (the pure receiver's case:
         // every data segment of a download carries one): no delivery, no rate sample, no
         // loss to look for; Linux's `tcp_ack` skips congestion control likewise
-        // (`no_queue`). The window update below still applies.
+        // (`no_queue`), so BBR's time-driven steps (gain cycle, PROBE_RTT entry) wait for the
+        // next ACK of data, as there. The window update below still applies. An open
+        // tail-loss-probe episode takes the full path: such an ACK ends it (`tlp_on_ack`).
         let idle = prior_una == self.snd_max
             && ack == prior_una
             && self.probe_end.is_none()
+            && self.tlp.end_seq.is_none()
             && dsack.is_none()
             && d.bytes == 0
             && self.ca == CaState::Open
