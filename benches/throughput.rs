@@ -6,8 +6,10 @@
 //! Needs root: it runs inside network namespaces it creates (nothing touches the machine's
 //! own). `cargo bench --bench throughput -- [--mib N] [--reps N] [--conns 1,2,4,8,16]
 //! [--only TEXT] [--csv FILE]`. The payload (`--mib`, per run) is split over the connections.
-//! Prints one line per scenario (median of the repetitions), a table and the ratios; writes
-//! every run to the CSV (default `target/bench-results/throughput.csv`).
+//! Prints one line per scenario (median of the repetitions, with the process's CPU time per
+//! MiB moved), a table and the ratios; writes every run to the CSV (default
+//! `target/bench-results/throughput.csv`). `NETSTACK_BENCH_SPIN_US` overrides the stack's
+//! spin, `NETSTACK_BENCH_BUF_KIB` its socket buffers, `NETSTACK_BENCH_STATS` prints counters.
 
 mod common;
 use common::{ip, median, write_csv, Veth, VETH_PEER};
@@ -116,6 +118,9 @@ fn netstack_run(conns: usize, bytes: usize, download: bool, port: u16, offload: 
     if let Some(kib) = std::env::var("NETSTACK_BENCH_BUF_KIB").ok().and_then(|v| v.parse::<usize>().ok()) {
         cfg.tcp.recv_buf = kib * 1024;
         cfg.tcp.send_buf = kib * 1024;
+    }
+    if let Some(us) = std::env::var("NETSTACK_BENCH_SPIN_US").ok().and_then(|v| v.parse::<u64>().ok()) {
+        cfg.spin = Duration::from_micros(us);
     }
     let stack = Stack::new(Box::new(dev), cfg, netstack::log::discard()).unwrap();
     warm(&stack);
@@ -304,6 +309,20 @@ struct Results {
     csv: String,
     only: Option<String>,
     reps: usize,
+    /// Payload of one run (all connections together), for the CPU cost per MiB.
+    bytes: usize,
+}
+
+/// CPU time (user + system) this process has used so far: every thread's, the kernel peers'
+/// included (they run in this process), so it is the whole cost of a transfer on this host.
+/// From `/proc/self/stat` (utime, stime: fields 14 and 15, in 100 Hz clock ticks).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name (field 2) may hold spaces; the fields after it start past its ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
 }
 
 impl Results {
@@ -312,10 +331,20 @@ impl Results {
         if self.only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
             return f64::NAN;
         }
-        let runs: Vec<f64> = std::iter::repeat_with(run).take(self.reps).collect();
+        let mut run = run;
+        let mut cpu = Vec::new();
+        let runs: Vec<f64> = std::iter::repeat_with(|| {
+            let c0 = cpu_time();
+            let g = run();
+            cpu.push((cpu_time() - c0).as_secs_f64() * 1e3 / (self.bytes as f64 / (1 << 20) as f64));
+            g
+        })
+        .take(self.reps)
+        .collect();
         let m = median(runs.clone());
         let all: Vec<String> = runs.iter().map(|r| format!("{r:.2}")).collect();
-        println!("{name:<40} {m:>7.2} Gbit/s   runs: {}", all.join(" "));
+        let cpu_m = median(cpu);
+        println!("{name:<40} {m:>7.2} Gbit/s  {cpu_m:>6.3} CPU ms/MiB   runs: {}", all.join(" "));
         for (i, r) in runs.iter().enumerate() {
             let who = name.split(' ').next().unwrap_or(name);
             self.csv.push_str(&format!("{who},{conns},{dir},{path},{i},{r:.3}\n"));
@@ -361,6 +390,7 @@ fn main() {
             csv: String::from("stack,conns,direction,path,run,gbit_per_s\n"),
             only: o.only.clone(),
             reps: o.reps,
+            bytes,
         };
         let lo = r.report("kernel loopback, 1 conn", 1, "one-way", "loopback", || kernel_run(None, 1, bytes, next()));
         let s_dl = r.report("smoltcp download, 1 conn", 1, "download", "plain", || smoltcp_run(bytes, true, next()));

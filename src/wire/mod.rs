@@ -32,22 +32,29 @@ pub const ICMP_HEADER_LEN: usize = 8;
 pub const DEFAULT_HOP_LIMIT: u8 = 64;
 
 /// RFC 1071 one's-complement sum of `data` (not complemented), as a host-order `u16` whose
-/// big-endian bytes are the checksum field's. Sums 8 bytes at a time in native byte order
-/// with end-around carry (RFC 1071 §2(B): the sum is byte-order independent), then folds.
+/// big-endian bytes are the checksum field's. Adds 32-bit words in native byte order into
+/// four 64-bit accumulators (RFC 1071 §2(B): the sum is byte-order independent; §2(C):
+/// carries are deferred, and none is lost for inputs below 16 GiB), which the compiler
+/// vectorizes, then folds with end-around carry.
 pub fn ones_sum(data: &[u8]) -> u16 {
-    let mut acc: u64 = 0;
-    let mut chunks = data.chunks_exact(8);
+    let mut acc = [0u64; 4];
+    let mut chunks = data.chunks_exact(16);
     for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        let (s, carry) = acc.overflowing_add(u64::from_ne_bytes(w));
-        acc = s + carry as u64;
+        for (i, a) in acc.iter_mut().enumerate() {
+            let w = [c[4 * i], c[4 * i + 1], c[4 * i + 2], c[4 * i + 3]];
+            *a += u64::from(u32::from_ne_bytes(w));
+        }
     }
     let rem = chunks.remainder();
-    let mut tail = [0u8; 8];
+    let mut tail = [0u8; 16];
     tail[..rem.len()].copy_from_slice(rem);
-    let (s, carry) = acc.overflowing_add(u64::from_ne_bytes(tail));
-    acc = s + carry as u64;
+    for (i, a) in acc.iter_mut().enumerate() {
+        let w = [tail[4 * i], tail[4 * i + 1], tail[4 * i + 2], tail[4 * i + 3]];
+        *a += u64::from(u32::from_ne_bytes(w));
+    }
+    // Each accumulator took len/16 + 1 words below 2^32: for len < 16 GiB the four add up
+    // to less than 2^64.
+    let acc = acc.iter().sum::<u64>();
     // Fold 64 -> 16 bits, carrying around each time.
     let mut x = (acc >> 32) + (acc & 0xffff_ffff);
     x = (x >> 32) + (x & 0xffff_ffff);

@@ -51,6 +51,9 @@ pub struct Bbr {
     pub mode: Mode,
     /// Per-round maxima of the delivery rate (bytes/s), indexed by round % BW_ROUNDS.
     bw: [(u64, u64); BW_ROUNDS],
+    /// The maximum over the filter's window ([`Bbr::max_bw`]), recomputed whenever `bw` or
+    /// `round` change (only in `update_bw`): several model steps read it on every ACK.
+    max_bw: u64,
     round: u64,
     next_round_delivered: u64,
     round_start: bool,
@@ -80,6 +83,7 @@ impl Bbr {
             cwnd: initial_window(smss),
             mode: Mode::Startup,
             bw: [(0, 0); BW_ROUNDS],
+            max_bw: 0,
             round: 0,
             next_round_delivered: 0,
             round_start: false,
@@ -102,6 +106,10 @@ impl Bbr {
 
     /// The bottleneck bandwidth estimate (bytes/s): the maximum over the last rounds.
     pub fn max_bw(&self) -> u64 {
+        self.max_bw
+    }
+
+    fn window_max_bw(&self) -> u64 {
         let oldest = self.round.saturating_sub(BW_ROUNDS as u64 - 1);
         self.bw.iter().filter(|(r, _)| *r >= oldest).map(|(_, b)| *b).max().unwrap_or(0)
     }
@@ -141,6 +149,8 @@ impl Bbr {
             self.round += 1;
             self.round_start = true;
             self.packet_conservation = false;
+            // A round older than the window may just have left it.
+            self.max_bw = self.window_max_bw();
         }
         let Some(bw) = rs.bytes_per_sec() else { return };
         if rs.app_limited && bw < self.max_bw() {
@@ -151,6 +161,7 @@ impl Bbr {
             *slot = (self.round, 0);
         }
         slot.1 = slot.1.max(bw);
+        self.max_bw = self.max_bw.max(bw);
     }
 
     /// draft §4.3.3: advance the gain cycle once a phase has lasted a min_rtt (and, for
@@ -365,6 +376,31 @@ mod tests {
             *delivered += delivered_now;
             b.on_rate_sample(*t, &rs, *delivered, inflight);
         }
+    }
+
+    #[test]
+    fn cached_max_bw_is_the_windowed_maximum() {
+        // Several samples per round, rising and falling bandwidth, app-limited ones mixed in:
+        // the cached maximum is always the filter's maximum over the last BW_ROUNDS rounds.
+        let mut b = Bbr::new(M);
+        let t = Instant::now();
+        let mut delivered = 0u64;
+        for i in 0..400u64 {
+            let bw_kb = 1000 + (i * 37 % 23) * 100 + if i < 200 { i * 10 } else { 0 };
+            let round_end = i % 3 == 0;
+            let rs = RateSample {
+                delivered: bw_kb * 1000 / 100, // over 10 ms
+                interval: Duration::from_millis(10),
+                prior_delivered: if round_end { delivered } else { 0 },
+                app_limited: i % 5 == 0,
+                rtt: Some(Duration::from_millis(10)),
+                acked: 1000,
+            };
+            delivered += 1000;
+            b.on_rate_sample(t, &rs, delivered, 0);
+            assert_eq!(b.max_bw(), b.window_max_bw(), "sample {i}");
+        }
+        assert!(b.max_bw() < 1000 * 1000 + 2300 * 1000, "the peak of the rising phase aged out");
     }
 
     #[test]

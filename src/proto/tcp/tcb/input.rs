@@ -439,7 +439,23 @@ impl Tcb {
                 d.bytes += add;
             }
         }
-        self.on_delivery(now, ctx, r, prior_una, &d, dsack);
+        // Nothing was outstanding and this ACK tells nothing new (the pure receiver's case:
+        // every data segment of a download carries one): no delivery, no rate sample, no
+        // loss to look for; Linux's `tcp_ack` skips congestion control likewise
+        // (`no_queue`), so BBR's time-driven steps (gain cycle, PROBE_RTT entry) wait for the
+        // next ACK of data, as there. The window update below still applies. An open
+        // tail-loss-probe episode takes the full path: such an ACK ends it (`tlp_on_ack`).
+        let idle = prior_una == self.snd_max
+            && ack == prior_una
+            && self.probe_end.is_none()
+            && self.tlp.end_seq.is_none()
+            && dsack.is_none()
+            && d.bytes == 0
+            && self.ca == CaState::Open
+            && self.rtx.is_empty();
+        if !idle {
+            self.on_delivery(now, ctx, r, prior_una, &d, dsack);
+        }
         // RFC 9293 §3.10.7.4 fifth: update the window only if SND.UNA <= SEG.ACK and the
         // segment is newer than the one that last did.
         let newer = seq::lt(self.snd_wl1, r.seq) || (self.snd_wl1 == r.seq && seq::le(self.snd_wl2, ack));

@@ -132,6 +132,31 @@ fn tail_loss_probe_repairs_a_lost_tail_without_rto() {
 }
 
 #[test]
+fn a_pure_duplicate_ack_ends_a_tail_loss_probe_episode_with_nothing_in_flight() {
+    // The probe and the original both arrived (RFC 8985 §7.4.2; Linux
+    // `tcp_process_tlp_ack`'s pure dupack): no loss. That duplicate ACK finds nothing in
+    // flight, yet it must still end the episode; otherwise the next ACK of new data would
+    // be taken as proof that the probe repaired a loss and reduce cwnd.
+    let (mut h, _) = active(sack_cfg(), sack_opts());
+    h.app(AppCommand::Write(vec![1; 10_000]));
+    assert_eq!(h.out().len(), 10);
+    let una = h.pack;
+    let s = |k: u32| una.wrapping_add(k * 1000);
+    h.pack = s(9);
+    h.send("A", &[]);
+    h.run_timer(Duration::from_secs(1));
+    assert_eq!(seqs(&h.out()), vec![s(9)], "the tail is probed");
+    h.pack = s(10);
+    h.send("A", &[]); // the original (or the probe) acknowledged
+    h.send("A", &[]); // the other copy: a pure duplicate ACK, no D-SACK
+    h.app(AppCommand::Write(vec![2; 1000]));
+    assert_eq!(seqs(&h.out()), vec![s(10)]);
+    h.pack = s(11);
+    h.send("A", &[]);
+    assert_eq!(h.ep.stats().tlp_recoveries, 0, "no loss was inferred");
+}
+
+#[test]
 fn rack_waits_a_reordering_window_before_declaring_loss() {
     let (mut h, _) = active(sack_cfg(), sack_opts());
     // Give the connection an RTT of 40 ms (SRTT ~29 ms after ten samples: PTO > 40 ms).
