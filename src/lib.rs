@@ -1,4 +1,4 @@
-//! netstack: a user-space TCP/IP stack on a Linux TUN device.
+//! netstack: a user-space TCP/IP stack on a Linux TUN (or TAP) device. Library users: docs/API.md.
 //!
 //! Layering (ARCHITECTURE.md §5): `wire` <- `proto` <- `actor` <- `socket` <- bins.
 pub mod actor;

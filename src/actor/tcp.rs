@@ -2,8 +2,9 @@
 //!
 //! One inbox carries segments, app commands, ICMP errors and timer firings, so ordering is
 //! simple and no lock guards TCP state. After each drained batch it flushes: segments to
-//! dev-tx as one batch, events to socket inboxes (never blocking: those inboxes are bounded
-//! in bytes by the window/credit protocol, not by the channel), new deadlines to the timer.
+//! dev-tx as one batch (on TAP to the ip actor's link layer instead, `link::TxPath`), events
+//! to socket inboxes (never blocking: those inboxes are bounded in bytes by the
+//! window/credit protocol, not by the channel), new deadlines to the timer.
 
 use super::timer::TimerMsg;
 use super::StackStats;

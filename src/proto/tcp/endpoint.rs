@@ -643,7 +643,6 @@ impl Endpoint {
         }
     }
 
-    /// Live TCBs, TIME-WAIT included.
     /// Every connection (not the listeners) as `ss -tin` shows it, ordered by address.
     pub fn sockets(&self) -> Vec<super::TcpInfo> {
         let mut v: Vec<super::TcpInfo> = self.conns.values().map(|t| t.info()).collect();
@@ -651,6 +650,7 @@ impl Endpoint {
         v
     }
 
+    /// Live TCBs, TIME-WAIT included.
     pub fn conn_count(&self) -> usize {
         self.conns.len()
     }
@@ -665,15 +665,15 @@ impl Endpoint {
         self.half_open_total
     }
 
-    /// Bytes of memory a connection's receive queue is charged (what it holds for the
-    /// application and what the application was handed and has not read), and bytes it
-    /// holds (the charge plus the unused room of the chunk being filled). Diagnostics.
     /// Bytes a connection has allocated on its send side (send buffer and retransmission
     /// records), for tests and diagnostics.
     pub fn tx_memory(&self, conn: ConnId) -> Option<usize> {
         self.conns.get(&conn).map(|t| t.tx_memory())
     }
 
+    /// Bytes of memory a connection's receive queue is charged (what it holds for the
+    /// application and what the application was handed and has not read), and bytes it
+    /// holds (the charge plus the unused room of the chunk being filled). Diagnostics.
     pub fn rx_memory(&self, conn: ConnId) -> Option<(usize, usize)> {
         self.conns.get(&conn).map(|t| t.rx_memory())
     }

@@ -588,12 +588,12 @@ impl Tcb {
         }
     }
 
-    /// Bytes of memory the receive queue is charged, and holds (diagnostics and tests).
     /// Bytes allocated on the send side (send buffer and retransmission records).
     pub(crate) fn tx_memory(&self) -> usize {
         self.sndbuf.allocated() + self.rtx.allocated()
     }
 
+    /// Bytes of memory the receive queue is charged, and holds (diagnostics and tests).
     pub(crate) fn rx_memory(&self) -> (usize, usize) {
         (self.rcvq.charged(), self.rcvq.held())
     }

@@ -1,5 +1,5 @@
 //! Endpoint-level unit tests: one endpoint driven by hand-written peer segments on a
-//! virtual clock. One test (or a few) per rule of the TCP checklist.
+//! virtual clock. One test (or a few) per rule of ARCHITECTURE.md §11.
 
 use super::*;
 use crate::wire::tcp::{TcpFlags, TcpOptions, TcpRepr};
