@@ -15,6 +15,11 @@ pub mod wire;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+/// The API overview's examples (docs/API.md), compiled as doctests likewise.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/API.md")]
+pub struct ApiDoctests;
+
 pub use actor::{Stack, StackConfig, StackHandle};
 pub use socket::{IcmpSocket, IpVersion, PacketSocket};
 pub use socket::{TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
