@@ -110,6 +110,10 @@ pub struct CommonArgs {
     /// in pcap format for `tcpdump -r FILE` or Wireshark.
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<std::path::PathBuf>,
+    /// Write a CSV trace of every TCP sender (segments sent, retransmitted, acknowledged, with
+    /// cwnd, ssthresh, in flight, srtt, rto) to FILE; `scripts/plot_tcp.py FILE` draws it.
+    #[arg(long, value_name = "FILE")]
+    pub trace_tcp: Option<std::path::PathBuf>,
     /// Print the stack's counters (nstat's names, non-zero ones) on stderr at exit.
     #[arg(long)]
     pub stats: bool,
@@ -345,6 +349,7 @@ impl CommonArgs {
         cfg.tcp.congestion = self.congestion;
         cfg.spin = std::time::Duration::from_micros(self.spin_us);
         cfg.dns = self.dns.clone();
+        cfg.trace_tcp = self.trace_tcp.clone();
         for g in &self.gateways {
             match g {
                 IpAddr::V4(a) => cfg.ip.gateway4 = Some(*a),

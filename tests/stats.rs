@@ -81,3 +81,104 @@ fn socket_table_shows_queues_and_counters() {
     let text = netstack::ctl::format_ss(&a.sockets().unwrap());
     assert!(text.contains("ESTAB") && text.contains("10.0.0.1:5001") && text.contains("bytes_acked:100000"), "{text}");
 }
+
+/// `StackConfig::trace_tcp`: a CSV whose time never goes back, with retransmissions after the
+/// link's losses and a congestion window that falls after one.
+#[test]
+fn tcp_trace_shows_losses_and_cwnd_falling() {
+    let file = std::env::temp_dir().join(format!("netstack-trace-{}.csv", std::process::id()));
+    let (da, db) = netstack::device::pair::pair(
+        1500,
+        FaultConfig { seed: 9, loss: 0.02, ..FaultConfig::default() },
+        FaultConfig::default(),
+    );
+    let cfg = netstack::StackConfig { trace_tcp: Some(file.clone()), ..netstack::StackConfig::default() };
+    let a = netstack::Stack::new(Box::new(da), cfg, netstack::log::discard()).unwrap();
+    let b = netstack::Stack::new(Box::new(db), peer_config(), netstack::log::discard()).unwrap();
+    let l = TcpListener::bind(&b, "0.0.0.0:5002").unwrap();
+    let data = pattern(4 << 20, 5);
+    let sent = data.clone();
+    let ha = a.handle();
+    let t = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(&ha, "10.0.0.1:5002").unwrap();
+        s.write_all(&sent).unwrap();
+    });
+    let (mut s, _) = l.accept().unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    t.join().unwrap();
+    assert_eq!(sha256_hex(&got), sha256_hex(&data));
+    drop(a);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("{name} in {header:?}"));
+    let (ti, ei, ci) = (col("time_s"), col("event"), col("cwnd"));
+    let rows: Vec<Vec<String>> = lines.map(|l| l.split(',').map(str::to_string).collect()).collect();
+    assert!(rows.len() > 2800, "a row per segment and ack: {}", rows.len());
+    let times: Vec<f64> = rows.iter().map(|r| r[ti].parse().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[1] >= w[0]), "time is monotone");
+    let rexmits = rows.iter().filter(|r| r[ei] == "rexmit").count();
+    assert!(rexmits > 0, "2 % loss forces retransmissions");
+    let first_rexmit = rows.iter().position(|r| r[ei] == "rexmit").unwrap();
+    let cwnd_at =
+        |i: usize| -> usize { rows[..=i].iter().rev().find(|r| r[ei] == "ack").map_or(0, |r| r[ci].parse().unwrap()) };
+    let before = cwnd_at(first_rexmit);
+    let after_min = rows[first_rexmit..]
+        .iter()
+        .filter(|r| r[ei] == "ack")
+        .map(|r| r[ci].parse::<usize>().unwrap())
+        .take(50)
+        .min()
+        .unwrap();
+    println!("rows {} rexmits {rexmits} cwnd before the first loss {before}, lowest after {after_min}", rows.len());
+    assert!(after_min < before, "cwnd falls after a loss: {before} -> {after_min}");
+    let _ = std::fs::remove_file(&file);
+}
+
+/// At debug level the engine logs each state change and retransmission timeout, with the
+/// connection's addresses as keys.
+#[test]
+fn debug_log_shows_state_changes() {
+    use std::sync::{Arc, Mutex};
+    struct Collect(Arc<Mutex<Vec<String>>>);
+    impl slog::Drain for Collect {
+        type Ok = ();
+        type Err = slog::Never;
+        fn log(&self, r: &slog::Record, kv: &slog::OwnedKVList) -> Result<(), slog::Never> {
+            struct Ser(String);
+            impl slog::Serializer for Ser {
+                fn emit_arguments(&mut self, k: slog::Key, v: &std::fmt::Arguments) -> slog::Result {
+                    self.0.push_str(&format!(" {k}={v}"));
+                    Ok(())
+                }
+            }
+            let mut s = Ser(format!("{}", r.msg()));
+            let _ = slog::KV::serialize(&r.kv(), r, &mut s);
+            let _ = slog::KV::serialize(kv, r, &mut s);
+            self.0.lock().unwrap().push(s.0);
+            Ok(())
+        }
+    }
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let log = slog::Logger::root(slog::Drain::fuse(Collect(lines.clone())), slog::o!());
+    let (da, db) = netstack::device::pair::pair(1500, FaultConfig::default(), FaultConfig::default());
+    let a = netstack::Stack::new(Box::new(da), netstack::StackConfig::default(), log).unwrap();
+    let b = netstack::Stack::new(Box::new(db), peer_config(), netstack::log::discard()).unwrap();
+    let l = TcpListener::bind(&b, "0.0.0.0:5003").unwrap();
+    let c = TcpStream::connect(&a, "10.0.0.1:5003").unwrap();
+    let (s, _) = l.accept().unwrap();
+    drop(c);
+    drop(s);
+    std::thread::sleep(Duration::from_millis(300));
+    let lines = lines.lock().unwrap().clone();
+    let states: Vec<&String> = lines.iter().filter(|l| l.starts_with("tcp state")).collect();
+    assert!(
+        states
+            .iter()
+            .any(|l| l.contains("from=SynSent") && l.contains("to=Established") && l.contains("remote=10.0.0.1:5003")),
+        "{lines:#?}"
+    );
+    assert!(states.iter().any(|l| l.contains("to=FinWait1")), "{lines:#?}");
+    assert!(!lines.iter().any(|l| l.contains("segment")), "nothing per packet at debug: {lines:#?}");
+}

@@ -95,6 +95,11 @@ pub struct StackConfig {
     /// `actor::dhcp`) instead of `ip.v4` (which is then ignored). Ethernet (TAP) devices only;
     /// on an IP device `Stack::new` fails with `InvalidInput`. See `StackHandle::wait_dhcp`.
     pub dhcp: bool,
+    /// Write a CSV trace of every TCP sender (each segment sent or retransmitted and each
+    /// acknowledgment that moved it, with cwnd, ssthresh, in flight, srtt, rto) to this file
+    /// (`proto::tcp::diag`; `scripts/plot_tcp.py` draws it). A debugging aid: it costs a row
+    /// per segment.
+    pub trace_tcp: Option<std::path::PathBuf>,
 }
 
 impl Default for StackConfig {
@@ -113,6 +118,7 @@ impl Default for StackConfig {
             spin: SPIN,
             dns: Vec::new(),
             dhcp: false,
+            trace_tcp: None,
         }
     }
 }

@@ -10,6 +10,7 @@ use super::timer::TimerMsg;
 use super::StackStats;
 use crate::buf::{Batch, Pool};
 use crate::proto::ip::IcmpErrorClass;
+use crate::proto::tcp::diag::{Diag, TraceRow, TRACE_CSV_HEADER};
 use crate::proto::tcp::{
     AppCommand, ConnId, Endpoint, Event, IcmpErrorKind, ListenAddr, ListenerId, SocketEvent, TcpConfig,
 };
@@ -87,6 +88,7 @@ pub(crate) const DRAIN: usize = 64;
 
 struct Engine {
     ep: Endpoint,
+    log: Logger,
     conns: HashMap<ConnId, Sender<SocketEvent>>,
     listeners: HashMap<ListenerId, Sender<Incoming>>,
     /// Deadline each connection wants, as last reported by the core.
@@ -118,6 +120,7 @@ pub fn run(
     slog::debug!(log, "tcp engine started"; "congestion" => ?tcp_cfg.congestion, "mtu" => tcp_cfg.mtu);
     let mut e = Engine {
         ep: Endpoint::new(tcp_cfg, rand::random(), Instant::now()),
+        log: log.clone(),
         conns: HashMap::default(),
         listeners: HashMap::default(),
         wanted: HashMap::default(),
@@ -129,6 +132,10 @@ pub fn run(
         cfg,
         recycle,
     };
+    // Diagnostics only when someone will read them (a debug log, a trace file).
+    e.ep.set_diagnostics(slog::Drain::is_debug_enabled(&log));
+    let mut trace = e.cfg.trace_tcp.as_deref().and_then(|p| TraceFile::create(p, &log));
+    e.ep.set_trace(trace.is_some());
     let mut out: Batch = e.recycle.tx.get();
     let mut schedule: Vec<(u64, Instant)> = Vec::new();
     let spin = e.cfg.spin;
@@ -166,6 +173,60 @@ pub fn run(
         }
         *stats.tcp.lock() = e.ep.stats();
         stats.tcp_conns.store(e.ep.conn_count() as u64, std::sync::atomic::Ordering::Relaxed);
+        log_diagnostics(&mut e.ep, &log);
+        if let Some(t) = trace.as_mut() {
+            t.write(&mut e.ep);
+        }
+    }
+}
+
+/// State changes and retransmission timeouts, at debug level with the connection's
+/// addresses as keys (nothing per packet).
+fn log_diagnostics(ep: &mut Endpoint, log: &Logger) {
+    while let Some(d) = ep.poll_diag() {
+        match d {
+            Diag::State { conn, local, remote, from, to } => {
+                slog::debug!(log, "tcp state"; "conn" => conn, "local" => %local, "remote" => %remote, "from" => ?from, "to" => ?to)
+            }
+            Diag::Timeout { conn, local, remote, rto, retries } => slog::debug!(log, "tcp retransmission timeout";
+                "conn" => conn, "local" => %local, "remote" => %remote, "rto_ms" => rto.as_millis() as u64, "retries" => retries),
+        }
+    }
+}
+
+/// The `StackConfig::trace_tcp` file: the engine's trace rows as CSV, written after each batch.
+struct TraceFile {
+    out: std::io::BufWriter<std::fs::File>,
+    rows: Vec<TraceRow>,
+    /// The engine's epoch as seconds since the Unix epoch, so rows carry wall-clock time.
+    offset: std::time::Duration,
+    log: Logger,
+}
+
+impl TraceFile {
+    fn create(path: &std::path::Path, log: &Logger) -> Option<TraceFile> {
+        use std::io::Write;
+        let f = std::fs::File::create(path)
+            .map_err(|e| slog::warn!(log, "no TCP trace"; "file" => %path.display(), "error" => %e))
+            .ok()?;
+        let mut out = std::io::BufWriter::new(f);
+        writeln!(out, "{TRACE_CSV_HEADER}").ok()?;
+        let offset = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Some(TraceFile { out, rows: Vec::new(), offset, log: log.clone() })
+    }
+
+    fn write(&mut self, ep: &mut Endpoint) {
+        use std::io::Write;
+        ep.take_trace(&mut self.rows);
+        let mut ok = true;
+        for r in &self.rows {
+            ok &= writeln!(self.out, "{}", r.csv(self.offset)).is_ok();
+        }
+        ok &= self.rows.is_empty() || self.out.flush().is_ok();
+        if !ok {
+            slog::warn!(self.log, "TCP trace write failed; tracing stops");
+            ep.set_trace(false);
+        }
     }
 }
 
@@ -181,6 +242,7 @@ impl Engine {
                 self.recycle.segs.put(segs);
             }
             TcpMsg::Icmp { local, remote, seq, class } => {
+                slog::debug!(self.log, "icmp error for a connection"; "local" => %local, "remote" => %remote, "class" => ?class);
                 let kind = match class {
                     IcmpErrorClass::PortUnreachable => IcmpErrorKind::PortUnreachable,
                     IcmpErrorClass::PacketTooBig(mtu) => IcmpErrorKind::PacketTooBig(mtu),

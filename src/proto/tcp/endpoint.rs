@@ -73,6 +73,10 @@ pub struct Endpoint {
     half_open_total: usize,
     /// Orphaned connections not in TIME-WAIT (bounded by `max_orphans`).
     orphans: ahash::AHashSet<ConnId>,
+    /// State changes and timeouts for the log, when asked for ([`Endpoint::set_diagnostics`]).
+    diag: Option<VecDeque<super::diag::Diag>>,
+    /// Sender trace rows, when asked for ([`Endpoint::set_trace`]).
+    trace: Option<Vec<super::diag::TraceRow>>,
     stats: TcpStats,
     /// Receive chunks handed back by the caller ([`Endpoint::recycle_rx_chunk`]).
     spare_chunks: Vec<Vec<u8>>,
@@ -120,6 +124,8 @@ impl Endpoint {
             time_wait_count: 0,
             half_open_total: 0,
             orphans: Default::default(),
+            diag: None,
+            trace: None,
             stats: TcpStats::default(),
             spare_chunks: Vec::new(),
         }
@@ -132,6 +138,30 @@ impl Endpoint {
     }
 
     /// The configuration new connections use.
+    /// Queue a [`super::diag::Diag`] for each state change and retransmission timeout (the
+    /// caller logs them; bounded by `diag::DIAG_QUEUE`).
+    pub fn set_diagnostics(&mut self, on: bool) {
+        self.diag = on.then(VecDeque::new);
+    }
+
+    pub fn poll_diag(&mut self) -> Option<super::diag::Diag> {
+        self.diag.as_mut()?.pop_front()
+    }
+
+    /// Record [`super::diag::TraceRow`]s of every sender (bounded by `diag::TRACE_ROWS`
+    /// between two [`Endpoint::take_trace`] calls).
+    pub fn set_trace(&mut self, on: bool) {
+        self.trace = on.then(Vec::new);
+    }
+
+    /// Move the trace rows recorded so far into `out` (which is cleared first).
+    pub fn take_trace(&mut self, out: &mut Vec<super::diag::TraceRow>) {
+        out.clear();
+        if let Some(t) = self.trace.as_mut() {
+            std::mem::swap(t, out);
+        }
+    }
+
     pub fn config(&self) -> &TcpConfig {
         &self.cfg
     }
@@ -244,8 +274,13 @@ impl Endpoint {
     /// Run `f` on a TCB with a context, then do the bookkeeping.
     fn with_tcb(&mut self, now: Instant, id: ConnId, dirty: bool, f: impl FnOnce(&mut Tcb, Instant, &mut Ctx)) {
         let Some(t) = self.conns.get_mut(&id) else { return };
-        let mut ctx =
-            Ctx { cfg: &self.cfg, epoch: self.epoch, stats: &mut self.stats, spare_chunks: &mut self.spare_chunks };
+        let mut ctx = Ctx {
+            cfg: &self.cfg,
+            epoch: self.epoch,
+            stats: &mut self.stats,
+            spare_chunks: &mut self.spare_chunks,
+            trace: self.trace.as_mut(),
+        };
         f(t, now, &mut ctx);
         self.after(now, id, dirty);
     }
@@ -581,8 +616,13 @@ impl Endpoint {
             let Some(t) = self.conns.get_mut(&id) else { continue };
             t.in_dirty = false;
             let (l, r) = (t.local.ip(), t.remote.ip());
-            let mut ctx =
-                Ctx { cfg: &self.cfg, epoch: self.epoch, stats: &mut self.stats, spare_chunks: &mut self.spare_chunks };
+            let mut ctx = Ctx {
+                cfg: &self.cfg,
+                epoch: self.epoch,
+                stats: &mut self.stats,
+                spare_chunks: &mut self.spare_chunks,
+                trace: self.trace.as_mut(),
+            };
             t.poll_transmit(now, &mut ctx, &mut |repr, payload| tx(l, r, repr, payload));
             self.after(now, id, false);
         }
@@ -740,6 +780,13 @@ impl Endpoint {
                     self.events.push_back(Event::Conn(id, SocketEvent::Closed));
                 }
             }
+        }
+        if let Some(q) = self.diag.as_mut() {
+            t.take_diag(&mut |d| {
+                if q.len() < super::diag::DIAG_QUEUE {
+                    q.push_back(d);
+                }
+            });
         }
         if t.state == State::Closed {
             if let Some(rst) = t.rst_out.take() {

@@ -77,6 +77,7 @@
 
 pub mod bbr;
 pub mod congestion;
+pub mod diag;
 pub mod endpoint;
 pub mod isn;
 pub mod prr;

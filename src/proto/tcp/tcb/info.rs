@@ -1,9 +1,10 @@
 //! A connection's state as `ss -tin` shows it ([`TcpInfo`]), read from the TCB without
 //! changing it, and the per-connection counters behind it ([`ConnCounters`]).
 
-use super::{State, Tcb};
+use super::super::diag::{Diag, TraceEvent, TraceRow, TRACE_ROWS};
+use super::{Ctx, State, Tcb};
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Counters one connection keeps for [`TcpInfo`] (Linux's `tcp_info` has the same ones).
 #[derive(Clone, Copy, Debug, Default)]
@@ -16,6 +17,8 @@ pub(crate) struct ConnCounters {
     pub bytes_received: u64,
     /// The last usable delivery-rate sample, bytes per second (`tcpi_delivery_rate`).
     pub delivery_rate: u64,
+    /// Retransmission timeouts (`tcpi_retransmits` counts consecutive ones; this all).
+    pub timeouts: u64,
 }
 
 /// One connection, with the fields of `ss -tin`.
@@ -47,11 +50,48 @@ pub struct TcpInfo {
     pub bytes_received: u64,
     /// Bytes per second, from the last rate sample (0: none yet).
     pub delivery_rate: u64,
+    /// Retransmission timeouts so far.
+    pub timeouts: u64,
     /// The congestion control algorithm's name.
     pub congestion: &'static str,
 }
 
 impl Tcb {
+    /// The state change and the retransmission timeout since the last call, as diagnostics.
+    pub(crate) fn take_diag(&mut self, out: &mut impl FnMut(Diag)) {
+        let (conn, local, remote) = (self.id, self.local, self.remote);
+        if self.logged.0 != self.state {
+            out(Diag::State { conn, local, remote, from: self.logged.0, to: self.state });
+            self.logged.0 = self.state;
+        }
+        if self.logged.1 != self.counters.timeouts {
+            self.logged.1 = self.counters.timeouts;
+            out(Diag::Timeout { conn, local, remote, rto: self.rtt.rto(), retries: self.retries });
+        }
+    }
+
+    /// Record `event` for `[seq, end)` with the sender's state, when tracing.
+    pub(super) fn trace(&self, now: Instant, ctx: &mut Ctx, event: TraceEvent, seq: u32, end: u32) {
+        let Some(rows) = ctx.trace.as_deref_mut() else { return };
+        if rows.len() >= TRACE_ROWS {
+            return; // the caller drains every batch; a full buffer drops (the row count shows it)
+        }
+        let base = self.iss.wrapping_add(1);
+        rows.push(TraceRow {
+            at: now.saturating_duration_since(ctx.epoch),
+            conn: self.id,
+            event,
+            seq: seq.wrapping_sub(base),
+            end: end.wrapping_sub(base),
+            snd_una: self.snd_una.wrapping_sub(base),
+            cwnd: self.cwnd(),
+            ssthresh: self.cc.ssthresh(),
+            in_flight: self.pipe(),
+            srtt: self.rtt.srtt,
+            rto: self.rtt.rto(),
+        });
+    }
+
     /// The connection as `ss -tin` would show it.
     pub fn info(&self) -> TcpInfo {
         TcpInfo {
@@ -60,7 +100,7 @@ impl Tcb {
             state: self.state,
             send_queue: self.sndbuf.len(),
             recv_queue: self.rcvq.charged(),
-            cwnd: self.cc.cwnd(),
+            cwnd: self.cwnd(),
             ssthresh: self.cc.ssthresh(),
             mss: self.smss(),
             srtt: self.rtt.srtt,
@@ -73,6 +113,7 @@ impl Tcb {
             bytes_acked: self.counters.bytes_acked,
             bytes_received: self.counters.bytes_received,
             delivery_rate: self.counters.delivery_rate,
+            timeouts: self.counters.timeouts,
             congestion: self.cc.name(),
         }
     }

@@ -114,6 +114,8 @@ pub(crate) struct Ctx<'a> {
     pub stats: &'a mut TcpStats,
     /// Receive chunks the application finished with, for reuse (`rcvqueue::recycle`).
     pub spare_chunks: &'a mut Vec<Vec<u8>>,
+    /// Where trace rows go while tracing is on ([`super::diag`]).
+    pub trace: Option<&'a mut Vec<super::diag::TraceRow>>,
 }
 
 pub(crate) type Emit<'a> = dyn FnMut(&TcpRepr, &[u8]) + 'a;
@@ -270,6 +272,8 @@ pub struct Tcb {
     pub(crate) soft_error: Option<IcmpErrorKind>,
     /// What [`Tcb::info`] reports beyond the state above.
     counters: ConnCounters,
+    /// The state and timeout count last reported as diagnostics ([`Tcb::take_diag`]).
+    logged: (State, u64),
 }
 
 /// Loss-recovery state of the sender.
@@ -434,6 +438,7 @@ impl Tcb {
             syn_retries: cfg.syn_retries,
             soft_error: None,
             counters: ConnCounters::default(),
+            logged: (state, 0),
         }
     }
 
@@ -859,6 +864,7 @@ impl Tcb {
 
     fn on_rto(&mut self, now: Instant, ctx: &mut Ctx) {
         ctx.stats.timeouts += 1;
+        self.counters.timeouts += 1;
         self.retries += 1;
         let syn_state = matches!(self.state, State::SynSent | State::SynReceived);
         let limit = if syn_state { self.syn_retries } else { self.max_retries };

@@ -1,6 +1,7 @@
 //! Output: the receive window we advertise, options, and building the segments that
 //! `poll_transmit` emits (SYN, retransmissions, zero-window probes, new data, ACKs).
 
+use super::super::diag::TraceEvent;
 use super::super::rate::SendStamp;
 use super::*;
 
@@ -145,6 +146,8 @@ impl Tcb {
         if self.ca == CaState::Recovery {
             self.prr.on_sent(seq::dist(s, end));
         }
+        let event = if seq::lt(s, self.snd_max) { TraceEvent::Rexmit } else { TraceEvent::Send };
+        self.trace(now, ctx, event, s, end);
         if seq::lt(s, self.snd_max) {
             ctx.stats.retransmits += 1;
             self.counters.retransmits += 1;

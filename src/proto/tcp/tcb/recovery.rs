@@ -112,6 +112,9 @@ impl Tcb {
             // RFC 7661: an application-limited sender does not grow its window.
             self.cc.on_ack(now, acked, self.rtt.srtt);
         }
+        if acked > 0 || d.bytes > 0 {
+            self.trace(now, ctx, super::super::diag::TraceEvent::Ack, prior_una, self.snd_una);
+        }
     }
 
     /// RACK (RFC 8985 §6.2 step 5) with SACK; RFC 5681 §3.2 / RFC 6582 §3.2 without.
