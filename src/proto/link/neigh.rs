@@ -538,6 +538,83 @@ mod tests {
         assert_eq!(c.get(ip(9)), None);
     }
 
+    /// REVIEW9 FINDING (fails on main 7354658): an entry in use leaves REACHABLE every
+    /// `reachable_time` (no upper-layer hints), and in STALE, DELAY and PROBE any message
+    /// with another link address took it over, so a gratuitous-ARP flood redirected the
+    /// traffic of a live connection to the spoofer (tests/tap_hostile.rs shows it on tap0).
+    #[test]
+    fn confirmed_entry_keeps_its_address_through_stale_delay_and_probe() {
+        let (mut c, st) = cache(NeighConfig::default());
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut acts = vec![];
+        let unsolicited = Learn::Advert { solicited: false, override_: true };
+        c.send(t0, ip(1), vec![1], &mut acts);
+        c.learn(t0, ip(1), A, SOLICITED, &mut acts);
+        c.handle_timeout(t0 + s(30), &mut acts);
+        assert_eq!(c.get(ip(1)), Some((State::Stale, Some(A))));
+        for how in [unsolicited, Learn::Sender, SOLICITED] {
+            assert!(!c.learn(t0 + s(30), ip(1), B, how, &mut acts), "STALE taken over by {how:?}");
+        }
+        acts.clear();
+        c.send(t0 + s(31), ip(1), vec![2], &mut acts);
+        assert_eq!(acts, vec![Action::Send { mac: A, packet: vec![2] }]);
+        assert!(!c.learn(t0 + s(31), ip(1), B, unsolicited, &mut acts), "DELAY taken over");
+        c.handle_timeout(t0 + s(36), &mut acts);
+        assert_eq!(c.get(ip(1)), Some((State::Probe, Some(A))));
+        // A "reply" from another link address is no answer to a probe sent to A.
+        assert!(!c.learn(t0 + s(36), ip(1), B, SOLICITED, &mut acts), "PROBE taken over");
+        assert_eq!(c.get(ip(1)), Some((State::Probe, Some(A))));
+        assert!(get(&st.neigh_override_refused) >= 5);
+        assert!(c.learn(t0 + s(36), ip(1), A, SOLICITED, &mut acts));
+        assert_eq!(c.get(ip(1)), Some((State::Reachable, Some(A))));
+        // A neighbour that really moved: the probes to its old address fail, the entry goes,
+        // and the next resolution learns the new address.
+        c.handle_timeout(t0 + s(66), &mut acts);
+        c.send(t0 + s(66), ip(1), vec![3], &mut acts);
+        for t in 71..=74 {
+            c.handle_timeout(t0 + s(t), &mut acts);
+        }
+        assert_eq!(c.get(ip(1)), None);
+        c.send(t0 + s(74), ip(1), vec![4], &mut acts);
+        assert!(c.learn(t0 + s(74), ip(1), B, SOLICITED, &mut acts));
+        assert_eq!(c.get(ip(1)), Some((State::Reachable, Some(B))));
+    }
+
+    /// REVIEW9 FINDING (fails on main 7354658): `queue_bytes` counted packet lengths, but a
+    /// waiting packet holds its whole buffer (2 KiB from the pool for a 20-byte packet): a
+    /// flood of small packets to unresolved neighbours (answers to spoofed on-link sources
+    /// do it from outside) held ~100 times the bound.
+    #[test]
+    fn waiting_packets_are_charged_the_memory_they_hold() {
+        let cfg = NeighConfig::default();
+        let (mut c, _) = cache(cfg.clone());
+        let t0 = Instant::now();
+        let mut acts = vec![];
+        let n = cfg.max_entries as u32;
+        for i in 0..n {
+            for _ in 0..cfg.queue_packets {
+                let mut p = Vec::with_capacity(crate::buf::DEFAULT_BUF_SIZE);
+                p.resize(20, 0);
+                c.send(t0, ip(100 + i), p, &mut acts);
+            }
+        }
+        acts.clear();
+        for i in 0..n {
+            c.learn(t0, ip(100 + i), A, SOLICITED, &mut acts);
+        }
+        let held: usize = acts
+            .iter()
+            .map(|a| match a {
+                Action::Send { packet, .. } => packet.capacity(),
+                _ => 0,
+            })
+            .sum();
+        assert!(held > 0);
+        assert!(held <= cfg.queue_bytes, "{held} bytes of buffers waited; the bound is {}", cfg.queue_bytes);
+        assert_eq!(c.queued_bytes(), 0);
+    }
+
     #[test]
     fn flood_of_senders_stays_bounded_and_keeps_entries_in_use() {
         let cfg = NeighConfig { max_entries: 64, ..Default::default() };
