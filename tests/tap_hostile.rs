@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 /// The spoofer's MAC: it claims 10.0.0.1 and fd00::1.
 const EVIL: Mac = Mac([0x02, 0xee, 0xee, 0xee, 0xee, 0xee]);
 /// Upper bounds of every flood: frames, and time.
-const MAX_FLOOD_FRAMES: u64 = 400_000;
+const MAX_FLOOD_FRAMES: u64 = 1_000_000;
 const MAX_FLOOD_TIME: Duration = Duration::from_secs(30);
 
 fn tap_stack(link: LinkConfig) -> Stack {
