@@ -124,6 +124,22 @@ mod tests {
         assert_eq!(next_hop(&table_for(&cfg6), now, a("fd09::2")).unwrap(), a("fd00::1"));
     }
 
+    /// REVIEW9 FINDING (fails on main 7354658): a gateway that is one of our own addresses
+    /// was accepted; every off-link packet then waited for an ARP/NDP answer from ourselves
+    /// and failed seconds later with HostUnreachable (Linux refuses such a route: "Gateway
+    /// can not be a local address").
+    #[test]
+    fn a_gateway_may_not_be_our_own_address() {
+        let own4 = IpConfig { gateway4: Some(Ipv4Addr::new(10, 0, 0, 2)), ..IpConfig::default() };
+        let e = check_gateways(&own4).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("10.0.0.2"), "{e}");
+        let own6 = IpConfig { gateway6: Some("fd00::2".parse().unwrap()), ..IpConfig::default() };
+        assert_eq!(check_gateways(&own6).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        let ll6 = IpConfig { gateway6: Some("fe80::2".parse().unwrap()), ..IpConfig::default() };
+        assert_eq!(check_gateways(&ll6).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+    }
+
     #[test]
     fn gateways_must_be_on_link() {
         let cfg = IpConfig { gateway4: Some(Ipv4Addr::new(10, 9, 0, 1)), ..IpConfig::default() };

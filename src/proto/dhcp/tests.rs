@@ -532,3 +532,21 @@ fn nak_from_another_server_while_renewing_is_ignored() {
     c.handle_packet(t0 + secs(61), &reply(MessageType::Nak, xid, None, None));
     assert_eq!(c.poll_event(), Some(Event::Deconfigured));
 }
+
+/// REVIEW9 FINDING (fails on main 7354658): an ACK whose router option is the address it
+/// leases made us our own gateway (every off-link packet then waited for an ARP answer
+/// from ourselves); such a router is not taken.
+#[test]
+fn router_equal_to_the_leased_address_is_not_a_gateway() {
+    let t0 = Instant::now();
+    let mut c = client(t0);
+    c.handle_timeout(t0);
+    let (_, _, xid) = sent(&mut c);
+    c.handle_packet(t0, &reply(MessageType::Offer, xid, None, None));
+    sent(&mut c);
+    let mut r = DhcpRepr::new(MessageType::Ack, xid, MAC);
+    (r.yiaddr, r.server_id, r.lease_time, r.router) = (ADDR, Some(SERVER), Some(120), Some(ADDR));
+    c.handle_packet(t0, &r.to_bytes());
+    assert_eq!(c.state(), State::Bound);
+    assert_eq!(c.lease().unwrap().gateway, None);
+}
