@@ -12,7 +12,8 @@
 //! * the limited broadcast 255.255.255.255 and multicast destinations always go out the
 //!   link (RFC 919 §7, RFC 1112 §6.4, RFC 4291 §2.7): DHCP and NDP need no route;
 //! * a gateway must lie on a connected subnet (RFC 1122 §3.3.1.1: a gateway is on a
-//!   connected network), else [`check_gateways`] refuses the configuration.
+//!   connected network) and not be one of our addresses, else [`check_gateways`] refuses
+//!   the configuration.
 
 use super::ip::IpConfig;
 use super::link::route::{contains, Origin, Route, RouteTable};
@@ -54,10 +55,19 @@ pub fn table_for(cfg: &IpConfig) -> RouteTable {
 }
 
 /// `InvalidInput` when a configured gateway is not on one of `cfg`'s connected subnets
-/// (Linux refuses such a route too: "Nexthop has invalid gateway").
+/// (Linux refuses such a route too: "Nexthop has invalid gateway") or is one of our own
+/// addresses (Linux: "Gateway can not be a local address").
 pub fn check_gateways(cfg: &IpConfig) -> io::Result<()> {
     let subnets = connected(cfg);
     for gw in [cfg.gateway4.map(IpAddr::V4), cfg.gateway6.map(IpAddr::V6)].into_iter().flatten() {
+        let own = match gw {
+            IpAddr::V4(a) => cfg.v4.contains(&a),
+            IpAddr::V6(a) => cfg.v6.contains(&a),
+        };
+        if own {
+            let msg = format!("gateway {gw} is one of this stack's own addresses");
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
+        }
         if !subnets.iter().any(|r| contains(r.net, r.prefix_len, gw)) {
             let msg = format!("gateway {gw} is not on a connected subnet of this stack's addresses");
             return Err(io::Error::new(io::ErrorKind::InvalidInput, msg));

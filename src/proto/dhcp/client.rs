@@ -497,7 +497,9 @@ impl Client {
         let held = self.lease.as_ref().map(|(l, _)| l.server).or(self.offer.map(|(_, s)| s));
         let server = r.server_id.or(held)?;
         let (lease, t1, t2) = lease_times(secs, r.renewal_time, r.rebinding_time);
-        Some(Lease { addr: r.yiaddr, prefix, gateway: r.router, dns: r.dns().collect(), server, lease, t1, t2 })
+        // A router that is the leased address itself would make us our own gateway.
+        let gateway = r.router.filter(|g| *g != r.yiaddr);
+        Some(Lease { addr: r.yiaddr, prefix, gateway, dns: r.dns().collect(), server, lease, t1, t2 })
     }
 
     /// Give the lease back (RFC 2131 §4.4.6: a RELEASE unicast to the server, `ciaddr` our
