@@ -183,3 +183,38 @@ pub fn write_vnet(fd: RawFd, hdr: &[u8; VNET_HDR_LEN], pkt: &[u8]) -> io::Result
         Ok(n as usize)
     }
 }
+
+/// A raw packet socket (`socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL))`, like tcpdump's)
+/// bound to interface `ifname`: `send` writes whole Ethernet frames out of that interface,
+/// `recv` reads every frame crossing it, both directions. For tests that play a hostile
+/// peer on the kernel side of a TAP device; needs CAP_NET_RAW, so call it inside a test's
+/// own network namespace.
+pub fn packet_socket(ifname: &str) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let c = std::ffi::CString::new(ifname).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if index == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let proto = (libc::ETH_P_ALL as u16).to_be();
+    // SAFETY: socket takes integers and touches no memory of ours.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, i32::from(proto)) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a descriptor just created and owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_ll is plain old data; all zeroes is a valid value.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = proto;
+    sll.sll_ifindex = index as i32;
+    let len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    // SAFETY: `sll` is a valid sockaddr_ll of `len` bytes that outlives the call.
+    let r = unsafe { libc::bind(fd.as_raw_fd(), (&sll as *const libc::sockaddr_ll).cast(), len) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}

@@ -12,7 +12,8 @@
 //! * the limited broadcast 255.255.255.255 and multicast destinations always go out the
 //!   link (RFC 919 §7, RFC 1112 §6.4, RFC 4291 §2.7): DHCP and NDP need no route;
 //! * a gateway must lie on a connected subnet (RFC 1122 §3.3.1.1: a gateway is on a
-//!   connected network), else [`check_gateways`] refuses the configuration.
+//!   connected network) and not be one of our addresses, else [`check_gateways`] refuses
+//!   the configuration.
 
 use super::ip::IpConfig;
 use super::link::route::{contains, Origin, Route, RouteTable};
@@ -54,10 +55,19 @@ pub fn table_for(cfg: &IpConfig) -> RouteTable {
 }
 
 /// `InvalidInput` when a configured gateway is not on one of `cfg`'s connected subnets
-/// (Linux refuses such a route too: "Nexthop has invalid gateway").
+/// (Linux refuses such a route too: "Nexthop has invalid gateway") or is one of our own
+/// addresses (Linux: "Gateway can not be a local address").
 pub fn check_gateways(cfg: &IpConfig) -> io::Result<()> {
     let subnets = connected(cfg);
     for gw in [cfg.gateway4.map(IpAddr::V4), cfg.gateway6.map(IpAddr::V6)].into_iter().flatten() {
+        let own = match gw {
+            IpAddr::V4(a) => cfg.v4.contains(&a),
+            IpAddr::V6(a) => cfg.v6.contains(&a),
+        };
+        if own {
+            let msg = format!("gateway {gw} is one of this stack's own addresses");
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
+        }
         if !subnets.iter().any(|r| contains(r.net, r.prefix_len, gw)) {
             let msg = format!("gateway {gw} is not on a connected subnet of this stack's addresses");
             return Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
@@ -122,6 +132,22 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::NetworkUnreachable, "a v4 gateway does not route v6");
         let cfg6 = IpConfig { gateway6: Some("fd00::1".parse().unwrap()), ..cfg };
         assert_eq!(next_hop(&table_for(&cfg6), now, a("fd09::2")).unwrap(), a("fd00::1"));
+    }
+
+    /// REVIEW9 FINDING (fails on main 7354658): a gateway that is one of our own addresses
+    /// was accepted; every off-link packet then waited for an ARP/NDP answer from ourselves
+    /// and failed seconds later with HostUnreachable (Linux refuses such a route: "Gateway
+    /// can not be a local address").
+    #[test]
+    fn a_gateway_may_not_be_our_own_address() {
+        let own4 = IpConfig { gateway4: Some(Ipv4Addr::new(10, 0, 0, 2)), ..IpConfig::default() };
+        let e = check_gateways(&own4).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("10.0.0.2"), "{e}");
+        let own6 = IpConfig { gateway6: Some("fd00::2".parse().unwrap()), ..IpConfig::default() };
+        assert_eq!(check_gateways(&own6).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        let ll6 = IpConfig { gateway6: Some("fe80::2".parse().unwrap()), ..IpConfig::default() };
+        assert_eq!(check_gateways(&ll6).unwrap_err().kind(), io::ErrorKind::InvalidInput);
     }
 
     #[test]

@@ -42,6 +42,10 @@ pub const PARAMETER_LIST: [u8; 7] = [
 ];
 /// RFC 2132 §9.2: a lease time of all ones is infinite.
 pub const INFINITE_LEASE: u32 = u32::MAX;
+/// Shorter leases are taken as this long, as dhcpcd does (`DHCP_MIN_LEASE`): RFC 2131 sets
+/// no floor, and a lease of 0 s would expire as it is granted and restart the exchange at
+/// once, over and over (a broadcast storm and the address installed and removed each time).
+pub const MIN_LEASE_SECS: u32 = 20;
 
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -418,11 +422,15 @@ impl Client {
             (State::Selecting, Offer) => self.take_offer(now, &r),
             (State::Requesting | State::Renewing | State::Rebinding, Ack) => self.take_ack(&r),
             (State::Requesting | State::Renewing | State::Rebinding, Nak) => {
-                // In REQUESTING only the server we asked may refuse (RFC 2131 §4.3.2).
-                let from_other = self.state == State::Requesting
-                    && r.server_id.is_some()
-                    && r.server_id != self.offer.map(|(_, s)| s);
-                if from_other {
+                // In REQUESTING and RENEWING only the server we asked may refuse (RFC 2131
+                // §4.3.2; the RENEWING REQUEST went to it alone), and a NAK names its server
+                // (Table 3: MUST). In REBINDING any server may.
+                let asked = match self.state {
+                    State::Requesting => self.offer.map(|(_, s)| s),
+                    State::Renewing => self.lease.as_ref().map(|(l, _)| l.server),
+                    _ => None,
+                };
+                if asked.is_some() && r.server_id != asked {
                     self.stats.rx_unexpected += 1;
                     return;
                 }
@@ -489,7 +497,9 @@ impl Client {
         let held = self.lease.as_ref().map(|(l, _)| l.server).or(self.offer.map(|(_, s)| s));
         let server = r.server_id.or(held)?;
         let (lease, t1, t2) = lease_times(secs, r.renewal_time, r.rebinding_time);
-        Some(Lease { addr: r.yiaddr, prefix, gateway: r.router, dns: r.dns().collect(), server, lease, t1, t2 })
+        // A router that is the leased address itself would make us our own gateway.
+        let gateway = r.router.filter(|g| *g != r.yiaddr);
+        Some(Lease { addr: r.yiaddr, prefix, gateway, dns: r.dns().collect(), server, lease, t1, t2 })
     }
 
     /// Give the lease back (RFC 2131 §4.4.6: a RELEASE unicast to the server, `ciaddr` our
@@ -518,7 +528,9 @@ fn usable_addr(a: Ipv4Addr) -> bool {
 }
 
 /// (lease, T1, T2) from the options (`None`: infinite). RFC 2131 §4.4.5: T1 defaults to
-/// 0.5 and T2 to 0.875 of the lease; values out of order (T1 ≤ T2 ≤ lease) fall back to them.
+/// 0.5 and T2 to 0.875 of the lease; values out of order (T1 ≤ T2 ≤ lease) fall back to them,
+/// and so does a T1 or T2 of 0 (renewing as the lease is granted would loop the same way a
+/// lease of 0 would); the lease is at least [`MIN_LEASE_SECS`].
 pub fn lease_times(
     lease: u32,
     t1: Option<u32>,
@@ -527,9 +539,10 @@ pub fn lease_times(
     if lease == INFINITE_LEASE {
         return (None, None, None);
     }
-    let l = lease as u64 * 1000;
-    let t2 = t2.map(|t| t as u64 * 1000).filter(|t| *t <= l).unwrap_or(l * 7 / 8);
-    let t1 = t1.map(|t| t as u64 * 1000).filter(|t| *t <= t2).unwrap_or((l / 2).min(t2));
+    let l = lease.max(MIN_LEASE_SECS) as u64 * 1000;
+    let given = |t: Option<u32>| t.filter(|t| *t > 0).map(|t| t as u64 * 1000);
+    let t2 = given(t2).filter(|t| *t <= l).unwrap_or(l * 7 / 8);
+    let t1 = given(t1).filter(|t| *t <= t2).unwrap_or((l / 2).min(t2));
     let ms = Duration::from_millis;
     (Some(ms(l)), Some(ms(t1)), Some(ms(t2)))
 }

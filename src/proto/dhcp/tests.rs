@@ -451,3 +451,102 @@ fn infinite_lease_never_renews() {
     assert_eq!(c.state(), State::Bound);
     assert_eq!(c.poll_timeout(), None);
 }
+
+/// Drive `c` against a server that answers every message at once (OFFER to a DISCOVER, ACK
+/// to a REQUEST, each with `lease`, `t1`, `t2`) for `span` of virtual time; at most
+/// `max_steps` steps. Returns (messages the client sent, Deconfigured events).
+fn against_instant_server(
+    c: &mut Client,
+    t0: Instant,
+    span: Duration,
+    (lease, t1, t2): (u32, Option<u32>, Option<u32>),
+    max_steps: usize,
+) -> (usize, usize) {
+    let (mut sent_n, mut deconf) = (0, 0);
+    let mut now = t0;
+    for _ in 0..max_steps {
+        if let Some(t) = c.poll_transmit() {
+            sent_n += 1;
+            let r = wire::parse(&t.payload).unwrap();
+            let ty = match r.message_type {
+                MessageType::Discover => MessageType::Offer,
+                MessageType::Request => MessageType::Ack,
+                _ => continue,
+            };
+            let mut a = DhcpRepr::new(ty, r.xid, MAC);
+            (a.yiaddr, a.server_id, a.lease_time, a.renewal_time, a.rebinding_time) =
+                (ADDR, Some(SERVER), Some(lease), t1, t2);
+            c.handle_packet(now, &a.to_bytes());
+            continue;
+        }
+        while let Some(e) = c.poll_event() {
+            deconf += usize::from(e == Event::Deconfigured);
+        }
+        match c.poll_timeout() {
+            Some(t) if t <= t0 + span => {
+                now = now.max(t);
+                c.handle_timeout(now);
+            }
+            _ => break,
+        }
+    }
+    (sent_n, deconf)
+}
+
+/// REVIEW9 FINDING (fails on main 7354658): a lease of 0 s (or T1 = 0) from a broken or
+/// hostile server put the client in a loop without any time passing: ACK, expiry (or T1),
+/// DISCOVER/REQUEST, ACK, ... — a broadcast storm and the address installed and removed
+/// each round (a gratuitous ARP and a TcpMsg::SetV4 each time).
+#[test]
+fn zero_lease_or_t1_does_not_spin() {
+    for timers in [(0, None, None), (120, Some(0), None), (120, Some(0), Some(0)), (1, Some(0), Some(0))] {
+        let t0 = Instant::now();
+        let mut c = client(t0);
+        let (n, deconf) = against_instant_server(&mut c, t0, secs(60), timers, 10_000);
+        assert!(n <= 20, "{timers:?}: {n} messages in 60 s");
+        assert_eq!(deconf, 0, "{timers:?}: the lease ended while the server kept answering");
+        assert_eq!(c.lease().map(|l| l.addr), Some(ADDR), "{timers:?}");
+    }
+}
+
+/// REVIEW9 FINDING (fails on main 7354658): in RENEWING the REQUEST went to our server
+/// alone (unicast), yet a NAK naming another server (or none: RFC 2131 Table 3 makes the
+/// server identifier a MUST in a NAK) ended the lease.
+#[test]
+fn nak_from_another_server_while_renewing_is_ignored() {
+    let t0 = Instant::now();
+    let mut c = bound(t0, None, None);
+    c.poll_event();
+    c.handle_timeout(t0 + secs(60));
+    let (_, ty, xid) = sent(&mut c);
+    assert_eq!((ty, c.state()), (MessageType::Request, State::Renewing));
+    let mut nak = DhcpRepr::new(MessageType::Nak, xid, MAC);
+    for server in [Some(Ipv4Addr::new(10, 0, 0, 66)), None] {
+        nak.server_id = server;
+        c.handle_packet(t0 + secs(60), &nak.to_bytes());
+        assert_eq!(c.state(), State::Renewing, "NAK from {server:?}");
+        assert!(c.poll_event().is_none(), "the lease is kept");
+    }
+    assert_eq!((c.stats.rx_nak, c.stats.rx_unexpected), (0, 2));
+    // Our server's NAK still ends it.
+    c.handle_packet(t0 + secs(61), &reply(MessageType::Nak, xid, None, None));
+    assert_eq!(c.poll_event(), Some(Event::Deconfigured));
+}
+
+/// REVIEW9 FINDING (fails on main 7354658): an ACK whose router option is the address it
+/// leases made us our own gateway (every off-link packet then waited for an ARP answer
+/// from ourselves); such a router is not taken.
+#[test]
+fn router_equal_to_the_leased_address_is_not_a_gateway() {
+    let t0 = Instant::now();
+    let mut c = client(t0);
+    c.handle_timeout(t0);
+    let (_, _, xid) = sent(&mut c);
+    c.handle_packet(t0, &reply(MessageType::Offer, xid, None, None));
+    sent(&mut c);
+    let mut r = DhcpRepr::new(MessageType::Ack, xid, MAC);
+    (r.yiaddr, r.server_id, r.lease_time, r.router) = (ADDR, Some(SERVER), Some(120), Some(ADDR));
+    c.handle_packet(t0, &r.to_bytes());
+    assert_eq!(c.state(), State::Bound);
+    assert_eq!(c.lease().unwrap().gateway, None);
+}
