@@ -133,7 +133,9 @@ fn tcp_trace_shows_losses_and_cwnd_falling() {
         .unwrap();
     println!("rows {} rexmits {rexmits} cwnd before the first loss {before}, lowest after {after_min}", rows.len());
     assert!(after_min < before, "cwnd falls after a loss: {before} -> {after_min}");
-    let _ = std::fs::remove_file(&file);
+    if std::env::var_os("KEEP_TRACE").is_none() {
+        let _ = std::fs::remove_file(&file);
+    }
 }
 
 /// At debug level the engine logs each state change and retransmission timeout, with the

@@ -259,6 +259,9 @@ pub struct Tcb {
     /// ACKs built earlier in this batch, one per out-of-order segment (RFC 5681 §4.2),
     /// sent before anything else; at most [`MAX_QUEUED_ACKS`].
     acks_out: Vec<TcpRepr>,
+    /// Left edge of the SACK block the last queued ACK led with (None: no ACK queued, or it
+    /// carried a D-SACK or no SACK): the next one may replace it ([`Tcb::snapshot_pending_ack`]).
+    acks_out_lead: Option<u32>,
     unacked_bytes: usize,
     rcv_mss_est: usize,
     challenge_last: Option<Instant>,
@@ -428,6 +431,7 @@ impl Tcb {
             ack_now: false,
             ooo_ack_pending: false,
             acks_out: Vec::new(),
+            acks_out_lead: None,
             unacked_bytes: 0,
             rcv_mss_est: our_mss.min(DEFAULT_MSS_V4),
             challenge_last: None,

@@ -80,15 +80,35 @@ impl Tcb {
     /// ACK, carrying the SACK blocks as they were then, even when a batch of segments is
     /// processed before one `poll_transmit` (M-58 coalesces in-order data only). If such an
     /// ACK is still pending when the next one is due, it is built now and queued.
+    ///
+    /// With SACK, an ACK whose first block is the block the previous queued ACK led with,
+    /// grown, replaces that ACK: it reports everything the other did (RFC 2018 §4 asks that
+    /// each block be reported, not each segment), so the queue holds one ACK per block that
+    /// was newest in the batch and every block reaches the sender before the queue's bound.
+    /// (With a plain per-segment bound, a batch with a long run after its first hole filled
+    /// the queue, later holes' blocks were never reported, and the sender's RACK took their
+    /// segments for lost: 2 % loss on a fast link cost 7x the necessary retransmissions.)
+    /// Without SACK each ACK is a duplicate ACK the sender counts (RFC 5681 §3.2): no merging.
     pub(super) fn snapshot_pending_ack(&mut self, now: Instant, epoch: Instant) {
-        if !(self.ack_now && self.ooo_ack_pending) || self.acks_out.len() >= MAX_QUEUED_ACKS {
+        if !(self.ack_now && self.ooo_ack_pending) {
             return;
         }
+        let dsack = self.dsack_out.is_some();
         let opts = self.options(now, epoch, false);
+        let lead = opts.sack_blocks[0].filter(|_| self.sack_ok && !dsack).map(|b| b.0);
+        let merge = lead.is_some() && lead == self.acks_out_lead && !self.acks_out.is_empty();
+        if !merge && self.acks_out.len() >= MAX_QUEUED_ACKS {
+            return;
+        }
         self.dsack_out = None;
         let flags = TcpFlags { ack: true, ..Default::default() };
         let repr = self.make_repr(self.snd_max, flags, opts);
-        self.acks_out.push(repr);
+        if merge {
+            *self.acks_out.last_mut().expect("merge needs a queued ACK") = repr;
+        } else {
+            self.acks_out.push(repr);
+        }
+        self.acks_out_lead = lead;
     }
 
     /// RFC 2883 §4: duplicate data `[l, r)` is reported in a D-SACK block. Each duplicate
@@ -182,6 +202,7 @@ impl Tcb {
             ctx.stats.segments_out += 1;
             ctx.stats.rst_out += 1;
         }
+        self.acks_out_lead = None;
         for repr in self.acks_out.drain(..) {
             emit(&repr, &[]);
             ctx.stats.segments_out += 1;
