@@ -3,6 +3,7 @@
 //! Layering (ARCHITECTURE.md §5): `wire` <- `proto` <- `actor` <- `socket` <- bins.
 pub mod actor;
 pub mod buf;
+pub mod builder;
 pub mod bulk;
 pub mod device;
 pub mod proto;
@@ -16,6 +17,7 @@ pub mod wire;
 pub struct ReadmeDoctests;
 
 pub use actor::{Stack, StackConfig, StackHandle};
+pub use builder::StackBuilder;
 pub use socket::{IcmpSocket, IpVersion, PacketSocket};
 pub use socket::{TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 pub use stats::{Counter, Counters};
