@@ -1,7 +1,9 @@
 //! netstack: a user-space TCP/IP stack on a Linux TUN device.
 //!
-//! Layering (ARCHITECTURE.md §5): `wire` <- `proto` <- `actor` <- `socket` <- bins.
-pub mod actor;
+//! Layering (ARCHITECTURE.md §5): `wire` <- `proto` <- `actor` <- `socket` <- bins. The actors
+//! are internal: a stack is started with [`Stack::builder`] (or [`Stack::new`] on a device
+//! the caller set up) and used through its [`StackHandle`] and the sockets.
+pub(crate) mod actor;
 pub mod buf;
 pub mod builder;
 pub mod bulk;
@@ -16,7 +18,7 @@ pub mod wire;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-pub use actor::{Stack, StackConfig, StackHandle};
+pub use actor::{Stack, StackConfig, StackHandle, StackStats};
 pub use builder::StackBuilder;
 pub use socket::{IcmpSocket, IpVersion, PacketSocket};
 pub use socket::{TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
