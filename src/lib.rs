@@ -6,6 +6,7 @@
 pub(crate) mod actor;
 pub mod buf;
 pub mod builder;
+#[cfg(feature = "cli")]
 pub mod bulk;
 pub mod device;
 pub mod proto;
@@ -23,6 +24,7 @@ pub use builder::StackBuilder;
 pub use socket::{IcmpSocket, IpVersion, PacketSocket};
 pub use socket::{TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 pub use stats::{Counter, Counters};
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod ctl;
 pub mod log;

@@ -22,6 +22,7 @@ pub(crate) enum Spelling {
     /// The builder's methods: `.mtu(1000)`, `.host_addr("10.0.0.1")`.
     Api,
     /// The bins' flags: `--mtu 1000`, `--host-addr 10.0.0.1`.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
     Flags,
 }
 

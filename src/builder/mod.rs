@@ -261,6 +261,7 @@ impl StackBuilder {
     }
 
     /// Name the bins' flags instead of the builder's methods in error messages.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
     pub(crate) fn spelled_as_flags(mut self) -> Self {
         self.spelling = Spelling::Flags;
         self
