@@ -280,6 +280,7 @@ impl StackBuilder {
         let log = self.log.clone().unwrap_or_else(crate::log::discard);
         let capture = self.capture(&log)?;
         let (dev, name) = self.open(&plan)?;
+        self.recheck_mtu(name.as_deref(), plan.mtu)?;
         let dev = self.wrap(dev, capture, &log)?;
         let mut stack = Stack::new(dev, plan.cfg, log)?;
         stack.set_device_name(name);
@@ -556,6 +557,19 @@ impl StackBuilder {
             }
             Choice::Given(d) => Ok((d, None)),
             Choice::Unset | Choice::Pair => Err(invalid("no device: choose .tun(), .tap() or .device()".into())),
+        }
+    }
+
+    /// With `.no_configure()`: the device attached to still has the MTU planned (it may have
+    /// changed between the check and the open). It also gives the kernel a moment after the
+    /// attach, as the bins' set-up did before the builder: without it the arping bin on a
+    /// premade TAP device lost its first reply when tests ran back to back
+    /// (tests/tap_arping.rs; probably the carrier's linkwatch delay).
+    fn recheck_mtu(&self, name: Option<&str>, mtu: usize) -> io::Result<()> {
+        let Some(name) = name.filter(|_| !self.configure) else { return Ok(()) };
+        match check::device_mtu(name) {
+            Some(d) => check::existing_mtu(name, d, mtu, self.spelling).map_err(invalid),
+            None => Ok(()),
         }
     }
 
