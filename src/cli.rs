@@ -1,11 +1,11 @@
-//! Flags shared by every bin, and starting a stack on a TUN device from them.
+//! Flags shared by every bin, and starting a stack on a TUN device from them: the flags
+//! become a [`StackBuilder`] (the one set-up path, whose checks name the flags here), after
+//! the checks that are the bins' own (flag syntax, addresses already in the namespace).
 
 use crate::actor::{Stack, StackConfig};
-use crate::device::capture::Capture;
-use crate::device::fault::{FaultDevice, FaultSpec};
-use crate::device::tap::{TapConfig, TapDevice};
-use crate::device::tun::{TunConfig, TunDevice};
-use crate::device::Device;
+use crate::builder::check::{is_link_local, same_subnet};
+use crate::builder::StackBuilder;
+use crate::device::fault::FaultSpec;
 use clap::{Args, ValueEnum};
 use slog::{info, Logger};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -162,8 +162,6 @@ static LEASED: std::sync::OnceLock<Ipv4Addr> = std::sync::OnceLock::new();
 
 const DEFAULT_HOST_V4: [&str; 1] = ["10.0.0.1/24"];
 const DEFAULT_HOST_V6: [&str; 2] = ["fe80::1/64", "fd00::1/64"];
-/// Longest interface name Linux takes (IFNAMSIZ less the terminating NUL).
-const IFNAME_MAX: usize = 15;
 
 /// `ADDR/LEN` as an address and prefix length, or a one-line reason.
 fn parse_prefix(a: &str) -> Result<(IpAddr, u8), String> {
@@ -176,19 +174,6 @@ fn parse_prefix(a: &str) -> Result<(IpAddr, u8), String> {
         Ok(l) if l <= max => Ok((ip, l)),
         _ => Err(format!("--host-addr {a}: the prefix length must be 0..={max}")),
     }
-}
-
-/// Whether `a` and `b` share their first `len` bits.
-fn same_subnet(a: IpAddr, b: IpAddr, len: u8) -> bool {
-    let bits = |ip: IpAddr| -> (u128, u32) {
-        match ip {
-            IpAddr::V4(v) => (u128::from(u32::from(v)) << 96, 32),
-            IpAddr::V6(v) => (u128::from(v), 128),
-        }
-    };
-    let ((x, wx), (y, wy)) = (bits(a), bits(b));
-    let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
-    wx == wy && x & mask == y & mask
 }
 
 impl CommonArgs {
@@ -206,43 +191,52 @@ impl CommonArgs {
     }
 
     /// Check the flags against each other before anything is touched: a one-line reason
-    /// that says what to change.
+    /// that says what to change (the builder's checks, naming the flags).
     pub fn validate(&self) -> Result<(), String> {
-        let name = self.device_name();
-        if name.is_empty() || name.len() > IFNAME_MAX || name.contains(['/', ' ', ':']) {
-            return Err(format!(
-                "--iface `{name}`: an interface name is 1 to {IFNAME_MAX} characters without '/', ':' or spaces"
-            ));
-        }
-        if !(1280..=65_535).contains(&self.mtu) {
-            return Err(format!(
-                "--mtu {}: the stack always runs IPv6 (fe80::2, --addr6), which needs at least 1280 \
-                 (RFC 8200 §5); the largest is 65535",
-                self.mtu
-            ));
-        }
+        self.builder()?.plan_pure().map(|_| ())
+    }
+
+    /// The flags as a stack builder (not yet checked against each other: `validate`).
+    pub fn builder(&self) -> Result<StackBuilder, String> {
         let host: Vec<(IpAddr, u8)> = self.kernel_addrs().iter().map(|a| parse_prefix(a)).collect::<Result<_, _>>()?;
+        // The subnet is the kernel side's that holds the address (the builder checks the rest).
+        let cidr = |ours: IpAddr, default: u8| {
+            let len =
+                host.iter().find(|(h, l)| !is_link_local(h) && same_subnet(*h, ours, *l)).map_or(default, |h| h.1);
+            format!("{ours}/{len}")
+        };
+        let mut b = Stack::builder().spelled_as_flags();
+        b = if self.tap { b.tap(&self.device_name()) } else { b.tun(&self.iface) };
+        b = if self.dhcp { b.dhcp() } else { b.addr(&cidr(IpAddr::V4(self.addr), 24)) };
+        b = b.addr6(&cidr(IpAddr::V6(self.addr6), 64)).mtu(self.mtu);
+        for h in self.kernel_addrs() {
+            b = b.host_addr(&h);
+        }
         if self.no_configure {
-            return Ok(()); // the device's own addresses count, not the flags
+            b = b.no_configure();
         }
-        for ours in [IpAddr::V4(self.addr), IpAddr::V6(self.addr6)] {
-            let fam: Vec<&(IpAddr, u8)> =
-                host.iter().filter(|(h, _)| h.is_ipv4() == ours.is_ipv4() && !is_link_local(h)).collect();
-            if let Some((h, _)) = fam.iter().find(|(h, _)| *h == ours) {
-                return Err(format!(
-                    "the stack's address {ours} is also the kernel side's (--host-addr {h}): choose another"
-                ));
-            }
-            if !fam.is_empty() && !fam.iter().any(|(h, l)| same_subnet(*h, ours, *l)) {
-                let subnets: Vec<String> = fam.iter().map(|(h, l)| format!("{h}/{l}")).collect();
-                return Err(format!(
-                    "the stack's address {ours} is outside the kernel side's subnet ({}): the kernel could \
-                     not reach it; change --addr/--addr6 or --host-addr",
-                    subnets.join(", ")
-                ));
-            }
+        if self.offload {
+            b = b.offload();
         }
-        Ok(())
+        if let Some(mac) = self.mac {
+            b = b.mac(mac);
+        }
+        for g in &self.gateways {
+            b = b.gateway(*g);
+        }
+        for d in &self.dns {
+            b = b.dns(*d);
+        }
+        let tcp = crate::proto::tcp::TcpConfig { congestion: self.congestion, ..StackConfig::default().tcp };
+        let (rx, tx) = self.fault_specs();
+        b = b.tcp(tcp).spin(Duration::from_micros(self.spin_us)).faults(rx, tx);
+        if let Some(p) = &self.pcap {
+            b = b.pcap(p);
+        }
+        if let Some(p) = &self.trace_tcp {
+            b = b.trace_tcp(p);
+        }
+        Ok(b)
     }
 
     /// Before creating `device_name()`: none of the kernel-side addresses may already be on
@@ -273,27 +267,6 @@ impl CommonArgs {
             }
         }
         Ok(())
-    }
-
-    /// With `--no-configure`: the device's own MTU must be the stack's, or packets longer than
-    /// the stack's MTU would be dropped without a word (a kernel MTU of 9000 and the default
-    /// `--mtu 1500`: UDP echoes over ~1.5 KB vanish).
-    fn check_device_mtu(&self, name: &str) -> Result<(), String> {
-        if !self.no_configure {
-            return Ok(());
-        }
-        let Ok(out) = std::process::Command::new("ip").args(["-o", "link", "show", "dev", name]).output() else {
-            return Ok(());
-        };
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mtu = text.split_whitespace().skip_while(|w| *w != "mtu").nth(1).and_then(|m| m.parse::<usize>().ok());
-        match mtu {
-            Some(m) if m != self.mtu => Err(format!(
-                "{name}'s MTU is {m} but the stack's is {} (--mtu): pass --mtu {m}, or set {name}'s MTU to {}",
-                self.mtu, self.mtu
-            )),
-            _ => Ok(()),
-        }
     }
 
     /// The device to open: `--iface`, where the default tun0 means tap0 with `--tap`; once a
@@ -339,54 +312,6 @@ impl CommonArgs {
     /// The stack's IPv4 address: `--addr`, or the lease's once `--dhcp` has one.
     pub fn local_v4(&self) -> Ipv4Addr {
         LEASED.get().copied().unwrap_or(self.addr)
-    }
-
-    pub fn stack_config(&self) -> StackConfig {
-        let mut cfg = StackConfig::default();
-        cfg.ip.v4 = vec![self.addr];
-        cfg.ip.v6 = vec!["fe80::2".parse().unwrap(), self.addr6];
-        cfg.ip.mtu = self.mtu;
-        cfg.tcp.congestion = self.congestion;
-        cfg.spin = std::time::Duration::from_micros(self.spin_us);
-        cfg.dns = self.dns.clone();
-        cfg.trace_tcp = self.trace_tcp.clone();
-        for g in &self.gateways {
-            match g {
-                IpAddr::V4(a) => cfg.ip.gateway4 = Some(*a),
-                IpAddr::V6(a) => cfg.ip.gateway6 = Some(*a),
-            }
-        }
-        cfg.dhcp = self.dhcp;
-        if self.tap {
-            // The link layer takes the gateways from `cfg.ip` (`actor::link::link_config`).
-            let link = crate::proto::link::LinkConfig {
-                mac: self.mac.unwrap_or_else(|| crate::proto::link::ethernet::local_mac(rand::random())),
-                ..Default::default()
-            };
-            cfg.link = Some(link);
-        }
-        cfg
-    }
-
-    pub fn tap_config(&self) -> TapConfig {
-        TapConfig {
-            name: self.device_name(),
-            mtu: self.mtu,
-            configure: !self.no_configure,
-            host_addrs: self.kernel_addrs(),
-            ..TapConfig::default()
-        }
-    }
-
-    pub fn tun_config(&self) -> TunConfig {
-        TunConfig {
-            name: self.iface.clone(),
-            mtu: self.mtu,
-            configure: !self.no_configure,
-            host_addrs: self.kernel_addrs(),
-            offload: self.offload,
-            ..TunConfig::default()
-        }
     }
 
     /// The faults for packets the stack receives and sends, or `None` for a clean direction.
@@ -463,58 +388,26 @@ impl CommonArgs {
         }
     }
 
-    /// Open the device and start the stack, or print a one-line reason and exit(1).
+    /// Open the device and start the stack, or print a one-line reason and exit: 2 for
+    /// flags that do not fit together (nothing touched), 1 when the set-up fails.
     pub fn start(&self) -> (Stack, Logger) {
         crate::device::sys::default_sigpipe();
         let log = crate::log::logger(self.log.as_deref());
-        let fail = |what: &str, e: std::io::Error| -> ! {
-            eprintln!("error: {what}{e}");
-            std::process::exit(1)
-        };
-        if let Err(e) = self.validate().and_then(|()| self.check_namespace()) {
+        let checked = self.builder().and_then(|b| {
+            b.plan_pure()?;
+            self.check_namespace()?;
+            b.validate().map_err(|e| e.to_string())?;
+            Ok(b)
+        });
+        let builder = checked.unwrap_or_else(|e| {
             eprintln!("error: {e}");
-            std::process::exit(2);
-        }
-        let mut dev: Box<dyn Device> = if self.tap {
-            let d = TapDevice::open(&self.tap_config()).unwrap_or_else(|e| fail("", e));
-            let _ = OPENED.set(d.name().to_string());
-            Box::new(d)
-        } else {
-            let d = TunDevice::open(&self.tun_config()).unwrap_or_else(|e| fail("", e));
-            let _ = OPENED.set(d.name().to_string());
-            Box::new(d)
-        };
-        if let Err(e) = self.check_device_mtu(&self.device_name()) {
-            eprintln!("error: {e}");
-            std::process::exit(2);
-        }
-        let (rx, tx) = self.fault_specs();
-        let faulty = rx.is_some() || tx.is_some();
-        if faulty {
-            info!(log, "fault injection on";
-                "drop" => self.drop, "dup" => self.dup, "reorder" => self.reorder,
-                "corrupt" => self.corrupt, "delay_ms" => self.delay_ms, "jitter_ms" => self.jitter_ms,
-                "seed" => self.seed, "directions" => ?self.fault_dir);
-        }
-        let fault_log = log.clone();
-        let inject = move |d: Box<dyn Device>| -> std::io::Result<Box<dyn Device>> {
-            if faulty {
-                Ok(Box::new(FaultDevice::new(d, rx, tx, fault_log)?))
-            } else {
-                Ok(d)
-            }
-        };
-        dev = match &self.pcap {
-            Some(path) => {
-                let cap = Capture::create(path, dev.medium()).unwrap_or_else(|e| fail("", e));
-                info!(log, "capturing to pcap"; "file" => %path.display());
-                cap.wrap_around(dev, inject)
-            }
-            None => inject(dev),
-        }
-        .unwrap_or_else(|e| fail("", e));
-        match Stack::new(dev, self.stack_config(), log.clone()) {
+            std::process::exit(2)
+        });
+        match builder.logger(log.clone()).build() {
             Ok(s) => {
+                if let Some(name) = s.device_name() {
+                    let _ = OPENED.set(name.to_string());
+                }
                 if !self.no_ctl {
                     self.serve_control(&s, &log);
                 }
@@ -524,17 +417,10 @@ impl CommonArgs {
                 (s, log)
             }
             Err(e) => {
-                eprintln!("error: cannot start the stack: {e}");
+                eprintln!("error: {e}");
                 std::process::exit(1);
             }
         }
-    }
-}
-
-fn is_link_local(ip: &IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(a) => a.is_link_local(),
-        IpAddr::V6(a) => a.segments()[0] & 0xffc0 == 0xfe80,
     }
 }
 

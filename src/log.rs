@@ -1,6 +1,7 @@
-//! Logging: slog to stderr through an async drain, filtered by level.
+//! Logging: slog to stderr through an async drain, filtered by level ([`logger`], with the
+//! `cli` feature), or nowhere ([`discard`], the builder's default).
 
-use slog::{o, Drain, Level, Logger};
+use slog::{o, Level, Logger};
 
 /// Parse a RUST_LOG-style level (`off`, `error`, `warn`, `info`, `debug`, `trace`).
 pub fn parse_level(s: &str) -> Option<Option<Level>> {
@@ -17,12 +18,14 @@ pub fn parse_level(s: &str) -> Option<Option<Level>> {
 }
 
 /// A logger at `level` (from `--log`), else from `RUST_LOG`, else `info`.
+#[cfg(feature = "cli")]
 pub fn logger(level: Option<&str>) -> Logger {
     let env = std::env::var("RUST_LOG").ok();
     let lvl = level.or(env.as_deref()).and_then(parse_level).unwrap_or(Some(Level::Info));
     let Some(lvl) = lvl else {
         return Logger::root(slog::Discard, o!());
     };
+    use slog::Drain;
     let decorator = slog_term::TermDecorator::new().stderr().build();
     let drain = slog_term::CompactFormat::new(decorator).build().fuse();
     let drain = slog_async::Async::new(drain).chan_size(4096).build().fuse();

@@ -243,9 +243,9 @@ fn no_gateway_is_network_unreachable() {
         let (code, out) = traceroute_bin(&["10.9.0.2"]);
         assert_eq!(code, Some(1), "{out}");
         assert!(out.contains("network unreachable") && !out.contains(" ms"), "{out}");
-        // A gateway off every connected subnet is refused at start.
+        // A gateway off every connected subnet is refused at start, as a bad flag (exit 2).
         let (code, out) = traceroute_bin(&["10.9.0.2", "--gateway", "10.9.0.1"]);
-        assert_eq!(code, Some(1), "{out}");
+        assert_eq!(code, Some(2), "{out}");
         assert!(out.contains("not on a connected subnet"), "{out}");
     });
 }

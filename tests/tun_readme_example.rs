@@ -9,14 +9,11 @@ use std::time::Duration;
 
 /// The README's example, verbatim but for `?` → `expect`.
 fn readme_example() {
-    use netstack::{
-        device::tun::{TunConfig, TunDevice},
-        Stack, StackConfig, TcpStream,
-    };
+    use netstack::{Stack, TcpStream};
     use std::io::Write;
 
-    let dev = TunDevice::open(&TunConfig::default()).expect("open tun0"); // tun0, kernel side 10.0.0.1
-    let stack = Stack::new(Box::new(dev), StackConfig::default(), netstack::log::logger(Some("warn"))).expect("stack");
+    // tun0 (root): the stack is 10.0.0.2/24, the kernel side the subnet's first host, 10.0.0.1
+    let stack = Stack::builder().tun("tun0").addr("10.0.0.2/24").build().expect("stack");
     let mut s = TcpStream::connect(&stack, "10.0.0.1:3000").expect("connect"); // as std, plus the stack
     s.write_all(b"hello").expect("write");
 }

@@ -6,7 +6,8 @@ use netstack::proto::ip::{IpConfig, IpCore, IpOutput};
 use std::time::{Duration, Instant};
 
 fuzz_target!(|data: &[u8]| {
-    let cfg = IpConfig { reassembly_bytes: 64 * 1024, ..IpConfig::default() };
+    let mut cfg = IpConfig::default();
+    cfg.reassembly_bytes = 64 * 1024;
     let bound = cfg.reassembly_bytes;
     let mut core = IpCore::new(cfg, 1, 1);
     let pool = Pool::new(16, 2048);

@@ -65,8 +65,15 @@ pub const SPIN: std::time::Duration = std::time::Duration::from_micros(100);
 /// (name, type) answers the stub resolver's cache holds (`proto::dns::Cache`).
 pub const DNS_CACHE_ENTRIES: usize = 256;
 
+/// The low-level configuration [`Stack::new`] takes; [`Stack::builder`] makes one from
+/// settings checked against each other, and is the usual way to start a stack.
 #[derive(Debug, Clone)]
 pub struct StackConfig {
+    /// The link MTU. `None` (the default): the device's. Set, it must be the device's, or
+    /// `Stack::new` fails with `InvalidInput` (a stack sending longer packets than the link
+    /// carries would lose them without a word). `ip`'s and `tcp`'s MTUs are set from it.
+    pub mtu: Option<usize>,
+    /// The IP layer: addresses, prefixes, gateways, limits.
     pub ip: IpConfig,
     pub tcp: TcpConfig,
     pub batch: usize,
@@ -109,6 +116,7 @@ impl Default for StackConfig {
     fn default() -> Self {
         let tcp = TcpConfig { congestion: crate::proto::tcp::CongestionAlgorithm::Bbr, ..TcpConfig::default() };
         StackConfig {
+            mtu: None,
             ip: IpConfig::default(),
             tcp,
             batch: DEFAULT_BATCH,
@@ -326,6 +334,8 @@ pub struct Stack {
     timer: Sender<timer::TimerMsg>,
     log: Logger,
     linger: std::time::Duration,
+    /// The device's name when the builder opened it (the kernel's, for `tun%d`).
+    name: Option<String>,
 }
 
 impl std::ops::Deref for Stack {
@@ -339,16 +349,32 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> io::Result<JoinHandle
     std::thread::Builder::new().name(name.to_string()).spawn(f)
 }
 
-/// Take what the device decides into the configuration (its MTU, trailers) and, on an
-/// Ethernet device, make the link layer: the configured `LinkConfig` (or one with a random
-/// locally administered MAC) completed with the IP configuration's addresses.
-fn adopt_device(cfg: &mut StackConfig, dev: &dyn Device, log: &Logger) -> Option<link::LinkShell> {
-    cfg.ip.mtu = dev.mtu();
+/// Take what the device decides into the configuration (its MTU unless `cfg.mtu` is set,
+/// when the two must agree; its trailers) and, on an Ethernet device, make the link layer:
+/// the configured `LinkConfig` (or one with a random locally administered MAC) completed
+/// with the IP configuration's addresses.
+fn adopt_device(cfg: &mut StackConfig, dev: &dyn Device, log: &Logger) -> io::Result<Option<link::LinkShell>> {
+    let mtu = match cfg.mtu {
+        None => dev.mtu(),
+        Some(m) if m == dev.mtu() => m,
+        Some(m) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "StackConfig::mtu is {m} but the device's MTU is {}: leave it None to take the \
+                     device's, or give the device that MTU",
+                    dev.mtu()
+                ),
+            ))
+        }
+    };
+    cfg.mtu = Some(mtu);
+    cfg.ip.mtu = mtu;
     cfg.ip.rx_trailer = dev.rx_trailer();
     cfg.ip.tx_trailer = dev.tx_trailer();
-    cfg.tcp.mtu = dev.mtu();
+    cfg.tcp.mtu = mtu;
     if dev.medium() != crate::device::Medium::Ethernet {
-        return None;
+        return Ok(None);
     }
     let base = cfg.link.clone().unwrap_or_else(|| crate::proto::link::LinkConfig {
         mac: crate::proto::link::ethernet::local_mac(rand::random()),
@@ -356,11 +382,14 @@ fn adopt_device(cfg: &mut StackConfig, dev: &dyn Device, log: &Logger) -> Option
     });
     let lc = link::link_config(&base, &cfg.ip);
     cfg.link = Some(lc.clone());
-    Some(link::LinkShell::new(lc, std::time::Instant::now(), log.clone()))
+    Ok(Some(link::LinkShell::new(lc, std::time::Instant::now(), log.clone())))
 }
 
 impl Stack {
-    /// Start the actors on `dev`.
+    /// Start the actors on `dev`, which the caller opened and configured: the low-level
+    /// path ([`Stack::builder`] opens the device and checks the settings first). Fails with
+    /// `InvalidInput` when `cfg.mtu` is set and differs from the device's, on DHCP on an IP
+    /// device, and on a gateway off the connected subnets.
     pub fn new(dev: Box<dyn Device>, mut cfg: StackConfig, log: Logger) -> io::Result<Stack> {
         if cfg.dhcp {
             if dev.medium() != crate::device::Medium::Ethernet {
@@ -372,7 +401,7 @@ impl Stack {
             cfg.ip.v4.clear(); // the address comes with the lease
         }
         crate::proto::routing::check_gateways(&cfg.ip)?;
-        let mut link = adopt_device(&mut cfg, dev.as_ref(), &log);
+        let mut link = adopt_device(&mut cfg, dev.as_ref(), &log)?;
         let ethernet = link.is_some();
         let cfg = Arc::new(cfg);
         let pool = Pool::default();
@@ -462,7 +491,17 @@ impl Stack {
             threads.push(spawn("tcp", move || tcp::run(cfg, tcp_rx, devtx_tx, timer_tx, (pool, recycle), stats, log))?);
         }
         info!(log, "stack started"; "mtu" => cfg.ip.mtu, "v4" => ?cfg.ip.v4, "v6" => ?cfg.ip.v6);
-        Ok(Stack { handle, threads, stop_dev, timer: timer_tx, log, linger: cfg.close_linger })
+        Ok(Stack { handle, threads, stop_dev, timer: timer_tx, log, linger: cfg.close_linger, name: None })
+    }
+
+    /// The name of the TUN/TAP device [`Stack::builder`] opened (the one the kernel chose
+    /// for `tun%d`); `None` for a device the caller gave.
+    pub fn device_name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    pub(crate) fn set_device_name(&mut self, name: Option<String>) {
+        self.name = name;
     }
 
     pub fn handle(&self) -> StackHandle {

@@ -41,7 +41,8 @@ pub struct IpConfig {
     /// (`proto::routing`; on TUN that just lets them out the device). `None`: no route.
     pub gateway4: Option<Ipv4Addr>,
     pub gateway6: Option<Ipv6Addr>,
-    pub mtu: usize,
+    /// The link MTU: the device's, set by `Stack::new` (read it with [`IpConfig::mtu`]).
+    pub(crate) mtu: usize,
     /// Bound on bytes held by partial datagrams.
     pub reassembly_bytes: usize,
     /// ICMP errors per second (token bucket rate) and burst.
@@ -61,10 +62,27 @@ pub struct IpConfig {
     /// Each received packet ends with one metadata byte from the device (1: the transport
     /// checksum is already valid; an offloading TUN device, see `device::tun`). Set by
     /// `Stack::new` from the device.
-    pub rx_trailer: bool,
+    pub(crate) rx_trailer: bool,
     /// Packets for the device must end with a transmit trailer (`wire::gso`). Set by
     /// `Stack::new` from the device.
-    pub tx_trailer: bool,
+    pub(crate) tx_trailer: bool,
+}
+
+impl IpConfig {
+    /// The link MTU (the device's; `StackConfig::mtu` to require one).
+    pub fn mtu(&self) -> usize {
+        self.mtu
+    }
+
+    /// Whether received packets end with the device's metadata byte (offload).
+    pub fn rx_trailer(&self) -> bool {
+        self.rx_trailer
+    }
+
+    /// Whether packets for the device end with a transmit trailer (offload).
+    pub fn tx_trailer(&self) -> bool {
+        self.tx_trailer
+    }
 }
 
 impl Default for IpConfig {
