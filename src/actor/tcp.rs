@@ -66,7 +66,8 @@ pub enum TcpMsg {
         addr: ListenAddr,
         backlog: usize,
         inbox: Sender<Incoming>,
-        reply: Sender<io::Result<ListenerId>>,
+        /// The listener and what it listens on (port 0 replaced by the port chosen).
+        reply: Sender<io::Result<(ListenerId, ListenAddr)>>,
     },
     CloseListener(ListenerId),
     Accepted(ListenerId),
@@ -219,8 +220,8 @@ impl Engine {
                 let _ = reply.try_send(r);
             }
             TcpMsg::Listen { addr, backlog, inbox, reply } => {
-                let r = self.ep.listen(addr, backlog);
-                if let Ok(id) = &r {
+                let r = self.ep.listen(addr, backlog).map(|id| (id, self.ep.listener_addr(id).unwrap_or(addr)));
+                if let Ok((id, _)) = &r {
                     self.listeners.insert(*id, inbox);
                 }
                 let _ = reply.try_send(r);
