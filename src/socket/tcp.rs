@@ -357,10 +357,10 @@ impl TcpStream {
         self.read_inner(buf, true)
     }
 
+    /// An empty `buf` reads nothing but waits as a full one, as Linux's `recv` with length
+    /// 0 on a TCP socket does: `WouldBlock` when non-blocking, else `Ok(0)` once data, EOF
+    /// or the read timeout comes.
     fn read_inner(&self, buf: &mut [u8], peek: bool) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
         let st = self.inner.st.lock();
         if st.read_shut {
             return Ok(0);
@@ -384,7 +384,12 @@ impl TcpStream {
                 return Err(stack_gone());
             }
             if !ready {
-                return Err(if st.nonblocking { not_ready() } else { would_block() });
+                return match (st.nonblocking, buf.is_empty()) {
+                    (true, _) => Err(not_ready()),
+                    // Linux: a zero-length recv whose timeout expires returns 0.
+                    (false, true) => Ok(0),
+                    (false, false) => Err(would_block()),
+                };
             }
             return Ok(0);
         }
