@@ -283,7 +283,7 @@ const ROWS: &[Row] = &[
     ("write with an empty buffer, non-blocking, full window", |net| {
         let (_s, c) = tcp_pair(net);
         c.set_nonblocking(true).unwrap();
-        fill(&*c);
+        assert_eq!(fill(&*c).0, Err(ErrorKind::WouldBlock));
         kind(c.write(&[]))
     }),
     ("peek, then read the same bytes", |net| {
@@ -431,6 +431,17 @@ const ROWS: &[Row] = &[
     ("send_to port 0", |net| {
         let c = net.udp(false).unwrap();
         kind(c.send_to(b"x", SocketAddr::new(net.server_ip(), 0)))
+    }),
+    ("send on an unconnected UDP socket", |net| {
+        let c = net.udp(false).unwrap();
+        kind(c.send(b"x"))
+    }),
+    ("send on a connected UDP socket, non-blocking", |net| {
+        let u = net.udp(true).unwrap();
+        let c = net.udp(false).unwrap();
+        c.connect(&[u.local_addr().unwrap()]).unwrap();
+        c.set_nonblocking(true).unwrap();
+        kind(c.send(b"abc"))
     }),
     ("peer_addr of an unconnected UDP socket", |net| {
         let c = net.udp(false).unwrap();

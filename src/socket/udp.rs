@@ -179,8 +179,12 @@ impl UdpSocket {
         self.send_inner(buf, to)
     }
 
+    /// Send to the connected peer. Unconnected: Linux's `EDESTADDRREQ`, as std reports it
+    /// (an OS error whose kind is `Uncategorized`, not `NotConnected`).
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        let to = self.peer_addr()?;
+        let Some(to) = self.inner.st.lock().peer else {
+            return Err(io::Error::from_raw_os_error(libc::EDESTADDRREQ));
+        };
         self.send_inner(buf, to)
     }
 
