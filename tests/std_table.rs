@@ -473,3 +473,166 @@ fn table_ours_equals_std() {
     eprint!("{report}");
     assert_eq!(bad, 0, "rows where our sockets differ from std's:\n{report}");
 }
+
+/// A pair whose stack A records what it sends and receives into a pcap file.
+fn captured_pair(path: &std::path::Path) -> (Stack, Stack, std::sync::Arc<netstack::device::capture::Capture>) {
+    use netstack::device::capture::{Capture, CaptureDevice};
+    let (da, db) = netstack::device::pair::pair(1500, FaultConfig::default(), FaultConfig::default());
+    let cap = Capture::create(path, netstack::device::Medium::Ip).unwrap();
+    let dev = CaptureDevice::new(Box::new(da), cap.clone());
+    let a = Stack::new(Box::new(dev), netstack::StackConfig::default(), netstack::log::discard()).unwrap();
+    let b = Stack::new(Box::new(db), peer_config(), netstack::log::discard()).unwrap();
+    (a, b, cap)
+}
+
+/// TTLs of the IPv4 TCP segments from `port` carrying payload, in capture order.
+fn data_ttls(path: &std::path::Path, port: u16) -> Vec<u8> {
+    let f = std::fs::File::open(path).unwrap();
+    let mut r = pcap_file::pcap::PcapReader::new(f).unwrap();
+    let mut v = Vec::new();
+    while let Some(p) = r.next_packet() {
+        let d = &p.unwrap().data;
+        if d.len() < 40 || d[0] >> 4 != 4 || d[9] != 6 {
+            continue;
+        }
+        let ihl = usize::from(d[0] & 0xf) * 4;
+        let total = usize::from(u16::from_be_bytes([d[2], d[3]]));
+        let doff = usize::from(d[ihl + 12] >> 4) * 4;
+        let sport = u16::from_be_bytes([d[ihl], d[ihl + 1]]);
+        if sport == port && total > ihl + doff {
+            v.push(d[8]);
+        }
+    }
+    v
+}
+
+/// `set_ttl` on a listener reaches the streams it accepts, `set_ttl` on a stream changes
+/// the TTL of its later segments on the wire; the client keeps 64.
+#[test]
+fn ttl_on_the_wire() {
+    let dir = std::env::temp_dir().join(format!("std_table_ttl_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("a.pcap");
+    let (a, b, cap) = captured_pair(&path);
+    let l = netstack::TcpListener::bind(&a, "10.0.0.2:0").unwrap();
+    l.set_ttl(7).unwrap();
+    assert_eq!(l.ttl().unwrap(), 7);
+    let port = l.local_addr().unwrap().port();
+    let c = netstack::TcpStream::connect(&b, ("10.0.0.2", port)).unwrap();
+    let (s, _) = l.accept().unwrap();
+    assert_eq!((s.ttl().unwrap(), c.ttl().unwrap()), (7, 64));
+    let mut buf = [0u8; 16];
+    (&s).write_all(b"first").unwrap();
+    (&c).read_exact(&mut buf[..5]).unwrap();
+    s.set_ttl(200).unwrap();
+    assert_eq!(s.ttl().unwrap(), 200);
+    (&s).write_all(b"second").unwrap();
+    (&c).read_exact(&mut buf[..6]).unwrap();
+    drop((s, c, l));
+    drop(a);
+    cap.flush().unwrap();
+    let ttls = data_ttls(&path, port);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(ttls, vec![7, 200], "TTLs of the two data segments");
+    drop(b);
+}
+
+#[test]
+fn ttl_bounds_as_linux() {
+    let (a, _b) = stack_pair(FaultConfig::default(), FaultConfig::default());
+    let l = netstack::TcpListener::bind(&a, "10.0.0.2:0").unwrap();
+    let u = netstack::UdpSocket::bind(&a, "10.0.0.2:0").unwrap();
+    let c = netstack::TcpStream::connect(&_b, l.local_addr().unwrap()).unwrap();
+    // std's own: IP_TTL takes 1..=255 on Linux.
+    let sl = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    for ttl in [0u32, 256, 1 << 31] {
+        assert_eq!(sl.set_ttl(ttl).unwrap_err().kind(), ErrorKind::InvalidInput, "std, ttl {ttl}");
+        assert_eq!(l.set_ttl(ttl).unwrap_err().kind(), ErrorKind::InvalidInput, "listener, ttl {ttl}");
+        assert_eq!(c.set_ttl(ttl).unwrap_err().kind(), ErrorKind::InvalidInput, "stream, ttl {ttl}");
+        assert_eq!(u.set_ttl(ttl).unwrap_err().kind(), ErrorKind::InvalidInput, "udp, ttl {ttl}");
+    }
+    assert_eq!((l.ttl().unwrap(), c.ttl().unwrap(), sl.ttl().unwrap()), (64, 64, 64));
+    for ttl in [1u32, 255] {
+        l.set_ttl(ttl).unwrap();
+        c.set_ttl(ttl).unwrap();
+        u.set_ttl(ttl).unwrap();
+        assert_eq!((l.ttl().unwrap(), c.ttl().unwrap(), u.ttl().unwrap()), (ttl, ttl, ttl));
+    }
+    // -1 (as a C int) restores the default, on Linux and here.
+    sl.set_ttl(9).unwrap();
+    sl.set_ttl(u32::MAX).unwrap();
+    l.set_ttl(u32::MAX).unwrap();
+    c.set_ttl(u32::MAX).unwrap();
+    u.set_ttl(u32::MAX).unwrap();
+    assert_eq!((sl.ttl().unwrap(), l.ttl().unwrap(), c.ttl().unwrap(), u.ttl().unwrap()), (64, 64, 64, 64));
+}
+
+/// Both handles of a cloned listener take from one queue, each connection once; the
+/// listener closes (connects are refused) only when the last handle drops.
+#[test]
+fn listener_try_clone_shares_the_queue() {
+    let (a, b) = stack_pair(FaultConfig::default(), FaultConfig::default());
+    let l1 = netstack::TcpListener::bind(&a, "10.0.0.2:0").unwrap();
+    let l2 = l1.try_clone().unwrap();
+    let addr = l1.local_addr().unwrap();
+    assert_eq!(l2.local_addr().unwrap(), addr);
+    let c1 = netstack::TcpStream::connect(&b, addr).unwrap();
+    let c2 = netstack::TcpStream::connect(&b, addr).unwrap();
+    let (s1, p1) = l2.accept().unwrap();
+    let (s2, p2) = l1.accept().unwrap();
+    assert_eq!((p1, p2), (c1.local_addr().unwrap(), c2.local_addr().unwrap()));
+    l1.set_nonblocking(true).unwrap();
+    assert_eq!(l2.accept().unwrap_err().kind(), ErrorKind::WouldBlock, "a connection was taken twice");
+    drop(l1);
+    l2.set_nonblocking(false).unwrap();
+    let _c3 = netstack::TcpStream::connect(&b, addr).expect("the clone still listens");
+    assert!(l2.accept().is_ok());
+    drop(l2);
+    let e = netstack::TcpStream::connect(&b, addr).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ConnectionRefused);
+    drop((s1, s2));
+}
+
+/// Port 0 gives each listener its own ephemeral port (RFC 6335 §6 range), v4 and v6.
+#[test]
+fn listener_port_zero() {
+    let (a, b) = stack_pair(FaultConfig::default(), FaultConfig::default());
+    let ls: Vec<_> = ["10.0.0.2:0", "0.0.0.0:0", "[fd00::2]:0", "10.0.0.2:0"]
+        .iter()
+        .map(|s| netstack::TcpListener::bind(&a, *s).unwrap())
+        .collect();
+    let ports: Vec<u16> = ls.iter().map(|l| l.local_addr().unwrap().port()).collect();
+    assert!(ports.iter().all(|&p| p >= 49152), "{ports:?}");
+    let mut uniq = ports.clone();
+    uniq.sort_unstable();
+    uniq.dedup();
+    assert_eq!(uniq.len(), ports.len(), "a port was given twice: {ports:?}");
+    assert_eq!(ls[2].local_addr().unwrap().ip(), "fd00::2".parse::<IpAddr>().unwrap());
+    let c = netstack::TcpStream::connect(&b, ("fd00::2", ports[2])).unwrap();
+    assert_eq!(ls[2].accept().unwrap().1, c.local_addr().unwrap());
+}
+
+/// connect and connect_with_timeout try each address in turn and return the last error.
+#[test]
+fn connect_falls_back_over_addresses() {
+    let (a, b) = stack_pair(FaultConfig::default(), FaultConfig::default());
+    let l = netstack::TcpListener::bind(&a, "10.0.0.2:0").unwrap();
+    let good = l.local_addr().unwrap();
+    let refused = SocketAddr::new(good.ip(), good.port().wrapping_add(1).max(1));
+    let no_route: SocketAddr = "192.0.2.1:80".parse().unwrap();
+    let t = Duration::from_secs(5);
+    let s = netstack::TcpStream::connect_with_timeout(&b, &[no_route, refused, good][..], t).unwrap();
+    assert_eq!(s.peer_addr().unwrap(), good);
+    let e = netstack::TcpStream::connect_with_timeout(&b, &[no_route, refused][..], t).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "not the last address's error: {e}");
+    let e = netstack::TcpStream::connect(&b, &[refused, no_route][..]).unwrap_err();
+    let e2 = netstack::TcpStream::connect(&b, no_route).unwrap_err();
+    assert_eq!(e.kind(), e2.kind(), "not the last address's error: {e}");
+    // Name and port, as std's `(host, port)`, resolved by the stack: an IP literal here.
+    assert!(netstack::TcpStream::connect(&b, ("10.0.0.2", good.port())).is_ok());
+    // UDP: family mismatch first, then a good one.
+    let u = netstack::UdpSocket::bind(&b, "0.0.0.0:0").unwrap();
+    u.connect(&["[fd00::2]:53".parse().unwrap(), SocketAddr::from(([10, 0, 0, 2], 53))][..]).unwrap();
+    assert_eq!(u.peer_addr().unwrap(), SocketAddr::from(([10, 0, 0, 2], 53)));
+    let _ = a;
+}

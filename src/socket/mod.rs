@@ -124,6 +124,16 @@ pub(crate) fn check_timeout(t: Option<Duration>) -> io::Result<()> {
     Ok(())
 }
 
+/// A TTL / hop limit for `set_ttl`, as Linux's `IP_TTL` takes std's `u32` (as a C int):
+/// 1 to 255; `u32::MAX` (-1) restores the default; else `InvalidInput` (EINVAL).
+pub(crate) fn check_ttl(ttl: u32) -> io::Result<u8> {
+    match u8::try_from(ttl) {
+        Ok(t) if t > 0 => Ok(t),
+        _ if ttl == u32::MAX => Ok(crate::wire::DEFAULT_HOP_LIMIT),
+        _ => Err(io::Error::new(io::ErrorKind::InvalidInput, "TTL must be between 1 and 255")),
+    }
+}
+
 /// As std: binding an address the host does not have fails with `AddrNotAvailable`.
 pub(crate) fn check_local(stack: &StackHandle, addr: SocketAddr) -> io::Result<()> {
     let ip = &stack.config().ip;

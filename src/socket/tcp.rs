@@ -8,7 +8,7 @@
 //! the writer never hands the engine more than its credit.
 
 use super::ToSocketAddrs;
-use super::{check_timeout, each_addr, not_ready, recv_or_device, would_block};
+use super::{check_timeout, check_ttl, each_addr, not_ready, recv_or_device, would_block};
 use crate::actor::tcp::{Incoming as IncomingConn, TcpMsg};
 use crate::actor::{stack_gone, StackHandle};
 use crate::proto::tcp::{AppCommand, ConnId, ListenAddr, ListenerId, SocketEvent};
@@ -17,7 +17,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -70,6 +70,8 @@ struct State {
     /// `set_nonblocking(true)`: reads and writes never wait (shared by every handle, as
     /// `O_NONBLOCK` is shared by `dup`ed descriptors).
     nonblocking: bool,
+    /// IPv4 TTL / IPv6 hop limit of the segments (`set_ttl`); `None`: the default.
+    ttl: Option<u8>,
     nodelay: bool,
     /// The last blocking wait ended soon (request/response, or a busy stream): the next one
     /// polls for `StackConfig::spin` before it parks. A stream whose events come seldom
@@ -255,8 +257,9 @@ impl TcpStream {
         Ok(s)
     }
 
-    fn from_incoming(stack: &StackHandle, inc: IncomingConn) -> TcpStream {
-        let st = State { local: Some(inc.local), peer: Some(inc.remote), connected: true, ..State::default() };
+    /// An accepted connection; `ttl` is its listener's `set_ttl` (the engine applied it).
+    fn from_incoming(stack: &StackHandle, inc: IncomingConn, ttl: Option<u8>) -> TcpStream {
+        let st = State { local: Some(inc.local), peer: Some(inc.remote), connected: true, ttl, ..State::default() };
         TcpStream {
             inner: Arc::new(Inner {
                 id: inc.conn,
@@ -308,6 +311,20 @@ impl TcpStream {
 
     pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
         Ok(self.inner.st.lock().write_timeout)
+    }
+
+    /// The IPv4 TTL (IPv6 hop limit) of this connection's segments from now on (std's
+    /// `set_ttl`, Linux's `IP_TTL`; the hop limit on IPv6): 1 to 255, `u32::MAX` (-1) for
+    /// the default, else `InvalidInput` (EINVAL), as on Linux.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        let t = check_ttl(ttl)?;
+        self.inner.st.lock().ttl = Some(t);
+        self.inner.stack.tcp.send(TcpMsg::SetConnTtl(self.inner.id, t)).map_err(|_| stack_gone())
+    }
+
+    /// The TTL set by [`TcpStream::set_ttl`] (or inherited from the listener), default 64.
+    pub fn ttl(&self) -> io::Result<u32> {
+        Ok(self.inner.st.lock().ttl.unwrap_or(crate::wire::DEFAULT_HOP_LIMIT).into())
     }
 
     /// Turn Nagle's algorithm off (`true`) or on (RFC 9293 M-17).
@@ -509,6 +526,8 @@ struct ListenerInner {
     any: bool,
     /// `set_nonblocking(true)`: `accept` never waits (shared by every handle).
     nonblocking: AtomicBool,
+    /// `set_ttl`, 0 for the default (a valid TTL is never 0).
+    ttl: AtomicU8,
 }
 
 impl TcpListener {
@@ -548,8 +567,15 @@ impl TcpListener {
             ListenAddr::Addr(a) => a,
             ListenAddr::Any => SocketAddr::from(([0, 0, 0, 0], 0)),
         };
-        let inner =
-            ListenerInner { id, stack: stack.clone(), local, inbox: irx, any, nonblocking: AtomicBool::new(false) };
+        let inner = ListenerInner {
+            id,
+            stack: stack.clone(),
+            local,
+            inbox: irx,
+            any,
+            nonblocking: AtomicBool::new(false),
+            ttl: AtomicU8::new(0),
+        };
         Ok(TcpListener { inner: Arc::new(inner) })
     }
 
@@ -568,6 +594,24 @@ impl TcpListener {
     pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
         self.inner.nonblocking.store(nonblocking, Relaxed);
         Ok(())
+    }
+
+    /// The TTL (IPv6 hop limit) of the connections this listener accepts, 1 to 255 (std's
+    /// `set_ttl`; Linux's accepted sockets inherit `IP_TTL` likewise). Unlike Linux, the
+    /// handshake (our SYN-ACK) of a connection established before this call goes out with
+    /// the default 64; every accepted stream uses the TTL from its `accept` on.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        let t = check_ttl(ttl)?;
+        self.inner.ttl.store(t, Relaxed);
+        self.inner.stack.tcp.send(TcpMsg::SetListenerTtl(self.inner.id, t)).map_err(|_| stack_gone())
+    }
+
+    /// The TTL set by [`TcpListener::set_ttl`], default 64.
+    pub fn ttl(&self) -> io::Result<u32> {
+        match self.inner.ttl.load(Relaxed) {
+            0 => Ok(crate::wire::DEFAULT_HOP_LIMIT.into()),
+            t => Ok(t.into()),
+        }
     }
 
     /// Wait for the next established connection (`WouldBlock` at once when non-blocking).
@@ -601,7 +645,13 @@ impl TcpListener {
     fn take(&self, inc: IncomingConn) -> io::Result<(TcpStream, SocketAddr)> {
         let _ = self.inner.stack.tcp.send(TcpMsg::Accepted(self.inner.id));
         let remote = inc.remote;
-        Ok((TcpStream::from_incoming(&self.inner.stack, inc), remote))
+        let ttl = Some(self.inner.ttl.load(Relaxed)).filter(|&t| t != 0);
+        if let Some(t) = ttl {
+            // The engine gave it to connections established after `set_ttl`; this covers
+            // those queued before.
+            let _ = self.inner.stack.tcp.send(TcpMsg::SetConnTtl(inc.conn, t));
+        }
+        Ok((TcpStream::from_incoming(&self.inner.stack, inc, ttl), remote))
     }
 
     pub fn incoming(&self) -> Incoming<'_> {

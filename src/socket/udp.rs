@@ -127,16 +127,12 @@ impl UdpSocket {
     }
 
     /// The IPv4 TTL of the datagrams this socket sends (std's `set_ttl`, Linux's `IP_TTL`),
-    /// 1 to 255; 0 or above 255 is `InvalidInput` (EINVAL), as on Linux. On an IPv6 socket it
+    /// 1 to 255, `u32::MAX` (-1) for the default; others are `InvalidInput` (EINVAL), as on
+    /// Linux. On an IPv6 socket it
     /// sets the hop limit (Linux's `IPV6_UNICAST_HOPS`). Default 64.
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
-        match u8::try_from(ttl) {
-            Ok(t) if t > 0 => {
-                self.inner.ttl.store(t, Relaxed);
-                Ok(())
-            }
-            _ => Err(io::Error::new(io::ErrorKind::InvalidInput, "TTL must be between 1 and 255")),
-        }
+        self.inner.ttl.store(super::check_ttl(ttl)?, Relaxed);
+        Ok(())
     }
 
     /// The TTL (hop limit on IPv6) set by [`UdpSocket::set_ttl`].

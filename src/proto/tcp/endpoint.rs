@@ -674,6 +674,11 @@ impl Endpoint {
         v
     }
 
+    /// `(local, remote)` of connection `id`, while it exists.
+    pub fn conn_tuple(&self, id: ConnId) -> Option<(SocketAddr, SocketAddr)> {
+        self.conns.get(&id).map(|t| (t.local, t.remote))
+    }
+
     pub fn conn_count(&self) -> usize {
         self.conns.len()
     }
