@@ -15,6 +15,7 @@ use crate::proto::tcp::{
     AppCommand, ConnId, Endpoint, Event, IcmpErrorKind, ListenAddr, ListenerId, SocketEvent, TcpConfig,
 };
 use crate::wire::tcp::TcpRepr;
+use crate::wire::DEFAULT_HOP_LIMIT;
 use ahash::AHashMap as HashMap;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use slog::Logger;
@@ -68,10 +69,16 @@ pub enum TcpMsg {
         addr: ListenAddr,
         backlog: usize,
         inbox: Sender<Incoming>,
-        reply: Sender<io::Result<ListenerId>>,
+        /// The listener and what it listens on (port 0 replaced by the port chosen).
+        reply: Sender<io::Result<(ListenerId, ListenAddr)>>,
     },
     CloseListener(ListenerId),
     Accepted(ListenerId),
+    /// IPv4 TTL / IPv6 hop limit of a connection's segments from now on (`TcpStream::set_ttl`).
+    SetConnTtl(ConnId, u8),
+    /// TTL that connections this listener accepts from now on start with
+    /// (`TcpListener::set_ttl`; its SYN-ACKs keep the default).
+    SetListenerTtl(ListenerId, u8),
     App(ConnId, AppCommand),
     /// Reply with every connection's [`crate::proto::tcp::TcpInfo`].
     Sockets(Sender<Vec<crate::proto::tcp::TcpInfo>>),
@@ -104,6 +111,42 @@ struct Engine {
     recycle: super::Recyclers,
     /// Our IPv4 addresses: the configuration's, then what DHCP set (`TcpMsg::SetV4`).
     v4: Vec<std::net::Ipv4Addr>,
+    /// TTLs other than [`DEFAULT_HOP_LIMIT`], by the 4-tuple `transmit` sees (empty, the
+    /// common case, costs nothing per segment).
+    ttls: Ttls,
+}
+
+/// Per-connection and per-listener TTLs (`set_ttl`), kept by the engine so the core's
+/// segment sink stays `(src, dst, header, payload)`. Invariant: `by_tuple` holds exactly
+/// the tuples of the connections in `by_conn`; entries go when the connection's `Closed`
+/// event passes (segments after that, TIME-WAIT ACKs, use the default).
+#[derive(Default)]
+struct Ttls {
+    by_conn: HashMap<ConnId, (SocketAddr, SocketAddr)>,
+    by_tuple: HashMap<(SocketAddr, SocketAddr), u8>,
+    by_listener: HashMap<ListenerId, u8>,
+}
+
+impl Ttls {
+    fn set(&mut self, conn: ConnId, tuple: (SocketAddr, SocketAddr), ttl: u8) {
+        self.by_conn.insert(conn, tuple);
+        self.by_tuple.insert(tuple, ttl);
+    }
+
+    fn forget(&mut self, conn: ConnId) {
+        if let Some(t) = self.by_conn.remove(&conn) {
+            self.by_tuple.remove(&t);
+        }
+    }
+
+    /// The TTL of a segment from `src` to `dst` with `repr`'s ports.
+    fn of(&self, src: IpAddr, dst: IpAddr, repr: &TcpRepr) -> u8 {
+        if self.by_tuple.is_empty() {
+            return DEFAULT_HOP_LIMIT;
+        }
+        let key = (SocketAddr::new(src, repr.src_port), SocketAddr::new(dst, repr.dst_port));
+        self.by_tuple.get(&key).copied().unwrap_or(DEFAULT_HOP_LIMIT)
+    }
 }
 
 /// Segments from ip give back their bytes of `stats.tcp_inbox` as they are taken.
@@ -131,6 +174,7 @@ pub fn run(
         v4: cfg.ip.v4.clone(),
         cfg,
         recycle,
+        ttls: Ttls::default(),
     };
     // Diagnostics only when someone will read them (a debug log, a trace file).
     e.ep.set_diagnostics(slog::Drain::is_debug_enabled(&log));
@@ -282,17 +326,27 @@ impl Engine {
                 let _ = reply.try_send(r);
             }
             TcpMsg::Listen { addr, backlog, inbox, reply } => {
-                let r = self.ep.listen(addr, backlog);
-                if let Ok(id) = &r {
+                let r = self.ep.listen(addr, backlog).map(|id| (id, self.ep.listener_addr(id).unwrap_or(addr)));
+                if let Ok((id, _)) = &r {
                     self.listeners.insert(*id, inbox);
                 }
                 let _ = reply.try_send(r);
             }
             TcpMsg::CloseListener(id) => {
                 self.listeners.remove(&id);
+                self.ttls.by_listener.remove(&id);
                 self.ep.close_listener(now, id);
             }
             TcpMsg::Accepted(id) => self.ep.listener_accepted(id),
+            TcpMsg::SetConnTtl(conn, ttl) => {
+                // Only for a connection whose socket lives (its `Closed` will clean up).
+                if let Some(tuple) = self.ep.conn_tuple(conn).filter(|_| self.conns.contains_key(&conn)) {
+                    self.ttls.set(conn, tuple, ttl);
+                }
+            }
+            TcpMsg::SetListenerTtl(id, ttl) => {
+                self.ttls.by_listener.insert(id, ttl);
+            }
             TcpMsg::App(conn, cmd) => self.ep.handle_app(now, conn, cmd),
             TcpMsg::Sockets(reply) => {
                 let _ = reply.try_send(self.ep.sockets());
@@ -322,13 +376,17 @@ impl Engine {
     fn transmit(&mut self, now: Instant, pool: &Pool, out: &mut Batch) {
         match self.gso.as_mut() {
             Some(gso) => {
-                self.ep.poll_transmit(now, &mut |src, dst, repr, payload| gso.push(pool, out, src, dst, repr, payload));
+                let ttls = &self.ttls;
+                self.ep.poll_transmit(now, &mut |src, dst, repr, payload| {
+                    gso.push(pool, out, src, dst, ttls.of(src, dst, repr), repr, payload)
+                });
                 gso.flush(out);
             }
             None => {
-                let ident = &mut self.ident;
+                let (ident, ttls) = (&mut self.ident, &self.ttls);
                 self.ep.poll_transmit(now, &mut |src, dst, repr, payload| {
-                    out.push(build_packet(pool, ident, src, dst, repr, payload));
+                    let ttl = ttls.of(src, dst, repr);
+                    out.push(build_packet(pool, (ident, ttl), src, dst, repr, payload));
                 });
             }
         }
@@ -339,6 +397,9 @@ impl Engine {
         while let Some(ev) = self.ep.poll_event() {
             match ev {
                 Event::Accepted { listener, conn, local, remote } => {
+                    if let Some(&ttl) = self.ttls.by_listener.get(&listener) {
+                        self.ttls.set(conn, (local, remote), ttl);
+                    }
                     let (tx, rx) = unbounded();
                     self.conns.insert(conn, tx);
                     let delivered = self
@@ -357,6 +418,7 @@ impl Engine {
                     }
                     if closed {
                         self.conns.remove(&conn);
+                        self.ttls.forget(conn);
                     }
                 }
             }
@@ -397,9 +459,16 @@ impl Engine {
 
 /// IP header + TCP segment in one pooled buffer (no offload): the payload is copied once,
 /// from the send buffer into the packet.
-fn build_packet(pool: &Pool, ident: &mut u16, src: IpAddr, dst: IpAddr, repr: &TcpRepr, payload: &[u8]) -> Vec<u8> {
+fn build_packet(
+    pool: &Pool,
+    (ident, ttl): (&mut u16, u8),
+    src: IpAddr,
+    dst: IpAddr,
+    repr: &TcpRepr,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut b = pool.get();
     *ident = ident.wrapping_add(1);
-    crate::wire::gso::build_packet_into(&mut b, *ident, src, dst, repr, payload);
+    crate::wire::gso::build_packet_with_ttl(&mut b, (*ident, ttl), src, dst, repr, payload);
     b
 }

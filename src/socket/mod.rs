@@ -30,6 +30,24 @@ pub(crate) fn one_addr(stack: &StackHandle, addr: impl ToSocketAddrs) -> io::Res
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "could not resolve to any addresses"))
 }
 
+/// Run `f` on each address of `addr` in turn until one succeeds, as std's `each_addr`:
+/// the resolver's error if resolving fails, else the last address's error, else (no
+/// address at all) `InvalidInput`.
+pub(crate) fn each_addr<T>(
+    stack: &StackHandle,
+    addr: impl ToSocketAddrs,
+    mut f: impl FnMut(SocketAddr) -> io::Result<T>,
+) -> io::Result<T> {
+    let mut last = None;
+    for a in addr.to_socket_addrs(stack)? {
+        match f(a) {
+            Ok(t) => return Ok(t),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "could not resolve to any addresses")))
+}
+
 /// What socket calls accept as an address: the shapes of std's `ToSocketAddrs` (a
 /// `SocketAddr`, `(ip, port)`, `"host:port"`, `(host, port)`, a slice), except that a host
 /// name is resolved by the stack's own DNS resolver ([`StackHandle::resolve`]), never by
@@ -106,6 +124,16 @@ pub(crate) fn check_timeout(t: Option<Duration>) -> io::Result<()> {
     Ok(())
 }
 
+/// A TTL / hop limit for `set_ttl`, as Linux's `IP_TTL` takes std's `u32` (as a C int):
+/// 1 to 255; `u32::MAX` (-1) restores the default; else `InvalidInput` (EINVAL).
+pub(crate) fn check_ttl(ttl: u32) -> io::Result<u8> {
+    match u8::try_from(ttl) {
+        Ok(t) if t > 0 => Ok(t),
+        _ if ttl == u32::MAX => Ok(crate::wire::DEFAULT_HOP_LIMIT),
+        _ => Err(io::Error::new(io::ErrorKind::InvalidInput, "TTL must be between 1 and 255")),
+    }
+}
+
 /// As std: binding an address the host does not have fails with `AddrNotAvailable`.
 pub(crate) fn check_local(stack: &StackHandle, addr: SocketAddr) -> io::Result<()> {
     let ip = &stack.config().ip;
@@ -151,4 +179,34 @@ pub(crate) fn recv_or_device<T>(
 pub(crate) fn would_block() -> io::Error {
     // std on Unix reports an expired SO_RCVTIMEO/SO_SNDTIMEO as EAGAIN, i.e. WouldBlock.
     io::Error::new(io::ErrorKind::WouldBlock, "Resource temporarily unavailable (timed out)")
+}
+
+/// What a non-blocking socket returns when the operation would have to wait (EAGAIN).
+pub(crate) fn not_ready() -> io::Error {
+    io::Error::new(io::ErrorKind::WouldBlock, "Resource temporarily unavailable")
+}
+
+/// Hand `msg` to an actor's bounded inbox: at once or `WouldBlock` when non-blocking (which
+/// wins over `timeout`, as in std), else waiting at most `timeout` (then `WouldBlock`, as
+/// std reports an expired `SO_SNDTIMEO`), else waiting as long as it takes.
+pub(crate) fn send_msg<T>(
+    tx: &crossbeam_channel::Sender<T>,
+    msg: T,
+    timeout: Option<Duration>,
+    nonblocking: bool,
+) -> io::Result<()> {
+    use crossbeam_channel::{SendTimeoutError, TrySendError};
+    if nonblocking {
+        return tx.try_send(msg).map_err(|e| match e {
+            TrySendError::Full(_) => not_ready(),
+            TrySendError::Disconnected(_) => crate::actor::stack_gone(),
+        });
+    }
+    match timeout {
+        None => tx.send(msg).map_err(|_| crate::actor::stack_gone()),
+        Some(t) => tx.send_timeout(msg, t).map_err(|e| match e {
+            SendTimeoutError::Timeout(_) => would_block(),
+            SendTimeoutError::Disconnected(_) => crate::actor::stack_gone(),
+        }),
+    }
 }

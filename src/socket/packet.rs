@@ -13,12 +13,12 @@
 //!
 //! On a TUN stack there are no frames: [`PacketSocket::bind`] fails with `Unsupported`.
 
-use super::{check_timeout, recv_or_device, would_block};
+use super::{check_timeout, not_ready, recv_or_device, would_block};
 use crate::actor::ip::IpMsg;
 use crate::actor::{stack_gone, StackHandle};
 use crate::proto::link::packet::{self, PacketQueue, PacketSockId};
 use crate::wire::{EthernetAddress, EthernetFrame};
-use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, SendTimeoutError};
+use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError};
 use parking_lot::Mutex;
 use std::io;
 use std::sync::atomic::Ordering::Relaxed;
@@ -46,6 +46,8 @@ pub struct PacketSocket {
 struct State {
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
+    /// `set_nonblocking(true)`: receives and sends never wait.
+    nonblocking: bool,
 }
 
 impl Drop for PacketSocket {
@@ -93,6 +95,13 @@ impl PacketSocket {
         Ok(())
     }
 
+    /// As std's sockets: when `true`, receives return `WouldBlock` if nothing is queued and
+    /// sends return `WouldBlock` if the stack's ip inbox is full. It wins over the timeouts.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.st.lock().nonblocking = nonblocking;
+        Ok(())
+    }
+
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
         Ok(self.st.lock().read_timeout)
     }
@@ -107,15 +116,12 @@ impl PacketSocket {
     pub fn send(&self, frame: &[u8]) -> io::Result<usize> {
         packet::check_send(frame.len(), self.stack.config().ip.mtu)?;
         self.stack.check_device()?;
-        let timeout = self.st.lock().write_timeout;
+        let (timeout, nonblocking) = {
+            let st = self.st.lock();
+            (st.write_timeout, st.nonblocking)
+        };
         let msg = IpMsg::PacketSend(frame.to_vec());
-        match timeout {
-            None => self.stack.ip.send(msg).map_err(|_| stack_gone())?,
-            Some(t) => self.stack.ip.send_timeout(msg, t).map_err(|e| match e {
-                SendTimeoutError::Timeout(_) => would_block(),
-                SendTimeoutError::Disconnected(_) => stack_gone(),
-            })?,
-        }
+        super::send_msg(&self.stack.ip, msg, timeout, nonblocking)?;
         Ok(frame.len())
     }
 
@@ -127,12 +133,18 @@ impl PacketSocket {
 
     /// As [`PacketSocket::recv`], with the frame's source MAC (Linux's `sll_addr`).
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, EthernetAddress)> {
-        let deadline = self.st.lock().read_timeout.map(|t| Instant::now() + t);
+        let (deadline, nonblocking) = {
+            let st = self.st.lock();
+            (st.read_timeout.map(|t| Instant::now() + t), st.nonblocking)
+        };
         // What already arrived is received first; then a stopped device fails.
         let frame = match self.rx.try_recv() {
             Ok(f) => f,
             Err(_) => {
                 self.stack.check_device()?;
+                if nonblocking {
+                    return Err(not_ready());
+                }
                 recv_or_device(&self.rx, &self.stack, deadline, Duration::ZERO).map_err(|e| {
                     self.stack.device_error().unwrap_or_else(|| match e {
                         RecvTimeoutError::Timeout => would_block(),

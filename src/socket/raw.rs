@@ -12,12 +12,12 @@
 //! (`IpConfig::raw_queue_bytes`); what does not fit is dropped and counted in
 //! `rx_raw_queue_full`.
 
-use super::{check_timeout, recv_or_device, would_block};
+use super::{check_timeout, not_ready, recv_or_device, would_block};
 use crate::actor::ip::{IpMsg, RawEvent};
 use crate::actor::{stack_gone, StackHandle};
 use crate::proto::ip::{check_raw_send, udp_charge};
 use crate::proto::raw::{RawQueue, RawSockId};
-use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, SendTimeoutError};
+use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError};
 use parking_lot::Mutex;
 use std::io;
 use std::net::IpAddr;
@@ -46,6 +46,8 @@ pub struct IcmpSocket {
 struct State {
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
+    /// `set_nonblocking(true)`: receives and sends never wait.
+    nonblocking: bool,
 }
 
 impl Drop for IcmpSocket {
@@ -95,6 +97,13 @@ impl IcmpSocket {
         Ok(())
     }
 
+    /// As std's sockets: when `true`, receives return `WouldBlock` if nothing is queued and
+    /// sends return `WouldBlock` if the stack's ip inbox is full. It wins over the timeouts.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.st.lock().nonblocking = nonblocking;
+        Ok(())
+    }
+
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
         Ok(self.st.lock().read_timeout)
     }
@@ -111,15 +120,12 @@ impl IcmpSocket {
         check_raw_send(self.version == IpVersion::V6, addr, buf.len())?;
         self.stack.check_device()?;
         self.stack.route(addr)?;
-        let timeout = self.st.lock().write_timeout;
+        let (timeout, nonblocking) = {
+            let st = self.st.lock();
+            (st.write_timeout, st.nonblocking)
+        };
         let msg = IpMsg::RawSend { id: self.id, to: addr, msg: buf.to_vec() };
-        match timeout {
-            None => self.stack.ip.send(msg).map_err(|_| stack_gone())?,
-            Some(t) => self.stack.ip.send_timeout(msg, t).map_err(|e| match e {
-                SendTimeoutError::Timeout(_) => would_block(),
-                SendTimeoutError::Disconnected(_) => stack_gone(),
-            })?,
-        }
+        super::send_msg(&self.stack.ip, msg, timeout, nonblocking)?;
         Ok(buf.len())
     }
 
@@ -132,12 +138,18 @@ impl IcmpSocket {
     /// As [`IcmpSocket::recv_from`], with the TTL / hop limit the message arrived with
     /// (Linux's `IP_RECVTTL` / `IPV6_RECVHOPLIMIT`).
     pub fn recv_with_hop_limit(&self, buf: &mut [u8]) -> io::Result<(usize, IpAddr, u8)> {
-        let deadline = self.st.lock().read_timeout.map(|t| Instant::now() + t);
+        let (deadline, nonblocking) = {
+            let st = self.st.lock();
+            (st.read_timeout.map(|t| Instant::now() + t), st.nonblocking)
+        };
         // What already arrived is received first; then a stopped device fails.
         let ev = match self.rx.try_recv() {
             Ok(ev) => ev,
             Err(_) => {
                 self.stack.check_device()?;
+                if nonblocking {
+                    return Err(not_ready());
+                }
                 recv_or_device(&self.rx, &self.stack, deadline, Duration::ZERO).map_err(|e| {
                     self.stack.device_error().unwrap_or_else(|| match e {
                         RecvTimeoutError::Timeout => would_block(),

@@ -8,7 +8,7 @@
 //! the writer never hands the engine more than its credit.
 
 use super::ToSocketAddrs;
-use super::{check_timeout, one_addr, recv_or_device, would_block};
+use super::{check_timeout, check_ttl, each_addr, not_ready, recv_or_device, would_block};
 use crate::actor::tcp::{Incoming as IncomingConn, TcpMsg};
 use crate::actor::{stack_gone, StackHandle};
 use crate::proto::tcp::{AppCommand, ConnId, ListenAddr, ListenerId, SocketEvent};
@@ -17,7 +17,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -67,6 +67,11 @@ struct State {
     write_shut: bool,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
+    /// `set_nonblocking(true)`: reads and writes never wait (shared by every handle, as
+    /// `O_NONBLOCK` is shared by `dup`ed descriptors).
+    nonblocking: bool,
+    /// IPv4 TTL / IPv6 hop limit of the segments (`set_ttl`); `None`: the default.
+    ttl: Option<u8>,
     nodelay: bool,
     /// The last blocking wait ended soon (request/response, or a busy stream): the next one
     /// polls for `StackConfig::spin` before it parks. A stream whose events come seldom
@@ -106,6 +111,16 @@ impl State {
 impl Inner {
     fn send(&self, cmd: AppCommand) -> io::Result<()> {
         self.stack.tcp.send(TcpMsg::App(self.id, cmd)).map_err(|_| stack_gone())
+    }
+
+    /// When a read or write gives up: now when non-blocking (which wins over a timeout,
+    /// as in std), else after `timeout`.
+    fn deadline(st: &State, timeout: Option<Duration>) -> Option<Instant> {
+        if st.nonblocking {
+            Some(Instant::now())
+        } else {
+            timeout.map(|t| Instant::now() + t)
+        }
     }
 
     /// Wait until `ready(state)` holds or `deadline` passes (`Ok(false)`). Exactly one waiter
@@ -181,22 +196,36 @@ fn err(kind: io::ErrorKind) -> io::Error {
 
 impl TcpStream {
     /// Open a connection to `addr` (v4 or v6, from an ephemeral port). A name is resolved by
-    /// the stack's resolver and, as std, each address is tried in turn until one connects.
+    /// the stack's resolver and, as std, each address is tried in turn until one connects;
+    /// the last error is returned.
     pub fn connect(stack: &StackHandle, addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
-        let mut last = None;
-        for a in addr.to_socket_addrs(stack)? {
-            match Self::connect_inner(stack, a, None) {
-                Ok(s) => return Ok(s),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "could not resolve to any addresses")))
+        each_addr(stack, addr, |a| Self::connect_inner(stack, a, None))
     }
 
-    /// As `connect`, giving up with `TimedOut` after `timeout`.
+    /// As `connect` to one address, giving up with `TimedOut` after `timeout` (std's
+    /// signature; for a name, see [`TcpStream::connect_with_timeout`]).
     pub fn connect_timeout(stack: &StackHandle, addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+        Self::connect_with_timeout(stack, addr, timeout)
+    }
+
+    /// `connect_timeout` for anything [`ToSocketAddrs`] (not in std, whose
+    /// `connect_timeout` takes one `&SocketAddr`): each address is tried in turn with what
+    /// remains of `timeout`, so the whole call takes at most `timeout` (an address that
+    /// swallows SYNs can use it all up); the last error is returned.
+    pub fn connect_with_timeout(
+        stack: &StackHandle,
+        addr: impl ToSocketAddrs,
+        timeout: Duration,
+    ) -> io::Result<TcpStream> {
         check_timeout(Some(timeout))?;
-        Self::connect_inner(stack, *addr, Some(timeout))
+        let end = Instant::now() + timeout;
+        each_addr(stack, addr, |a| {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "connection timed out"));
+            }
+            Self::connect_inner(stack, a, Some(left))
+        })
     }
 
     fn connect_inner(stack: &StackHandle, remote: SocketAddr, timeout: Option<Duration>) -> io::Result<TcpStream> {
@@ -228,8 +257,9 @@ impl TcpStream {
         Ok(s)
     }
 
-    fn from_incoming(stack: &StackHandle, inc: IncomingConn) -> TcpStream {
-        let st = State { local: Some(inc.local), peer: Some(inc.remote), connected: true, ..State::default() };
+    /// An accepted connection; `ttl` is its listener's `set_ttl` (the engine applied it).
+    fn from_incoming(stack: &StackHandle, inc: IncomingConn, ttl: Option<u8>) -> TcpStream {
+        let st = State { local: Some(inc.local), peer: Some(inc.remote), connected: true, ttl, ..State::default() };
         TcpStream {
             inner: Arc::new(Inner {
                 id: inc.conn,
@@ -270,8 +300,31 @@ impl TcpStream {
         Ok(self.inner.st.lock().read_timeout)
     }
 
+    /// As std: when `true`, `read`/`peek` return `WouldBlock` if no byte (nor EOF, nor an
+    /// error) is ready and `write` returns `WouldBlock` if no byte fits the send buffer
+    /// (a write that fits partly is partial). It wins over the timeouts. Every handle of
+    /// the connection (`try_clone`) shares the setting.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.inner.st.lock().nonblocking = nonblocking;
+        Ok(())
+    }
+
     pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
         Ok(self.inner.st.lock().write_timeout)
+    }
+
+    /// The IPv4 TTL (IPv6 hop limit) of this connection's segments from now on (std's
+    /// `set_ttl`, Linux's `IP_TTL`; the hop limit on IPv6): 1 to 255, `u32::MAX` (-1) for
+    /// the default, else `InvalidInput` (EINVAL), as on Linux.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        let t = check_ttl(ttl)?;
+        self.inner.st.lock().ttl = Some(t);
+        self.inner.stack.tcp.send(TcpMsg::SetConnTtl(self.inner.id, t)).map_err(|_| stack_gone())
+    }
+
+    /// The TTL set by [`TcpStream::set_ttl`] (or inherited from the listener), default 64.
+    pub fn ttl(&self) -> io::Result<u32> {
+        Ok(self.inner.st.lock().ttl.unwrap_or(crate::wire::DEFAULT_HOP_LIMIT).into())
     }
 
     /// Turn Nagle's algorithm off (`true`) or on (RFC 9293 M-17).
@@ -321,15 +374,15 @@ impl TcpStream {
         self.read_inner(buf, true)
     }
 
+    /// An empty `buf` reads nothing but waits as a full one, as Linux's `recv` with length
+    /// 0 on a TCP socket does: `WouldBlock` when non-blocking, else `Ok(0)` once data, EOF
+    /// or the read timeout comes.
     fn read_inner(&self, buf: &mut [u8], peek: bool) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
         let st = self.inner.st.lock();
         if st.read_shut {
             return Ok(0);
         }
-        let deadline = st.read_timeout.map(|t| Instant::now() + t);
+        let deadline = Inner::deadline(&st, st.read_timeout);
         let (mut st, ready) =
             self.inner.wait(st, deadline, |s| !s.rx.is_empty() || s.eof || s.error.is_some() || s.read_shut)?;
         if st.rx.is_empty() {
@@ -348,7 +401,12 @@ impl TcpStream {
                 return Err(stack_gone());
             }
             if !ready {
-                return Err(would_block());
+                return match (st.nonblocking, buf.is_empty()) {
+                    (true, _) => Err(not_ready()),
+                    // Linux: a zero-length recv whose timeout expires returns 0.
+                    (false, true) => Ok(0),
+                    (false, false) => Err(would_block()),
+                };
             }
             return Ok(0);
         }
@@ -394,7 +452,7 @@ impl TcpStream {
         if st.write_shut {
             return Err(err(io::ErrorKind::BrokenPipe));
         }
-        let deadline = st.write_timeout.map(|t| Instant::now() + t);
+        let deadline = Inner::deadline(&st, st.write_timeout);
         let (mut st, _) = self.inner.wait(st, deadline, |s| s.credit > 0 || s.error.is_some() || s.closed)?;
         if let Some(e) = st.error {
             return Err(err(e));
@@ -405,7 +463,7 @@ impl TcpStream {
             return Err(err(io::ErrorKind::BrokenPipe));
         }
         if st.credit == 0 {
-            return Err(would_block());
+            return Err(if st.nonblocking { not_ready() } else { would_block() });
         }
         let n = buf.len().min(st.credit).min(MAX_WRITE_CHUNK);
         st.credit -= n;
@@ -452,19 +510,29 @@ impl std::fmt::Debug for TcpStream {
     }
 }
 
-/// A listening socket. Dropping it resets connections still in its accept queue.
+/// A listening socket. Dropping its last handle (see [`TcpListener::try_clone`]) resets
+/// connections still in its accept queue.
 pub struct TcpListener {
+    inner: Arc<ListenerInner>,
+}
+
+struct ListenerInner {
     id: ListenerId,
     stack: StackHandle,
     local: SocketAddr,
+    /// Every handle takes from this one queue (crossbeam receivers are multi-consumer).
     inbox: Receiver<IncomingConn>,
     /// Made by `bind_any`: the ip layer accepts TCP to foreign addresses while it lives.
     any: bool,
+    /// `set_nonblocking(true)`: `accept` never waits (shared by every handle).
+    nonblocking: AtomicBool,
+    /// `set_ttl`, 0 for the default (a valid TTL is never 0).
+    ttl: AtomicU8,
 }
 
 impl TcpListener {
-    /// Listen on `addr` (unspecified IP: every local address of that family), with std's
-    /// accept backlog of 128.
+    /// Listen on `addr` (unspecified IP: every local address of that family; port 0: an
+    /// ephemeral port, which `local_addr` shows), with std's accept backlog of 128.
     pub fn bind(stack: &StackHandle, addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
         Self::bind_with_backlog(stack, addr, DEFAULT_BACKLOG)
     }
@@ -472,60 +540,118 @@ impl TcpListener {
     /// [`TcpListener::bind`] with an accept backlog of `backlog` connections (established,
     /// not yet accepted; `listen(2)`'s argument). A busy server wants Linux's 4,096: with a
     /// short queue, clients that find it full wait for their SYN retransmission (1 s, then 3 s).
+    /// As std, each address `addr` yields is tried in turn; the last error is returned.
     pub fn bind_with_backlog(stack: &StackHandle, addr: impl ToSocketAddrs, backlog: usize) -> io::Result<TcpListener> {
-        let addr = one_addr(stack, addr)?;
-        if addr.port() == 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "listening on port 0 is not supported"));
-        }
-        super::check_local(stack, addr)?;
-        Self::listen(stack, ListenAddr::Addr(addr), addr, backlog)
+        each_addr(stack, addr, |a| {
+            super::check_local(stack, a)?;
+            Self::listen(stack, ListenAddr::Addr(a), backlog)
+        })
     }
 
     /// Accept connections to **any** address and port routed to the interface (ustunet's
     /// `bind("tuna")`). Each accepted stream's `local_addr` is the address the client dialled.
     pub fn bind_any(stack: &StackHandle) -> io::Result<TcpListener> {
-        let l = Self::listen(stack, ListenAddr::Any, SocketAddr::from(([0, 0, 0, 0], 0)), DEFAULT_BACKLOG)?;
+        let l = Self::listen(stack, ListenAddr::Any, DEFAULT_BACKLOG)?;
         stack.any_tcp.store(true, Relaxed);
         Ok(l)
     }
 
-    fn listen(stack: &StackHandle, addr: ListenAddr, local: SocketAddr, backlog: usize) -> io::Result<TcpListener> {
+    fn listen(stack: &StackHandle, addr: ListenAddr, backlog: usize) -> io::Result<TcpListener> {
         stack.check_device()?;
         let any = matches!(addr, ListenAddr::Any);
         let (itx, irx) = unbounded();
         let (rtx, rrx) = bounded(1);
         stack.tcp.send(TcpMsg::Listen { addr, backlog, inbox: itx, reply: rtx }).map_err(|_| stack_gone())?;
-        let id = rrx.recv().map_err(|_| stack_gone())??;
-        Ok(TcpListener { id, stack: stack.clone(), local, inbox: irx, any })
+        let (id, bound) = rrx.recv().map_err(|_| stack_gone())??;
+        let local = match bound {
+            ListenAddr::Addr(a) => a,
+            ListenAddr::Any => SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
+        let inner = ListenerInner {
+            id,
+            stack: stack.clone(),
+            local,
+            inbox: irx,
+            any,
+            nonblocking: AtomicBool::new(false),
+            ttl: AtomicU8::new(0),
+        };
+        Ok(TcpListener { inner: Arc::new(inner) })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.local)
+        Ok(self.inner.local)
     }
 
-    /// Wait for the next established connection.
+    /// Another handle to the same listener (std's `try_clone`): both accept from one queue,
+    /// each connection once; the listener closes when the last handle drops.
+    pub fn try_clone(&self) -> io::Result<TcpListener> {
+        Ok(TcpListener { inner: self.inner.clone() })
+    }
+
+    /// As std: when `true`, `accept` returns `WouldBlock` if no connection is waiting. The
+    /// accepted streams are blocking (as std's on Linux). Shared by every handle.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.inner.nonblocking.store(nonblocking, Relaxed);
+        Ok(())
+    }
+
+    /// The TTL (IPv6 hop limit) of the connections this listener accepts, 1 to 255 (std's
+    /// `set_ttl`; Linux's accepted sockets inherit `IP_TTL` likewise). Unlike Linux, the
+    /// handshake (our SYN-ACK) of a connection established before this call goes out with
+    /// the default 64; every accepted stream uses the TTL from its `accept` on.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        let t = check_ttl(ttl)?;
+        self.inner.ttl.store(t, Relaxed);
+        self.inner.stack.tcp.send(TcpMsg::SetListenerTtl(self.inner.id, t)).map_err(|_| stack_gone())
+    }
+
+    /// The TTL set by [`TcpListener::set_ttl`], default 64.
+    pub fn ttl(&self) -> io::Result<u32> {
+        match self.inner.ttl.load(Relaxed) {
+            0 => Ok(crate::wire::DEFAULT_HOP_LIMIT.into()),
+            t => Ok(t.into()),
+        }
+    }
+
+    /// Wait for the next established connection (`WouldBlock` at once when non-blocking).
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        self.accept_until(None)
+        let now = self.inner.nonblocking.load(Relaxed).then(Instant::now);
+        self.accept_until(now)
     }
 
-    /// As `accept`, giving up with `WouldBlock` after `timeout`.
+    /// As `accept`, giving up with `WouldBlock` after `timeout` (not in std).
     pub fn accept_timeout(&self, timeout: Duration) -> io::Result<(TcpStream, SocketAddr)> {
-        self.accept_until(Some(Instant::now() + timeout))
+        let nb = self.inner.nonblocking.load(Relaxed);
+        self.accept_until(Some(if nb { Instant::now() } else { Instant::now() + timeout }))
     }
 
     fn accept_until(&self, deadline: Option<Instant>) -> io::Result<(TcpStream, SocketAddr)> {
-        self.stack.check_device()?;
-        match recv_or_device(&self.inbox, &self.stack, deadline, Duration::ZERO) {
+        let l = &*self.inner;
+        l.stack.check_device()?;
+        if let Ok(inc) = l.inbox.try_recv() {
+            return self.take(inc);
+        }
+        if deadline.is_some_and(|d| d <= Instant::now()) {
+            return Err(not_ready());
+        }
+        match recv_or_device(&l.inbox, &l.stack, deadline, Duration::ZERO) {
             Ok(inc) => self.take(inc),
-            Err(RecvTimeoutError::Timeout) => self.stack.check_device().and_then(|_| Err(would_block())),
-            Err(RecvTimeoutError::Disconnected) => Err(self.stack.device_error().unwrap_or_else(stack_gone)),
+            Err(RecvTimeoutError::Timeout) => l.stack.check_device().and_then(|_| Err(would_block())),
+            Err(RecvTimeoutError::Disconnected) => Err(l.stack.device_error().unwrap_or_else(stack_gone)),
         }
     }
 
     fn take(&self, inc: IncomingConn) -> io::Result<(TcpStream, SocketAddr)> {
-        let _ = self.stack.tcp.send(TcpMsg::Accepted(self.id));
+        let _ = self.inner.stack.tcp.send(TcpMsg::Accepted(self.inner.id));
         let remote = inc.remote;
-        Ok((TcpStream::from_incoming(&self.stack, inc), remote))
+        let ttl = Some(self.inner.ttl.load(Relaxed)).filter(|&t| t != 0);
+        if let Some(t) = ttl {
+            // The engine gave it to connections established after `set_ttl`; this covers
+            // those queued before.
+            let _ = self.inner.stack.tcp.send(TcpMsg::SetConnTtl(inc.conn, t));
+        }
+        Ok((TcpStream::from_incoming(&self.inner.stack, inc, ttl), remote))
     }
 
     pub fn incoming(&self) -> Incoming<'_> {
@@ -533,7 +659,7 @@ impl TcpListener {
     }
 }
 
-impl Drop for TcpListener {
+impl Drop for ListenerInner {
     fn drop(&mut self) {
         let _ = self.stack.tcp.send(TcpMsg::CloseListener(self.id));
         if self.any {
@@ -557,7 +683,7 @@ impl Iterator for Incoming<'_> {
 
 impl std::fmt::Debug for TcpListener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TcpListener").field("local", &self.local).finish()
+        f.debug_struct("TcpListener").field("local", &self.inner.local).finish()
     }
 }
 

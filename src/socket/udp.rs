@@ -1,13 +1,13 @@
 //! `UdpSocket`: datagrams through the ip actor.
 
 use super::ToSocketAddrs;
-use super::{check_timeout, one_addr, recv_or_device, would_block};
+use super::{check_timeout, each_addr, not_ready, one_addr, recv_or_device, would_block};
 use crate::actor::ip::{IpMsg, UdpEvent};
 use crate::actor::{stack_gone, StackHandle};
 use crate::proto::ip::{udp_charge, UdpQueue, UDP_ERR_REFUSED};
 use crate::proto::udp::UdpSockId;
 use crate::wire;
-use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, SendTimeoutError};
+use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError};
 use parking_lot::Mutex;
 use std::io;
 use std::net::SocketAddr;
@@ -43,6 +43,8 @@ struct State {
     peer: Option<SocketAddr>,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
+    /// `set_nonblocking(true)`: receives and sends never wait (shared by every handle).
+    nonblocking: bool,
 }
 
 impl Drop for Inner {
@@ -53,8 +55,12 @@ impl Drop for Inner {
 
 impl UdpSocket {
     /// Bind to `addr` on `stack` (port 0: an ephemeral port; unspecified IP: every address).
+    /// As std, each address `addr` yields is tried in turn; the last error is returned.
     pub fn bind(stack: &StackHandle, addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
-        let addr = one_addr(stack, addr)?;
+        each_addr(stack, addr, |a| Self::bind_one(stack, a))
+    }
+
+    fn bind_one(stack: &StackHandle, addr: SocketAddr) -> io::Result<UdpSocket> {
         super::check_local(stack, addr)?;
         stack.check_device()?;
         let (tx, rx) = unbounded();
@@ -104,6 +110,14 @@ impl UdpSocket {
         Ok(())
     }
 
+    /// As std: when `true`, `recv`/`recv_from`/`peek`/`peek_from` return `WouldBlock` if no
+    /// datagram is queued, and `send`/`send_to` return `WouldBlock` if the stack's ip
+    /// inbox is full (std: the socket's send buffer). It wins over the timeouts.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.inner.st.lock().nonblocking = nonblocking;
+        Ok(())
+    }
+
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
         Ok(self.inner.st.lock().read_timeout)
     }
@@ -113,16 +127,12 @@ impl UdpSocket {
     }
 
     /// The IPv4 TTL of the datagrams this socket sends (std's `set_ttl`, Linux's `IP_TTL`),
-    /// 1 to 255; 0 or above 255 is `InvalidInput` (EINVAL), as on Linux. On an IPv6 socket it
+    /// 1 to 255, `u32::MAX` (-1) for the default; others are `InvalidInput` (EINVAL), as on
+    /// Linux. On an IPv6 socket it
     /// sets the hop limit (Linux's `IPV6_UNICAST_HOPS`). Default 64.
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
-        match u8::try_from(ttl) {
-            Ok(t) if t > 0 => {
-                self.inner.ttl.store(t, Relaxed);
-                Ok(())
-            }
-            _ => Err(io::Error::new(io::ErrorKind::InvalidInput, "TTL must be between 1 and 255")),
-        }
+        self.inner.ttl.store(super::check_ttl(ttl)?, Relaxed);
+        Ok(())
     }
 
     /// The TTL (hop limit on IPv6) set by [`UdpSocket::set_ttl`].
@@ -143,9 +153,14 @@ impl UdpSocket {
     }
 
     /// Only datagrams from `addr` are received afterwards; `send`/`recv` use it.
-    /// `NetworkUnreachable` when no route leads to `addr` (`StackHandle::route`).
+    /// `NetworkUnreachable` when no route leads to `addr` (`StackHandle::route`). As std,
+    /// each address `addr` yields is tried in turn (one of the wrong family, or without a
+    /// route, fails); the last error is returned.
     pub fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<()> {
-        let addr = one_addr(&self.inner.stack, addr)?;
+        each_addr(&self.inner.stack, addr, |a| self.connect_one(a))
+    }
+
+    fn connect_one(&self, addr: SocketAddr) -> io::Result<()> {
         if addr.is_ipv4() != self.inner.local.is_ipv4() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "address family mismatch"));
         }
@@ -160,8 +175,12 @@ impl UdpSocket {
         self.send_inner(buf, to)
     }
 
+    /// Send to the connected peer. Unconnected: Linux's `EDESTADDRREQ`, as std reports it
+    /// (an OS error whose kind is `Uncategorized`, not `NotConnected`).
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        let to = self.peer_addr()?;
+        let Some(to) = self.inner.st.lock().peer else {
+            return Err(io::Error::from_raw_os_error(libc::EDESTADDRREQ));
+        };
         self.send_inner(buf, to)
     }
 
@@ -181,16 +200,13 @@ impl UdpSocket {
         }
         self.inner.stack.check_device()?;
         self.inner.stack.route(to.ip())?;
-        let timeout = self.inner.st.lock().write_timeout;
+        let (timeout, nonblocking) = {
+            let st = self.inner.st.lock();
+            (st.write_timeout, st.nonblocking)
+        };
         let ttl = self.inner.ttl.load(Relaxed);
         let msg = IpMsg::UdpSend { from: self.inner.local, to, data: buf.to_vec(), ttl };
-        match timeout {
-            None => self.inner.stack.ip.send(msg).map_err(|_| stack_gone())?,
-            Some(t) => self.inner.stack.ip.send_timeout(msg, t).map_err(|e| match e {
-                SendTimeoutError::Timeout(_) => would_block(),
-                SendTimeoutError::Disconnected(_) => stack_gone(),
-            })?,
-        }
+        super::send_msg(&self.inner.stack.ip, msg, timeout, nonblocking)?;
         Ok(buf.len())
     }
 
@@ -215,13 +231,19 @@ impl UdpSocket {
         let (from, buf, start, end) = match turn.take() {
             Some(p) => p,
             None => {
-                let deadline = self.inner.st.lock().read_timeout.map(|t| std::time::Instant::now() + t);
+                let (deadline, nonblocking) = {
+                    let st = self.inner.st.lock();
+                    (st.read_timeout.map(|t| std::time::Instant::now() + t), st.nonblocking)
+                };
                 loop {
                     // What already arrived is received first; then a stopped device fails.
                     let ev = match self.inner.rx.try_recv() {
                         Ok(ev) => ev,
                         Err(_) => {
                             self.inner.stack.check_device()?;
+                            if nonblocking {
+                                return Err(not_ready());
+                            }
                             recv_or_device(&self.inner.rx, &self.inner.stack, deadline, Duration::ZERO).map_err(
                                 |e| {
                                     self.inner.stack.device_error().unwrap_or_else(|| match e {

@@ -33,6 +33,7 @@ struct Pending {
     pkt: Vec<u8>,
     src: IpAddr,
     dst: IpAddr,
+    ttl: u8,
     first: TcpRepr,
     ip_hlen: usize,
     tcp_hlen: usize,
@@ -60,13 +61,25 @@ fn plain_data(r: &TcpRepr) -> bool {
 }
 
 impl Coalescer {
-    /// Emit one segment: join it to the pending super-segment or start a new one.
-    pub fn push(&mut self, pool: &Pool, out: &mut Batch, src: IpAddr, dst: IpAddr, repr: &TcpRepr, payload: &[u8]) {
+    /// Emit one segment: join it to the pending super-segment or start a new one. `ttl` is
+    /// the IPv4 TTL / IPv6 hop limit of its header (segments with different ones never join).
+    #[allow(clippy::too_many_arguments)] // the sinks, then what the header needs
+    pub fn push(
+        &mut self,
+        pool: &Pool,
+        out: &mut Batch,
+        src: IpAddr,
+        dst: IpAddr,
+        ttl: u8,
+        repr: &TcpRepr,
+        payload: &[u8],
+    ) {
         if let Some(p) = self.cur.as_mut() {
             let fits = !p.closed
                 && plain_data(repr)
                 && p.src == src
                 && p.dst == dst
+                && p.ttl == ttl
                 && repr.src_port == p.first.src_port
                 && repr.dst_port == p.first.dst_port
                 && repr.seq == p.next_seq
@@ -86,12 +99,13 @@ impl Coalescer {
             }
             self.flush(out);
         }
-        let pkt = self.build(pool, src, dst, repr, payload);
+        let pkt = self.build(pool, src, dst, ttl, repr, payload);
         if plain_data(repr) && !payload.is_empty() {
             self.cur = Some(Pending {
                 pkt,
                 src,
                 dst,
+                ttl,
                 first: *repr,
                 ip_hlen: ip_header_len(src),
                 tcp_hlen: repr.header_len(),
@@ -152,10 +166,10 @@ impl Coalescer {
     }
 
     /// IP header + TCP segment with full checksums, in a buffer with room to grow.
-    fn build(&mut self, pool: &Pool, src: IpAddr, dst: IpAddr, repr: &TcpRepr, payload: &[u8]) -> Vec<u8> {
+    fn build(&mut self, pool: &Pool, src: IpAddr, dst: IpAddr, ttl: u8, repr: &TcpRepr, payload: &[u8]) -> Vec<u8> {
         let mut b = if payload.is_empty() { pool.get() } else { pool.get_large() };
         self.ident = self.ident.wrapping_add(1);
-        build_packet_into(&mut b, self.ident, src, dst, repr, payload);
+        build_packet_with_ttl(&mut b, (self.ident, ttl), src, dst, repr, payload);
         b
     }
 }
@@ -165,9 +179,23 @@ fn with_plain_trailer(mut pkt: Vec<u8>) -> Vec<u8> {
     pkt
 }
 
-/// Write IP header + TCP segment (full checksums) into `b` (emptied first). The payload is
-/// copied once, from the send buffer into the packet.
+/// Write IP header + TCP segment (full checksums) into `b` (emptied first), with the
+/// default TTL / hop limit ([`super::DEFAULT_HOP_LIMIT`]).
 pub fn build_packet_into(b: &mut Vec<u8>, ident: u16, src: IpAddr, dst: IpAddr, repr: &TcpRepr, payload: &[u8]) {
+    build_packet_with_ttl(b, (ident, super::DEFAULT_HOP_LIMIT), src, dst, repr, payload)
+}
+
+/// Write IP header + TCP segment (full checksums) into `b` (emptied first), with IPv4
+/// identification `ident` and TTL / hop limit `ttl`. The payload is copied once, from the
+/// send buffer into the packet.
+pub fn build_packet_with_ttl(
+    b: &mut Vec<u8>,
+    (ident, ttl): (u16, u8),
+    src: IpAddr,
+    dst: IpAddr,
+    repr: &TcpRepr,
+    payload: &[u8],
+) {
     let ih = ip_header_len(src);
     let th = repr.header_len();
     b.clear();
@@ -183,13 +211,11 @@ pub fn build_packet_into(b: &mut Vec<u8>, ident: u16, src: IpAddr, dst: IpAddr, 
                 frag_offset: 0,
                 more_frags: false,
                 dont_frag: true, // RFC 1191: TCP does path MTU discovery
-                ttl: super::DEFAULT_HOP_LIMIT,
+                ttl,
             };
             emit_ipv4_header(b, &h, th + payload.len());
         }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            emit_ipv6_header(b, s, d, IpProtocol::Tcp, th + payload.len(), super::DEFAULT_HOP_LIMIT)
-        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => emit_ipv6_header(b, s, d, IpProtocol::Tcp, th + payload.len(), ttl),
         _ => {}
     }
 }
@@ -252,11 +278,11 @@ mod tests {
         let mut seq = 1000u32;
         for chunk in data.chunks(1448) {
             let last = chunk.len() < 1448;
-            c.push(&pool, &mut out, src, dst, &seg(seq, last), chunk);
+            c.push(&pool, &mut out, src, dst, 64, &seg(seq, last), chunk);
             seq = seq.wrapping_add(chunk.len() as u32);
         }
         // a pure ACK ends the run and goes out alone
-        c.push(&pool, &mut out, src, dst, &seg(seq, false), &[]);
+        c.push(&pool, &mut out, src, dst, 64, &seg(seq, false), &[]);
         c.flush(&mut out);
         assert_eq!(out.len(), 2);
         assert_eq!((c.supers, c.joined), (1, 7));
@@ -280,12 +306,12 @@ mod tests {
         let (src, dst): (IpAddr, IpAddr) = ("fd00::2".parse().unwrap(), "fd00::1".parse().unwrap());
         let mut c = Coalescer::default();
         let mut out = Vec::new();
-        c.push(&pool, &mut out, src, dst, &seg(0, false), &[1; 1000]);
-        c.push(&pool, &mut out, src, dst, &seg(1000, false), &[2; 1000]);
-        c.push(&pool, &mut out, src, dst, &seg(5000, false), &[3; 1000]); // gap: new run
+        c.push(&pool, &mut out, src, dst, 64, &seg(0, false), &[1; 1000]);
+        c.push(&pool, &mut out, src, dst, 64, &seg(1000, false), &[2; 1000]);
+        c.push(&pool, &mut out, src, dst, 64, &seg(5000, false), &[3; 1000]); // gap: new run
         let mut other = seg(6000, false);
         other.window = 99; // window changed: new run
-        c.push(&pool, &mut out, src, dst, &other, &[4; 1000]);
+        c.push(&pool, &mut out, src, dst, 64, &other, &[4; 1000]);
         c.flush(&mut out);
         assert_eq!(out.len(), 3);
         assert_eq!(resegment(&out[0], src, dst).len(), 2);

@@ -168,7 +168,13 @@ impl Endpoint {
 
     /// Start listening. `backlog` bounds the accept queue (connections established but not
     /// yet taken with [`Endpoint::listener_accepted`]). AddrInUse if the address is taken.
-    pub fn listen(&mut self, addr: ListenAddr, backlog: usize) -> io::Result<ListenerId> {
+    /// Port 0 picks a free ephemeral port ([`Endpoint::listener_addr`] tells which).
+    pub fn listen(&mut self, mut addr: ListenAddr, backlog: usize) -> io::Result<ListenerId> {
+        if let ListenAddr::Addr(a) = &mut addr {
+            if a.port() == 0 {
+                a.set_port(self.free_port().ok_or(io::ErrorKind::AddrInUse)?);
+            }
+        }
         match addr {
             ListenAddr::Any if self.listen_any.is_some() => return Err(io::ErrorKind::AddrInUse.into()),
             ListenAddr::Addr(a) if self.listen_addrs.contains_key(&a) => return Err(io::ErrorKind::AddrInUse.into()),
@@ -191,6 +197,23 @@ impl Endpoint {
         };
         self.listeners.insert(id, l);
         Ok(id)
+    }
+
+    /// The address listener `id` listens on (its port chosen when it asked for port 0).
+    pub fn listener_addr(&self, id: ListenerId) -> Option<ListenAddr> {
+        self.listeners.get(&id).map(|l| l.key)
+    }
+
+    /// An ephemeral port (RFC 6335 §6) that no listener and no connection uses locally, on
+    /// any address (as Linux's `bind` to port 0). One pass over the connections.
+    fn free_port(&mut self) -> Option<u16> {
+        let mut used: ahash::AHashSet<u16> = self.listen_addrs.keys().map(|a| a.port()).collect();
+        used.extend(self.tuples.keys().map(|(l, _)| l.port()));
+        let port_at = |i: u32| EPHEMERAL_LO + ((self.next_port + i) % EPHEMERAL_N) as u16;
+        let i = (0..EPHEMERAL_N).find(|&i| !used.contains(&port_at(i)))?;
+        let port = port_at(i);
+        self.next_port = (self.next_port + i + 1) % EPHEMERAL_N;
+        Some(port)
     }
 
     /// Stop listening; half-open and established-but-unaccepted connections get a RST
@@ -688,6 +711,11 @@ impl Endpoint {
         let mut v: Vec<super::TcpInfo> = self.conns.values().map(|t| t.info()).collect();
         v.sort_by_key(|i| (i.local, i.remote));
         v
+    }
+
+    /// `(local, remote)` of connection `id`, while it exists.
+    pub fn conn_tuple(&self, id: ConnId) -> Option<(SocketAddr, SocketAddr)> {
+        self.conns.get(&id).map(|t| (t.local, t.remote))
     }
 
     /// Live TCBs, TIME-WAIT included.
