@@ -11,6 +11,7 @@ in red, SND.UNA as a line); the bottom one cwnd, ssthresh and the bytes in fligh
 a second axis. Needs matplotlib (`pip install matplotlib`).
 """
 import argparse
+import os
 import csv
 import sys
 
@@ -50,7 +51,7 @@ def main():
     top.scatter([t(r) for r in rexmits], [int(r["seq"]) / mib for r in rexmits], s=8, c="tab:red", label="retransmitted")
     top.plot([t(r) for r in acks], [int(r["snd_una"]) / mib for r in acks], c="tab:green", lw=0.8, label="SND.UNA")
     top.set_ylabel("sequence (MiB from ISS)")
-    top.set_title(f"{a.trace}: connection {conn} ({len(sends)} sent, {len(rexmits)} retransmitted)")
+    top.set_title(f"{os.path.basename(a.trace)}: connection {conn} ({len(sends)} sent, {len(rexmits)} retransmitted)")
     top.legend(loc="upper left", markerscale=4)
     top.grid(alpha=0.3)
 
