@@ -2,17 +2,22 @@
 //! `nstat`, `netstack ctl ss` its connections like `ss -tin`.
 //!
 //! Each bin serves a Unix stream socket `<iface>.<pid>.sock` in [`runtime_dir`] (the
-//! directory mode 0700, the socket 0600: only its owner may ask). A request is one line, the
-//! answer is text, then the server closes. A bin that ends without removing its socket leaves
+//! directory ours, not a symlink, mode 0700; the socket 0600: only its owner may ask). A
+//! request is one line, the answer is text, then the server closes. Each client has a thread
+//! of its own ([`MAX_CLIENTS`] at most) and [`CLIENT_TIMEOUT`] to send and to read, so no
+//! client holds up another, and none touches the stack beyond one `stats()`/`sockets()`. A bin that ends without removing its socket leaves
 //! a stale file; [`request`] removes the stale ones it meets.
 
 use crate::actor::StackHandle;
 use crate::proto::tcp::{State, TcpInfo};
 use std::fmt::Write as _;
 use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where the control sockets live: `$XDG_RUNTIME_DIR/netstack`, else `/run/netstack` for
@@ -28,9 +33,15 @@ pub fn runtime_dir() -> PathBuf {
     PathBuf::from(format!("/tmp/netstack-{uid}"))
 }
 
-/// A running control socket; dropping it removes the socket file.
+/// Clients answered at once at most; a connection beyond them is closed unanswered.
+const MAX_CLIENTS: usize = 8;
+/// How long a client may take to send its line, and to take its answer.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A running control socket; dropping it stops its thread and removes the socket file.
 pub struct ControlServer {
     path: PathBuf,
+    stop: Arc<AtomicBool>,
 }
 
 impl ControlServer {
@@ -41,6 +52,8 @@ impl ControlServer {
 
 impl Drop for ControlServer {
     fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = UnixStream::connect(&self.path); // wakes the accept, which then sees `stop`
         let _ = std::fs::remove_file(&self.path);
     }
 }
@@ -50,23 +63,63 @@ pub fn serve(stack: StackHandle, iface: &str) -> io::Result<ControlServer> {
     serve_in(&runtime_dir(), stack, iface)
 }
 
+/// Make `dir` (mode 0700) or check the one there: a real directory (not a symlink) of
+/// ours, whose group and other permissions are then taken away.
+fn private_dir(dir: &Path) -> io::Result<()> {
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let m = std::fs::symlink_metadata(dir)?;
+    let bad = |why: &str| Err(io::Error::new(io::ErrorKind::PermissionDenied, format!("{}: {why}", dir.display())));
+    if !m.file_type().is_dir() {
+        return bad("not a directory (a symlink?): refusing to serve a control socket there");
+    }
+    if m.uid() != crate::device::sys::euid() {
+        return bad("owned by another user: refusing to serve a control socket there");
+    }
+    if m.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
 /// [`serve`] in directory `dir`.
 pub fn serve_in(dir: &Path, stack: StackHandle, iface: &str) -> io::Result<ControlServer> {
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    private_dir(dir)?;
     let path = dir.join(format!("{iface}.{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    let clients = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new().name("ctl".into()).stack_size(256 * 1024).spawn(move || {
-        for conn in listener.incoming().flatten() {
-            let _ = answer(&stack, conn);
+        for conn in listener.incoming() {
+            if stopped.load(Ordering::SeqCst) {
+                return;
+            }
+            let Ok(conn) = conn else { continue };
+            // One thread per client (bounded), so a slow or silent one delays no other.
+            if clients.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
+                clients.fetch_sub(1, Ordering::SeqCst);
+                continue;
+            }
+            let (stack, mine) = (stack.clone(), clients.clone());
+            let spawned =
+                std::thread::Builder::new().name("ctl-client".into()).stack_size(256 * 1024).spawn(move || {
+                    let _ = answer(&stack, conn);
+                    mine.fetch_sub(1, Ordering::SeqCst);
+                });
+            if spawned.is_err() {
+                // The closure (and with it the connection) is gone; give its place back.
+                let _ = clients.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            }
         }
     })?;
-    Ok(ControlServer { path })
+    Ok(ControlServer { path, stop })
 }
 
 fn answer(stack: &StackHandle, conn: UnixStream) -> io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(2)))?;
+    conn.set_read_timeout(Some(CLIENT_TIMEOUT))?;
+    conn.set_write_timeout(Some(CLIENT_TIMEOUT))?;
     let mut line = String::new();
     BufReader::new(&conn).take(256).read_line(&mut line)?;
     let words: Vec<&str> = line.split_whitespace().collect();

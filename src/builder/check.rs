@@ -65,11 +65,19 @@ impl Spelling {
     }
 }
 
-/// An interface name the kernel takes (`%d` lets the kernel number it).
+/// An interface name the kernel takes (`%d` lets the kernel number it): Linux's
+/// `dev_valid_name` refuses `.`, `..`, '/', ':' and C `isspace` (space, \t \n \v \f \r).
 pub(crate) fn iface(name: &str, sp: Spelling) -> Result<(), String> {
-    if name.is_empty() || name.len() > IFNAME_MAX || name.contains(['/', ' ', ':']) {
+    let space = |c: char| c == ' ' || ('\t'..='\r').contains(&c);
+    if name.is_empty()
+        || name.len() > IFNAME_MAX
+        || name == "."
+        || name == ".."
+        || name.contains(|c| c == '/' || c == ':' || space(c))
+    {
         return Err(format!(
-            "{}: an interface name is 1 to {IFNAME_MAX} characters without '/', ':' or spaces",
+            "{}: an interface name is 1 to {IFNAME_MAX} characters without '/', ':' or white space, \
+             and not `.` or `..`",
             sp.with(Opt::Iface, name)
         ));
     }

@@ -83,6 +83,12 @@ pub fn default_sigpipe() {
     }
 }
 
+/// This process's effective user id (the owner of the files it creates).
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no arguments and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// True when this process may administer the network (effective uid 0 is taken as the sign;
 /// the TUN tests use it to decide whether they can run at all).
 pub fn is_root() -> bool {
