@@ -14,7 +14,9 @@
 //!   transmit marker and `virtio_net_hdr`): a GSO super-segment is recorded whole, as
 //!   `tcpdump` shows it on an offloading NIC, with the partial checksum the kernel completes.
 //! * Capture never changes, delays beyond the write, or drops a packet; a write error stops
-//!   the capture (logged once, counted in [`Capture::errors`]) and the stack runs on.
+//!   the capture (counted in [`Capture::errors`]) and the stack runs on. (The bins restore
+//!   SIGPIPE's default action, so in a bin a capture written into a pipe whose reader left
+//!   ends the bin, as it would `tcpdump -w -`.)
 
 use super::{DevRx, DevTx, Device, Medium, StopHandle};
 use crate::buf::{Batch, Pool};

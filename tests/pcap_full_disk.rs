@@ -1,4 +1,4 @@
-//! Review 10: a capture whose file fills up (`/dev/full`: every write fails with ENOSPC)
+//! A capture whose file fills up (`/dev/full`: every write fails with ENOSPC)
 //! stops recording and the stack runs on (no root: a pair).
 
 use netstack::{Stack, UdpSocket};
