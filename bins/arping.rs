@@ -35,13 +35,13 @@ struct Cli {
     #[arg(short = 'c', value_name = "COUNT", value_parser = clap::value_parser!(u32).range(1..))]
     count: Option<u32>,
     /// Seconds between requests.
-    #[arg(short = 'i', value_name = "INTERVAL", default_value_t = 1.0, value_parser = seconds)]
+    #[arg(short = 'i', value_name = "INTERVAL", default_value_t = 1.0, value_parser = netstack::cli::seconds)]
     interval: f64,
     /// Deadline: seconds after which arping stops, whatever was sent or received.
-    #[arg(short = 'w', value_name = "DEADLINE", value_parser = seconds)]
+    #[arg(short = 'w', value_name = "DEADLINE", value_parser = netstack::cli::seconds)]
     deadline: Option<f64>,
     /// Seconds to wait for replies after the last request (default: one interval).
-    #[arg(short = 'W', value_name = "TIMEOUT", value_parser = seconds)]
+    #[arg(short = 'W', value_name = "TIMEOUT", value_parser = netstack::cli::seconds)]
     timeout: Option<f64>,
     /// Keep broadcasting; do not switch to unicast after a reply.
     #[arg(short = 'b')]
@@ -51,16 +51,6 @@ struct Cli {
     first: bool,
     #[command(flatten)]
     common: CommonArgs,
-}
-
-/// A time flag: seconds in [0.001, 3600].
-fn seconds(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number of seconds"))?;
-    if (0.001..=3600.0).contains(&v) {
-        Ok(v)
-    } else {
-        Err(format!("{s}: must be between 0.001 and 3600 seconds"))
-    }
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);

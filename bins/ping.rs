@@ -25,26 +25,16 @@ struct Cli {
     #[arg(short = 'c', value_name = "COUNT", value_parser = clap::value_parser!(u32).range(1..))]
     count: Option<u32>,
     /// Seconds between requests.
-    #[arg(short = 'i', value_name = "INTERVAL", default_value_t = 1.0, value_parser = seconds)]
+    #[arg(short = 'i', value_name = "INTERVAL", default_value_t = 1.0, value_parser = netstack::cli::seconds)]
     interval: f64,
     /// Bytes of data after the 8-byte ICMP header.
     #[arg(short = 's', value_name = "SIZE", default_value_t = 56)]
     size: usize,
     /// Seconds to wait for each reply.
-    #[arg(short = 'W', value_name = "TIMEOUT", default_value_t = 10.0, value_parser = seconds)]
+    #[arg(short = 'W', value_name = "TIMEOUT", default_value_t = 10.0, value_parser = netstack::cli::seconds)]
     timeout: f64,
     #[command(flatten)]
     common: CommonArgs,
-}
-
-/// A time flag: seconds in [0.001, 3600].
-fn seconds(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number of seconds"))?;
-    if (0.001..=3600.0).contains(&v) {
-        Ok(v)
-    } else {
-        Err(format!("{s}: must be between 0.001 and 3600 seconds"))
-    }
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);

@@ -40,23 +40,13 @@ struct Cli {
           value_parser = clap::value_parser!(u32).range(1..=255))]
     first_ttl: u32,
     /// Seconds to wait for a probe's answer.
-    #[arg(short = 'w', value_name = "WAIT", default_value_t = 5.0, value_parser = seconds)]
+    #[arg(short = 'w', value_name = "WAIT", default_value_t = 5.0, value_parser = netstack::cli::seconds)]
     wait: f64,
     /// Destination port of the first probe; each probe uses the next one.
     #[arg(short = 'p', value_name = "PORT", default_value_t = 33434)]
     port: u16,
     #[command(flatten)]
     common: CommonArgs,
-}
-
-/// A time flag: seconds in [0.001, 3600].
-fn seconds(s: &str) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number of seconds"))?;
-    if (0.001..=3600.0).contains(&v) {
-        Ok(v)
-    } else {
-        Err(format!("{s}: must be between 0.001 and 3600 seconds"))
-    }
 }
 
 /// Bytes of UDP payload: 60-byte IPv4 packets, 80-byte IPv6 ones, as Linux's traceroute.

@@ -22,6 +22,16 @@ pub enum FaultDir {
     Out,
 }
 
+/// A time flag of the bins (`-i`, `-W`, `-w`): seconds in [0.001, 3600].
+pub fn seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if (0.001..=3600.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{s}: must be between 0.001 and 3600 seconds"))
+    }
+}
+
 /// A probability flag: a number in `0..=1`.
 fn probability(s: &str) -> Result<f64, String> {
     let p: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;

@@ -23,19 +23,7 @@ fn counters_follow_drops_and_losses() {
         std::thread::sleep(Duration::from_millis(5));
     }
     // 2 MiB over a link that drops 5 % of A's packets: A retransmits.
-    let l = TcpListener::bind(&b, "0.0.0.0:5000").unwrap();
-    let data = pattern(2 << 20, 3);
-    let sent = data.clone();
-    let ha = a.handle();
-    let t = std::thread::spawn(move || {
-        let mut s = TcpStream::connect(&ha, "10.0.0.1:5000").unwrap();
-        s.write_all(&sent).unwrap();
-    });
-    let (mut s, _) = l.accept().unwrap();
-    let mut got = Vec::new();
-    s.read_to_end(&mut got).unwrap();
-    t.join().unwrap();
-    assert_eq!(sha256_hex(&got), sha256_hex(&data));
+    pair_upload(&a, &b, 5000, 2 << 20);
     let (sa, sb) = (a.stats(), b.stats());
     println!("A:\n{sa}");
     assert!(sa.get("TcpRetransSegs").unwrap() > 0, "losses force retransmissions");
@@ -95,19 +83,7 @@ fn tcp_trace_shows_losses_and_cwnd_falling() {
     let cfg = netstack::StackConfig { trace_tcp: Some(file.clone()), ..netstack::StackConfig::default() };
     let a = netstack::Stack::new(Box::new(da), cfg, netstack::log::discard()).unwrap();
     let b = netstack::Stack::new(Box::new(db), peer_config(), netstack::log::discard()).unwrap();
-    let l = TcpListener::bind(&b, "0.0.0.0:5002").unwrap();
-    let data = pattern(4 << 20, 5);
-    let sent = data.clone();
-    let ha = a.handle();
-    let t = std::thread::spawn(move || {
-        let mut s = TcpStream::connect(&ha, "10.0.0.1:5002").unwrap();
-        s.write_all(&sent).unwrap();
-    });
-    let (mut s, _) = l.accept().unwrap();
-    let mut got = Vec::new();
-    s.read_to_end(&mut got).unwrap();
-    t.join().unwrap();
-    assert_eq!(sha256_hex(&got), sha256_hex(&data));
+    pair_upload(&a, &b, 5002, 4 << 20);
     drop(a);
     let text = std::fs::read_to_string(&file).unwrap();
     let mut lines = text.lines();

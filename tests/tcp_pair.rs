@@ -385,19 +385,7 @@ fn listen_backlog_is_configurable() {
 fn sack_blocks_all_reported_no_spurious_retransmissions() {
     let lossy = FaultConfig { seed: 9, loss: 0.02, ..FaultConfig::default() };
     let (a, b) = stack_pair(lossy, FaultConfig::default());
-    let l = TcpListener::bind(&b, "0.0.0.0:5010").unwrap();
-    let data = pattern(4 << 20, 5);
-    let sent = data.clone();
-    let ha = a.handle();
-    let t = std::thread::spawn(move || {
-        let mut s = TcpStream::connect(&ha, "10.0.0.1:5010").unwrap();
-        s.write_all(&sent).unwrap();
-    });
-    let (mut s, _) = l.accept().unwrap();
-    let mut got = Vec::new();
-    s.read_to_end(&mut got).unwrap();
-    t.join().unwrap();
-    assert_eq!(sha256_hex(&got), sha256_hex(&data));
+    pair_upload(&a, &b, 5010, 4 << 20);
     let (sa, sb) = (a.stats(), b.stats());
     let (out, rexmit) = (sa.get("TcpOutSegs").unwrap(), sa.get("TcpRetransSegs").unwrap());
     let lost = out - sb.get("TcpInSegs").unwrap();

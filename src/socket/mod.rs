@@ -5,6 +5,40 @@
 //! Names, signatures and `io::ErrorKind`s follow std where they overlap; the one difference
 //! is that constructors take the stack they belong to as their first argument.
 
+/// std's timeout and blocking accessors for a raw datagram socket whose `self.st` (a
+/// `parking_lot::Mutex`) holds `read_timeout`, `write_timeout` and `nonblocking`.
+macro_rules! datagram_timeouts {
+    () => {
+        pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+            check_timeout(t)?;
+            self.st.lock().read_timeout = t;
+            Ok(())
+        }
+
+        pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+            check_timeout(t)?;
+            self.st.lock().write_timeout = t;
+            Ok(())
+        }
+
+        /// As std's sockets: when `true`, receives return `WouldBlock` if nothing is queued
+        /// and sends return `WouldBlock` if the stack's ip inbox is full. It wins over the
+        /// timeouts.
+        pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+            self.st.lock().nonblocking = nonblocking;
+            Ok(())
+        }
+
+        pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+            Ok(self.st.lock().read_timeout)
+        }
+
+        pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+            Ok(self.st.lock().write_timeout)
+        }
+    };
+}
+
 mod dns;
 mod packet;
 mod raw;

@@ -83,32 +83,7 @@ impl PacketSocket {
         self.mac
     }
 
-    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        check_timeout(t)?;
-        self.st.lock().read_timeout = t;
-        Ok(())
-    }
-
-    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        check_timeout(t)?;
-        self.st.lock().write_timeout = t;
-        Ok(())
-    }
-
-    /// As std's sockets: when `true`, receives return `WouldBlock` if nothing is queued and
-    /// sends return `WouldBlock` if the stack's ip inbox is full. It wins over the timeouts.
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.st.lock().nonblocking = nonblocking;
-        Ok(())
-    }
-
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.st.lock().read_timeout)
-    }
-
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.st.lock().write_timeout)
-    }
+    datagram_timeouts!();
 
     /// Send `frame`, a whole Ethernet II frame (header included), as it is. `InvalidInput`
     /// when it is shorter than the 14-byte header or longer than the MTU plus the header.

@@ -85,32 +85,7 @@ impl IcmpSocket {
         self.version
     }
 
-    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        check_timeout(t)?;
-        self.st.lock().read_timeout = t;
-        Ok(())
-    }
-
-    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        check_timeout(t)?;
-        self.st.lock().write_timeout = t;
-        Ok(())
-    }
-
-    /// As std's sockets: when `true`, receives return `WouldBlock` if nothing is queued and
-    /// sends return `WouldBlock` if the stack's ip inbox is full. It wins over the timeouts.
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.st.lock().nonblocking = nonblocking;
-        Ok(())
-    }
-
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.st.lock().read_timeout)
-    }
-
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.st.lock().write_timeout)
-    }
+    datagram_timeouts!();
 
     /// Send ICMP message `buf` (at least the 8-byte header) to `addr`; see the module docs
     /// for what the stack fills in. `InvalidInput` for a short or oversized message, an

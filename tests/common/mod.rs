@@ -125,3 +125,23 @@ pub fn warm_up(target: &str, v6: bool) {
     }
     panic!("no ping reply from {target} within 10 s");
 }
+
+/// Send `len` bytes of a pattern from stack `a` to a listener on stack `b` (the pair's
+/// 10.0.0.1) at `port`, and check they arrive exact (SHA-256).
+#[allow(dead_code)] // not every test file uses it
+pub fn pair_upload(a: &Stack, b: &Stack, port: u16, len: usize) {
+    use std::io::{Read, Write};
+    let l = netstack::TcpListener::bind(b, ("0.0.0.0", port)).unwrap();
+    let data = pattern(len, 5);
+    let sent = data.clone();
+    let ha = a.handle();
+    let t = std::thread::spawn(move || {
+        let mut s = netstack::TcpStream::connect(&ha, ("10.0.0.1", port)).unwrap();
+        s.write_all(&sent).unwrap();
+    });
+    let (mut s, _) = l.accept().unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    t.join().unwrap();
+    assert_eq!(sha256_hex(&got), sha256_hex(&data), "{} of {len} bytes", got.len());
+}

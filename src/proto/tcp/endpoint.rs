@@ -96,6 +96,20 @@ fn bad_peer(ip: IpAddr) -> bool {
     }
 }
 
+/// A [`Ctx`] over the endpoint's fields. A macro, not a method: the TCB it serves is
+/// borrowed from `conns` meanwhile, and only field-by-field borrows let both live.
+macro_rules! ctx {
+    ($ep:ident) => {
+        Ctx {
+            cfg: &$ep.cfg,
+            epoch: $ep.epoch,
+            stats: &mut $ep.stats,
+            spare_chunks: &mut $ep.spare_chunks,
+            trace: $ep.trace.as_mut(),
+        }
+    };
+}
+
 impl Endpoint {
     /// A new endpoint. `isn_key` keys the RFC 6528 ISN hash and, through an independent
     /// hash of it, the SYN cookies; the 4 µs ISN clock, the timestamp clock and the
@@ -297,13 +311,7 @@ impl Endpoint {
     /// Run `f` on a TCB with a context, then do the bookkeeping.
     fn with_tcb(&mut self, now: Instant, id: ConnId, dirty: bool, f: impl FnOnce(&mut Tcb, Instant, &mut Ctx)) {
         let Some(t) = self.conns.get_mut(&id) else { return };
-        let mut ctx = Ctx {
-            cfg: &self.cfg,
-            epoch: self.epoch,
-            stats: &mut self.stats,
-            spare_chunks: &mut self.spare_chunks,
-            trace: self.trace.as_mut(),
-        };
+        let mut ctx = ctx!(self);
         f(t, now, &mut ctx);
         self.after(now, id, dirty);
     }
@@ -639,13 +647,7 @@ impl Endpoint {
             let Some(t) = self.conns.get_mut(&id) else { continue };
             t.in_dirty = false;
             let (l, r) = (t.local.ip(), t.remote.ip());
-            let mut ctx = Ctx {
-                cfg: &self.cfg,
-                epoch: self.epoch,
-                stats: &mut self.stats,
-                spare_chunks: &mut self.spare_chunks,
-                trace: self.trace.as_mut(),
-            };
+            let mut ctx = ctx!(self);
             t.poll_transmit(now, &mut ctx, &mut |repr, payload| tx(l, r, repr, payload));
             self.after(now, id, false);
         }
