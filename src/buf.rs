@@ -95,6 +95,24 @@ pub struct Pool {
     buf_size: usize,
 }
 
+/// Where a protocol core gets the buffers it builds packets in: the caller passes its pool
+/// (`proto/` and `wire/` never hold one, ARCHITECTURE.md §1).
+pub trait Buffers {
+    /// A buffer for one MTU-sized packet.
+    fn small(&self) -> Vec<u8>;
+    /// A buffer for a super-segment (up to 64 KiB).
+    fn large(&self) -> Vec<u8>;
+}
+
+impl Buffers for Pool {
+    fn small(&self) -> Vec<u8> {
+        self.get()
+    }
+    fn large(&self) -> Vec<u8> {
+        self.get_large()
+    }
+}
+
 impl Pool {
     pub fn new(capacity: usize, buf_size: usize) -> Pool {
         let (tx, rx) = bounded(capacity);

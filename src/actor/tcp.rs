@@ -1,7 +1,8 @@
 //! The tcp engine actor: one thread owns every TCB (inside [`Endpoint`]).
 //!
 //! One inbox carries segments, app commands, ICMP errors and timer firings, so ordering is
-//! simple and no lock guards TCP state. After each drained batch it flushes: segments to
+//! simple and no lock guards TCP state. After each drained batch it flushes: the packets the
+//! core built (`Endpoint::poll_packets`: IP headers, TTLs, GSO, from this thread's pool) to
 //! dev-tx as one batch (on TAP to the ip actor's link layer instead, `link::TxPath`), events
 //! to socket inboxes (never blocking: those inboxes are bounded in bytes by the
 //! window/credit protocol, not by the channel), new deadlines to the timer.
@@ -14,8 +15,6 @@ use crate::proto::tcp::diag::{Diag, TraceRow, TRACE_CSV_HEADER};
 use crate::proto::tcp::{
     AppCommand, ConnId, Endpoint, Event, IcmpErrorKind, ListenAddr, ListenerId, SocketEvent, TcpConfig,
 };
-use crate::wire::tcp::TcpRepr;
-use crate::wire::DEFAULT_HOP_LIMIT;
 use ahash::AHashMap as HashMap;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use slog::Logger;
@@ -104,49 +103,8 @@ struct Engine {
     /// wanted deadline is earlier than all of them, and each is removed when it fires).
     armed: HashMap<ConnId, Vec<Instant>>,
     touched: Vec<ConnId>,
-    ident: u16,
-    /// Joins segments into super-segments when the device takes them.
-    gso: Option<crate::wire::gso::Coalescer>,
     cfg: Arc<StackConfig>,
     recycle: super::Recyclers,
-    /// Our IPv4 addresses: the configuration's, then what DHCP set (`TcpMsg::SetV4`).
-    v4: Vec<std::net::Ipv4Addr>,
-    /// TTLs other than [`DEFAULT_HOP_LIMIT`], by the 4-tuple `transmit` sees (empty, the
-    /// common case, costs nothing per segment).
-    ttls: Ttls,
-}
-
-/// Per-connection and per-listener TTLs (`set_ttl`), kept by the engine so the core's
-/// segment sink stays `(src, dst, header, payload)`. Invariant: `by_tuple` holds exactly
-/// the tuples of the connections in `by_conn`; entries go when the connection's `Closed`
-/// event passes (segments after that, TIME-WAIT ACKs, use the default).
-#[derive(Default)]
-struct Ttls {
-    by_conn: HashMap<ConnId, (SocketAddr, SocketAddr)>,
-    by_tuple: HashMap<(SocketAddr, SocketAddr), u8>,
-    by_listener: HashMap<ListenerId, u8>,
-}
-
-impl Ttls {
-    fn set(&mut self, conn: ConnId, tuple: (SocketAddr, SocketAddr), ttl: u8) {
-        self.by_conn.insert(conn, tuple);
-        self.by_tuple.insert(tuple, ttl);
-    }
-
-    fn forget(&mut self, conn: ConnId) {
-        if let Some(t) = self.by_conn.remove(&conn) {
-            self.by_tuple.remove(&t);
-        }
-    }
-
-    /// The TTL of a segment from `src` to `dst` with `repr`'s ports.
-    fn of(&self, src: IpAddr, dst: IpAddr, repr: &TcpRepr) -> u8 {
-        if self.by_tuple.is_empty() {
-            return DEFAULT_HOP_LIMIT;
-        }
-        let key = (SocketAddr::new(src, repr.src_port), SocketAddr::new(dst, repr.dst_port));
-        self.by_tuple.get(&key).copied().unwrap_or(DEFAULT_HOP_LIMIT)
-    }
 }
 
 /// Segments from ip give back their bytes of `stats.tcp_inbox` as they are taken.
@@ -169,13 +127,13 @@ pub fn run(
         wanted: HashMap::default(),
         armed: HashMap::default(),
         touched: Vec::new(),
-        ident: rand::random(),
-        gso: cfg.ip.tx_trailer.then(crate::wire::gso::Coalescer::default),
-        v4: cfg.ip.v4.clone(),
         cfg,
         recycle,
-        ttls: Ttls::default(),
     };
+    // The core builds the packets (GSO when the device takes super-segments) and picks
+    // sources; the actor moves them.
+    e.ep.set_gso(e.cfg.ip.tx_trailer());
+    e.ep.set_local_addrs(e.cfg.ip.v4.clone(), e.cfg.ip.v6.clone());
     // Diagnostics only when someone will read them (a debug log, a trace file).
     e.ep.set_diagnostics(slog::Drain::is_debug_enabled(&log));
     let mut trace = e.cfg.trace_tcp.as_deref().and_then(|p| TraceFile::create(p, &log));
@@ -313,9 +271,9 @@ impl Engine {
                     self.ep.neighbour_unreachable_where(now, |remote| routes.next_hop(now, remote) == Some(hop));
                 }
             }
-            TcpMsg::SetV4(v4) => self.v4 = v4,
+            TcpMsg::SetV4(v4) => self.ep.set_local_v4(v4),
             TcpMsg::Connect { remote, events, reply } => {
-                let local_ip = self.source_for(remote.ip());
+                let local_ip = self.ep.source_for(remote.ip());
                 let r = match local_ip {
                     Some(ip) => self.ep.connect(now, ip, remote),
                     None => Err(io::Error::new(io::ErrorKind::AddrNotAvailable, "no local address of that family")),
@@ -334,19 +292,11 @@ impl Engine {
             }
             TcpMsg::CloseListener(id) => {
                 self.listeners.remove(&id);
-                self.ttls.by_listener.remove(&id);
                 self.ep.close_listener(now, id);
             }
             TcpMsg::Accepted(id) => self.ep.listener_accepted(id),
-            TcpMsg::SetConnTtl(conn, ttl) => {
-                // Only for a connection whose socket lives (its `Closed` will clean up).
-                if let Some(tuple) = self.ep.conn_tuple(conn).filter(|_| self.conns.contains_key(&conn)) {
-                    self.ttls.set(conn, tuple, ttl);
-                }
-            }
-            TcpMsg::SetListenerTtl(id, ttl) => {
-                self.ttls.by_listener.insert(id, ttl);
-            }
+            TcpMsg::SetConnTtl(conn, ttl) => self.ep.set_conn_ttl(conn, ttl),
+            TcpMsg::SetListenerTtl(id, ttl) => self.ep.set_listener_ttl(id, ttl),
             TcpMsg::App(conn, cmd) => self.ep.handle_app(now, conn, cmd),
             TcpMsg::Sockets(reply) => {
                 let _ = reply.try_send(self.ep.sockets());
@@ -360,36 +310,10 @@ impl Engine {
         true
     }
 
-    fn source_for(&self, dst: IpAddr) -> Option<IpAddr> {
-        let ip = &self.cfg.ip;
-        match dst {
-            IpAddr::V4(_) => self.v4.first().map(|a| IpAddr::V4(*a)),
-            IpAddr::V6(d) => {
-                let ll = |a: &std::net::Ipv6Addr| a.segments()[0] & 0xffc0 == 0xfe80;
-                ip.v6.iter().find(|a| ll(a) == ll(&d)).or(ip.v6.first()).map(|a| IpAddr::V6(*a))
-            }
-        }
-    }
-
     /// Emit every ready segment into `out`: one packet each, or joined into super-segments
     /// when the device takes them (`wire::gso`).
     fn transmit(&mut self, now: Instant, pool: &Pool, out: &mut Batch) {
-        match self.gso.as_mut() {
-            Some(gso) => {
-                let ttls = &self.ttls;
-                self.ep.poll_transmit(now, &mut |src, dst, repr, payload| {
-                    gso.push(pool, out, src, dst, ttls.of(src, dst, repr), repr, payload)
-                });
-                gso.flush(out);
-            }
-            None => {
-                let (ident, ttls) = (&mut self.ident, &self.ttls);
-                self.ep.poll_transmit(now, &mut |src, dst, repr, payload| {
-                    let ttl = ttls.of(src, dst, repr);
-                    out.push(build_packet(pool, (ident, ttl), src, dst, repr, payload));
-                });
-            }
-        }
+        self.ep.poll_packets(now, pool, out);
     }
 
     fn flush(&mut self, now: Instant, pool: &Pool, out: &mut Batch, schedule: &mut Vec<(u64, Instant)>) {
@@ -397,9 +321,6 @@ impl Engine {
         while let Some(ev) = self.ep.poll_event() {
             match ev {
                 Event::Accepted { listener, conn, local, remote } => {
-                    if let Some(&ttl) = self.ttls.by_listener.get(&listener) {
-                        self.ttls.set(conn, (local, remote), ttl);
-                    }
                     let (tx, rx) = unbounded();
                     self.conns.insert(conn, tx);
                     let delivered = self
@@ -418,7 +339,6 @@ impl Engine {
                     }
                     if closed {
                         self.conns.remove(&conn);
-                        self.ttls.forget(conn);
                     }
                 }
             }
@@ -455,20 +375,4 @@ impl Engine {
             }
         }
     }
-}
-
-/// IP header + TCP segment in one pooled buffer (no offload): the payload is copied once,
-/// from the send buffer into the packet.
-fn build_packet(
-    pool: &Pool,
-    (ident, ttl): (&mut u16, u8),
-    src: IpAddr,
-    dst: IpAddr,
-    repr: &TcpRepr,
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut b = pool.get();
-    *ident = ident.wrapping_add(1);
-    crate::wire::gso::build_packet_with_ttl(&mut b, (*ident, ttl), src, dst, repr, payload);
-    b
 }

@@ -597,9 +597,8 @@ impl TcpListener {
     }
 
     /// The TTL (IPv6 hop limit) of the connections this listener accepts, 1 to 255 (std's
-    /// `set_ttl`; Linux's accepted sockets inherit `IP_TTL` likewise). Unlike Linux, the
-    /// handshake (our SYN-ACK) of a connection established before this call goes out with
-    /// the default 64; every accepted stream uses the TTL from its `accept` on.
+    /// `set_ttl`; Linux's accepted sockets inherit `IP_TTL` likewise): from the SYN-ACK of
+    /// each handshake that starts after this call on.
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
         let t = check_ttl(ttl)?;
         self.inner.ttl.store(t, Relaxed);

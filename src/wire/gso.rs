@@ -12,7 +12,7 @@
 
 use super::tcp::TcpRepr;
 use super::{emit_ipv4_header, emit_ipv6_header, ip_header_len, pseudo_header_sum, IpProtocol, Ipv4Header};
-use crate::buf::{Batch, Pool};
+use crate::buf::{Batch, Buffers};
 use std::net::IpAddr;
 
 /// Largest super-segment (IP header included): the 16-bit length fields, with room to spare.
@@ -66,7 +66,7 @@ impl Coalescer {
     #[allow(clippy::too_many_arguments)] // the sinks, then what the header needs
     pub fn push(
         &mut self,
-        pool: &Pool,
+        bufs: &dyn Buffers,
         out: &mut Batch,
         src: IpAddr,
         dst: IpAddr,
@@ -99,7 +99,7 @@ impl Coalescer {
             }
             self.flush(out);
         }
-        let pkt = self.build(pool, src, dst, ttl, repr, payload);
+        let pkt = self.build(bufs, src, dst, ttl, repr, payload);
         if plain_data(repr) && !payload.is_empty() {
             self.cur = Some(Pending {
                 pkt,
@@ -166,8 +166,16 @@ impl Coalescer {
     }
 
     /// IP header + TCP segment with full checksums, in a buffer with room to grow.
-    fn build(&mut self, pool: &Pool, src: IpAddr, dst: IpAddr, ttl: u8, repr: &TcpRepr, payload: &[u8]) -> Vec<u8> {
-        let mut b = if payload.is_empty() { pool.get() } else { pool.get_large() };
+    fn build(
+        &mut self,
+        bufs: &dyn Buffers,
+        src: IpAddr,
+        dst: IpAddr,
+        ttl: u8,
+        repr: &TcpRepr,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let mut b = if payload.is_empty() { bufs.small() } else { bufs.large() };
         self.ident = self.ident.wrapping_add(1);
         build_packet_with_ttl(&mut b, (self.ident, ttl), src, dst, repr, payload);
         b
@@ -223,6 +231,7 @@ pub fn build_packet_with_ttl(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::buf::Pool;
     use crate::wire::tcp::{TcpFlags, TcpOptions};
 
     fn seg(seq: u32, psh: bool) -> TcpRepr {

@@ -22,6 +22,7 @@ use super::{
     AppCommand, ConnId, Event, IcmpErrorKind, ListenAddr, ListenerId, SocketEvent, State, TcpConfig, TcpStats,
 };
 use crate::wire::tcp::{TcpFlags, TcpOptions, TcpRepr};
+use crate::wire::DEFAULT_HOP_LIMIT;
 use ahash::AHashMap as HashMap;
 use std::collections::VecDeque;
 use std::io;
@@ -36,6 +37,8 @@ const EPHEMERAL_N: u32 = 16384;
 
 /// The segment sink of [`Endpoint::poll_transmit`]: `(src ip, dst ip, header, payload)`.
 pub type TxFn<'a> = dyn FnMut(IpAddr, IpAddr, &TcpRepr, &[u8]) + 'a;
+/// [`TxFn`] with the IPv4 TTL / IPv6 hop limit of the segment's connection.
+pub(crate) type TtlTxFn<'a> = dyn FnMut(IpAddr, IpAddr, u8, &TcpRepr, &[u8]) + 'a;
 
 #[derive(Debug)]
 struct Listener {
@@ -46,6 +49,8 @@ struct Listener {
     key: ListenAddr,
     /// Until then an ACK without a TCB may carry one of this listener's cookies.
     cookies_until: Option<Instant>,
+    /// TTL of the connections it accepts (`TcpListener::set_ttl`), from their SYN-ACK on.
+    ttl: u8,
 }
 
 pub struct Endpoint {
@@ -77,6 +82,11 @@ pub struct Endpoint {
     diag: Option<VecDeque<super::diag::Diag>>,
     /// Sender trace rows, when asked for ([`Endpoint::set_trace`]).
     trace: Option<Vec<super::diag::TraceRow>>,
+    /// IP packet building and GSO ([`Endpoint::poll_packets`]).
+    pub(super) packets: super::packets::PacketOut,
+    /// Our addresses ([`Endpoint::source_for`]).
+    local_v4: Vec<Ipv4Addr>,
+    local_v6: Vec<Ipv6Addr>,
     stats: TcpStats,
     /// Receive chunks handed back by the caller ([`Endpoint::recycle_rx_chunk`]).
     spare_chunks: Vec<Vec<u8>>,
@@ -140,6 +150,9 @@ impl Endpoint {
             orphans: Default::default(),
             diag: None,
             trace: None,
+            packets: super::packets::PacketOut::new(u16::from_le_bytes([isn_key[0], isn_key[1]]), false),
+            local_v4: Vec::new(),
+            local_v6: Vec::new(),
             stats: TcpStats::default(),
             spare_chunks: Vec::new(),
         }
@@ -208,6 +221,7 @@ impl Endpoint {
             accept_q: VecDeque::new(),
             key: addr,
             cookies_until: None,
+            ttl: DEFAULT_HOP_LIMIT,
         };
         self.listeners.insert(id, l);
         Ok(id)
@@ -410,12 +424,14 @@ impl Endpoint {
             return;
         }
         l.half_open += 1;
+        let ttl = l.ttl;
         self.half_open_total += 1;
         let id = self.alloc_id();
         let iss = self.isn.isn(now, local, remote);
         let mut tcb =
             Tcb::new_passive(id, local, remote, iss, self.isn.ts_offset(local, remote), now, &self.cfg, lid, syn);
         tcb.half_open_counted = true;
+        tcb.ttl = ttl;
         self.conns.insert(id, Box::new(tcb));
         self.tuples.insert((local, remote), id);
         self.after(now, id, true);
@@ -489,8 +505,9 @@ impl Endpoint {
         self.stats.syncookies_recv_ok += 1;
         let id = self.alloc_id();
         let ts_offset = self.isn.ts_offset(local, remote);
-        let tcb =
+        let mut tcb =
             Tcb::new_from_cookie(id, local, remote, ack.ack.wrapping_sub(1), ts_offset, now, &self.cfg, lid, &syn);
+        tcb.ttl = self.listeners.get(&lid).map_or(DEFAULT_HOP_LIMIT, |l| l.ttl);
         self.conns.insert(id, Box::new(tcb));
         self.tuples.insert((local, remote), id);
         // The echoed TSval holds cookie bits, not a send time: no RTT sample from it.
@@ -638,22 +655,28 @@ impl Endpoint {
     /// segment; `payload` borrows the send buffer. All segments handled since the last
     /// poll are answered by at most one ACK per connection (M-58/M-59).
     pub fn poll_transmit(&mut self, now: Instant, tx: &mut TxFn) {
+        self.poll_transmit_ttl(now, &mut |s, d, _, r, p| tx(s, d, r, p));
+    }
+
+    /// [`Endpoint::poll_transmit`] with each segment's TTL (resets without a connection: the
+    /// default).
+    pub(crate) fn poll_transmit_ttl(&mut self, now: Instant, tx: &mut TtlTxFn) {
         while let Some((s, d, r)) = self.ctl.pop_front() {
-            tx(s, d, &r, &[]);
+            tx(s, d, DEFAULT_HOP_LIMIT, &r, &[]);
             self.stats.segments_out += 1;
             self.stats.rst_out += u64::from(r.flags.rst);
         }
         while let Some(id) = self.dirty.pop_front() {
             let Some(t) = self.conns.get_mut(&id) else { continue };
             t.in_dirty = false;
-            let (l, r) = (t.local.ip(), t.remote.ip());
+            let (l, r, ttl) = (t.local.ip(), t.remote.ip(), t.ttl);
             let mut ctx = ctx!(self);
-            t.poll_transmit(now, &mut ctx, &mut |repr, payload| tx(l, r, repr, payload));
+            t.poll_transmit(now, &mut ctx, &mut |repr, payload| tx(l, r, ttl, repr, payload));
             self.after(now, id, false);
         }
         // Aborted TCBs may have left RSTs.
         while let Some((s, d, r)) = self.ctl.pop_front() {
-            tx(s, d, &r, &[]);
+            tx(s, d, DEFAULT_HOP_LIMIT, &r, &[]);
             self.stats.segments_out += 1;
             self.stats.rst_out += u64::from(r.flags.rst);
         }
@@ -713,6 +736,44 @@ impl Endpoint {
         let mut v: Vec<super::TcpInfo> = self.conns.values().map(|t| t.info()).collect();
         v.sort_by_key(|i| (i.local, i.remote));
         v
+    }
+
+    /// The TTL / hop limit of connection `id`'s segments from now on (`TcpStream::set_ttl`).
+    pub fn set_conn_ttl(&mut self, id: ConnId, ttl: u8) {
+        if let Some(t) = self.conns.get_mut(&id) {
+            t.ttl = ttl;
+        }
+    }
+
+    /// The TTL of the connections listener `id` accepts from now on, SYN-ACK included.
+    pub fn set_listener_ttl(&mut self, id: ListenerId, ttl: u8) {
+        if let Some(l) = self.listeners.get_mut(&id) {
+            l.ttl = ttl;
+        }
+    }
+
+    /// Our addresses, for choosing the source of an active open ([`Endpoint::source_for`]).
+    pub fn set_local_addrs(&mut self, v4: Vec<Ipv4Addr>, v6: Vec<Ipv6Addr>) {
+        self.local_v4 = v4;
+        self.local_v6 = v6;
+    }
+
+    /// Replace our IPv4 addresses (a DHCP lease came or went).
+    pub fn set_local_v4(&mut self, v4: Vec<Ipv4Addr>) {
+        self.local_v4 = v4;
+    }
+
+    /// The source address for a connection to `dst`: the first IPv4 address, or the first
+    /// IPv6 address of the same scope (link-local for link-local), else the first IPv6 one
+    /// (RFC 6724 §5 rule 2, reduced to the two scopes we have).
+    pub fn source_for(&self, dst: IpAddr) -> Option<IpAddr> {
+        match dst {
+            IpAddr::V4(_) => self.local_v4.first().map(|a| IpAddr::V4(*a)),
+            IpAddr::V6(d) => {
+                let ll = |a: &Ipv6Addr| a.segments()[0] & 0xffc0 == 0xfe80;
+                self.local_v6.iter().find(|a| ll(a) == ll(&d)).or(self.local_v6.first()).map(|a| IpAddr::V6(*a))
+            }
+        }
     }
 
     /// `(local, remote)` of connection `id`, while it exists.

@@ -80,6 +80,7 @@ pub mod congestion;
 pub mod diag;
 pub mod endpoint;
 pub mod isn;
+mod packets;
 pub mod prr;
 pub mod rack;
 pub mod rate;

@@ -273,6 +273,9 @@ pub struct Tcb {
     /// R2 for the handshake: `syn_retries` (active open) or `synack_retries` (passive).
     syn_retries: u32,
     pub(crate) soft_error: Option<IcmpErrorKind>,
+    /// IPv4 TTL / IPv6 hop limit of this connection's segments (`TcpStream::set_ttl`, or
+    /// the listener's).
+    pub(crate) ttl: u8,
     /// What [`Tcb::info`] reports beyond the state above.
     counters: ConnCounters,
     /// The state and timeout count last reported as diagnostics ([`Tcb::take_diag`]).
@@ -441,6 +444,7 @@ impl Tcb {
             max_retries: cfg.max_retries,
             syn_retries: cfg.syn_retries,
             soft_error: None,
+            ttl: crate::wire::DEFAULT_HOP_LIMIT,
             counters: ConnCounters::default(),
             logged: (state, 0),
         }

@@ -1060,3 +1060,43 @@ mod recovery;
 mod review;
 mod review7;
 mod rxmem;
+
+/// The core builds the IP packets (the actor only moves them): each connection's TTL is in
+/// its packets' headers, a listener's TTL reaches its SYN-ACK, and the source of an active
+/// open follows the destination's scope.
+#[test]
+fn packets_carry_ttls_and_sources_follow_scope() {
+    use crate::buf::Pool;
+    let now = Instant::now();
+    let mut ep = Endpoint::new(TcpConfig::default(), [3; 16], now);
+    ep.set_local_addrs(vec![Ipv4Addr::new(10, 0, 0, 1)], vec!["fe80::2".parse().unwrap(), "fd00::2".parse().unwrap()]);
+    assert_eq!(ep.source_for(PEER), Some(US));
+    assert_eq!(ep.source_for("fe80::1".parse().unwrap()), Some("fe80::2".parse().unwrap()));
+    assert_eq!(ep.source_for("fd09::1".parse().unwrap()), Some("fd00::2".parse().unwrap()));
+    let pool = Pool::default();
+    let ttl_of = |p: &[u8]| p[8]; // IPv4 header byte 8 (RFC 791 §3.1)
+    let lid = ep.listen(ListenAddr::Addr(SocketAddr::new(US, LPORT)), 8).unwrap();
+    ep.set_listener_ttl(lid, 9);
+    let syn = TcpRepr {
+        src_port: PEER_PORT,
+        dst_port: LPORT,
+        seq: 1000,
+        ack: 0,
+        flags: flags("S"),
+        window: 65535,
+        urgent: 0,
+        options: TcpOptions::default(),
+    };
+    ep.handle_segment(now, PEER, US, &syn, &[]);
+    let mut out = Vec::new();
+    ep.poll_packets(now, &pool, &mut out);
+    assert_eq!(out.len(), 1, "the SYN-ACK");
+    assert_eq!(ttl_of(&out[0]), 9, "the listener's TTL from the SYN-ACK on");
+    let c = ep.connect(now, ep.source_for(PEER).unwrap(), SocketAddr::new(PEER, 81)).unwrap();
+    ep.set_conn_ttl(c, 200);
+    out.clear();
+    ep.poll_packets(now, &pool, &mut out);
+    assert_eq!(out.len(), 1, "the SYN");
+    assert_eq!(ttl_of(&out[0]), 200);
+    assert_eq!((&out[0][12..16], &out[0][16..20]), (&[10, 0, 0, 1][..], &[10, 0, 0, 2][..]), "addresses");
+}
