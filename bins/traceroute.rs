@@ -84,6 +84,19 @@ fn annotation(v6: bool, code: u8) -> Option<String> {
     Some(s.to_string())
 }
 
+/// Each probe takes the next destination port from `-p` on: they must all be real ports
+/// (1..=65535), or probes past 65535 would go to port 0 and then repeat earlier ports.
+fn probe_ports(first: u16, first_ttl: u32, max_ttl: u32, queries: u32) -> Result<(), String> {
+    let probes = u64::from(max_ttl.saturating_sub(first_ttl) + 1) * u64::from(queries);
+    let last = u64::from(first) + probes.saturating_sub(1);
+    if first == 0 || last > 65_535 {
+        return Err(format!(
+            "-p {first}: {probes} probes need ports {first}..={last}, past 65535 (or port 0): use a lower -p, or fewer hops (-m) or queries (-q)"
+        ));
+    }
+    Ok(())
+}
+
 /// The probe ICMP error `m` (from its type byte on) answers: the destination port of the
 /// quoted UDP datagram, if it is one we sent from `local_port` to `target`, and what the
 /// error says. Anything else (echo replies, errors about other packets, short quotes) is
@@ -154,6 +167,10 @@ fn main() {
     }
     if cli.first_ttl > cli.max_ttl {
         eprintln!("traceroute: first hop {} is beyond the max TTL {}", cli.first_ttl, cli.max_ttl);
+        std::process::exit(2);
+    }
+    if let Err(e) = probe_ports(cli.port, cli.first_ttl, cli.max_ttl, cli.queries) {
+        eprintln!("traceroute: {e}");
         std::process::exit(2);
     }
     let (stack, _log) = cli.common.start();
@@ -234,6 +251,14 @@ fn probe_hop(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn probe_ports_stay_real_ports() {
+        assert!(probe_ports(33434, 1, 30, 3).is_ok());
+        assert!(probe_ports(65535 - 89, 1, 30, 3).is_ok()); // the 90th probe on 65535
+        assert!(probe_ports(65535 - 88, 1, 30, 3).unwrap_err().contains("past 65535"));
+        assert!(probe_ports(0, 1, 1, 1).is_err());
+    }
     use super::*;
 
     /// An ICMPv4 error `[t, code]` quoting a UDP datagram 10.0.0.2:sport -> dst:dport.

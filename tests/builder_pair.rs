@@ -54,3 +54,16 @@ fn pair_refuses_conflicting_settings_before_making_anything() {
     let e = Stack::builder().offload().pair().err().expect("refused");
     assert!(e.to_string().contains("offload is for TUN devices"), "{e}");
 }
+
+/// A TCP trace file that cannot be created fails the build, as a pcap file does (it used
+/// to be a warning from the engine once the stack ran, and no trace).
+#[test]
+fn unwritable_trace_file_fails_the_build() {
+    let e = netstack::Stack::builder()
+        .addr("10.9.7.2/24")
+        .trace_tcp("/nonexistent-dir/trace.csv")
+        .pair()
+        .err()
+        .expect("an error");
+    assert!(e.to_string().contains("cannot create TCP trace file"), "{e}");
+}

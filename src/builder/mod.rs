@@ -534,6 +534,12 @@ impl StackBuilder {
 
     /// The pcap file, created before the device is opened (a bad path touches nothing).
     fn capture(&self, log: &Logger) -> io::Result<Option<std::sync::Arc<Capture>>> {
+        // The TCP trace's file too, so an unwritable path is an error here, as the pcap's
+        // is, rather than a warning from the engine once it runs (it truncates it again).
+        if let Some(t) = &self.trace_tcp {
+            std::fs::File::create(t)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot create TCP trace file {}: {e}", t.display())))?;
+        }
         let Some(path) = &self.pcap else { return Ok(None) };
         let cap = Capture::create(path, self.device.medium())?;
         info!(log, "capturing to pcap"; "file" => %path.display());
