@@ -1,38 +1,43 @@
 //! The send buffer: bytes the application wrote that are not yet acknowledged.
 //!
-//! A ring: acknowledged bytes are dropped by moving the head, so no byte is moved once it
-//! is in (a `Vec` drained at the front moved up to one more copy of every byte sent). The
-//! ring's allocation grows on demand, doubling, up to `cap` (an idle connection holds
-//! nothing); growing lays the held bytes out from index 0 again.
+//! A queue of chunks. A large write arrives as the `Vec` the socket made and is kept as it
+//! is ([`SendBuffer::push_vec`]: moved, not copied — the engine's one copy of a byte is then
+//! into the packet); small writes are copied into the tail chunk, which grows by
+//! [`TAIL_CHUNK`] steps. Acknowledged bytes leave by moving the head, and a chunk whose
+//! bytes are all acknowledged is dropped (an idle connection holds nothing).
 //!
 //! Invariants: `len <= cap` always (the facade is given credit for `cap` bytes; a write
-//! beyond it is truncated and reported); `len <= ring.len()`; the held bytes are
-//! `ring[head..]` followed by `ring[..]` from the start, `len` in all. Byte 0 of the buffer
-//! is the byte at sequence number `SND.UNA` (or `ISS+1` before the SYN is acked). Segments
-//! are sent as slices of the ring without copying, except one that straddles the ring's end
-//! (at most one per lap), which is copied into `joined` (its allocation: at most one
-//! segment's length, counted in [`SendBuffer::allocated`]).
+//! beyond it is truncated and reported); the held bytes are `chunks[0][head..]` followed by
+//! the other chunks whole, `len` in all, no chunk empty. Byte 0 of the buffer is the byte at
+//! sequence number `SND.UNA` (or `ISS+1` before the SYN is acked). Segments are sent as
+//! slices of a chunk without copying, except one that straddles two chunks (at most one per
+//! chunk), which is copied into `joined` (its allocation: at most one segment's length).
+//! [`SendBuffer::allocated`] counts every allocation held.
+
+use std::collections::VecDeque;
 
 #[derive(Debug)]
 pub struct SendBuffer {
-    ring: Vec<u8>,
+    chunks: VecDeque<Vec<u8>>,
     head: usize,
     len: usize,
     cap: usize,
-    /// A segment that wraps around the ring's end, joined (see the module doc).
+    /// A segment that straddles two chunks, joined (see the module doc).
     joined: Vec<u8>,
 }
 
-/// First allocation of a ring that receives data.
-const MIN_RING: usize = 4096;
+/// Writes of at least this many bytes are kept as the chunk they came in.
+pub const MIN_OWNED_CHUNK: usize = 16 * 1024;
+/// Allocation step of the tail chunk that small writes are copied into.
+pub const TAIL_CHUNK: usize = 64 * 1024;
 
 impl SendBuffer {
     pub fn new(cap: usize) -> Self {
-        SendBuffer { ring: Vec::new(), head: 0, len: 0, cap, joined: Vec::new() }
+        SendBuffer { chunks: VecDeque::new(), head: 0, len: 0, cap, joined: Vec::new() }
     }
     /// Bytes allocated (at least what it holds).
     pub fn allocated(&self) -> usize {
-        self.ring.capacity() + self.joined.capacity()
+        self.chunks.iter().map(Vec::capacity).sum::<usize>() + self.joined.capacity()
     }
     /// The most it holds (the socket's send buffer size).
     pub fn capacity_limit(&self) -> usize {
@@ -47,66 +52,83 @@ impl SendBuffer {
     pub fn free(&self) -> usize {
         self.cap.saturating_sub(self.len)
     }
-    /// Append as much of `data` as fits; returns the number of bytes taken.
+    /// Append as much of `data` as fits, by copying; returns the number of bytes taken.
     pub fn push(&mut self, data: &[u8]) -> usize {
         let n = data.len().min(self.free());
-        if n == 0 {
-            return 0;
+        let mut data = &data[..n];
+        while !data.is_empty() {
+            let room = self.chunks.back().map_or(0, |c| c.capacity() - c.len());
+            if room == 0 {
+                let size = TAIL_CHUNK.max(data.len().min(self.cap)).min(self.cap.max(1));
+                self.chunks.push_back(Vec::with_capacity(size));
+                continue;
+            }
+            let k = room.min(data.len());
+            self.chunks.back_mut().expect("a tail chunk").extend_from_slice(&data[..k]);
+            data = &data[k..];
         }
-        if self.len + n > self.ring.len() {
-            self.grow(self.len + n);
-        }
-        let size = self.ring.len();
-        let tail = (self.head + self.len) % size;
-        let first = n.min(size - tail);
-        self.ring[tail..tail + first].copy_from_slice(&data[..first]);
-        self.ring[..n - first].copy_from_slice(&data[first..n]);
         self.len += n;
         n
     }
-    /// A ring of at least `need` bytes (doubling, at most `cap`), the held bytes first.
-    fn grow(&mut self, need: usize) {
-        let size = need.max(self.ring.len() * 2).max(MIN_RING).min(self.cap.max(need));
-        let mut ring = vec![0u8; size];
-        let (a, b) = self.held(0, self.len);
-        ring[..a.len()].copy_from_slice(a);
-        ring[a.len()..a.len() + b.len()].copy_from_slice(b);
-        self.ring = ring;
-        self.head = 0;
+    /// Append as much of `data` as fits: a large write is kept as the chunk it is (no
+    /// copy), a small one copied into the tail chunk. Returns the number of bytes taken.
+    pub fn push_vec(&mut self, mut data: Vec<u8>) -> usize {
+        let n = data.len().min(self.free());
+        if n < MIN_OWNED_CHUNK {
+            return self.push(&data[..n]);
+        }
+        data.truncate(n);
+        self.chunks.push_back(data);
+        self.len += n;
+        n
     }
     /// Drop `n` acknowledged bytes from the front.
     pub fn consume(&mut self, n: usize) {
-        let n = n.min(self.len);
+        let mut n = n.min(self.len);
         self.len -= n;
-        self.head = if self.len == 0 { 0 } else { (self.head + n) % self.ring.len() };
-    }
-    /// Where bytes `[off, off+len)` counted from the front (clipped to what is buffered)
-    /// lie: `ring[start..start + first]`, then `ring[..second]` when the range wraps.
-    fn locate(&self, off: usize, len: usize) -> (usize, usize, usize) {
-        let off = off.min(self.len);
-        let len = len.min(self.len - off);
-        if len == 0 {
-            return (0, 0, 0);
+        while n > 0 {
+            let first = self.chunks.front().map_or(0, Vec::len) - self.head;
+            if n < first {
+                self.head += n;
+                return;
+            }
+            n -= first;
+            self.chunks.pop_front();
+            self.head = 0;
         }
-        let size = self.ring.len();
-        let start = (self.head + off) % size;
-        let first = len.min(size - start);
-        (start, first, len - first)
-    }
-    /// The two pieces of `[off, off+len)` (the second empty unless the range wraps).
-    fn held(&self, off: usize, len: usize) -> (&[u8], &[u8]) {
-        let (start, first, second) = self.locate(off, len);
-        (&self.ring[start..start + first], &self.ring[..second])
+        if self.chunks.front().is_some_and(|c| c.len() == self.head) {
+            self.chunks.pop_front();
+            self.head = 0;
+        }
     }
     /// Bytes `[off, off+len)` counted from the front, clipped to what is buffered.
     pub fn slice(&mut self, off: usize, len: usize) -> &[u8] {
-        let (start, first, second) = self.locate(off, len);
-        if second == 0 {
-            return &self.ring[start..start + first];
+        let off = off.min(self.len);
+        let len = len.min(self.len - off);
+        if len == 0 {
+            return &[];
+        }
+        // The chunk holding byte `off`, and where in it.
+        let mut at = off + self.head;
+        let mut i = 0;
+        while at >= self.chunks[i].len() {
+            at -= self.chunks[i].len();
+            i += 1;
+        }
+        if at + len <= self.chunks[i].len() {
+            return &self.chunks[i][at..at + len];
         }
         self.joined.clear();
-        self.joined.extend_from_slice(&self.ring[start..start + first]);
-        self.joined.extend_from_slice(&self.ring[..second]);
+        let mut left = len;
+        for c in self.chunks.iter().skip(i) {
+            let take = left.min(c.len() - at);
+            self.joined.extend_from_slice(&c[at..at + take]);
+            left -= take;
+            at = 0;
+            if left == 0 {
+                break;
+            }
+        }
         &self.joined
     }
 }
@@ -130,12 +152,36 @@ mod tests {
     }
 
     #[test]
+    fn large_writes_are_kept_as_chunks_and_small_ones_copied() {
+        let mut b = SendBuffer::new(1 << 20);
+        let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let mut model = big.clone();
+        model.extend_from_slice(&[7u8; 10]);
+        model.extend_from_slice(&big);
+        let last = big.clone();
+        let last_ptr = last.as_ptr();
+        assert_eq!(b.push_vec(big), 100_000);
+        assert_eq!(b.push_vec(vec![7u8; 10]), 10, "a small write is copied");
+        assert_eq!(b.push_vec(last), 100_000);
+        assert_eq!(b.chunks.len(), 3);
+        assert_eq!(b.slice(99_995, 20), &model[99_995..100_015], "straddles three chunks");
+        assert_eq!(b.slice(150_000, 1460), &model[150_000..151_460]);
+        b.consume(100_005);
+        assert_eq!(b.chunks.len(), 2, "an acknowledged chunk is dropped");
+        assert_eq!(b.slice(0, 5), &[7u8; 5]);
+        assert_eq!(b.slice(5, 3), &model[100_010..100_013]);
+        assert!(std::ptr::eq(b.slice(5, 3).as_ptr(), last_ptr), "the write's own buffer, not a copy");
+        b.consume(1 << 20);
+        assert!(b.is_empty() && b.chunks.is_empty());
+    }
+
+    #[test]
     fn wraps_without_moving_bytes_and_joins_a_straddling_segment() {
         let mut b = SendBuffer::new(8192);
         let data: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
         let mut sent = 0; // bytes of `data` consumed
         let mut pushed = b.push(&data);
-        assert_eq!((pushed, b.allocated()), (8192, 8192), "grew to the limit, no further");
+        assert_eq!(pushed, 8192, "filled to the limit, no further");
         while sent < data.len() {
             // Every byte is where the model says, whichever way the ring is cut.
             for (off, len) in [(0, 1460), (1000, 3000), (b.len().saturating_sub(700), 1460)] {
@@ -149,7 +195,7 @@ mod tests {
             assert!(b.len() <= 8192);
         }
         assert!(b.is_empty());
-        assert!(b.allocated() <= 8192 + 3000, "the ring and at most one joined segment");
+        assert!(b.allocated() <= 8192 + 2 * super::TAIL_CHUNK + 3000, "the chunks and at most one joined segment");
     }
 
     #[test]
@@ -158,8 +204,8 @@ mod tests {
         assert_eq!(b.allocated(), 0, "idle: nothing held");
         b.push(&[1u8; 3000]);
         b.consume(2500);
-        b.push(&[2u8; 3000]); // wraps in the 4 KiB ring
-        b.push(&[3u8; 3000]); // grows: laid out again from index 0
+        b.push(&[2u8; 3000]);
+        b.push(&[3u8; 3000]);
         let all = b.slice(0, 1 << 20).to_vec();
         assert_eq!(all.len(), 6500);
         assert!(all[..500].iter().all(|&x| x == 1) && all[500..3500].iter().all(|&x| x == 2));

@@ -914,8 +914,9 @@ impl Tcb {
                     self.push_event(SocketEvent::Error(ErrorKind::BrokenPipe));
                     return;
                 }
-                let n = self.sndbuf.push(&data);
-                if n < data.len() {
+                let want = data.len();
+                let n = self.sndbuf.push_vec(data);
+                if n < want {
                     // The facade exceeded its credit: keep what fits, report the rest.
                     self.push_event(SocketEvent::Error(ErrorKind::WouldBlock));
                 }
