@@ -296,10 +296,10 @@ impl IpActor {
             l.drain(&mut self.out.tx);
             l.deliver_packets();
             l.unreachable(&mut self.unreachable);
-            let routes = l.publish_routes();
+            l.publish_routes();
             if !self.unreachable.is_empty() {
                 let hops = std::mem::take(&mut self.unreachable);
-                if let Some(routes) = routes {
+                if let Some(routes) = l.published_routes() {
                     let _ = self.tcp.try_send(TcpMsg::Unreachable(hops, routes));
                 }
             }

@@ -72,12 +72,16 @@ impl LinkShell {
         self.routes = Some(view);
     }
 
-    /// Publish the routing table if it changed, and return the one now published (what a
-    /// next hop in an `Unreachable` event is matched against).
-    pub fn publish_routes(&mut self) -> Option<Arc<RouteTable>> {
-        let view = self.routes.as_ref()?;
-        view.publish(self.core.routes());
-        Some(view.snapshot())
+    /// Publish the routing table if it changed.
+    pub fn publish_routes(&self) {
+        if let Some(view) = &self.routes {
+            view.publish(self.core.routes());
+        }
+    }
+
+    /// The published table (what a next hop in an `Unreachable` event is matched against).
+    pub fn published_routes(&self) -> Option<Arc<RouteTable>> {
+        self.routes.as_ref().map(|v| v.snapshot())
     }
 
     pub fn stats(&self) -> Arc<LinkStats> {

@@ -20,13 +20,16 @@ use std::time::Instant;
 
 pub struct RouteView {
     table: RwLock<Arc<RouteTable>>,
+    /// The version of the table last published (written only by its owner).
+    published: std::sync::atomic::AtomicU64,
     /// `tx_no_route` counts the socket calls refused for want of a route.
     stats: Arc<IpStats>,
 }
 
 impl RouteView {
     pub fn new(table: RouteTable, stats: Arc<IpStats>) -> Arc<RouteView> {
-        Arc::new(RouteView { table: RwLock::new(Arc::new(table)), stats })
+        let published = std::sync::atomic::AtomicU64::new(table.version());
+        Arc::new(RouteView { table: RwLock::new(Arc::new(table)), published, stats })
     }
 
     /// The current table.
@@ -34,9 +37,10 @@ impl RouteView {
         self.table.read().clone()
     }
 
-    /// Replace the table by `t` if its routes differ (a copy of a few dozen routes).
+    /// Replace the table by `t` if it changed since the last call (a version compare; a
+    /// copy of a few dozen routes when it did).
     pub fn publish(&self, t: &RouteTable) {
-        if self.table.read().routes() != t.routes() {
+        if self.published.swap(t.version(), Relaxed) != t.version() {
             *self.table.write() = Arc::new(t.clone());
         }
     }

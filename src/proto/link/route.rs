@@ -57,15 +57,22 @@ pub fn contains(net: IpAddr, len: u8, addr: IpAddr) -> bool {
 pub struct RouteTable {
     routes: Vec<Route>,
     max: usize,
+    /// Bumped by every change (a copy of the table is current while its version is).
+    version: u64,
 }
 
 impl RouteTable {
     pub fn new(max: usize) -> RouteTable {
-        RouteTable { routes: Vec::new(), max }
+        RouteTable { routes: Vec::new(), max, version: 0 }
     }
 
     pub fn routes(&self) -> &[Route] {
         &self.routes
+    }
+
+    /// Changes every time a route is added, refreshed or removed.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// Add `r`, or refresh the route with the same network, length, gateway and origin.
@@ -75,13 +82,17 @@ impl RouteTable {
         r.prefix_len = r.prefix_len.min(if r.net.is_ipv4() { 32 } else { 128 });
         let same = |x: &Route| (x.net, x.prefix_len, x.via, x.origin) == (r.net, r.prefix_len, r.via, r.origin);
         if let Some(x) = self.routes.iter_mut().find(|x| same(x)) {
-            x.expires = r.expires;
+            if x.expires != r.expires {
+                x.expires = r.expires;
+                self.version += 1;
+            }
             return true;
         }
         if self.routes.len() >= self.max {
             return false;
         }
         self.routes.push(r);
+        self.version += 1;
         true
     }
 
@@ -89,7 +100,11 @@ impl RouteTable {
     pub fn remove_where(&mut self, f: impl Fn(&Route) -> bool) -> usize {
         let before = self.routes.len();
         self.routes.retain(|r| !f(r));
-        before - self.routes.len()
+        let gone = before - self.routes.len();
+        if gone > 0 {
+            self.version += 1;
+        }
+        gone
     }
 
     /// How many routes `f` selects.
@@ -133,6 +148,29 @@ mod tests {
 
     fn route(net: &str, len: u8, via: Option<&str>, origin: Origin) -> Route {
         Route { net: a(net), prefix_len: len, via: via.map(a), origin, expires: None }
+    }
+
+    #[test]
+    fn version_moves_with_every_change_and_only_then() {
+        let now = Instant::now();
+        let mut t = RouteTable::new(2);
+        let v0 = t.version();
+        assert!(t.add(route("10.0.0.0", 24, None, Origin::Connected)));
+        let v1 = t.version();
+        assert_ne!(v1, v0);
+        assert!(t.add(route("10.0.0.0", 24, None, Origin::Connected)));
+        assert_eq!(t.version(), v1, "the same route again changes nothing");
+        let ra = Route { expires: Some(now + Duration::from_secs(9)), ..route("::", 0, Some("fe80::1"), Origin::Ra) };
+        assert!(t.add(ra.clone()));
+        let v2 = t.version();
+        assert!(t.add(Route { expires: Some(now + Duration::from_secs(30)), ..ra }));
+        assert_ne!(t.version(), v2, "a refreshed lifetime is a change");
+        let v3 = t.version();
+        assert!(!t.add(route("fd00::", 64, None, Origin::Connected)), "full");
+        assert_eq!(t.remove_where(|r| r.origin == Origin::Static), 0);
+        assert_eq!(t.version(), v3, "a refused add or an empty removal changes nothing");
+        assert_eq!(t.expire(now + Duration::from_secs(60)), 1);
+        assert_ne!(t.version(), v3);
     }
 
     #[test]
