@@ -108,50 +108,39 @@ impl Default for IpConfig {
     }
 }
 
-macro_rules! stats {
-    ($($name:ident),* $(,)?) => {
-        /// Counters of the IP layer (relaxed atomics: written by the ip actor, read by anyone).
-        #[derive(Debug, Default)]
-        pub struct IpStats { $(pub $name: AtomicU64,)* }
-        impl IpStats {
-            /// Name/value pairs, for printing.
-            pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
-                vec![$((stringify!($name), self.$name.load(Relaxed)),)*]
-            }
-        }
-    };
-}
-
-stats!(
-    rx_packets,
-    rx_bad_header,
-    rx_bad_checksum,
-    rx_not_ours,
-    rx_bad_source,
-    rx_frag_dropped,
-    rx_frag_pending,
-    rx_frag_too_far,
-    rx_reassembled,
-    rx_unknown_protocol,
-    rx_bad_ext_header,
-    rx_udp,
-    rx_udp_bad,
-    rx_udp_no_port,
-    rx_udp_queue_full,
-    rx_icmp_bad,
-    rx_icmp_ignored,
-    rx_icmp_errors,
-    rx_raw,
-    rx_raw_queue_full,
-    rx_tcp,
-    tx_packets,
-    tx_fragments,
-    tx_echo_replies,
-    tx_icmp_errors,
-    tx_no_route,
-    icmp_rate_limited,
-    echo_rate_limited,
-    reassembly_held_bytes,
+atomic_counters!(
+    /// Counters of the IP layer (relaxed atomics: written by the ip actor, read by anyone).
+    IpStats {
+        rx_packets,
+        rx_bad_header,
+        rx_bad_checksum,
+        rx_not_ours,
+        rx_bad_source,
+        rx_frag_dropped,
+        rx_frag_pending,
+        rx_frag_too_far,
+        rx_reassembled,
+        rx_unknown_protocol,
+        rx_bad_ext_header,
+        rx_udp,
+        rx_udp_bad,
+        rx_udp_no_port,
+        rx_udp_queue_full,
+        rx_icmp_bad,
+        rx_icmp_ignored,
+        rx_icmp_errors,
+        rx_raw,
+        rx_raw_queue_full,
+        rx_tcp,
+        tx_packets,
+        tx_fragments,
+        tx_echo_replies,
+        tx_icmp_errors,
+        tx_no_route,
+        icmp_rate_limited,
+        echo_rate_limited,
+        reassembly_held_bytes,
+    }
 );
 
 fn inc(c: &AtomicU64) {

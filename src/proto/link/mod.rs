@@ -91,66 +91,55 @@ impl Default for LinkConfig {
     }
 }
 
-macro_rules! stats {
-    ($($name:ident),* $(,)?) => {
-        /// Counters of the link layer (relaxed atomics: written by the core's owner, read by
-        /// anyone).
-        #[derive(Debug, Default)]
-        pub struct LinkStats { $(pub $name: AtomicU64,)* }
-        impl LinkStats {
-            /// Name/value pairs, for printing.
-            pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
-                vec![$((stringify!($name), self.$name.load(Relaxed)),)*]
-            }
-        }
-    };
-}
-
-stats!(
-    rx_frames,
-    rx_malformed,
-    rx_bad_src_mac,
-    rx_own_src_mac,
-    rx_not_for_us,
-    rx_group_not_joined,
-    rx_unknown_ethertype,
-    rx_ipv4,
-    rx_ipv6,
-    rx_arp,
-    rx_arp_bad,
-    rx_arp_off_subnet,
-    rx_arp_addr_conflict,
-    rx_ndp,
-    rx_ndp_bad,
-    rx_ndp_ignored,
-    rx_ra,
-    tx_rs,
-    tx_frames,
-    tx_arp_requests,
-    tx_arp_replies,
-    tx_ns,
-    tx_na,
-    tx_bad_packet,
-    tx_no_route,
-    tx_no_source,
-    tx_queue_full,
-    neigh_entries,
-    neigh_solicits,
-    neigh_evicted,
-    neigh_gc,
-    neigh_override_refused,
-    neigh_unsolicited_ignored,
-    neigh_full_ignored,
-    neigh_resolve_failed,
-    neigh_probe_failed,
-    neigh_queue_dropped,
-    neigh_unresolved_dropped,
-    dad_conflicts,
-    ra_ignored,
-    events_dropped,
-    rx_packet_copies,
-    rx_packet_queue_full,
-    tx_packet_frames,
+atomic_counters!(
+    /// Counters of the link layer (relaxed atomics: written by the core's owner, read by
+    /// anyone).
+    LinkStats {
+        rx_frames,
+        rx_malformed,
+        rx_bad_src_mac,
+        rx_own_src_mac,
+        rx_not_for_us,
+        rx_group_not_joined,
+        rx_unknown_ethertype,
+        rx_ipv4,
+        rx_ipv6,
+        rx_arp,
+        rx_arp_bad,
+        rx_arp_off_subnet,
+        rx_arp_addr_conflict,
+        rx_ndp,
+        rx_ndp_bad,
+        rx_ndp_ignored,
+        rx_ra,
+        tx_rs,
+        tx_frames,
+        tx_arp_requests,
+        tx_arp_replies,
+        tx_ns,
+        tx_na,
+        tx_bad_packet,
+        tx_no_route,
+        tx_no_source,
+        tx_queue_full,
+        neigh_entries,
+        neigh_solicits,
+        neigh_evicted,
+        neigh_gc,
+        neigh_override_refused,
+        neigh_unsolicited_ignored,
+        neigh_full_ignored,
+        neigh_resolve_failed,
+        neigh_probe_failed,
+        neigh_queue_dropped,
+        neigh_unresolved_dropped,
+        dad_conflicts,
+        ra_ignored,
+        events_dropped,
+        rx_packet_copies,
+        rx_packet_queue_full,
+        tx_packet_frames,
+    }
 );
 
 pub(crate) fn inc(c: &AtomicU64) {
