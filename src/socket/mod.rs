@@ -5,6 +5,15 @@
 //! Names, signatures and `io::ErrorKind`s follow std where they overlap; the one difference
 //! is that constructors take the stack they belong to as their first argument.
 
+/// The options of a raw datagram socket that [`datagram_timeouts!`] reads and writes.
+#[derive(Default)]
+pub(crate) struct DatagramState {
+    pub read_timeout: Option<Duration>,
+    pub write_timeout: Option<Duration>,
+    /// `set_nonblocking(true)`: receives and sends never wait.
+    pub nonblocking: bool,
+}
+
 /// std's timeout and blocking accessors for a raw datagram socket whose `self.st` (a
 /// `parking_lot::Mutex`) holds `read_timeout`, `write_timeout` and `nonblocking`.
 macro_rules! datagram_timeouts {

@@ -42,13 +42,7 @@ pub struct PacketSocket {
     st: Mutex<State>,
 }
 
-#[derive(Default)]
-struct State {
-    read_timeout: Option<Duration>,
-    write_timeout: Option<Duration>,
-    /// `set_nonblocking(true)`: receives and sends never wait.
-    nonblocking: bool,
-}
+use super::DatagramState as State;
 
 impl Drop for PacketSocket {
     fn drop(&mut self) {
