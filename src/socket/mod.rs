@@ -219,6 +219,33 @@ pub(crate) fn recv_or_device<T>(
     }
 }
 
+/// The next message in a raw datagram socket's inbox: what already arrived first, then a
+/// stopped device's error; `WouldBlock` at once when non-blocking, or when the read timeout
+/// passes.
+pub(crate) fn next_datagram<T>(
+    rx: &crossbeam_channel::Receiver<T>,
+    stack: &StackHandle,
+    st: &parking_lot::Mutex<DatagramState>,
+) -> io::Result<T> {
+    let (deadline, nonblocking) = {
+        let st = st.lock();
+        (st.read_timeout.map(|t| std::time::Instant::now() + t), st.nonblocking)
+    };
+    if let Ok(m) = rx.try_recv() {
+        return Ok(m);
+    }
+    stack.check_device()?;
+    if nonblocking {
+        return Err(not_ready());
+    }
+    recv_or_device(rx, stack, deadline, Duration::ZERO).map_err(|e| {
+        stack.device_error().unwrap_or_else(|| match e {
+            crossbeam_channel::RecvTimeoutError::Timeout => would_block(),
+            crossbeam_channel::RecvTimeoutError::Disconnected => crate::actor::stack_gone(),
+        })
+    })
+}
+
 pub(crate) fn would_block() -> io::Error {
     // std on Unix reports an expired SO_RCVTIMEO/SO_SNDTIMEO as EAGAIN, i.e. WouldBlock.
     io::Error::new(io::ErrorKind::WouldBlock, "Resource temporarily unavailable (timed out)")

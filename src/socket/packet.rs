@@ -13,16 +13,16 @@
 //!
 //! On a TUN stack there are no frames: [`PacketSocket::bind`] fails with `Unsupported`.
 
-use super::{check_timeout, not_ready, recv_or_device, would_block};
+use super::check_timeout;
 use crate::actor::ip::IpMsg;
 use crate::actor::{stack_gone, StackHandle};
 use crate::proto::link::packet::{self, PacketQueue, PacketSockId};
 use crate::wire::{EthernetAddress, EthernetFrame};
-use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError};
+use crossbeam_channel::{bounded, unbounded, Receiver};
 use parking_lot::Mutex;
 use std::io;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 impl StackHandle {
     /// The stack's MAC address on an Ethernet (TAP) device; `None` on TUN.
@@ -102,26 +102,7 @@ impl PacketSocket {
 
     /// As [`PacketSocket::recv`], with the frame's source MAC (Linux's `sll_addr`).
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, EthernetAddress)> {
-        let (deadline, nonblocking) = {
-            let st = self.st.lock();
-            (st.read_timeout.map(|t| Instant::now() + t), st.nonblocking)
-        };
-        // What already arrived is received first; then a stopped device fails.
-        let frame = match self.rx.try_recv() {
-            Ok(f) => f,
-            Err(_) => {
-                self.stack.check_device()?;
-                if nonblocking {
-                    return Err(not_ready());
-                }
-                recv_or_device(&self.rx, &self.stack, deadline, Duration::ZERO).map_err(|e| {
-                    self.stack.device_error().unwrap_or_else(|| match e {
-                        RecvTimeoutError::Timeout => would_block(),
-                        RecvTimeoutError::Disconnected => stack_gone(),
-                    })
-                })?
-            }
-        };
+        let frame = super::next_datagram(&self.rx, &self.stack, &self.st)?;
         self.shared.queued.fetch_sub(packet::charge(frame.len()), Relaxed);
         // The link core copies only frames with a whole header.
         let src = EthernetFrame::new_unchecked(&frame[..]).src_addr();

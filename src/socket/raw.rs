@@ -12,17 +12,17 @@
 //! (`IpConfig::raw_queue_bytes`); what does not fit is dropped and counted in
 //! `rx_raw_queue_full`.
 
-use super::{check_timeout, not_ready, recv_or_device, would_block};
+use super::check_timeout;
 use crate::actor::ip::{IpMsg, RawEvent};
 use crate::actor::{stack_gone, StackHandle};
 use crate::proto::ip::{check_raw_send, udp_charge};
 use crate::proto::raw::{RawQueue, RawSockId};
-use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError};
+use crossbeam_channel::{bounded, unbounded, Receiver};
 use parking_lot::Mutex;
 use std::io;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The IP version of a raw socket: ICMP over IPv4 or ICMPv6 over IPv6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,26 +107,7 @@ impl IcmpSocket {
     /// As [`IcmpSocket::recv_from`], with the TTL / hop limit the message arrived with
     /// (Linux's `IP_RECVTTL` / `IPV6_RECVHOPLIMIT`).
     pub fn recv_with_hop_limit(&self, buf: &mut [u8]) -> io::Result<(usize, IpAddr, u8)> {
-        let (deadline, nonblocking) = {
-            let st = self.st.lock();
-            (st.read_timeout.map(|t| Instant::now() + t), st.nonblocking)
-        };
-        // What already arrived is received first; then a stopped device fails.
-        let ev = match self.rx.try_recv() {
-            Ok(ev) => ev,
-            Err(_) => {
-                self.stack.check_device()?;
-                if nonblocking {
-                    return Err(not_ready());
-                }
-                recv_or_device(&self.rx, &self.stack, deadline, Duration::ZERO).map_err(|e| {
-                    self.stack.device_error().unwrap_or_else(|| match e {
-                        RecvTimeoutError::Timeout => would_block(),
-                        RecvTimeoutError::Disconnected => stack_gone(),
-                    })
-                })?
-            }
-        };
+        let ev = super::next_datagram(&self.rx, &self.stack, &self.st)?;
         self.shared.queued.fetch_sub(udp_charge(ev.msg.len()), Relaxed);
         let n = ev.msg.len().min(buf.len());
         buf[..n].copy_from_slice(&ev.msg[..n]);
