@@ -385,21 +385,54 @@ fn adopt_device(cfg: &mut StackConfig, dev: &dyn Device, log: &Logger) -> io::Re
     Ok(Some(link::LinkShell::new(lc, std::time::Instant::now(), log.clone())))
 }
 
+/// DHCP needs Ethernet; with it, the configured IPv4 addresses give way to the lease's.
+fn check_dhcp(cfg: &mut StackConfig, dev: &dyn Device) -> io::Result<()> {
+    if cfg.dhcp {
+        if dev.medium() != crate::device::Medium::Ethernet {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "DHCP needs an Ethernet (TAP) device: its messages are link-level broadcasts (use --tap)",
+            ));
+        }
+        cfg.ip.v4.clear(); // the address comes with the lease
+    }
+    Ok(())
+}
+
+/// The DHCP client the ip actor runs, and the lease it publishes (both `None` without DHCP).
+fn dhcp_shell(
+    cfg: &StackConfig,
+    ip_core: &mut crate::proto::ip::IpCore,
+    log: &Logger,
+) -> io::Result<(Option<dhcp::DhcpShell>, Option<Arc<dhcp::DhcpShared>>)> {
+    let (Some(l), true) = (&cfg.link, cfg.dhcp) else { return Ok((None, None)) };
+    let shared = Arc::new(dhcp::DhcpShared::default());
+    let shell = dhcp::DhcpShell::new(l.mac.0, rand::random(), ip_core, shared.clone(), log.clone())?;
+    Ok((Some(shell), Some(shared)))
+}
+
+/// The routing table socket calls consult: the link core's on TAP (which then publishes its
+/// changes into it), else one made from the IP configuration.
+fn route_view(
+    cfg: &StackConfig,
+    ip_core: &crate::proto::ip::IpCore,
+    link: Option<&mut link::LinkShell>,
+) -> Arc<route::RouteView> {
+    let table = link.as_ref().map_or_else(|| crate::proto::routing::table_for(&cfg.ip), |l| l.routes().clone());
+    let routes = route::RouteView::new(table, ip_core.stats.clone());
+    if let Some(l) = link {
+        l.set_route_view(routes.clone());
+    }
+    routes
+}
+
 impl Stack {
     /// Start the actors on `dev`, which the caller opened and configured: the low-level
     /// path ([`Stack::builder`] opens the device and checks the settings first). Fails with
     /// `InvalidInput` when `cfg.mtu` is set and differs from the device's, on DHCP on an IP
     /// device, and on a gateway off the connected subnets.
     pub fn new(dev: Box<dyn Device>, mut cfg: StackConfig, log: Logger) -> io::Result<Stack> {
-        if cfg.dhcp {
-            if dev.medium() != crate::device::Medium::Ethernet {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "DHCP needs an Ethernet (TAP) device: its messages are link-level broadcasts (use --tap)",
-                ));
-            }
-            cfg.ip.v4.clear(); // the address comes with the lease
-        }
+        check_dhcp(&mut cfg, dev.as_ref())?;
         crate::proto::routing::check_gateways(&cfg.ip)?;
         let mut link = adopt_device(&mut cfg, dev.as_ref(), &log)?;
         let ethernet = link.is_some();
@@ -412,13 +445,7 @@ impl Stack {
         let (devtx_tx, devtx_rx) = bounded::<Batch>(INBOX_DEPTH);
         let (timer_tx, timer_rx) = bounded::<timer::TimerMsg>(INBOX_DEPTH);
         let mut ip_core = crate::proto::ip::IpCore::new(cfg.ip.clone(), rand::random(), rand::random());
-        let dhcp_shared = cfg.dhcp.then(|| Arc::new(dhcp::DhcpShared::default()));
-        let dhcp = match (&dhcp_shared, &cfg.link) {
-            (Some(shared), Some(l)) => {
-                Some(dhcp::DhcpShell::new(l.mac.0, rand::random(), &mut ip_core, shared.clone(), log.clone())?)
-            }
-            _ => None,
-        };
+        let (dhcp, dhcp_shared) = dhcp_shell(&cfg, &mut ip_core, &log)?;
         let stats = Arc::new(StackStats {
             ip: ip_core.stats.clone(),
             tcp: Mutex::default(),
@@ -429,13 +456,7 @@ impl Stack {
             link: link.as_ref().map(|l| l.stats()),
             dns_queries: Default::default(),
         });
-        let routes = route::RouteView::new(
-            link.as_ref().map_or_else(|| crate::proto::routing::table_for(&cfg.ip), |l| l.routes().clone()),
-            ip_core.stats.clone(),
-        );
-        if let Some(l) = link.as_mut() {
-            l.set_route_view(routes.clone());
-        }
+        let routes = route_view(&cfg, &ip_core, link.as_mut());
         let any_tcp = ip_core.accept_any_tcp.clone();
         let recycle = Recyclers::new(cfg.batch);
         let handle = StackHandle {
