@@ -75,8 +75,8 @@ pub enum TcpMsg {
     Accepted(ListenerId),
     /// IPv4 TTL / IPv6 hop limit of a connection's segments from now on (`TcpStream::set_ttl`).
     SetConnTtl(ConnId, u8),
-    /// TTL that connections this listener accepts from now on start with
-    /// (`TcpListener::set_ttl`; its SYN-ACKs keep the default).
+    /// TTL that connections this listener accepts from now on start with, from their SYN-ACK
+    /// (`TcpListener::set_ttl`).
     SetListenerTtl(ListenerId, u8),
     App(ConnId, AppCommand),
     /// Reply with every connection's [`crate::proto::tcp::TcpInfo`].

@@ -646,8 +646,8 @@ impl TcpListener {
         let remote = inc.remote;
         let ttl = Some(self.inner.ttl.load(Relaxed)).filter(|&t| t != 0);
         if let Some(t) = ttl {
-            // The engine gave it to connections established after `set_ttl`; this covers
-            // those queued before.
+            // The engine gives it to connections whose SYN came after `set_ttl`; this covers
+            // those that were already queued.
             let _ = self.inner.stack.tcp.send(TcpMsg::SetConnTtl(inc.conn, t));
         }
         Ok((TcpStream::from_incoming(&self.inner.stack, inc, ttl), remote))
