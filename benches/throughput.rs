@@ -117,6 +117,7 @@ fn netstack_run(conns: usize, bytes: usize, download: bool, port: u16, offload: 
     let mut cfg = StackConfig::default();
     if let Some(kib) = std::env::var("NETSTACK_BENCH_BUF_KIB").ok().and_then(|v| v.parse::<usize>().ok()) {
         cfg.tcp.recv_buf = kib * 1024;
+        cfg.tcp.recv_buf_max = kib * 1024;
         cfg.tcp.send_buf = kib * 1024;
     }
     if let Some(us) = std::env::var("NETSTACK_BENCH_SPIN_US").ok().and_then(|v| v.parse::<u64>().ok()) {

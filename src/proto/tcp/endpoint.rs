@@ -452,7 +452,7 @@ impl Endpoint {
                 wscale: syn.options.window_scale.filter(|_| cfg.window_scale),
                 sack: cfg.sack && syn.options.sack_permitted,
             };
-            o.window_scale = co.wscale.map(|_| tcb::wscale_for(cfg.recv_buf));
+            o.window_scale = co.wscale.map(|_| tcb::rcv_wscale_for(cfg));
             o.sack_permitted = co.sack;
             // The TCB's timestamp clock (`Tcb::ts_now`): milliseconds plus the offset.
             let ts_now = (elapsed.as_millis() as u32).wrapping_add(self.isn.ts_offset(local, remote));

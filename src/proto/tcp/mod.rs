@@ -64,6 +64,10 @@
 //!   and is charged likewise against `max_ooo_bytes` (allocation + 64 bytes per entry);
 //!   a window never shrinks, so what is held for one connection stays below about
 //!   `recv_buf + max_ooo_bytes` plus one advertised window's worth of overhead.
+//! * receive-buffer auto-tuning (`rcvbuf`, Linux's dynamic right-sizing): `recv_buf` grows
+//!   towards `recv_buf_max` while the application drains more per round trip than the
+//!   window allows, never for one that does not read; our window scale is offered for
+//!   `recv_buf_max`.
 //! * SYN cookies only once the half-open queue is full (Linux `tcp_syncookies = 1`); a SYN
 //!   for a listener whose accept queue is full is dropped, cookie or not (as Linux).
 //!
@@ -84,6 +88,7 @@ mod packets;
 pub mod prr;
 pub mod rack;
 pub mod rate;
+pub mod rcvbuf;
 pub mod rcvqueue;
 pub mod reassembly;
 pub mod rtt;
@@ -141,8 +146,13 @@ impl std::str::FromStr for CongestionAlgorithm {
 pub struct TcpConfig {
     /// Link MTU: we advertise MSS = mtu - 40 (IPv4) / mtu - 60 (IPv6) (M-67).
     pub mtu: usize,
-    /// Receive buffer per connection (bytes); the window scale is chosen so it is usable.
+    /// Receive buffer per connection at the start (bytes of memory held, `rcvqueue`).
     pub recv_buf: usize,
+    /// Ceiling of receive-buffer auto-tuning (`rcvbuf`, Linux's `tcp_rmem[2]`): the buffer
+    /// grows towards it while the application drains more per round trip than the window
+    /// allows; the window scale is chosen so it is usable. At most `recv_buf` turns
+    /// auto-tuning off.
+    pub recv_buf_max: usize,
     /// Send buffer per connection (bytes) = initial send credit.
     pub send_buf: usize,
     /// Maximum segment lifetime; TIME-WAIT lasts 2*MSL (M-13).
@@ -195,6 +205,7 @@ impl Default for TcpConfig {
         TcpConfig {
             mtu: 1500,
             recv_buf: 1 << 20,
+            recv_buf_max: 4 << 20,
             send_buf: 1 << 20,
             msl: Duration::from_secs(30),
             min_rto: Duration::from_millis(200),

@@ -543,6 +543,7 @@ impl Tcb {
             if self.ooo.is_empty() {
                 self.recent_blocks.clear();
             }
+            self.rcv_space.on_data(now, self.rcv_nxt, self.rcv_wnd());
             if self.ooo_fin == Some(self.rcv_nxt) {
                 self.ooo_fin = None;
                 self.process_fin(now);

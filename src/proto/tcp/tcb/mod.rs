@@ -34,6 +34,7 @@ use super::congestion::{CongestionControl, Cubic, NewReno};
 use super::prr::Prr;
 use super::rack::{Rack, Tlp};
 use super::rate::RateState;
+use super::rcvbuf::RcvSpace;
 use super::rcvqueue::RecvQueue;
 use super::reassembly::Reassembly;
 use super::rtt::RttEstimator;
@@ -169,7 +170,10 @@ pub struct Tcb {
     rcv_wscale: u8,
     /// Shift we offer in our SYN (used if the peer offers one too).
     rcv_wscale_offer: u8,
+    /// The receive buffer: the window is this less what `rcvq` is charged. Grows (never
+    /// shrinks) by `rcv_space` up to `TcpConfig::recv_buf_max`.
     recv_buf: usize,
+    rcv_space: RcvSpace,
     /// In-order data for the application: held back while it coalesces, or handed out and
     /// not yet credited back (ReadCredit), charged in bytes of memory.
     rcvq: RecvQueue,
@@ -320,6 +324,11 @@ pub(crate) fn wscale_for(buf: usize) -> u8 {
     s
 }
 
+/// The window-scale shift we offer: room for the receive buffer's auto-tuning ceiling.
+pub(crate) fn rcv_wscale_for(cfg: &TcpConfig) -> u8 {
+    wscale_for(cfg.recv_buf.max(cfg.recv_buf_max))
+}
+
 /// The MSS we advertise: M-67, the link MTU minus IP and TCP headers.
 pub(crate) fn our_mss_for(cfg: &TcpConfig, v6: bool) -> usize {
     cfg.mtu.saturating_sub(if v6 { 60 } else { 40 }).clamp(MIN_PEER_MSS, 0xffff)
@@ -377,8 +386,9 @@ impl Tcb {
             rcv_nxt: 0,
             rcv_adv: 0,
             rcv_wscale: 0,
-            rcv_wscale_offer: wscale_for(cfg.recv_buf),
+            rcv_wscale_offer: rcv_wscale_for(cfg),
             recv_buf: cfg.recv_buf,
+            rcv_space: RcvSpace::new(cfg.recv_buf, cfg.recv_buf_max, our_mss),
             rcvq: RecvQueue::new(cfg.recv_buf),
             ooo: Reassembly::new(cfg.max_ooo_bytes.min(cfg.recv_buf)),
             ooo_fin: None,
@@ -923,6 +933,9 @@ impl Tcb {
             }
             AppCommand::ReadCredit(n) => {
                 self.rcvq.credit(n);
+                if let Some(grown) = self.rcv_space.on_consumed(now, n, self.recv_buf, self.rcv_mss_est) {
+                    self.recv_buf = grown;
+                }
                 if self.window_update_due() {
                     self.ack_now = true;
                 }

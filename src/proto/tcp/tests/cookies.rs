@@ -70,7 +70,7 @@ fn full_half_open_queue_answers_with_a_cookie_and_keeps_no_state() {
     // shift (7) and SACK-permitted (bit 4), the TSecr echoes the peer's TSval.
     let o = sa.options;
     assert_eq!(o.mss, Some(1460));
-    assert_eq!(o.window_scale, Some(5), "our shift for a 1 MiB buffer");
+    assert_eq!(o.window_scale, Some(7), "our shift for the 4 MiB auto-tuning ceiling");
     assert!(o.sack_permitted);
     let (tsval, tsecr) = o.timestamps.unwrap();
     assert_eq!((tsval & 0x3f, tsecr), (7 | 16, 1000));

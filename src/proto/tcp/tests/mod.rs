@@ -251,9 +251,10 @@ fn passive(cfg: TcpConfig, opts: TcpOptions) -> (H, TcpRepr) {
 #[test]
 fn active_open_syn_options() {
     let (h, syn) = active(TcpConfig::default(), TcpOptions { mss: Some(1460), ..Default::default() });
-    // MSS = 1500 - 40 (M-67); window scale offered for a 1 MiB buffer; SACK-perm; TS.
+    // MSS = 1500 - 40 (M-67); window scale offered for the 4 MiB auto-tuning ceiling;
+    // SACK-perm; TS.
     assert_eq!(syn.options.mss, Some(1460));
-    assert_eq!(syn.options.window_scale, Some(5));
+    assert_eq!(syn.options.window_scale, Some(7));
     assert!(syn.options.sack_permitted);
     assert!(syn.options.timestamps.is_some_and(|(_, ecr)| ecr == 0));
     assert_eq!(syn.window, 65535, "SYN window is never scaled");
@@ -277,7 +278,7 @@ fn passive_open_mirrors_options() {
         ..Default::default()
     };
     let (mut h, synack) = passive(TcpConfig::default(), opts);
-    assert_eq!(synack.options.window_scale, Some(5));
+    assert_eq!(synack.options.window_scale, Some(7));
     assert!(synack.options.sack_permitted);
     assert_eq!(synack.options.timestamps.map(|t| t.1), Some(5));
     // Peer shift 20 is treated as 14 (RFC 7323 §2.3): window 1 => 16 KiB usable.

@@ -239,18 +239,18 @@ fn packet_too_big_shrinks_mss_and_resends() {
 
 #[test]
 fn window_scale_only_if_both_sent_it() {
-    // Peer sent WS: our windows are scaled by our offered shift (5 for 1 MiB).
+    // Peer sent WS: our windows are scaled by our offered shift (7 for the 4 MiB ceiling).
     let (mut h, syn) = active(
         TcpConfig { timestamps: false, sack: false, ..TcpConfig::default() },
         TcpOptions { mss: Some(1460), window_scale: Some(2), ..Default::default() },
     );
-    assert_eq!(syn.options.window_scale, Some(5));
+    assert_eq!(syn.options.window_scale, Some(7));
     h.send("A", &[1; 100]);
     h.advance(ms(50));
     let o = h.out();
     // The right edge stays where the handshake put it (RCV.NXT + 2^20 before the data):
     // the scaled field is rounded up, never down into a shrink (RFC 9293 §3.8.6.2.2).
-    assert_eq!(o[0].0.window as usize, ((1usize << 20) - 100).div_ceil(32));
+    assert_eq!(o[0].0.window as usize, ((1usize << 20) - 100).div_ceil(128));
     // Peer window scaled by its shift 2.
     h.pwnd = 1095; // 4380 bytes = 3 segments
     h.send("A", &[]);

@@ -59,3 +59,35 @@ fn held_back_data_precedes_eof() {
     h.out();
     assert_eq!(h.conn_evs(), vec![SocketEvent::Data(b"second".to_vec()), SocketEvent::Eof]);
 }
+
+/// Receive-buffer auto-tuning (`rcvbuf`) opens the window past the initial buffer only for
+/// an application that reads: a peer streaming at one that does not never sees more than
+/// the initial buffer (the memory bound holds), one that reads gets a larger window (at
+/// most the ceiling).
+#[test]
+fn autotuning_grows_the_window_only_for_a_reader() {
+    let buf = 64 * 1024;
+    let max = 4 << 20;
+    let cfg = TcpConfig { recv_buf: buf, recv_buf_max: max, window_scale: true, ..plain() };
+    let opts = TcpOptions { mss: Some(1460), window_scale: Some(0), ..Default::default() };
+    let shift = crate::proto::tcp::tcb::rcv_wscale_for(&cfg);
+    let mut largest = [0usize; 2];
+    for reads in [false, true] {
+        let (mut h, _) = active(cfg.clone(), opts);
+        for _ in 0..3000 {
+            h.send("A", &[7; 1460]);
+            h.advance(ms(1));
+            for (s, _) in h.out() {
+                largest[usize::from(reads)] = largest[usize::from(reads)].max((s.window as usize) << shift);
+            }
+            let n: usize = data_of(h.conn_evs()).iter().map(Vec::len).sum();
+            if reads && n > 0 {
+                h.app(AppCommand::ReadCredit(n));
+            }
+        }
+        let (charged, _) = h.ep.rx_memory(h.conn).expect("open");
+        assert!(reads || charged <= buf + buf / 8, "not reading: charged {charged} (the initial bound)");
+    }
+    assert!(largest[0] <= buf + (1 << shift), "never reading: window {} past the buffer {buf}", largest[0]);
+    assert!(largest[1] >= 2 * buf && largest[1] <= max, "reading: window {} did not grow", largest[1]);
+}
