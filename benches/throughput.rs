@@ -5,7 +5,10 @@
 //!
 //! Needs root: it runs inside network namespaces it creates (nothing touches the machine's
 //! own). `cargo bench --bench throughput -- [--mib N] [--reps N] [--conns 1,2,4,8,16]
-//! [--only TEXT] [--csv FILE]`. The payload (`--mib`, per run) is split over the connections.
+//! [--only TEXT] [--csv FILE] [--peer-cc NAME]`. The payload (`--mib`, per run) is split over
+//! the connections. The kernel senders (netstack's and smoltcp's download peers, veth,
+//! loopback) use the machine's default congestion control unless `--peer-cc` names one
+//! (`cubic`, Linux's default; `bbr`): a BBR peer paces itself by what it measures of the path.
 //! Prints one line per scenario (median of the repetitions, with the process's CPU time per
 //! MiB moved), a table and the ratios; writes every run to the CSV (default
 //! `target/bench-results/throughput.csv`). `NETSTACK_BENCH_SPIN_US` overrides the stack's
@@ -28,7 +31,12 @@ struct Opts {
     reps: usize,
     conns: Vec<usize>,
     csv: String,
+    /// Congestion control of the kernel senders (None: the machine's default).
+    peer_cc: Option<String>,
 }
+
+/// `--peer-cc`, for `kernel_server`'s sockets.
+static PEER_CC: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
 fn opts() -> Opts {
     let mut o = Opts {
@@ -37,6 +45,7 @@ fn opts() -> Opts {
         reps: 3,
         conns: vec![1, 2, 4, 8, 16],
         csv: "target/bench-results/throughput.csv".into(),
+        peer_cc: None,
     };
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -58,6 +67,10 @@ fn opts() -> Opts {
                 o.csv = args[i + 1].clone();
                 i += 1;
             }
+            "--peer-cc" => {
+                o.peer_cc = Some(args[i + 1].clone());
+                i += 1;
+            }
             "--conns" => {
                 o.conns = args[i + 1].split(',').map(|c| c.parse().expect("--conns 1,2,4")).collect();
                 i += 1;
@@ -77,6 +90,9 @@ fn kernel_server(port: u16, n: usize, bytes: usize, download: bool) -> thread::J
         let hs: Vec<_> = (0..n)
             .map(|_| {
                 let (mut s, _) = l.accept().unwrap();
+                if let Some(cc) = PEER_CC.get().cloned().flatten() {
+                    socket2::SockRef::from(&s).set_tcp_congestion(cc.as_bytes()).expect("--peer-cc: TCP_CONGESTION");
+                }
                 thread::spawn(move || {
                     let mut buf = vec![0x5au8; 256 * 1024];
                     if download {
@@ -366,6 +382,7 @@ struct Row {
 
 fn main() {
     let o = opts();
+    PEER_CC.set(o.peer_cc.clone()).expect("set once");
     if !sys::is_root() {
         println!("throughput bench SKIPPED: needs root (it creates network namespaces and tun0)");
         return;
@@ -376,11 +393,14 @@ fn main() {
         ip(&["link", "set", "lo", "mtu", "1500"]);
         let veth = Veth::new();
         let bytes = o.mib << 20;
+        let default_cc = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control").unwrap_or_default();
         println!(
-            "payload {} MiB per run (split over the connections), median of {} runs, MTU 1500, {} CPUs",
+            "payload {} MiB per run (split over the connections), median of {} runs, MTU 1500, {} CPUs, \
+             kernel senders' congestion control {}",
             o.mib,
             o.reps,
-            thread::available_parallelism().map_or(0, |n| n.get())
+            thread::available_parallelism().map_or(0, |n| n.get()),
+            o.peer_cc.clone().unwrap_or_else(|| format!("{} (the default)", default_cc.trim()))
         );
         let mut port = 3100;
         let mut next = || {
