@@ -1,0 +1,45 @@
+//! Review 11: receive-buffer auto-tuning (`rcvbuf`) and the larger window scale it
+//! brings, attacked from the peer's side.
+
+use super::*;
+use crate::proto::tcp::rcvqueue::DATA_OVERHEAD;
+
+/// The right edge the peer learns from our segments: SEG.ACK + SEG.WND << shift.
+fn edge_of(o: &[(TcpRepr, Vec<u8>)], shift: u8, edge: &mut u32) {
+    for (r, _) in o {
+        *edge = seq::max(*edge, r.ack.wrapping_add(u32::from(r.window) << shift));
+    }
+}
+
+/// An application that never reads keeps the initial buffer's bound (`rcvbuf` invariant),
+/// even against a peer that sends small segments, each ACKed on its own, and that stays
+/// inside every window we offer. The auto-tuning ceiling's shift (7) rounds the scaled
+/// window up by up to 127 bytes on every ACK that does not open it ("never shrink"); the
+/// right edge must not creep along with RCV.NXT past the buffer and its slack (an eighth,
+/// `tcb` invariants).
+#[test]
+fn small_acked_segments_do_not_creep_past_a_non_readers_buffer() {
+    let buf = 32 * 1024;
+    let cfg = TcpConfig { recv_buf: buf, timestamps: false, sack: false, ..TcpConfig::default() };
+    let shift = crate::proto::tcp::tcb::rcv_wscale_for(&cfg);
+    assert_eq!(shift, 7, "offered for the 4 MiB ceiling");
+    let (mut h, _) = active(cfg, TcpOptions { mss: Some(1460), window_scale: Some(0), ..Default::default() });
+    let start = h.pseq;
+    let mut edge = start.wrapping_add(65535.min(buf as u32));
+    for _ in 0..5000 {
+        let room = seq::dist(h.pseq, edge).min(100);
+        if room == 0 {
+            break;
+        }
+        h.send("A", &vec![3; room]);
+        h.advance(ms(40)); // the delayed ACK
+        let o = h.out();
+        edge_of(&o, shift, &mut edge);
+        h.conn_evs(); // the application never reads (no ReadCredit)
+    }
+    let accepted = seq::dist(start, h.pseq);
+    let (charged, _) = h.ep.rx_memory(h.conn).expect("open");
+    let bound = buf + buf / 8 + (1 << shift);
+    assert!(accepted < bound, "a non-reader accepted {accepted} bytes (buffer {buf})");
+    assert!(charged < bound + 2 * DATA_OVERHEAD, "charged {charged} (buffer {buf})");
+}
