@@ -158,4 +158,26 @@ mod tests {
         assert_eq!(s.rtt(), Some(us(7)));
         assert_eq!(s.on_consumed(t0 + us(100), 1 << 30, 1 << 20, 1448), None);
     }
+
+    /// With no practical ceiling (`recv_buf_max = usize::MAX`, a 1 GiB window at shift 14)
+    /// a round may consume gigabytes: a larger round never grows the buffer less (Linux
+    /// computes the growth in 64 bits; `2 * win * (copied - space)` must not wrap, nor
+    /// panic with overflow checks on).
+    #[test]
+    fn growth_of_huge_rounds_does_not_wrap() {
+        let t0 = Instant::now();
+        let grown = |copied: usize| {
+            let mut s = RcvSpace::new(1 << 20, usize::MAX, 1460);
+            s.on_data(t0, 0, 1 << 30);
+            s.on_data(t0 + us(100_000), 1 << 30, 1 << 30);
+            s.on_consumed(t0 + us(100_000), 0, 1 << 20, 1460);
+            s.on_consumed(t0 + us(200_000), copied, 1 << 20, 1460).expect("grows")
+        };
+        let mut last = 0;
+        for gib in 1..=8usize {
+            let g = grown(gib << 30);
+            assert!(g >= last && g >= 2 * (gib << 30), "{gib} GiB consumed: {g} after {last}");
+            last = g;
+        }
+    }
 }
