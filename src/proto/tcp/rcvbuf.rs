@@ -76,7 +76,7 @@ impl RcvSpace {
             return None;
         }
         let start = *self.round_start.get_or_insert(now);
-        self.consumed += n;
+        self.consumed = self.consumed.saturating_add(n);
         let rtt = self.rtt?;
         if now.saturating_duration_since(start) < rtt {
             return None;
@@ -86,9 +86,11 @@ impl RcvSpace {
         if copied <= self.space {
             return None;
         }
-        // Linux: rcvwin = 2 * copied + 16 * advmss, and the growth of this round again.
-        let mut win = 2 * copied + SLACK_SEGMENTS * mss;
-        win += 2 * win * (copied - self.space) / self.space.max(1);
+        // Linux: rcvwin = 2 * copied + 16 * advmss, and the growth of this round again (in
+        // 128 bits here, saturating: a round of gigabytes must not wrap, nor on 32 bits).
+        let win = 2 * copied as u128 + (SLACK_SEGMENTS * mss) as u128;
+        let grow = (2 * win).saturating_mul((copied - self.space) as u128) / self.space.max(1) as u128;
+        let win = usize::try_from(win + grow).unwrap_or(usize::MAX);
         self.space = copied;
         // The queue is charged a little over the payload (each chunk's event, `rcvqueue`).
         let want = win.saturating_add(win / 8).min(self.max);
@@ -179,5 +181,6 @@ mod tests {
             assert!(g >= last && g >= 2 * (gib << 30), "{gib} GiB consumed: {g} after {last}");
             last = g;
         }
+        assert_eq!(grown(usize::MAX), usize::MAX, "saturates at the ceiling");
     }
 }
