@@ -43,3 +43,35 @@ fn small_acked_segments_do_not_creep_past_a_non_readers_buffer() {
     assert!(accepted < bound, "a non-reader accepted {accepted} bytes (buffer {buf})");
     assert!(charged < bound + 2 * DATA_OVERHEAD, "charged {charged} (buffer {buf})");
 }
+
+/// A SYN-cookie connection scales its windows by the shift its stateless SYN-ACK offered
+/// (the auto-tuning ceiling's, 7), not by one for the initial buffer: the first ACK's
+/// window is the 1 MiB buffer at 2^7, not four times it.
+#[test]
+fn a_cookie_connection_scales_by_the_shift_its_syn_ack_offered() {
+    let cfg = TcpConfig { max_half_open: 1, ..TcpConfig::default() };
+    let mut h = H::new(cfg.clone());
+    h.ep.listen(ListenAddr::Addr(SocketAddr::new(US, LPORT)), 8).unwrap();
+    h.raw(TcpRepr { src_port: 6000, ..h.seg("S") }, &[]);
+    assert_eq!(h.out().len(), 1, "the ordinary SYN-ACK fills the half-open queue");
+    h.popts = TcpOptions {
+        mss: Some(1460),
+        window_scale: Some(7),
+        sack_permitted: true,
+        timestamps: Some((1000, 0)),
+        ..TcpOptions::default()
+    };
+    h.send("S", &[]);
+    let sa = h.out()[0].0;
+    assert_eq!(h.ep.stats().syncookies_sent, 1);
+    let shift = sa.options.window_scale.expect("offered");
+    assert_eq!(shift, crate::proto::tcp::tcb::rcv_wscale_for(&cfg));
+    h.pack = sa.seq.wrapping_add(1);
+    h.popts = TcpOptions { timestamps: sa.options.timestamps.map(|(v, _)| (1001, v)), ..TcpOptions::default() };
+    h.send("A", b"hello");
+    assert_eq!(h.ep.stats().syncookies_recv_ok, 1);
+    h.advance(ms(50));
+    let o = h.out();
+    let wnd = (o.last().expect("the ACK").0.window as usize) << shift;
+    assert!(wnd <= cfg.recv_buf && wnd + 4096 > cfg.recv_buf, "window {wnd} at shift {shift}");
+}
