@@ -139,7 +139,8 @@ fn hundred_thousand_one_byte_segments_to_a_non_reading_socket() {
     // never shrinks, so the overhead charged on top stays the receiver's), and the peer
     // keeps probing it for the rest of its 100,000 segments.
     // No auto-tuning ceiling above it: the window scale is then 0 and the bound exact (a
-    // larger shift lets the window's rounding pass the buffer by less than 2^shift).
+    // larger shift lets the window's rounding pass the buffer, by at most an eighth of it
+    // and 2^shift when each ACK covers fewer bytes than 2^shift).
     let mut cfg = StackConfig::default();
     cfg.tcp.recv_buf = 32 * 1024;
     cfg.tcp.recv_buf_max = 32 * 1024;

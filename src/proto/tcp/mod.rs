@@ -63,7 +63,8 @@
 //!   chunk while the application has unread data. Out-of-order data lies inside the window
 //!   and is charged likewise against `max_ooo_bytes` (allocation + 64 bytes per entry);
 //!   a window never shrinks, so what is held for one connection stays below about
-//!   `recv_buf + max_ooo_bytes` plus one advertised window's worth of overhead.
+//!   `recv_buf + max_ooo_bytes` plus one advertised window's worth of overhead (and at most
+//!   `recv_buf / 8 + 2^shift` that the scaled window's rounding lets in, `tcb` invariants).
 //! * receive-buffer auto-tuning (`rcvbuf`, Linux's dynamic right-sizing): `recv_buf` grows
 //!   towards `recv_buf_max` while the application drains more per round trip than the
 //!   window allows, never for one that does not read; our window scale is offered for

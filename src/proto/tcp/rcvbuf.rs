@@ -76,7 +76,7 @@ impl RcvSpace {
             return None;
         }
         let start = *self.round_start.get_or_insert(now);
-        self.consumed += n;
+        self.consumed = self.consumed.saturating_add(n);
         let rtt = self.rtt?;
         if now.saturating_duration_since(start) < rtt {
             return None;
@@ -86,9 +86,11 @@ impl RcvSpace {
         if copied <= self.space {
             return None;
         }
-        // Linux: rcvwin = 2 * copied + 16 * advmss, and the growth of this round again.
-        let mut win = 2 * copied + SLACK_SEGMENTS * mss;
-        win += 2 * win * (copied - self.space) / self.space.max(1);
+        // Linux: rcvwin = 2 * copied + 16 * advmss, and the growth of this round again (in
+        // 128 bits here, saturating: a round of gigabytes must not wrap, nor on 32 bits).
+        let win = 2 * copied as u128 + (SLACK_SEGMENTS * mss) as u128;
+        let grow = (2 * win).saturating_mul((copied - self.space) as u128) / self.space.max(1) as u128;
+        let win = usize::try_from(win + grow).unwrap_or(usize::MAX);
         self.space = copied;
         // The queue is charged a little over the payload (each chunk's event, `rcvqueue`).
         let want = win.saturating_add(win / 8).min(self.max);
@@ -157,5 +159,28 @@ mod tests {
         s.on_data(t0 + us(7), 900, 1000);
         assert_eq!(s.rtt(), Some(us(7)));
         assert_eq!(s.on_consumed(t0 + us(100), 1 << 30, 1 << 20, 1448), None);
+    }
+
+    /// With no practical ceiling (`recv_buf_max = usize::MAX`, a 1 GiB window at shift 14)
+    /// a round may consume gigabytes: a larger round never grows the buffer less (Linux
+    /// computes the growth in 64 bits; `2 * win * (copied - space)` must not wrap, nor
+    /// panic with overflow checks on).
+    #[test]
+    fn growth_of_huge_rounds_does_not_wrap() {
+        let t0 = Instant::now();
+        let grown = |copied: usize| {
+            let mut s = RcvSpace::new(1 << 20, usize::MAX, 1460);
+            s.on_data(t0, 0, 1 << 30);
+            s.on_data(t0 + us(100_000), 1 << 30, 1 << 30);
+            s.on_consumed(t0 + us(100_000), 0, 1 << 20, 1460);
+            s.on_consumed(t0 + us(200_000), copied, 1 << 20, 1460).expect("grows")
+        };
+        let mut last = 0;
+        for gib in 1..=8usize {
+            let g = grown(gib << 30);
+            assert!(g >= last && g >= 2 * (gib << 30), "{gib} GiB consumed: {g} after {last}");
+            last = g;
+        }
+        assert_eq!(grown(usize::MAX), usize::MAX, "saturates at the ceiling");
     }
 }

@@ -8,12 +8,15 @@
 //! * Byte 0 of the send buffer is sequence number `SND.UNA` (or `ISS+1` while the SYN is
 //!   unacknowledged); the FIN, once queued, sits right after the last buffered byte.
 //! * `RCV.NXT <= RCV.ADV`: `RCV.ADV` is the right edge of the window we advertised and it
-//!   never moves left (we never shrink the window, RFC 9293 §3.8.6.2.2, not even by the
-//!   rounding of the window scale); it exceeds `RCV.NXT + recv_buf - charged` by less
-//!   than 2^shift at the time it is advertised (the scaled field is rounded up, as
-//!   Linux's), where `charged` is what the receive queue holds for the application in
-//!   bytes of memory (`rcvqueue`: allocation + per-event overhead, as Linux's truesize),
-//!   so data held for the application never takes more than the buffer and that rounding.
+//!   never moves left (we never shrink the window, RFC 9293 §3.8.6.2.2). When it moves it
+//!   exceeds `RCV.NXT + recv_buf - charged` by less than 2^shift (the scaled field is
+//!   rounded up, as Linux's), or, when only that rounding moves it (an ACK that does not
+//!   open the window), by less than `recv_buf / 8 + 2^shift`; past that the field is
+//!   rounded down, a retraction of less than 2^shift on the wire (RFC 7323 §2.4) that
+//!   `RCV.ADV` still honours. `charged` is what the receive queue holds for the
+//!   application in bytes of memory (`rcvqueue`: allocation + per-event overhead, as
+//!   Linux's truesize), so data held for the application never takes more than the buffer,
+//!   an eighth of it and that rounding, however small the segments ACKed one by one.
 //! * The retransmission timer runs iff `SND.MAX != SND.UNA` (something in flight); the
 //!   persist timer runs iff data or a FIN is waiting while nothing is in flight (zero window
 //!   probing, M-35/M-36, and the sender SWS override timer, M-38). The RACK reordering

@@ -36,9 +36,16 @@ impl Tcb {
         let wnd = seq::dist(self.rcv_nxt, target);
         let mut field = (wnd >> s).min(0xffff);
         // Rounding down must not shrink the window the peer sees (RFC 9293 §3.8.6.2.2): round
-        // up instead, even past the free space by less than 2^shift bytes (Linux
+        // up instead, past the free space by less than 2^shift bytes (Linux
         // `tcp_select_window`: "never shrink the offered window", `ALIGN(cur_win, 1 << wscale)`).
-        if (field << s) < self.rcv_wnd() && field < 0xffff {
+        // Each ACK that does not open the window rounds up again from the new RCV.NXT, so the
+        // right edge creeps along with it: only while it stays within an eighth of the buffer
+        // (and 2^shift) of the free space. Past that the field is rounded down, a window
+        // retracted by less than 2^shift (RFC 7323 §2.4) that RCV.ADV still honours, or a
+        // peer whose small segments are ACKed one by one fills a non-reader without bound.
+        let limit = (self.recv_buf + self.recv_buf / 8).saturating_add(1 << s);
+        let within = ((field + 1) << s).saturating_add(self.rcvq.charged()) <= limit;
+        if (field << s) < self.rcv_wnd() && field < 0xffff && within {
             field += 1;
         }
         let adv = self.rcv_nxt.wrapping_add((field << s) as u32);

@@ -1059,6 +1059,7 @@ mod more;
 mod orphans;
 mod recovery;
 mod review;
+mod review11;
 mod review7;
 mod rxmem;
 
