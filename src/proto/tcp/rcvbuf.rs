@@ -10,10 +10,10 @@
 //! bandwidth-delay product) and no more.
 //!
 //! The receiver's RTT is measured as Linux's `tcp_rcv_rtt_measure` does without
-//! timestamps: the time the peer takes to fill the window advertised at a mark (RCV.NXT
-//! passes the right edge the window had then), the minimum over the connection. When the
-//! window limits the sender that is one round trip, queueing included; otherwise it is
-//! longer, which only makes a round count more bytes.
+//! timestamps: the time the peer takes to send one advertised window's worth past a mark
+//! (RCV.NXT passes the mark plus the window last advertised), the minimum over the
+//! connection. When the window limits the sender that is one round trip, queueing
+//! included; otherwise it is longer, which only makes a round count more bytes.
 //!
 //! Invariants:
 //! * the buffer never shrinks and never passes `max`: what a connection holds stays below
@@ -56,7 +56,8 @@ impl RcvSpace {
         self.rtt
     }
 
-    /// In-order data moved RCV.NXT to `rcv_nxt`; `rcv_wnd` is the window advertised now.
+    /// In-order data moved RCV.NXT to `rcv_nxt`; `rcv_wnd` is the window last advertised
+    /// (its size, not what is left of it).
     pub fn on_data(&mut self, now: Instant, rcv_nxt: u32, rcv_wnd: usize) {
         if let Some((edge, at)) = self.mark {
             if seq::lt(rcv_nxt, edge) {

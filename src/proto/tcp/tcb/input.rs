@@ -543,7 +543,9 @@ impl Tcb {
             if self.ooo.is_empty() {
                 self.recent_blocks.clear();
             }
-            self.rcv_space.on_data(now, self.rcv_nxt, self.rcv_wnd());
+            // The mark is a whole advertised window ahead (Linux's `rcv_nxt + rcv_wnd`), not the
+            // current right edge, which data already in flight reaches back to back.
+            self.rcv_space.on_data(now, self.rcv_nxt, seq::dist(self.last_ack_sent, self.rcv_adv));
             if self.ooo_fin == Some(self.rcv_nxt) {
                 self.ooo_fin = None;
                 self.process_fin(now);
