@@ -222,7 +222,8 @@ fn main() {
                 r.rss_after_close_kib
                     .map_or(String::new(), |k| format!("  RSS after close {:.1} MiB", k as f64 / 1024.0))
             );
-            csv.push_str(&format!("{},{},{:.0},{:.2},{}\n", r.name, r.conns, r.per_sec, r.kib_per_conn, closed));
+            // Quoted: the scenario names contain commas (RFC 4180 §2.6).
+            csv.push_str(&format!("\"{}\",{},{:.0},{:.2},{}\n", r.name, r.conns, r.per_sec, r.kib_per_conn, closed));
         }
         write_csv(&o.csv, &csv);
     });

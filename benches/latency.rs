@@ -183,7 +183,8 @@ fn measure(name: &'static str, reps: usize, csv: &mut String, mut run: impl FnMu
     let mut p99s = Vec::new();
     for rep in 0..reps {
         let (p50, p99) = percentiles(run());
-        csv.push_str(&format!("{name},{rep},{p50:.1},{p99:.1}\n"));
+        // Quoted: the scenario names contain commas (RFC 4180 §2.6).
+        csv.push_str(&format!("\"{name}\",{rep},{p50:.1},{p99:.1}\n"));
         p50s.push(p50);
         p99s.push(p99);
     }

@@ -16,8 +16,14 @@ from collections import defaultdict
 
 
 def rows(path):
+    """The CSV's rows; a row with more fields than the header (an unquoted comma) is an
+    error, not a silently shifted chart."""
     with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+        rs = list(csv.DictReader(f))
+    for i, r in enumerate(rs, start=2):
+        if None in r or None in r.values():
+            sys.exit(f"{path}:{i}: {len(r)} fields, not the header's: unquoted comma? {r}")
+    return rs
 
 
 def throughput(plt, src, out):
