@@ -166,6 +166,9 @@ pub fn run(
             }
         }
         e.flush(now, &pool, &mut out, &mut schedule);
+        while let Some(c) = e.ep.take_spent_tx() {
+            e.recycle.tx_chunks.put(c);
+        }
         if !out.is_empty() && !devtx.send(std::mem::replace(&mut out, e.recycle.tx.get()), &pool, &stats.dev_tx_dropped)
         {
             return;

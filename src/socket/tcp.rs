@@ -11,6 +11,7 @@ use super::ToSocketAddrs;
 use super::{check_timeout, check_ttl, each_addr, not_ready, recv_or_device, would_block};
 use crate::actor::tcp::{Incoming as IncomingConn, TcpMsg};
 use crate::actor::{stack_gone, StackHandle};
+use crate::proto::tcp::sendbuf::MIN_OWNED_CHUNK;
 use crate::proto::tcp::{AppCommand, ConnId, ListenAddr, ListenerId, SocketEvent};
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError};
 use parking_lot::{Condvar, Mutex, MutexGuard};
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Largest single `Write` command (bounds one message; credit bounds the total).
-const MAX_WRITE_CHUNK: usize = 256 * 1024;
+pub(crate) const MAX_WRITE_CHUNK: usize = 256 * 1024;
 /// Read credit is returned to the engine in steps of at least this much (or when the
 /// queue empties), so a stream of small reads does not cost a message each.
 const CREDIT_STEP: usize = 32 * 1024;
@@ -468,7 +469,18 @@ impl TcpStream {
         let n = buf.len().min(st.credit).min(MAX_WRITE_CHUNK);
         st.credit -= n;
         drop(st);
-        self.inner.send(AppCommand::Write(buf[..n].to_vec()))?;
+        // A large write fills a send chunk the engine is done with when there is one
+        // (`Recyclers::tx_chunks`); a small one is copied into the send buffer anyway.
+        let mut data = match self.inner.stack.tx_chunks.take() {
+            Some(c) if n >= MIN_OWNED_CHUNK => c,
+            Some(c) => {
+                self.inner.stack.tx_chunks.put(c);
+                Vec::with_capacity(n)
+            }
+            None => Vec::with_capacity(n),
+        };
+        data.extend_from_slice(&buf[..n]);
+        self.inner.send(AppCommand::Write(data))?;
         Ok(n)
     }
 }

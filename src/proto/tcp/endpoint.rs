@@ -90,6 +90,8 @@ pub struct Endpoint {
     stats: TcpStats,
     /// Receive chunks handed back by the caller ([`Endpoint::recycle_rx_chunk`]).
     spare_chunks: Vec<Vec<u8>>,
+    /// Acknowledged send chunks for the caller to reuse ([`Endpoint::take_spent_tx`]).
+    spent_tx: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -115,6 +117,7 @@ macro_rules! ctx {
             epoch: $ep.epoch,
             stats: &mut $ep.stats,
             spare_chunks: &mut $ep.spare_chunks,
+            spent_tx: &mut $ep.spent_tx,
             trace: $ep.trace.as_mut(),
         }
     };
@@ -155,6 +158,7 @@ impl Endpoint {
             local_v6: Vec::new(),
             stats: TcpStats::default(),
             spare_chunks: Vec::new(),
+            spent_tx: Vec::new(),
         }
     }
 
@@ -164,7 +168,14 @@ impl Endpoint {
         super::rcvqueue::recycle(&mut self.spare_chunks, c);
     }
 
-    /// The configuration new connections use.
+    /// An emptied send chunk whose bytes were all acknowledged (at most
+    /// `sendbuf::SPENT_KEEP` wait here), for the caller to hand to a socket for its next
+    /// large write: the writer then fills memory already faulted in instead of a fresh
+    /// allocation that the engine frees on another thread.
+    pub fn take_spent_tx(&mut self) -> Option<Vec<u8>> {
+        self.spent_tx.pop()
+    }
+
     /// Queue a [`super::diag::Diag`] for each state change and retransmission timeout (the
     /// caller logs them; bounded by `diag::DIAG_QUEUE`).
     pub fn set_diagnostics(&mut self, on: bool) {
@@ -189,6 +200,7 @@ impl Endpoint {
         }
     }
 
+    /// The configuration new connections use.
     pub fn config(&self) -> &TcpConfig {
         &self.cfg
     }

@@ -9,7 +9,10 @@
 //! Invariants: `len <= cap` always (the facade is given credit for `cap` bytes; a write
 //! beyond it is truncated and reported); the held bytes are `chunks[0][head..]` followed by
 //! the other chunks whole, `len` in all, no chunk empty. Byte 0 of the buffer is the byte at
-//! sequence number `SND.UNA` (or `ISS+1` before the SYN is acked). Segments are sent as
+//! sequence number `SND.UNA` (or `ISS+1` before the SYN is acked). A chunk whose bytes are
+//! all acknowledged goes, emptied, to the caller's `spent` list when it is worth reusing
+//! (at least [`MIN_OWNED_CHUNK`], at most [`SPENT_KEEP`] held there): the socket's next large
+//! write fills it instead of a fresh allocation. Segments are sent as
 //! slices of a chunk without copying, except one that straddles two chunks (at most one per
 //! chunk), which is copied into `joined` (its allocation: at most one segment's length).
 //! [`SendBuffer::allocated`] counts every allocation held.
@@ -30,6 +33,8 @@ pub struct SendBuffer {
 pub const MIN_OWNED_CHUNK: usize = 16 * 1024;
 /// Allocation step of the tail chunk that small writes are copied into.
 pub const TAIL_CHUNK: usize = 64 * 1024;
+/// Most spent chunks the caller's list takes ([`SendBuffer::consume`]); others are freed.
+pub const SPENT_KEEP: usize = 16;
 
 impl SendBuffer {
     pub fn new(cap: usize) -> Self {
@@ -82,8 +87,9 @@ impl SendBuffer {
         self.len += n;
         n
     }
-    /// Drop `n` acknowledged bytes from the front.
-    pub fn consume(&mut self, n: usize) {
+    /// Drop `n` acknowledged bytes from the front; chunks left empty go to `spent` (see
+    /// the module doc) or are freed.
+    pub fn consume(&mut self, n: usize, spent: &mut Vec<Vec<u8>>) {
         let mut n = n.min(self.len);
         self.len -= n;
         while n > 0 {
@@ -93,13 +99,20 @@ impl SendBuffer {
                 return;
             }
             n -= first;
-            self.chunks.pop_front();
-            self.head = 0;
+            self.retire_front(spent);
         }
         if self.chunks.front().is_some_and(|c| c.len() == self.head) {
-            self.chunks.pop_front();
-            self.head = 0;
+            self.retire_front(spent);
         }
+    }
+    fn retire_front(&mut self, spent: &mut Vec<Vec<u8>>) {
+        if let Some(mut c) = self.chunks.pop_front() {
+            if c.capacity() >= MIN_OWNED_CHUNK && spent.len() < SPENT_KEEP {
+                c.clear();
+                spent.push(c);
+            }
+        }
+        self.head = 0;
     }
     /// Bytes `[off, off+len)` counted from the front, clipped to what is buffered.
     pub fn slice(&mut self, off: usize, len: usize) -> &[u8] {
@@ -142,11 +155,11 @@ mod tests {
         assert_eq!(b.push(b"hello world"), 10);
         assert_eq!(b.free(), 0);
         assert_eq!(b.slice(6, 100), b"worl");
-        b.consume(6);
+        b.consume(6, &mut Vec::new());
         assert_eq!(b.slice(0, 2), b"wo");
         assert_eq!(b.push(b"xyz"), 3);
         assert_eq!(b.slice(0, 100), b"worlxyz");
-        b.consume(100);
+        b.consume(100, &mut Vec::new());
         assert!(b.is_empty());
         assert_eq!(b.slice(5, 5), b"");
     }
@@ -166,12 +179,15 @@ mod tests {
         assert_eq!(b.chunks.len(), 3);
         assert_eq!(b.slice(99_995, 20), &model[99_995..100_015], "straddles three chunks");
         assert_eq!(b.slice(150_000, 1460), &model[150_000..151_460]);
-        b.consume(100_005);
-        assert_eq!(b.chunks.len(), 2, "an acknowledged chunk is dropped");
+        let mut spent = Vec::new();
+        b.consume(100_005, &mut spent);
+        assert_eq!(b.chunks.len(), 2, "an acknowledged chunk leaves");
+        assert_eq!(spent.len(), 1, "and is handed back for reuse");
+        assert!(spent[0].is_empty() && spent[0].capacity() >= 100_000);
         assert_eq!(b.slice(0, 5), &[7u8; 5]);
         assert_eq!(b.slice(5, 3), &model[100_010..100_013]);
         assert!(std::ptr::eq(b.slice(5, 3).as_ptr(), last_ptr), "the write's own buffer, not a copy");
-        b.consume(1 << 20);
+        b.consume(1 << 20, &mut Vec::new());
         assert!(b.is_empty() && b.chunks.is_empty());
     }
 
@@ -189,7 +205,7 @@ mod tests {
                 assert_eq!(b.slice(off, len), want, "off {off} len {len} at {sent}");
             }
             let k = 3000.min(b.len());
-            b.consume(k);
+            b.consume(k, &mut Vec::new());
             sent += k;
             pushed += b.push(&data[pushed..]);
             assert!(b.len() <= 8192);
@@ -198,12 +214,30 @@ mod tests {
         assert!(b.allocated() <= 8192 + 2 * super::TAIL_CHUNK + 3000, "the chunks and at most one joined segment");
     }
 
+    /// Spent chunks go back (emptied) only when worth reusing, and at most `SPENT_KEEP`.
+    #[test]
+    fn spent_chunks_are_bounded_and_only_large_ones_kept() {
+        let mut b = SendBuffer::new(64 << 20);
+        for _ in 0..SPENT_KEEP + 4 {
+            assert_eq!(b.push_vec(vec![1u8; MIN_OWNED_CHUNK]), MIN_OWNED_CHUNK);
+        }
+        let mut spent = Vec::new();
+        b.consume(b.len(), &mut spent);
+        assert_eq!(spent.len(), SPENT_KEEP, "bounded");
+        assert!(b.is_empty() && b.chunks.is_empty());
+        let mut small = SendBuffer::new(1000);
+        small.push(&[2u8; 1000]);
+        let mut spent = Vec::new();
+        small.consume(1000, &mut spent);
+        assert!(spent.is_empty(), "a 1,000-byte tail chunk is not worth a slot");
+    }
+
     #[test]
     fn grows_on_demand_keeping_order() {
         let mut b = SendBuffer::new(1 << 20);
         assert_eq!(b.allocated(), 0, "idle: nothing held");
         b.push(&[1u8; 3000]);
-        b.consume(2500);
+        b.consume(2500, &mut Vec::new());
         b.push(&[2u8; 3000]);
         b.push(&[3u8; 3000]);
         let all = b.slice(0, 1 << 20).to_vec();

@@ -486,7 +486,7 @@ impl Tcb {
             }
         }
         let data_acked = acked.min(self.sndbuf.len());
-        self.sndbuf.consume(data_acked);
+        self.sndbuf.consume(data_acked, ctx.spent_tx);
         // RTT sample (RFC 6298 §3 / RFC 7323 §4.1; Karn's rule for timed segments).
         match (self.ts_ok, r.options.timestamps) {
             (true, Some((_, tsecr))) => self.rtt_sample_ts(now, ctx.epoch, tsecr),

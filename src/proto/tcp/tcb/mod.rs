@@ -118,6 +118,9 @@ pub(crate) struct Ctx<'a> {
     pub stats: &'a mut TcpStats,
     /// Receive chunks the application finished with, for reuse (`rcvqueue::recycle`).
     pub spare_chunks: &'a mut Vec<Vec<u8>>,
+    /// Send chunks whose bytes are all acknowledged, for the caller to hand back to the
+    /// sockets (`sendbuf`; [`super::Endpoint::take_spent_tx`]).
+    pub spent_tx: &'a mut Vec<Vec<u8>>,
     /// Where trace rows go while tracing is on ([`super::diag`]).
     pub trace: Option<&'a mut Vec<super::diag::TraceRow>>,
 }
