@@ -36,7 +36,7 @@ pub mod timer;
 use crate::buf::{Batch, ByteBudget, Pool, Recycler};
 use crate::device::{Device, StopHandle};
 use crate::proto::ip::{IpConfig, IpStats};
-use crate::proto::tcp::TcpConfig;
+use crate::proto::tcp::{sendbuf, TcpConfig};
 use crossbeam_channel::{bounded, Sender};
 use parking_lot::Mutex;
 use slog::{info, Logger};
@@ -182,7 +182,7 @@ impl Recyclers {
             segs: Recycler::new(64, batch, max),
             tx: Recycler::new(64, batch, max),
             chunks: Recycler::new(32, 1, crate::proto::tcp::rcvqueue::DATA_CHUNK),
-            tx_chunks: Recycler::new(crate::proto::tcp::sendbuf::SPENT_KEEP, 1, crate::socket::MAX_WRITE_CHUNK),
+            tx_chunks: Recycler::new(sendbuf::SPENT_KEEP, 1, sendbuf::SPENT_MAX_CAP),
         }
     }
 }

@@ -57,7 +57,6 @@ mod udp;
 pub use dns::TRY_TIMEOUTS as DNS_TRY_TIMEOUTS;
 pub use packet::PacketSocket;
 pub use raw::{IcmpSocket, IpVersion};
-pub(crate) use tcp::MAX_WRITE_CHUNK;
 pub use tcp::{Incoming, TcpListener, TcpStream};
 pub use udp::UdpSocket;
 

@@ -23,7 +23,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Largest single `Write` command (bounds one message; credit bounds the total).
-pub(crate) const MAX_WRITE_CHUNK: usize = 256 * 1024;
+const MAX_WRITE_CHUNK: usize = 256 * 1024;
+// A write's chunk must be small enough to come back for reuse (`sendbuf::SPENT_MAX_CAP`).
+const _: () = assert!(MAX_WRITE_CHUNK <= crate::proto::tcp::sendbuf::SPENT_MAX_CAP);
 /// Read credit is returned to the engine in steps of at least this much (or when the
 /// queue empties), so a stream of small reads does not cost a message each.
 const CREDIT_STEP: usize = 32 * 1024;

@@ -11,7 +11,8 @@
 //! the other chunks whole, `len` in all, no chunk empty. Byte 0 of the buffer is the byte at
 //! sequence number `SND.UNA` (or `ISS+1` before the SYN is acked). A chunk whose bytes are
 //! all acknowledged goes, emptied, to the caller's `spent` list when it is worth reusing
-//! (at least [`MIN_OWNED_CHUNK`], at most [`SPENT_KEEP`] held there): the socket's next large
+//! (between [`MIN_OWNED_CHUNK`] and [`SPENT_MAX_CAP`], at most [`SPENT_KEEP`] held there):
+//! the socket's next large
 //! write fills it instead of a fresh allocation. Segments are sent as
 //! slices of a chunk without copying, except one that straddles two chunks (at most one per
 //! chunk), which is copied into `joined` (its allocation: at most one segment's length).
@@ -35,6 +36,9 @@ pub const MIN_OWNED_CHUNK: usize = 16 * 1024;
 pub const TAIL_CHUNK: usize = 64 * 1024;
 /// Most spent chunks the caller's list takes ([`SendBuffer::consume`]); others are freed.
 pub const SPENT_KEEP: usize = 16;
+/// Largest spent chunk kept (the facade's largest write): a bigger one, which only a caller
+/// of the core's own API can make, is freed, so the list holds at most 4 MiB.
+pub const SPENT_MAX_CAP: usize = 256 * 1024;
 
 impl SendBuffer {
     pub fn new(cap: usize) -> Self {
@@ -107,7 +111,7 @@ impl SendBuffer {
     }
     fn retire_front(&mut self, spent: &mut Vec<Vec<u8>>) {
         if let Some(mut c) = self.chunks.pop_front() {
-            if c.capacity() >= MIN_OWNED_CHUNK && spent.len() < SPENT_KEEP {
+            if (MIN_OWNED_CHUNK..=SPENT_MAX_CAP).contains(&c.capacity()) && spent.len() < SPENT_KEEP {
                 c.clear();
                 spent.push(c);
             }
@@ -230,6 +234,10 @@ mod tests {
         let mut spent = Vec::new();
         small.consume(1000, &mut spent);
         assert!(spent.is_empty(), "a 1,000-byte tail chunk is not worth a slot");
+        let mut huge = SendBuffer::new(8 << 20);
+        huge.push_vec(vec![3u8; 4 << 20]);
+        huge.consume(4 << 20, &mut spent);
+        assert!(spent.is_empty(), "a 4 MiB chunk (core API) is freed, not held");
     }
 
     #[test]
