@@ -15,6 +15,13 @@ fn tmp(name: &str) -> PathBuf {
     d
 }
 
+/// Every test here serves a control socket (a thread named "ctl"): they run one at a time,
+/// so that `dropping_the_server_ends_its_thread` counts only its own server's thread.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static M: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    M.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Threads of this process whose name is `name` (`/proc/self/task/*/comm`).
 fn threads_named(name: &str) -> usize {
     std::fs::read_dir("/proc/self/task")
@@ -29,6 +36,7 @@ fn threads_named(name: &str) -> usize {
 /// say nothing (a stuck script, a stopped `netstack ctl`) made every other request fail.
 #[test]
 fn silent_clients_do_not_starve_a_request() {
+    let _serial = serial();
     let (a, _b) = Stack::builder().addr("10.9.1.2/24").pair().expect("pair");
     let dir = tmp("silent");
     let srv = serve_in(&dir, a.handle(), "pair0").expect("serve");
@@ -49,6 +57,7 @@ fn silent_clients_do_not_starve_a_request() {
 /// rest of the bin's life. 1500 connections on the pair, one such client, then a request.
 #[test]
 fn a_client_that_never_reads_does_not_wedge_the_server() {
+    let _serial = serial();
     use netstack::{TcpListener, TcpStream};
     let (a, b) = Stack::builder().addr("10.9.2.2/24").pair().expect("pair");
     let l = TcpListener::bind(&b, "10.9.2.1:7000").expect("bind");
@@ -74,10 +83,22 @@ fn a_client_that_never_reads_does_not_wedge_the_server() {
 /// user who serves and drops per stack leaks a thread and a stack's handle each time).
 #[test]
 fn dropping_the_server_ends_its_thread() {
+    let _serial = serial();
     let (a, _b) = Stack::builder().addr("10.9.3.2/24").pair().expect("pair");
     let dir = tmp("drop");
+    // The other tests' servers and client threads end within their timeouts: wait for them
+    // (bounded), so that the count below is this server's alone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while threads_named("ctl") > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let before = threads_named("ctl");
     let srv = serve_in(&dir, a.handle(), "pair0").expect("serve");
+    // A new thread takes its name as it starts: wait for it (bounded).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while threads_named("ctl") < before + 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     assert_eq!(threads_named("ctl"), before + 1);
     drop(srv);
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -94,6 +115,7 @@ fn dropping_the_server_ends_its_thread() {
 /// their own and feed `netstack ctl` its answers, or delete it.
 #[test]
 fn an_open_runtime_directory_is_not_trusted_as_is() {
+    let _serial = serial();
     let (a, _b) = Stack::builder().addr("10.9.4.2/24").pair().expect("pair");
     let dir = tmp("perm");
     std::fs::create_dir_all(&dir).unwrap();
@@ -108,6 +130,7 @@ fn an_open_runtime_directory_is_not_trusted_as_is() {
 /// A symlink where the directory should be is refused: it may point anywhere.
 #[test]
 fn a_symlinked_runtime_directory_is_refused() {
+    let _serial = serial();
     let (a, _b) = Stack::builder().addr("10.9.5.2/24").pair().expect("pair");
     let base = tmp("link");
     let target = base.join("elsewhere");
