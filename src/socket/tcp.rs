@@ -471,10 +471,12 @@ impl TcpStream {
         let n = buf.len().min(st.credit).min(MAX_WRITE_CHUNK);
         st.credit -= n;
         drop(st);
-        // A large write fills a send chunk the engine is done with when there is one
-        // (`Recyclers::tx_chunks`); a small one is copied into the send buffer anyway.
-        let mut data = match self.inner.stack.tx_chunks.take() {
-            Some(c) if n >= MIN_OWNED_CHUNK => c,
+        // A large write fills a send chunk the engine is done with when one fits it: at
+        // least its size and at most twice (the send buffer keeps the chunk, so a 16 KiB write
+        // must not pin 256 KiB). A small write is copied into the send buffer anyway.
+        let recycled = if n >= MIN_OWNED_CHUNK { self.inner.stack.tx_chunks.take() } else { None };
+        let mut data = match recycled {
+            Some(c) if (n..=2 * n).contains(&c.capacity()) => c,
             Some(c) => {
                 self.inner.stack.tx_chunks.put(c);
                 Vec::with_capacity(n)
