@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 fn ctl(dir: &std::path::Path, args: &[&str]) -> Output {
@@ -17,17 +17,6 @@ fn ctl(dir: &std::path::Path, args: &[&str]) -> Output {
         .env("XDG_RUNTIME_DIR", dir)
         .output()
         .expect("run ctl")
-}
-
-fn start_host(dir: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_netstack"))
-        .args(["--log", "warn"])
-        .env("XDG_RUNTIME_DIR", dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start netstack")
 }
 
 fn stat(text: &str, name: &str) -> u64 {
@@ -41,7 +30,7 @@ fn ctl_stats_and_ss_on_a_running_host() {
     in_netns("ctl_stats_and_ss_on_a_running_host", || {
         let dir = std::env::temp_dir().join(format!("netstack-ctl-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let mut host = start_host(&dir);
+        let mut host = start_host(&dir, &[]);
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut conn = loop {
             match std::net::TcpStream::connect_timeout(&"10.0.0.2:9".parse().unwrap(), Duration::from_millis(300)) {

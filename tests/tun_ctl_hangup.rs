@@ -5,20 +5,8 @@ mod common;
 use common::*;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
-
-fn start_host(dir: &Path, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_netstack"))
-        .args(["--log", "warn"])
-        .args(extra)
-        .env("XDG_RUNTIME_DIR", dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start netstack")
-}
 
 /// The control socket of the one bin in `dir`, once it is there (10 s at most).
 fn wait_socket(dir: &Path) -> PathBuf {

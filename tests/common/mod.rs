@@ -145,3 +145,18 @@ pub fn pair_upload(a: &Stack, b: &Stack, port: u16, len: usize) {
     t.join().unwrap();
     assert_eq!(sha256_hex(&got), sha256_hex(&data), "{} of {len} bytes", got.len());
 }
+
+/// The `netstack` host bin with `extra` flags, its control socket under `dir`
+/// (`XDG_RUNTIME_DIR`), quiet on every stream.
+pub fn start_host(dir: &std::path::Path, extra: &[&str]) -> std::process::Child {
+    use std::process::Stdio;
+    Command::new(env!("CARGO_BIN_EXE_netstack"))
+        .args(["--log", "warn"])
+        .args(extra)
+        .env("XDG_RUNTIME_DIR", dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start netstack")
+}
