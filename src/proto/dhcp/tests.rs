@@ -66,6 +66,16 @@ fn bound(t0: Instant, t1: Option<u32>, t2: Option<u32>) -> Client {
     c
 }
 
+/// A client bound at `t0` (default times) and RENEWING at T1 (60 s): its REQUEST's xid.
+fn renewing(t0: Instant) -> (Client, u32) {
+    let mut c = bound(t0, None, None);
+    c.poll_event();
+    c.handle_timeout(t0 + secs(60));
+    let (_, ty, xid) = sent(&mut c);
+    assert_eq!((ty, c.state()), (MessageType::Request, State::Renewing));
+    (c, xid)
+}
+
 // ------------------------------------------------------------------------- wire
 
 #[test]
@@ -383,10 +393,7 @@ fn expiry_deconfigures_and_restarts() {
 #[test]
 fn nak_while_renewing_deconfigures() {
     let t0 = Instant::now();
-    let mut c = bound(t0, None, None);
-    c.poll_event();
-    c.handle_timeout(t0 + secs(60));
-    let (_, _, xid) = sent(&mut c);
+    let (mut c, xid) = renewing(t0);
     c.handle_packet(t0 + secs(60), &reply(MessageType::Nak, xid, None, None));
     assert_eq!(c.poll_event(), Some(Event::Deconfigured));
     assert_eq!((sent(&mut c).1, c.state()), (MessageType::Discover, State::Selecting));
@@ -515,11 +522,7 @@ fn zero_lease_or_t1_does_not_spin() {
 #[test]
 fn nak_from_another_server_while_renewing_is_ignored() {
     let t0 = Instant::now();
-    let mut c = bound(t0, None, None);
-    c.poll_event();
-    c.handle_timeout(t0 + secs(60));
-    let (_, ty, xid) = sent(&mut c);
-    assert_eq!((ty, c.state()), (MessageType::Request, State::Renewing));
+    let (mut c, xid) = renewing(t0);
     let mut nak = DhcpRepr::new(MessageType::Nak, xid, MAC);
     for server in [Some(Ipv4Addr::new(10, 0, 0, 66)), None] {
         nak.server_id = server;
