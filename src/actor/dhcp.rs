@@ -37,8 +37,7 @@ use std::time::{Duration, Instant};
 
 /// How long shutdown waits for the RELEASE to leave (its server's MAC may need resolving).
 pub const RELEASE_WAIT: Duration = Duration::from_secs(1);
-/// How long the stack keeps the device once the RELEASE has left the ip actor (with DHCP
-/// on, also when there was no lease to release): dev-tx
+/// How long the stack keeps the device once the RELEASE has left the ip actor: dev-tx
 /// still has to write it, and a server bound to the interface (dnsmasq) discards a
 /// datagram it reads after the interface vanished, which happens as soon as the stack
 /// closes a TAP device it created (`tests/tap_dhcp.rs` lost the RELEASE in 1 of 5 runs).
@@ -68,7 +67,7 @@ pub struct DhcpShell {
     installed: Option<Lease>,
     published: DhcpStats,
     /// Shutdown waits on this until the RELEASE to this server left or the deadline passed.
-    release: Option<(Sender<()>, Instant, Ipv4Addr)>,
+    release: Option<(Sender<bool>, Instant, Ipv4Addr)>,
     log: Logger,
 }
 
@@ -108,14 +107,15 @@ impl DhcpShell {
         }
     }
 
-    /// Shutdown: queue a RELEASE (if we hold a lease); `done` hears when it left.
-    pub fn release(&mut self, now: Instant, done: Sender<()>) {
+    /// Shutdown: queue a RELEASE (if we hold a lease); `done` hears when it left (`true`),
+    /// or that there was none to send or it could not leave in time (`false`).
+    pub fn release(&mut self, now: Instant, done: Sender<bool>) {
         let server = self.client.lease().map(|l| l.server);
         if let (Some(server), true) = (server, self.client.release(now)) {
             info!(self.log, "dhcp: releasing the lease"; "server" => %server);
             self.release = Some((done, now + RELEASE_WAIT, server));
         } else {
-            let _ = done.try_send(());
+            let _ = done.try_send(false);
         }
     }
 
@@ -176,9 +176,10 @@ impl DhcpShell {
     /// known, so it was framed and handed to dev-tx) or that the wait is over.
     pub fn check_release(&mut self, now: Instant, link: &super::link::LinkShell) {
         let Some((_, deadline, server)) = &self.release else { return };
-        if now >= *deadline || link.neighbour_known(IpAddr::V4(*server)) {
+        let left = link.neighbour_known(IpAddr::V4(*server));
+        if now >= *deadline || left {
             if let Some((done, ..)) = self.release.take() {
-                let _ = done.try_send(());
+                let _ = done.try_send(left);
             }
         }
     }

@@ -84,9 +84,10 @@ pub enum IpMsg {
     /// A whole Ethernet frame from a packet socket, checked by the socket.
     PacketSend(Vec<u8>),
     PacketClose(PacketSockId),
-    /// The stack is stopping: release the DHCP lease; the sender hears when the RELEASE
-    /// left (at once without a lease or without DHCP).
-    DhcpRelease(Sender<()>),
+    /// The stack is stopping: release the DHCP lease; the sender hears `true` when the
+    /// RELEASE left, `false` at once without a lease or without DHCP (or when it could not
+    /// leave in time).
+    DhcpRelease(Sender<bool>),
     Shutdown,
 }
 
@@ -270,7 +271,7 @@ impl IpActor {
             IpMsg::DhcpRelease(done) => match self.dhcp.as_mut() {
                 Some(d) => d.release(now, done),
                 None => {
-                    let _ = done.try_send(());
+                    let _ = done.try_send(false);
                 }
             },
             IpMsg::Shutdown => return false,

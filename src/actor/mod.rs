@@ -568,7 +568,7 @@ impl Stack {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let t = std::time::Duration::from_millis(200);
         if self.handle.ip.send_timeout(ip::IpMsg::DhcpRelease(tx), t).is_ok()
-            && rx.recv_timeout(dhcp::RELEASE_WAIT + t).is_ok()
+            && rx.recv_timeout(dhcp::RELEASE_WAIT + t) == Ok(true)
         {
             std::thread::sleep(dhcp::RELEASE_GRACE);
         }
