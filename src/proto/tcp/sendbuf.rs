@@ -3,17 +3,16 @@
 //! A queue of chunks. A large write arrives as the `Vec` the socket made and is kept as it
 //! is ([`SendBuffer::push_vec`]: moved, not copied — the engine's one copy of a byte is then
 //! into the packet); small writes are copied into the tail chunk, which grows by
-//! [`TAIL_CHUNK`] steps. Acknowledged bytes leave by moving the head, and a chunk whose
-//! bytes are all acknowledged is dropped (an idle connection holds nothing).
+//! [`TAIL_CHUNK`] steps. Acknowledged bytes leave by moving the head; a chunk whose bytes
+//! are all acknowledged leaves the buffer (an idle connection holds nothing): emptied, to
+//! the caller's `spent` list when it is worth reusing (between [`MIN_OWNED_CHUNK`] and
+//! [`SPENT_MAX_CAP`], at most [`SPENT_KEEP`] there), for the socket's next large write to
+//! fill instead of a fresh allocation; otherwise freed.
 //!
 //! Invariants: `len <= cap` always (the facade is given credit for `cap` bytes; a write
 //! beyond it is truncated and reported); the held bytes are `chunks[0][head..]` followed by
 //! the other chunks whole, `len` in all, no chunk empty. Byte 0 of the buffer is the byte at
-//! sequence number `SND.UNA` (or `ISS+1` before the SYN is acked). A chunk whose bytes are
-//! all acknowledged goes, emptied, to the caller's `spent` list when it is worth reusing
-//! (between [`MIN_OWNED_CHUNK`] and [`SPENT_MAX_CAP`], at most [`SPENT_KEEP`] held there):
-//! the socket's next large
-//! write fills it instead of a fresh allocation. Segments are sent as
+//! sequence number `SND.UNA` (or `ISS+1` before the SYN is acked). Segments are sent as
 //! slices of a chunk without copying, except one that straddles two chunks (at most one per
 //! chunk), which is copied into `joined` (its allocation: at most one segment's length).
 //! [`SendBuffer::allocated`] counts every allocation held.
