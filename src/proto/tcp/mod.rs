@@ -62,9 +62,10 @@
 //!   256 bytes per event), not its payload; small in-order segments are coalesced into one
 //!   chunk while the application has unread data. Out-of-order data lies inside the window
 //!   and is charged likewise against `max_ooo_bytes` (allocation + 64 bytes per entry);
-//!   a window never shrinks, so what is held for one connection stays below about
-//!   `recv_buf + max_ooo_bytes` plus one advertised window's worth of overhead (and at most
-//!   `recv_buf / 8 + 2^shift` that the scaled window's rounding lets in, `tcb` invariants).
+//!   the right edge never moves left, so what is held for one connection stays below about
+//!   the buffer (`recv_buf`, or what auto-tuning grew it to, at most `recv_buf_max`) +
+//!   `max_ooo_bytes` plus one advertised window's worth of overhead (and at most an eighth
+//!   of the buffer + 2^shift that the scaled window's rounding lets in, `tcb` invariants).
 //! * receive-buffer auto-tuning (`rcvbuf`, Linux's dynamic right-sizing): `recv_buf` grows
 //!   towards `recv_buf_max` while the application drains more per round trip than the
 //!   window allows, never for one that does not read; our window scale is offered for
