@@ -471,21 +471,28 @@ impl TcpStream {
         let n = buf.len().min(st.credit).min(MAX_WRITE_CHUNK);
         st.credit -= n;
         drop(st);
-        // A large write fills a send chunk the engine is done with when one fits it: at
-        // least its size and at most twice (the send buffer keeps the chunk, so a 16 KiB write
-        // must not pin 256 KiB). A small write is copied into the send buffer anyway.
-        let recycled = if n >= MIN_OWNED_CHUNK { self.inner.stack.tx_chunks.take() } else { None };
-        let mut data = match recycled {
-            Some(c) if (n..=2 * n).contains(&c.capacity()) => c,
-            Some(c) => {
-                self.inner.stack.tx_chunks.put(c);
-                Vec::with_capacity(n)
-            }
-            None => Vec::with_capacity(n),
-        };
+        let mut data = write_chunk(&self.inner.stack.tx_chunks, n);
         data.extend_from_slice(&buf[..n]);
         self.inner.send(AppCommand::Write(data))?;
         Ok(n)
+    }
+}
+
+/// An empty `Vec` for a write of `n` bytes. A large write fills a send chunk the engine is
+/// done with (`Recyclers::tx_chunks`) when one fits it: at least its size and at most twice
+/// (the send buffer keeps the chunk, so a 16 KiB write must not pin 256 KiB; a chunk that
+/// does not fit goes back). A small write is copied into the send buffer anyway.
+fn write_chunk(recycled: &crate::buf::Recycler<u8>, n: usize) -> Vec<u8> {
+    if n < MIN_OWNED_CHUNK {
+        return Vec::with_capacity(n);
+    }
+    match recycled.take() {
+        Some(c) if (n..=2 * n).contains(&c.capacity()) => c,
+        Some(c) => {
+            recycled.put(c);
+            Vec::with_capacity(n)
+        }
+        None => Vec::with_capacity(n),
     }
 }
 
@@ -704,6 +711,21 @@ impl std::fmt::Debug for TcpListener {
 
 #[cfg(test)]
 mod tests {
+    /// Review finding: a 16 KiB write took a recycled 256 KiB chunk, and the send buffer
+    /// kept all of it (16 MiB held for a 1 MiB buffer). A chunk is reused only when it fits.
+    #[test]
+    fn a_write_reuses_only_a_chunk_that_fits_it() {
+        use crate::proto::tcp::sendbuf::SPENT_MAX_CAP;
+        let r = crate::buf::Recycler::new(4, 1, SPENT_MAX_CAP);
+        r.put(Vec::with_capacity(SPENT_MAX_CAP));
+        let small = write_chunk(&r, MIN_OWNED_CHUNK);
+        assert!(small.capacity() < 2 * MIN_OWNED_CHUNK, "16 KiB write in {} bytes", small.capacity());
+        assert!(write_chunk(&r, 100).capacity() < MIN_OWNED_CHUNK, "a small write leaves the recycler alone");
+        let big = write_chunk(&r, 200 * 1024);
+        assert!(big.capacity() >= SPENT_MAX_CAP, "the recycled chunk, kept for a write it fits");
+        assert!(r.take().is_none(), "taken once");
+    }
+
     use super::*;
 
     /// Issue 7: an event the engine marks non-fatal (BrokenPipe for a write that raced
