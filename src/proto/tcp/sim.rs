@@ -13,6 +13,9 @@
 //!   event: each byte delivered once, in order); without a silent peer both streams end
 //!   complete (length and SHA-256) with no error, with a silent peer the survivor's app
 //!   gets an error;
+//! * no node sends data past the right edge of the window its peer advertised (the largest
+//!   `SEG.ACK + SEG.WND` the peer ever sent, its window scale applied), except the one byte
+//!   of a zero-window probe at that edge (RFC 9293 §3.8.6.1);
 //! * every corrupted packet is rejected by the receiver's parse (a counted drop) and no
 //!   intact packet is;
 //! * the run ends with each live end closed or in TIME-WAIT; after TIME-WAIT no TCB, timer,
@@ -135,6 +138,9 @@ pub struct Sim {
     next_order: u64,
     /// TCP payload bytes handed to each endpoint (retransmissions and copies included).
     rx_payload: [usize; 2],
+    /// Per node: the window scale its SYN offered, and the largest right edge it advertised.
+    ws_offer: [Option<u8>; 2],
+    right_edge: [Option<u32>; 2],
     link: Link,
     hook: Option<Hook>,
     trace: bool,
@@ -186,6 +192,8 @@ impl Sim {
             wire: BinaryHeap::new(),
             next_order: 0,
             rx_payload: [0; 2],
+            ws_offer: [None; 2],
+            right_edge: [None; 2],
             link: Link::new(faults, seed, now),
             hook: None,
             trace: std::env::var_os("SIM_TRACE").is_some(),
@@ -268,6 +276,7 @@ impl Sim {
         self.hash_packet(b'S', from, &bytes);
         let index = self.link.next_index(from);
         let payload_len = bytes.len() - off;
+        self.check_window(from, &r, payload_len);
         let elapsed = self.elapsed();
         let verdict = match self.hook.as_mut() {
             Some(h) => h(&PacketInfo { from, index, repr: &r, payload_len, elapsed }),
@@ -316,6 +325,32 @@ impl Sim {
                     self.push(delay, 1 - from, Wire::Tcp { src, dst, bytes: b, corrupted: flip.is_some() });
                 }
             }
+        }
+    }
+
+    /// The window invariant (module doc) for a segment node `from` sends.
+    fn check_window(&mut self, from: usize, r: &TcpRepr, payload_len: usize) {
+        if r.flags.syn {
+            self.ws_offer[from] = r.options.window_scale;
+        }
+        if r.flags.ack && !r.flags.rst {
+            // RFC 7323 §2.2: the window of a SYN is never scaled; others only if both offered.
+            let shift = match self.ws_offer {
+                [Some(a), Some(b)] if !r.flags.syn => [a, b][from].min(14),
+                _ => 0,
+            };
+            let edge = r.ack.wrapping_add((r.window as u32) << shift);
+            self.right_edge[from] = Some(self.right_edge[from].map_or(edge, |e| seq::max(e, edge)));
+        }
+        if payload_len == 0 {
+            return;
+        }
+        let end = r.seq.wrapping_add(payload_len as u32);
+        match self.right_edge[1 - from] {
+            Some(edge) if seq::gt(end, edge) && !(payload_len == 1 && r.seq == edge) => {
+                self.fail(format!("node {from} sent [{}, {end}) past the right edge {edge} its peer advertised", r.seq))
+            }
+            _ => {}
         }
     }
 

@@ -457,8 +457,13 @@ impl Tcb {
             self.on_delivery(now, ctx, r, prior_una, &d, dsack);
         }
         // RFC 9293 §3.10.7.4 fifth: update the window only if SND.UNA <= SEG.ACK and the
-        // segment is newer than the one that last did.
-        let newer = seq::lt(self.snd_wl1, r.seq) || (self.snd_wl1 == r.seq && seq::le(self.snd_wl2, ack));
+        // segment is newer than the one that last did. An ACK that advances SND.UNA is newer
+        // whatever its SEG.SEQ (a retransmission from the peer has an older one), as in Linux's
+        // `tcp_may_update_window`: the window is taken from SND.UNA on, so keeping the old one
+        // would move the peer's right edge right by the bytes just acknowledged.
+        let newer = seq::gt(ack, prior_una)
+            || seq::lt(self.snd_wl1, r.seq)
+            || (self.snd_wl1 == r.seq && seq::le(self.snd_wl2, ack));
         if seq::le(prior_una, ack) && newer {
             self.snd_wnd = new_wnd;
             self.snd_wl1 = r.seq;

@@ -89,6 +89,38 @@ fn review_10_window_update_needs_snd_una_le_seg_ack() {
     assert_eq!(o, vec![una.wrapping_add(3000)], "an old ACK must not update SND.WND");
 }
 
+/// A peer's retransmission (SEG.SEQ below SND.WL1) that advances SND.UNA carries the window
+/// of the moment it was sent. Keeping the older window (the RFC 9293 §3.10.7.4 test taken
+/// alone) moved our idea of the peer's right edge right by the bytes acknowledged: we sent
+/// past its window, and its pure ACKs, sent at its SND.NXT beyond that edge, were then
+/// unacceptable to it (a writer stalled for a minute in `tcp_tx_recycle`).
+#[test]
+fn an_ack_that_advances_snd_una_updates_the_window_from_an_older_segment() {
+    let (mut h, _) = active(plain(), TcpOptions { mss: Some(1000), ..Default::default() });
+    h.app(AppCommand::Write(vec![1; 3000]));
+    assert_eq!(h.out().len(), 3);
+    let una = h.pack;
+    let p = h.pseq;
+    // The peer's second segment arrives first (out of order): SND.WL1 = p + 1000, a wide window.
+    h.pseq = p.wrapping_add(1000);
+    h.send("A", &[7; 1000]);
+    h.out();
+    // Its first segment, retransmitted later, acknowledges everything and offers 3000 bytes:
+    // the peer's right edge is una + 6000.
+    h.pseq = p;
+    h.pack = una.wrapping_add(3000);
+    h.pwnd = 3000;
+    h.send("A", &[7; 1000]);
+    h.app(AppCommand::Write(vec![1; 20_000]));
+    let o = h.out();
+    let edge = una.wrapping_add(6000);
+    for (r, data) in &o {
+        let end = r.seq.wrapping_add(data.len() as u32);
+        assert!(seq::le(end, edge), "sent [{}, {}) past the peer's right edge {edge}", r.seq, end);
+    }
+    assert_eq!(o.iter().map(|(_, d)| d.len()).sum::<usize>(), 3000, "the offered window is used");
+}
+
 #[test]
 fn review_11_app_limited_sender_does_not_grow_cwnd_rfc7661() {
     let (mut h, _) = active(plain(), TcpOptions { mss: Some(1000), ..Default::default() });
