@@ -1060,6 +1060,7 @@ mod orphans;
 mod recovery;
 mod review;
 mod review11;
+mod review13;
 mod review7;
 mod rxmem;
 
