@@ -43,9 +43,13 @@ impl Tcb {
         // (and 2^shift) of the free space. Past that the field is rounded down, a window
         // retracted by less than 2^shift (RFC 7323 §2.4) that RCV.ADV still honours, or a
         // peer whose small segments are ACKed one by one fills a non-reader without bound.
+        // Free space below 2^shift is rounded up likewise, or it scales to a zero window that
+        // no read reopens (Linux `__tcp_select_window`: "prevent zero window announcement if
+        // 1<<rcv_wscale > mss").
         let limit = (self.recv_buf + self.recv_buf / 8).saturating_add(1 << s);
         let within = ((field + 1) << s).saturating_add(self.rcvq.charged()) <= limit;
-        if (field << s) < self.rcv_wnd() && field < 0xffff && within {
+        let scaled_away = field == 0 && wnd > 0;
+        if ((field << s) < self.rcv_wnd() || scaled_away) && field < 0xffff && within {
             field += 1;
         }
         let adv = self.rcv_nxt.wrapping_add((field << s) as u32);
