@@ -59,3 +59,37 @@ fn a_buffer_smaller_than_the_scale_unit_reopens_after_the_read() {
     }
     assert!(read >= 1000, "only {read} bytes got through a 39-byte buffer that the application drains");
 }
+
+/// After a window retracted on the wire (RFC 7323 §2.4: the field rounded down while
+/// RCV.ADV stays), the read that frees the buffer must announce the window again. Seed
+/// 27405: the window update after a read was lost; the peer's 1-byte probe, taken inside
+/// RCV.ADV, was answered with a field of 0 (the byte's charge fills a 48-byte buffer);
+/// once it was read no update went out, since RCV.ADV still looked open, so the peer
+/// got one byte per persist interval until its sender timed out.
+#[test]
+fn a_read_after_a_retracted_window_announces_it_again() {
+    let cfg = TcpConfig { recv_buf: 48, timestamps: false, sack: false, ..TcpConfig::default() };
+    let shift = crate::proto::tcp::tcb::rcv_wscale_for(&cfg);
+    let (mut h, _) = active(cfg, TcpOptions { mss: Some(1000), window_scale: Some(0), ..Default::default() });
+    let mut edge = h.pseq;
+    h.send("A", &[3; 48]); // fills the SYN-ACK's window
+    h.advance(ms(200));
+    let o = h.out();
+    edge_of(&o, shift, &mut edge);
+    assert_eq!(edge, h.pseq, "a full buffer: zero window");
+    assert_eq!(read_all(&mut h), 48);
+    let lost = h.out();
+    assert!(lost.iter().any(|(r, _)| r.window > 0), "the window update after the read: {lost:?}");
+    // That update is lost. The peer probes with one byte at the edge it knows.
+    let r = h.seg("A");
+    h.raw(r, &[4]);
+    h.advance(ms(200)); // the delayed ACK
+    let o = h.out();
+    assert!(o.iter().any(|(r, _)| r.ack == h.pseq.wrapping_add(1)), "the probe byte is inside RCV.ADV: {o:?}");
+    h.pseq = h.pseq.wrapping_add(1);
+    assert!(o.iter().all(|(r, _)| r.window == 0), "its charge fills the buffer: {o:?}");
+    assert_eq!(read_all(&mut h), 1);
+    h.advance(ms(200));
+    let o = h.out();
+    assert!(o.iter().any(|(r, _)| r.window > 0), "the read must reopen the retracted window: {o:?}");
+}
