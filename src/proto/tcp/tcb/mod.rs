@@ -199,6 +199,9 @@ pub struct Tcb {
     ts_recent: u32,
     ts_recent_at: Option<Instant>,
     last_ack_sent: u32,
+    /// The right edge our last non-SYN segment announced (RCV.NXT + its field << shift): below
+    /// RCV.ADV after a retraction by the rounding (RFC 7323 §2.4). None before the first.
+    wnd_edge_sent: Option<u32>,
     sack_ok: bool,
     /// A D-SACK block (RFC 2883) to report first in the next ACK: duplicate data received.
     dsack_out: Option<(u32, u32)>,
@@ -408,6 +411,7 @@ impl Tcb {
             ts_recent: 0,
             ts_recent_at: None,
             last_ack_sent: 0,
+            wnd_edge_sent: None,
             sack_ok: false,
             dsack_out: None,
             ws_ok: false,
@@ -1012,14 +1016,16 @@ impl Tcb {
     }
 
     /// Receiver-side SWS (M-39) + Linux's rule for a window update after the app reads:
-    /// the advertised window at most half the buffer and the new one at least double.
+    /// the advertised window at most half the buffer and the new one at least double. The
+    /// window is the one the peer was last told: after a retraction RCV.ADV is further right,
+    /// and judging by it no read would announce the window again.
     fn window_update_due(&self) -> bool {
         if !matches!(self.state, State::Established | State::FinWait1 | State::FinWait2) {
             return false;
         }
         let free = self.recv_buf.saturating_sub(self.rcvq.charged());
         let max_wnd = free.min(0xffff << self.rcv_wscale);
-        let cur = self.rcv_wnd();
+        let cur = self.wnd_edge_sent.map_or(self.rcv_wnd(), |e| seq::dist(self.rcv_nxt, e).min(self.rcv_wnd()));
         let threshold = (self.recv_buf / 2).min(self.our_mss);
         max_wnd >= cur + threshold && cur * 2 <= self.recv_buf && max_wnd >= 2 * cur
     }

@@ -54,6 +54,7 @@ impl Tcb {
         }
         let adv = self.rcv_nxt.wrapping_add((field << s) as u32);
         self.rcv_adv = seq::max(self.rcv_adv, adv);
+        self.wnd_edge_sent = Some(adv);
         field as u16
     }
 
