@@ -1025,7 +1025,9 @@ impl Tcb {
         }
         let free = self.recv_buf.saturating_sub(self.rcvq.charged());
         let max_wnd = free.min(0xffff << self.rcv_wscale);
-        let cur = self.wnd_edge_sent.map_or(self.rcv_wnd(), |e| seq::dist(self.rcv_nxt, e).min(self.rcv_wnd()));
+        // An announced edge RCV.NXT has passed (the peer used an older, wider one): closed.
+        let told = |e: u32| if seq::lt(e, self.rcv_nxt) { 0 } else { seq::dist(self.rcv_nxt, e) };
+        let cur = self.wnd_edge_sent.map_or(self.rcv_wnd(), told).min(self.rcv_wnd());
         let threshold = (self.recv_buf / 2).min(self.our_mss);
         max_wnd >= cur + threshold && cur * 2 <= self.recv_buf && max_wnd >= 2 * cur
     }
