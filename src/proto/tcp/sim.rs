@@ -18,7 +18,8 @@
 //!   of a zero-window probe at that edge (RFC 9293 §3.8.6.1);
 //! * every corrupted packet is rejected by the receiver's parse (a counted drop) and no
 //!   intact packet is;
-//! * the run ends with each live end closed or in TIME-WAIT; after TIME-WAIT no TCB, timer,
+//! * the run ends with each live end closed or in TIME-WAIT (or, when every SYN or SYN-ACK
+//!   was lost, the connecting app with `TimedOut` and nothing delivered); after TIME-WAIT no TCB, timer,
 //!   event, pending segment or in-flight packet is left;
 //! * no livelock: the virtual clock keeps moving, and nothing hangs past the time limit.
 
@@ -141,6 +142,9 @@ pub struct Sim {
     /// Per node: the window scale its SYN offered, and the largest right edge it advertised.
     ws_offer: [Option<u8>; 2],
     right_edge: [Option<u32>; 2],
+    /// A SYN-ACK reached node 0 (the connecting side): its connect can no longer fail
+    /// without a defect (`Sim::connect_failed`).
+    synack_delivered: bool,
     link: Link,
     hook: Option<Hook>,
     trace: bool,
@@ -194,6 +198,7 @@ impl Sim {
             rx_payload: [0; 2],
             ws_offer: [None; 2],
             right_edge: [None; 2],
+            synack_delivered: false,
             link: Link::new(faults, seed, now),
             hook: None,
             trace: std::env::var_os("SIM_TRACE").is_some(),
@@ -372,6 +377,7 @@ impl Sim {
                 match TcpRepr::parse(&bytes, src, dst) {
                     Ok(_) if corrupted => self.fail(format!("a corrupted packet to node {} passed the checksum", p.to)),
                     Ok((r, off)) => {
+                        self.synack_delivered |= p.to == 0 && r.flags.syn && r.flags.ack;
                         self.nodes[p.to].ep.handle_segment(self.now, src, dst, &r, &bytes[off..]);
                         self.rx_payload[p.to] += bytes.len() - off;
                         self.maybe_vanish(p.to);
@@ -559,9 +565,19 @@ impl Sim {
 
     /// Each live end is closed or in TIME-WAIT.
     fn done(&self) -> bool {
-        self.nodes
-            .iter()
-            .all(|n| n.vanished || n.app.closed || n.app.conn.is_some_and(|c| n.ep.state(c) == Some(State::TimeWait)))
+        self.connect_failed()
+            || self.nodes.iter().all(|n| {
+                n.vanished || n.app.closed || n.app.conn.is_some_and(|c| n.ep.state(c) == Some(State::TimeWait))
+            })
+    }
+
+    /// The handshake never completed because no SYN-ACK ever reached the connecting side
+    /// (every SYN or SYN-ACK lost, e.g. in a blackout): its app got `TimedOut` and the
+    /// listener never accepted. A proper end, as long as nothing was delivered
+    /// (`check_streams`); with a SYN-ACK delivered it is a failure.
+    fn connect_failed(&self) -> bool {
+        let (c, l) = (&self.nodes[0].app, &self.nodes[1].app);
+        !self.synack_delivered && c.closed && !c.connected && c.errors == [ErrorKind::TimedOut] && l.conn.is_none()
     }
 
     /// Step until `until` holds, nothing is scheduled, or a failure; Err on failure or
@@ -645,6 +661,10 @@ impl Sim {
     /// Delivery: complete and exact without a silent peer; with one, the survivor's app
     /// got an error (its data could not all be acknowledged).
     fn check_streams(&mut self) -> Result<(), String> {
+        if self.connect_failed() {
+            let got = [self.nodes[0].app.received_len, self.nodes[1].app.received_len];
+            return if got == [0, 0] { Ok(()) } else { Err(format!("connect failed yet {got:?} bytes arrived")) };
+        }
         let vanished: Vec<usize> = (0..2).filter(|&i| self.nodes[i].vanished).collect();
         if let [v] = vanished[..] {
             let s = &self.nodes[1 - v].app;
@@ -689,8 +709,11 @@ impl Sim {
             return Err(format!("{} packets still in flight", self.wire.len()));
         }
         let now = self.now;
+        let never_accepted = self.connect_failed();
         for (i, n) in self.nodes.iter_mut().enumerate().filter(|(_, n)| !n.vanished) {
-            if !n.app.closed {
+            // The listener of a handshake that never completed has no stream to close.
+            let listener_only = never_accepted && i == 1;
+            if !(n.app.closed || listener_only) {
                 return Err(format!("node {i}: the app never got Closed"));
             }
             if n.ep.conn_count() != 0 || !n.timers.is_empty() {
