@@ -176,6 +176,9 @@ struct Row {
     name: &'static str,
     p50: f64,
     p99: f64,
+    /// The lowest p50 of the runs: both the kernel over veth and netstack are bimodal on a VM
+    /// (a halted vCPU to wake or not), so the ratio is printed for the fast modes too.
+    best_p50: f64,
 }
 
 fn measure(name: &'static str, reps: usize, csv: &mut String, mut run: impl FnMut() -> Vec<f64>) -> Row {
@@ -188,7 +191,8 @@ fn measure(name: &'static str, reps: usize, csv: &mut String, mut run: impl FnMu
         p50s.push(p50);
         p99s.push(p99);
     }
-    let row = Row { name, p50: median(p50s), p99: median(p99s) };
+    let best_p50 = p50s.iter().copied().fold(f64::INFINITY, f64::min);
+    let row = Row { name, p50: median(p50s), p99: median(p99s), best_p50 };
     println!("{:<34} p50 {:>7.1} µs   p99 {:>7.1} µs", row.name, row.p50, row.p99);
     row
 }
@@ -228,6 +232,12 @@ fn main() {
             np.p50 / fp.p50,
             nt.p50 / kt.p50,
             nt.p99 / kt.p99
+        );
+        println!(
+            "fast modes (lowest p50 of the runs): TCP RR netstack {:.1} µs, veth {:.1} µs, ratio {:.2}",
+            nt.best_p50,
+            kt.best_p50,
+            nt.best_p50 / kt.best_p50
         );
         write_csv(&o.csv, &csv);
         drop(stack);
