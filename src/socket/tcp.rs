@@ -479,9 +479,10 @@ impl TcpStream {
 }
 
 /// An empty `Vec` for a write of `n` bytes. A large write fills a send chunk the engine is
-/// done with (`Recyclers::tx_chunks`) when one fits it: at least its size and at most twice
-/// (the send buffer keeps the chunk, so a 16 KiB write must not pin 256 KiB; a chunk that
-/// does not fit goes back). A small write is copied into the send buffer anyway.
+/// done with (`Recyclers::tx_chunks`) when one fits it: at least its size and at most twice,
+/// which is what the send buffer keeps as it is (`SendBuffer::push_vec` copies a write out of
+/// a larger allocation, and the chunk would be lost to the recycler); a chunk that does not
+/// fit goes back. A small write is copied into the send buffer anyway.
 fn write_chunk(recycled: &crate::buf::Recycler<u8>, n: usize) -> Vec<u8> {
     if n < MIN_OWNED_CHUNK {
         return Vec::with_capacity(n);
@@ -711,6 +712,8 @@ impl std::fmt::Debug for TcpListener {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     /// Review finding: a 16 KiB write took a recycled 256 KiB chunk, and the send buffer
     /// kept all of it (16 MiB held for a 1 MiB buffer). A chunk is reused only when it fits.
     #[test]
@@ -725,8 +728,6 @@ mod tests {
         assert!(big.capacity() >= SPENT_MAX_CAP, "the recycled chunk, kept for a write it fits");
         assert!(r.take().is_none(), "taken once");
     }
-
-    use super::*;
 
     /// Issue 7: an event the engine marks non-fatal (BrokenPipe for a write that raced
     /// `shutdown(Write)`, WouldBlock for a write beyond the credit) does not end the

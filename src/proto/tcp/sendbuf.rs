@@ -30,7 +30,8 @@ pub struct SendBuffer {
     joined: Vec<u8>,
 }
 
-/// Writes of at least this many bytes are kept as the chunk they came in (within twice it).
+/// Writes of at least this many bytes are kept as the chunk they came in, when that chunk's
+/// allocation is at most twice the write ([`SendBuffer::push_vec`]).
 pub const MIN_OWNED_CHUNK: usize = 16 * 1024;
 /// Allocation step of the tail chunk that small writes are copied into.
 pub const TAIL_CHUNK: usize = 64 * 1024;

@@ -18,9 +18,9 @@
 //!   of a zero-window probe at that edge (RFC 9293 §3.8.6.1);
 //! * every corrupted packet is rejected by the receiver's parse (a counted drop) and no
 //!   intact packet is;
-//! * the run ends with each live end closed or in TIME-WAIT (or, when every SYN or SYN-ACK
-//!   was lost, the connecting app with `TimedOut` and nothing delivered); after TIME-WAIT no TCB, timer,
-//!   event, pending segment or in-flight packet is left;
+//! * the run ends with each live end closed or in TIME-WAIT (or, when no SYN-ACK reached
+//!   the connecting side, its app with `TimedOut` and nothing delivered); after TIME-WAIT
+//!   no TCB, timer, event, pending segment or in-flight packet is left;
 //! * no livelock: the virtual clock keeps moving, and nothing hangs past the time limit.
 
 mod link;

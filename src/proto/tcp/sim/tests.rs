@@ -239,11 +239,9 @@ fn hook_loses_syn_acks_duplicates_and_delays() {
     assert!(s.stats(0).timeouts + s.stats(1).timeouts >= 1, "the SYN-ACK was retransmitted on a timer");
 }
 
-/// Scripted: the return path alone fails for 3 s (every ACK of B lost): A backs off on
-/// its RTO, keeps its data and finishes when the ACKs come back.
 /// Every SYN-ACK lost: the connect times out, the listener never accepts, nothing is
 /// delivered: a proper end of the run, not a hang (seed 245,162 of `seeds_many` was reported
-/// as one). With one SYN-ACK let through, the same run connects and completes.
+/// as one). With the third SYN-ACK let through, the same run connects and completes.
 #[test]
 fn a_handshake_whose_syn_acks_are_all_lost_ends_in_timed_out() {
     let cfg = TcpConfig { syn_retries: 2, ..sim_cfg() };
@@ -273,6 +271,8 @@ fn a_handshake_whose_syn_acks_are_all_lost_ends_in_timed_out() {
     assert!(r.errors[0].is_empty(), "{:?}", r.errors);
 }
 
+/// Scripted: the return path alone fails for 3 s (every ACK of B lost): A backs off on
+/// its RTO, keeps its data and finishes when the ACKs come back.
 #[test]
 fn hook_one_way_outage_of_acks() {
     let mut s = Sim::new(sim_cfg(), sim_cfg(), Faults::NONE, 17);
