@@ -50,7 +50,7 @@ impl StackHandle {
         let s = &self.stats;
         let ip = &s.ip;
         let g = |c: &std::sync::atomic::AtomicU64| c.load(Relaxed);
-        let tcp = *s.tcp.lock();
+        let tcp = s.tcp.load();
         let udp_errors = g(&ip.rx_udp_bad) + g(&ip.rx_udp_queue_full);
         let udp_in = g(&ip.rx_udp).saturating_sub(udp_errors + g(&ip.rx_udp_no_port));
         let mut v = vec![

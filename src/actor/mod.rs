@@ -201,10 +201,67 @@ impl Recyclers {
     }
 }
 
-/// Counters shared by the actors (relaxed atomics and one small mutex, never protocol state).
+/// The TCP core's counters as the tcp engine last published them: one relaxed atomic per
+/// field, stored after each flush and read by `StackHandle::stats` (the core itself keeps a
+/// plain `TcpStats`: no atomics inside `proto/`). A reader may see one flush's value of one
+/// counter beside the next flush's of another, as with Linux's per-CPU SNMP counters.
+#[derive(Default)]
+pub struct TcpCounters(TcpCounterCells);
+
+/// One `AtomicU64` per `TcpStats` field; `load` names every field, so a counter added to
+/// `TcpStats` and not here fails to build.
+macro_rules! tcp_counter_cells {
+    ($($f:ident),* $(,)?) => {
+        #[derive(Default)]
+        struct TcpCounterCells { $($f: std::sync::atomic::AtomicU64,)* }
+
+        impl TcpCounters {
+            /// Publish the core's counters (the tcp engine, after each flush).
+            pub fn store(&self, s: &crate::proto::tcp::TcpStats) {
+                $(self.0.$f.store(s.$f, std::sync::atomic::Ordering::Relaxed);)*
+            }
+
+            /// The counters as last published.
+            pub fn load(&self) -> crate::proto::tcp::TcpStats {
+                crate::proto::tcp::TcpStats { $($f: self.0.$f.load(std::sync::atomic::Ordering::Relaxed),)* }
+            }
+        }
+    };
+}
+
+tcp_counter_cells!(
+    segments_in,
+    malformed,
+    segments_out,
+    retransmits,
+    timeouts,
+    fast_retransmits,
+    tlp_probes,
+    tlp_recoveries,
+    dsacks_received,
+    reordering_seen,
+    spurious_undone,
+    dropped,
+    rst_in,
+    rst_out,
+    challenge_acks,
+    paws_rejected,
+    syn_dropped,
+    syncookies_sent,
+    syncookies_recv_ok,
+    syncookies_failed,
+    half_open,
+    conns_opened,
+    conns_accepted,
+    time_wait_overflow,
+    orphans_reset,
+    ooo_dropped,
+);
+
+/// Counters shared by the actors (relaxed atomics, never protocol state).
 pub struct StackStats {
     pub ip: Arc<IpStats>,
-    pub tcp: Mutex<crate::proto::tcp::TcpStats>,
+    pub tcp: TcpCounters,
     pub dev_tx_dropped: std::sync::atomic::AtomicU64,
     /// The ip inbox's byte budget: `dropped()` counts packets dev-rx dropped because the
     /// ip actor was that far behind.
@@ -337,7 +394,7 @@ impl StackHandle {
 
     /// TCP counters as of the engine's last flush.
     pub fn tcp_stats(&self) -> crate::proto::tcp::TcpStats {
-        *self.stats.tcp.lock()
+        self.stats.tcp.load()
     }
 
     /// Live TCP connections (including TIME-WAIT).
@@ -469,7 +526,7 @@ impl Stack {
         let (dhcp, dhcp_shared) = dhcp_shell(&cfg, &mut ip_core, &log)?;
         let stats = Arc::new(StackStats {
             ip: ip_core.stats.clone(),
-            tcp: Mutex::default(),
+            tcp: TcpCounters::default(),
             dev_tx_dropped: Default::default(),
             ip_inbox: ByteBudget::new(cfg.inbox_bytes),
             tcp_inbox: ByteBudget::new(cfg.inbox_bytes),
@@ -617,4 +674,46 @@ impl Drop for Stack {
 /// The error a socket reports once the stack it belongs to has stopped.
 pub(crate) fn stack_gone() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "the network stack has stopped")
+}
+
+#[cfg(test)]
+mod counter_tests {
+    use super::TcpCounters;
+    use crate::proto::tcp::TcpStats;
+
+    #[test]
+    fn tcp_counters_give_back_every_field_published() {
+        let c = TcpCounters::default();
+        assert_eq!(c.load(), TcpStats::default());
+        let s = TcpStats {
+            segments_in: 1,
+            malformed: 2,
+            segments_out: 3,
+            retransmits: 4,
+            timeouts: 5,
+            fast_retransmits: 6,
+            tlp_probes: 7,
+            tlp_recoveries: 8,
+            dsacks_received: 9,
+            reordering_seen: 10,
+            spurious_undone: 11,
+            dropped: 12,
+            rst_in: 13,
+            rst_out: 14,
+            challenge_acks: 15,
+            paws_rejected: 16,
+            syn_dropped: 17,
+            syncookies_sent: 18,
+            syncookies_recv_ok: 19,
+            syncookies_failed: 20,
+            half_open: 21,
+            conns_opened: 22,
+            conns_accepted: 23,
+            time_wait_overflow: 24,
+            orphans_reset: 25,
+            ooo_dropped: 26,
+        };
+        c.store(&s);
+        assert_eq!(c.load(), s);
+    }
 }

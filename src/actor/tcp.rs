@@ -176,7 +176,7 @@ pub fn run(
         if !schedule.is_empty() && timer.send(TimerMsg::Schedule(std::mem::take(&mut schedule))).is_err() {
             return;
         }
-        *stats.tcp.lock() = e.ep.stats();
+        stats.tcp.store(&e.ep.stats());
         stats.tcp_conns.store(e.ep.conn_count() as u64, std::sync::atomic::Ordering::Relaxed);
         log_diagnostics(&mut e.ep, &log);
         if let Some(t) = trace.as_mut() {
