@@ -128,7 +128,8 @@ impl Endpoint {
     /// hash of it, the SYN cookies; the 4 µs ISN clock, the timestamp clock and the
     /// cookie clock run from `epoch`, which the caller passes (the core reads no clock),
     /// so a simulation with a fixed key and a virtual clock replays bit for bit.
-    pub fn new(cfg: TcpConfig, isn_key: [u8; 16], epoch: Instant) -> Self {
+    pub fn new(mut cfg: TcpConfig, isn_key: [u8; 16], epoch: Instant) -> Self {
+        cfg.send_buf = cfg.send_buf.max(super::MIN_SEND_BUF);
         let port_seed = u32::from_be_bytes([isn_key[0], isn_key[1], isn_key[2], isn_key[3]]);
         Endpoint {
             cfg,

@@ -143,6 +143,12 @@ impl std::str::FromStr for CongestionAlgorithm {
     }
 }
 
+/// The smallest send buffer a connection gets, whatever `TcpConfig::send_buf` says (as
+/// Linux raises `SO_SNDBUF` to `SOCK_MIN_SNDBUF`, about 4.5 KiB on x86-64). A buffer of a
+/// few bytes sent one tiny segment per round trip, each waiting for a delayed ACK, so a
+/// transfer of 300 kB under loss did not finish in two hours of simulated time.
+pub const MIN_SEND_BUF: usize = 4608;
+
 /// Endpoint-wide configuration.
 #[derive(Clone, Debug)]
 pub struct TcpConfig {
@@ -155,7 +161,8 @@ pub struct TcpConfig {
     /// allows; the window scale is chosen so it is usable. At most `recv_buf` turns
     /// auto-tuning off.
     pub recv_buf_max: usize,
-    /// Send buffer per connection (bytes) = initial send credit.
+    /// Send buffer per connection (bytes) = initial send credit; at least
+    /// [`MIN_SEND_BUF`].
     pub send_buf: usize,
     /// Maximum segment lifetime; TIME-WAIT lasts 2*MSL (M-13).
     pub msl: Duration,
@@ -176,7 +183,8 @@ pub struct TcpConfig {
     pub synack_retries: u32,
     /// Delayed-ACK timer (< 500 ms, M-40).
     pub delayed_ack: Duration,
-    /// Bound on out-of-order bytes per connection.
+    /// Bound on out-of-order bytes per connection (memory charged); room for two full
+    /// segments at least, and at most `recv_buf`.
     pub max_ooo_bytes: usize,
     /// Half-open (SYN-RECEIVED) connections per listener.
     pub max_half_open: usize,

@@ -343,6 +343,15 @@ pub(crate) fn our_mss_for(cfg: &TcpConfig, v6: bool) -> usize {
     cfg.mtu.saturating_sub(if v6 { 60 } else { 40 }).clamp(MIN_PEER_MSS, 0xffff)
 }
 
+/// The out-of-order queue's bound: `max_ooo_bytes`, but room for two full segments at
+/// least, and never more than the receive buffer. A bound below one segment's charge held
+/// only sub-segment pieces, whose SACK blocks no sender acts on (the scoreboard counts
+/// segments: RFC 6675 §4, Linux's `tcp_match_skb_to_sack` rounds to whole MSSes), so
+/// under reordering every overtaking segment cost a retransmission timeout.
+pub(crate) fn ooo_bound(cfg: &TcpConfig, our_mss: usize) -> usize {
+    cfg.max_ooo_bytes.max(2 * (our_mss + super::reassembly::ENTRY_OVERHEAD)).min(cfg.recv_buf)
+}
+
 impl Tcb {
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -399,7 +408,7 @@ impl Tcb {
             recv_buf: cfg.recv_buf,
             rcv_space: RcvSpace::new(cfg.recv_buf, cfg.recv_buf_max, our_mss),
             rcvq: RecvQueue::new(cfg.recv_buf),
-            ooo: Reassembly::new(cfg.max_ooo_bytes.min(cfg.recv_buf)),
+            ooo: Reassembly::new(ooo_bound(cfg, our_mss)),
             ooo_fin: None,
             recent_blocks: RecentBlocks::default(),
             read_shutdown: false,
