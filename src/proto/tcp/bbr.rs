@@ -5,12 +5,14 @@
 //! loss-based algorithm settles at `cwnd ≈ 1.2/√p` segments (about five at 5 % loss);
 //! BBR keeps about two bandwidth-delay products in flight.
 //!
-//! Differences from Linux, on purpose: no pacing (the stack sends up to cwnd at once; on the
-//! short TUN paths it targets the burst is a few dozen segments), so DRAIN empties the
-//! queue through cwnd (gain 1) rather than the pacing rate; no long-term bandwidth
-//! ("policer") model. Loss is handled as Linux does: packet conservation for the first
-//! round of a recovery, then the model's window; after a timeout cwnd restarts from one
-//! segment and regrows by what is delivered.
+//! The sender paces at the model's rate (draft §4.2.1, Linux `bbr_set_pacing_rate`:
+//! `CongestionControl::pacing_rate`; the connection's [`super::pacing::Pacer`] spends it
+//! in bursts of 2 ms of data). Differences from Linux, on purpose: DRAIN also caps cwnd at
+//! one BDP (cwnd gain 1), since on short paths a 2 ms burst is more than the window and
+//! the pacing rate alone would not drain the queue; no long-term bandwidth ("policer")
+//! model. Loss is handled as Linux does: packet conservation for the first round of a
+//! recovery, then the model's window; after a timeout cwnd restarts from one segment and
+//! regrows by what is delivered.
 //!
 //! Invariants: `cwnd >= 4 * smss` except right after a timeout; in PROBE_RTT `cwnd <=
 //! 4 * smss`; the bandwidth filter holds at most `BW_ROUNDS` (10) per-round maxima.
@@ -35,6 +37,10 @@ const FULL_BW_GROWTH: f64 = 1.25;
 const FULL_BW_ROUNDS: u32 = 3;
 /// Linux `bbr_cwnd_min_target`: four segments.
 const MIN_CWND_SEGS: usize = 4;
+/// Linux `bbr_pacing_margin_percent`: pace 1 % below the estimate, so queues drain.
+const PACING_MARGIN: f64 = 0.99;
+/// Linux `bbr_init_pacing_rate_from_rtt`: the RTT assumed before the first sample.
+const NOMINAL_RTT: Duration = Duration::from_millis(1);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -73,6 +79,16 @@ pub struct Bbr {
     packet_conservation: bool,
     /// A loss was reported in this PROBE_BW phase.
     loss_in_cycle: bool,
+    /// Bytes/s the sender paces at (Linux `sk_pacing_rate`).
+    pacing_rate: u64,
+    /// The pacing rate was set from a measured RTT rather than [`NOMINAL_RTT`].
+    has_seen_rtt: bool,
+}
+
+/// Linux `bbr_init_pacing_rate_from_rtt`: STARTUP's gain times `cwnd` per `rtt`.
+fn rate_from_rtt(cwnd: usize, rtt: Duration) -> u64 {
+    let rtt = rtt.max(Duration::from_micros(1)).as_secs_f64();
+    (cwnd as f64 / rtt * HIGH_GAIN * PACING_MARGIN) as u64
 }
 
 impl Bbr {
@@ -101,6 +117,24 @@ impl Bbr {
             prior_cwnd: 0,
             packet_conservation: false,
             loss_in_cycle: false,
+            pacing_rate: rate_from_rtt(initial_window(smss), NOMINAL_RTT),
+            has_seen_rtt: false,
+        }
+    }
+
+    /// draft §4.2.1 / Linux `bbr_set_pacing_rate`: gain × bandwidth, less the margin; until
+    /// the pipe is full it only grows (a sample of a partly used path must not slow the
+    /// start); the first RTT sample replaces the nominal start.
+    fn set_pacing_rate(&mut self, rs: &RateSample) {
+        if !self.has_seen_rtt {
+            if let Some(rtt) = rs.rtt {
+                self.has_seen_rtt = true;
+                self.pacing_rate = rate_from_rtt(self.cwnd, rtt);
+            }
+        }
+        let rate = (self.max_bw() as f64 * self.pacing_gain * PACING_MARGIN) as u64;
+        if rate > 0 && (self.filled_pipe || rate > self.pacing_rate) {
+            self.pacing_rate = rate;
         }
     }
 
@@ -201,8 +235,9 @@ impl Bbr {
             }
         }
         if self.mode == Mode::Startup && self.filled_pipe {
-            // Without pacing the queue STARTUP built drains through cwnd: one BDP (plus
-            // the burst budget) instead of Linux's 1/2.885 pacing gain.
+            // The queue STARTUP built drains at the 1/2.885 pacing gain and, where a
+            // pacing burst exceeds the window (short paths), through cwnd: one BDP plus
+            // the burst budget.
             self.mode = Mode::Drain;
             self.pacing_gain = 1.0 / HIGH_GAIN;
             self.cwnd_gain = 1.0;
@@ -308,7 +343,11 @@ impl CongestionControl for Bbr {
         self.update_cycle(now, inflight);
         self.check_full_pipe_and_drain(now, rs, inflight);
         self.update_min_rtt(now, rs, inflight);
+        self.set_pacing_rate(rs);
         self.set_cwnd(rs, inflight);
+    }
+    fn pacing_rate(&self) -> Option<u64> {
+        Some(self.pacing_rate)
     }
     fn owns_recovery_window(&self) -> bool {
         true

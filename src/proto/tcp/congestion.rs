@@ -34,6 +34,11 @@ pub trait CongestionControl: std::fmt::Debug + Send {
     /// delivered bytes and the bytes in flight after it. Model-based algorithms (BBR) do
     /// their work here; loss-based ones ignore it.
     fn on_rate_sample(&mut self, _now: Instant, _rs: &super::rate::RateSample, _delivered: u64, _inflight: usize) {}
+    /// Bytes/s to pace the sender at (`super::pacing`); `None` sends up to cwnd at once, as
+    /// Linux does for Reno and CUBIC without the fq qdisc.
+    fn pacing_rate(&self) -> Option<u64> {
+        None
+    }
     /// True if the algorithm sets the window during fast recovery itself (BBR's packet
     /// conservation) instead of the connection's PRR.
     fn owns_recovery_window(&self) -> bool {

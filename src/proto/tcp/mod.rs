@@ -77,15 +77,16 @@
 //! * urgent data (URG): the urgent pointer is ignored and the bytes delivered in line;
 //! * ECN (ECE/CWR are never set);
 //! * data carried on a SYN is not queued (it is not acknowledged, so the peer resends it);
-//! * pacing (BBR runs without it), F-RTO (RFC 5682: spurious timeouts are detected with
-//!   timestamps or D-SACK instead), D-SACK for duplicates inside the out-of-order queue
-//!   (only for data below RCV.NXT).
+//! * F-RTO (RFC 5682: spurious timeouts are detected with timestamps or D-SACK instead),
+//!   D-SACK for duplicates inside the out-of-order queue (only for data below RCV.NXT);
+//! * pacing for NewReno and CUBIC (as Linux without the fq qdisc: only BBR is paced).
 
 pub mod bbr;
 pub mod congestion;
 pub mod diag;
 pub mod endpoint;
 pub mod isn;
+pub mod pacing;
 mod packets;
 pub mod prr;
 pub mod rack;
@@ -208,6 +209,9 @@ pub struct TcpConfig {
     pub window_scale: bool,
     /// Congestion control for new connections.
     pub congestion: CongestionAlgorithm,
+    /// Pace the sender at the congestion controller's rate when it has one (BBR;
+    /// `pacing`), as Linux's internal pacing. Off: up to cwnd leaves at once.
+    pub pacing: bool,
 }
 
 impl Default for TcpConfig {
@@ -237,6 +241,7 @@ impl Default for TcpConfig {
             sack: true,
             window_scale: true,
             congestion: CongestionAlgorithm::NewReno,
+            pacing: true,
         }
     }
 }

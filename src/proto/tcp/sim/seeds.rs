@@ -169,8 +169,8 @@ fn run_seed(seed: u64) -> Result<Report, String> {
 }
 
 /// Run `seeds` on `threads` threads; returns the failures (seed, message) in seed order
-/// and the passing reports' summed link counters.
-fn run_seeds(seeds: Vec<u64>, threads: usize) -> (Vec<(u64, String)>, LinkCounters, usize) {
+/// and the passing reports' totals.
+fn run_seeds(seeds: Vec<u64>, threads: usize) -> (Vec<(u64, String)>, Totals) {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|sc| {
@@ -185,17 +185,36 @@ fn run_seeds(seeds: Vec<u64>, threads: usize) -> (Vec<(u64, String)>, LinkCounte
     });
     let mut results = results.into_inner().unwrap();
     results.sort_by_key(|r| r.0);
-    let (mut failed, mut sum, mut silent) = (Vec::new(), LinkCounters::default(), 0);
+    let (mut failed, mut t) = (Vec::new(), Totals::default());
     for (seed, r) in results {
         match r {
             Ok(rep) => {
-                add(&mut sum, &rep.link);
-                silent += rep.errors.iter().any(|e| !e.is_empty()) as usize;
+                add(&mut t.link, &rep.link);
+                t.silent += rep.errors.iter().any(|e| !e.is_empty()) as usize;
+                t.elapsed += rep.elapsed;
+                if Scenario::from_seed(seed).faults.bandwidth.is_some() {
+                    t.bottleneck_runs += 1;
+                    t.bottleneck_elapsed += rep.elapsed;
+                    t.bottleneck_queue_dropped += rep.link.queue_dropped;
+                }
             }
             Err(e) => failed.push((seed, e)),
         }
     }
-    (failed, sum, silent)
+    (failed, t)
+}
+
+/// What the passing runs of [`run_seeds`] add up to.
+#[derive(Default)]
+struct Totals {
+    link: LinkCounters,
+    /// Runs that ended with an app error (a silent peer).
+    silent: usize,
+    /// Virtual time of all runs, and of those behind a rate-limited link (`Faults::bandwidth`).
+    elapsed: Duration,
+    bottleneck_runs: usize,
+    bottleneck_elapsed: Duration,
+    bottleneck_queue_dropped: u64,
 }
 
 fn add(sum: &mut LinkCounters, c: &LinkCounters) {
@@ -233,7 +252,7 @@ fn default_range(test: u64) {
     let first = test * PER_TEST;
     let seeds: Vec<u64> = (first..first + PER_TEST).filter(|s| !KNOWN_BAD.contains(s)).collect();
     let n = seeds.len();
-    let (failed, _, _) = run_seeds(seeds, 1);
+    let (failed, _) = run_seeds(seeds, 1);
     assert_none_failed(&failed, n);
 }
 
@@ -294,12 +313,19 @@ fn seeds_many() {
     let threads = env_u64("SIM_THREADS", cores as u64) as usize;
     let t0 = std::time::Instant::now();
     let seeds: Vec<u64> = (first..first + count).collect();
-    let (failed, sum, silent) = run_seeds(seeds, threads);
+    let (failed, t) = run_seeds(seeds, threads);
     eprintln!(
-        "{count} seeds from {first} in {:.1} s on {threads} threads: {} failed; {silent} runs ended with an \
-         app error (silent peer); link {sum:?}",
+        "{count} seeds from {first} in {:.1} s on {threads} threads: {} failed; {} runs ended with an \
+         app error (silent peer); virtual time {:.0} s; {} runs behind a rate-limited link: {:.0} s, {} \
+         packets dropped by its queue; link {:?}",
         t0.elapsed().as_secs_f64(),
-        failed.len()
+        failed.len(),
+        t.silent,
+        t.elapsed.as_secs_f64(),
+        t.bottleneck_runs,
+        t.bottleneck_elapsed.as_secs_f64(),
+        t.bottleneck_queue_dropped,
+        t.link
     );
     assert_none_failed(&failed, count as usize);
 }

@@ -305,3 +305,31 @@ fn bench_core_transfer() {
         r.link.sent
     );
 }
+
+/// BBR paces its sender (draft §4.2.1, `pacing`): through a 10 Mbit/s link whose queue
+/// holds 10 packets, the paced sender overflows the queue far less often than the same
+/// sender sending its window at once, and finishes no later.
+#[test]
+fn a_paced_bbr_sender_overflows_a_shallow_bottleneck_less() {
+    let run_with = |pacing: bool| {
+        let cfg = TcpConfig { congestion: CongestionAlgorithm::Bbr, pacing, ..sim_cfg() };
+        let f = Faults { delay: ms(20), bandwidth: Some(1_250_000), queue_bytes: 10 * 1500, ..Faults::NONE };
+        let mut s = Sim::new(cfg.clone(), cfg, f, 7);
+        run(&mut s, [2 << 20, 0])
+    };
+    let (paced, unpaced) = (run_with(true), run_with(false));
+    let (p, u) = (paced.link.queue_dropped, unpaced.link.queue_dropped);
+    assert!(u >= 20, "the unpaced sender overflows the queue: {u} drops");
+    assert!(4 * p <= u, "paced {p} drops, unpaced {u}");
+    assert!(paced.elapsed <= unpaced.elapsed, "paced {:?}, unpaced {:?}", paced.elapsed, unpaced.elapsed);
+}
+
+/// A bandwidth estimate that collapsed during repeated timeouts (one segment delivered per
+/// backed-off RTO) paced the recovery at that rate, 90 s between segments: seed 27,855 of
+/// `seeds_many` (a 5 KB receive buffer, jitter, MSS 201) did not finish in two hours. The
+/// rate is floored at four segments per smoothed RTT (`pacing::FLOOR_SEGS`).
+#[test]
+fn a_collapsed_bandwidth_estimate_does_not_pace_a_recovery_to_a_crawl() {
+    let r = super::seeds::Scenario::from_seed(27_855).run().unwrap_or_else(|e| panic!("{e}"));
+    assert!(r.elapsed < Duration::from_secs(1800), "took {:?}", r.elapsed);
+}

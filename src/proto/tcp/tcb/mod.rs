@@ -34,6 +34,7 @@ use self::info::ConnCounters;
 pub use self::info::TcpInfo;
 use super::bbr::Bbr;
 use super::congestion::{CongestionControl, Cubic, NewReno};
+use super::pacing::Pacer;
 use super::prr::Prr;
 use super::rack::{Rack, Tlp};
 use super::rate::RateState;
@@ -257,6 +258,12 @@ pub struct Tcb {
     persist_probes: u32,
     force_send: bool,
     delack_at: Option<Instant>,
+    /// Spends the congestion controller's pacing rate (`pacing`); `pace_at`: when the
+    /// credit it ran out of is back (new data or retransmissions are waiting for it).
+    pacer: Pacer,
+    pace_at: Option<Instant>,
+    /// The rate `poll_transmit` paces at this time (bytes/s, floored), if any.
+    pace_rate: Option<f64>,
     keepalive: Option<Duration>,
     keepalive_at: Option<Instant>,
     keepalive_probes: u32,
@@ -453,6 +460,9 @@ impl Tcb {
             persist_probes: 0,
             force_send: false,
             delack_at: None,
+            pacer: Pacer::new(cfg.pacing),
+            pace_at: None,
+            pace_rate: None,
             keepalive: cfg.keepalive.map(|d| d.clamp(Duration::from_secs(1), Duration::from_secs(365 * 24 * 3600))),
             keepalive_at: None,
             keepalive_probes: 0,
@@ -759,10 +769,19 @@ impl Tcb {
 
     /// The earliest deadline this connection wants.
     pub fn deadline(&self) -> Option<Instant> {
-        [self.rto_at, self.rack_at, self.pto_at, self.persist_at, self.delack_at, self.keepalive_at, self.close_at]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.rto_at,
+            self.rack_at,
+            self.pto_at,
+            self.persist_at,
+            self.delack_at,
+            self.pace_at,
+            self.keepalive_at,
+            self.close_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Re-establish the timer invariants after any change.
@@ -776,6 +795,7 @@ impl Tcb {
             self.rack_at = None;
             self.pto_at = None;
             self.persist_at = None;
+            self.pace_at = None;
             self.keepalive_at = None;
             if self.state == State::Closed {
                 self.delack_at = None;
@@ -836,6 +856,9 @@ impl Tcb {
     // ------------------------------------------------------------------------------------
 
     pub(crate) fn handle_timeout(&mut self, now: Instant, ctx: &mut Ctx) {
+        if self.pace_at.is_some_and(|t| t <= now) {
+            self.pace_at = None; // the transmit that follows spends the credit
+        }
         if self.close_at.is_some_and(|t| t <= now) {
             self.close_at = None;
             if matches!(self.state, State::TimeWait | State::FinWait2) {

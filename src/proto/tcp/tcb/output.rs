@@ -232,6 +232,12 @@ impl Tcb {
         }
         let opts = self.options(now, ctx.epoch, false);
         self.dsack_out = None;
+        self.pace_at = None; // set again if pacing stops a send below
+        self.pace_rate = self
+            .cc
+            .pacing_rate()
+            .filter(|&r| r > 0 && self.pacer.enabled())
+            .map(|r| super::super::pacing::floored(r as f64, self.smss(), self.rtt.srtt));
         let max_payload = self.peer_mss.saturating_sub(opts.emitted_len()).max(1);
         let mut sent = false;
 
@@ -339,10 +345,25 @@ impl Tcb {
         let mut sent = false;
         while self.pipe() < self.cwnd() {
             let Some((i, s, e)) = self.rtx.next_lost(max_payload) else { break };
+            if !self.pace(now) {
+                break;
+            }
             self.retransmit_record(now, ctx, opts, i, s, e, emit);
+            self.pacer.spend(seq::dist(s, e));
             sent = true;
         }
         sent
+    }
+
+    /// Whether pacing lets a segment leave now (always, without a pacing rate); if not,
+    /// `pace_at` is when it will (`pacing`).
+    fn pace(&mut self, now: Instant) -> bool {
+        let Some(rate) = self.pace_rate else { return true };
+        if self.pacer.ready(now, rate, self.smss()) {
+            return true;
+        }
+        self.pace_at = Some(now + self.pacer.wait(rate));
+        false
     }
 
     /// Send record `i` = `[s, e)` again (its last byte may be the FIN).
@@ -461,9 +482,13 @@ impl Tcb {
                     break;
                 }
             }
+            if !self.force_send && !self.pace(now) {
+                break;
+            }
             self.force_send = false;
             let s = self.snd_max;
             self.send_segment(now, ctx, opts, s, len, fin, emit);
+            self.pacer.spend(len);
             sent = true;
         }
         // RFC 7661 / Linux `tcp_is_cwnd_limited`: cwnd may grow only when it was what held

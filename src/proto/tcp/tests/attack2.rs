@@ -9,8 +9,9 @@ use super::super::rack::Rack;
 use super::super::rate::RateSample;
 use super::*;
 
+/// Pacing off: these tests script the window's arithmetic at fixed instants.
 fn bbr_cfg() -> TcpConfig {
-    TcpConfig { congestion: CongestionAlgorithm::Bbr, ..sack_cfg() }
+    TcpConfig { congestion: CongestionAlgorithm::Bbr, pacing: false, ..sack_cfg() }
 }
 
 fn data_segs(o: &[(TcpRepr, Vec<u8>)]) -> usize {
