@@ -1094,6 +1094,7 @@ mod recovery;
 mod review;
 mod review11;
 mod review13;
+mod review14;
 mod review7;
 mod rxmem;
 

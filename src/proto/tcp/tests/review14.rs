@@ -1,0 +1,187 @@
+//! Review 14: BBR's pacing (`pacing`), the send-buffer and out-of-order floors, attacked
+//! through scripted peers on the virtual clock.
+
+use super::*;
+use crate::proto::tcp::IcmpErrorKind;
+use std::collections::VecDeque;
+
+fn bbr() -> TcpConfig {
+    TcpConfig { congestion: CongestionAlgorithm::Bbr, ..sack_cfg() }
+}
+
+/// Active open whose SYN-ACK arrives `rtt` after the SYN (the handshake gives an RTT).
+fn active_rtt(cfg: TcpConfig, opts: TcpOptions, rtt: Duration) -> H {
+    let mut h = H::new(cfg);
+    h.conn = h.ep.connect(h.now, US, SocketAddr::new(PEER, PEER_PORT)).unwrap();
+    let syn = h.out()[0].0;
+    h.advance(rtt);
+    h.port = syn.src_port;
+    h.pack = syn.seq.wrapping_add(1);
+    h.popts = opts;
+    h.send("SA", &[]);
+    h.popts.mss = None;
+    h.popts.window_scale = None;
+    h.popts.sack_permitted = false;
+    h.out();
+    assert_eq!(h.state(), Some(State::Established));
+    h.conn_evs();
+    h
+}
+
+/// What a scripted transfer saw.
+#[derive(Debug, Default)]
+struct Run {
+    /// Bytes (and the FIN) the peer acknowledged.
+    acked: usize,
+    fin_acked: bool,
+    /// Virtual time until everything was acknowledged (or the limit).
+    took: Duration,
+    /// The most data segments one `out()` emitted after the first round trip.
+    max_burst: usize,
+}
+
+/// A lossless path of `rtt`: each data segment reaches the peer after rtt/2; its
+/// cumulative ACK (echoing `tsecr(now, their tsval)` when timestamps are on) is back rtt/2
+/// later. The clock moves 1 ms at a time, firing our timers; `at` is called every step.
+fn drive(
+    h: &mut H,
+    rtt: Duration,
+    total: usize,
+    limit: Duration,
+    tsecr: &dyn Fn(u32) -> u32,
+    at: &mut dyn FnMut(&mut H),
+) -> Run {
+    let start = h.now;
+    let base = h.pack;
+    let mut acks: VecDeque<(Instant, u32, Option<u32>)> = VecDeque::new();
+    let mut r = Run::default();
+    let mut fin_end = None;
+    while h.now < start + limit {
+        at(h);
+        let o = h.out();
+        let data = o.iter().filter(|s| !s.1.is_empty() || s.0.flags.fin).count();
+        if h.now >= start + rtt {
+            r.max_burst = r.max_burst.max(data);
+        }
+        for (s, p) in &o {
+            let end = s.seq.wrapping_add(s.segment_len(p.len()));
+            if s.flags.fin {
+                fin_end = Some(end);
+            }
+            let ts = s.options.timestamps.map(|t| t.0);
+            acks.push_back((h.now + rtt, end, ts));
+        }
+        while acks.front().is_some_and(|a| a.0 <= h.now) {
+            let (_, end, ts) = acks.pop_front().unwrap();
+            if seq::gt(end, h.pack) {
+                h.pack = end;
+            }
+            if let (Some(ts), Some(_)) = (ts, h.popts.timestamps) {
+                h.popts.timestamps = Some((1, tsecr(ts)));
+            }
+            h.send("A", &[]);
+        }
+        r.acked = seq::dist(base, h.pack);
+        r.fin_acked = fin_end.is_some_and(|f| seq::ge(h.pack, f));
+        if r.acked >= total && acks.is_empty() {
+            break;
+        }
+        h.advance(ms(1));
+    }
+    r.took = h.now.saturating_duration_since(start);
+    r
+}
+
+fn no_echo_change(ts: u32) -> u32 {
+    ts
+}
+
+/// BBR paced over a 50 ms path: 1 MB and the FIN are delivered, in bursts of a quantum
+/// (not a window) once the first RTT is known, and no slower than the unpaced sender by
+/// more than a few round trips.
+#[test]
+fn a_paced_transfer_completes_with_its_fin_in_quanta() {
+    let total = 1 << 20; // the default send buffer
+    let run = |pacing: bool| {
+        let mut h = active_rtt(TcpConfig { pacing, ..bbr() }, sack_opts(), ms(50));
+        h.app(AppCommand::Write(vec![7; total]));
+        h.app(AppCommand::ShutdownWrite);
+        drive(&mut h, ms(50), total + 1, Duration::from_secs(30), &no_echo_change, &mut |_| {})
+    };
+    let (p, u) = (run(true), run(false));
+    eprintln!("paced {p:?}\nunpaced {u:?}");
+    assert!(p.fin_acked && u.fin_acked, "paced {p:?}, unpaced {u:?}");
+    assert!(p.max_burst < u.max_burst, "paced {p:?}, unpaced {u:?}");
+    assert!(p.took <= u.took + ms(200), "paced {p:?}, unpaced {u:?}");
+}
+
+/// The smallest MSS (a peer's MSS 1 is raised to 48): quanta of two 48-byte segments,
+/// and the transfer still ends, at most a few round trips later than unpaced.
+#[test]
+fn a_paced_transfer_at_the_minimum_mss_completes() {
+    let total = 60_000;
+    let run = |pacing: bool| {
+        let opts = TcpOptions { mss: Some(1), sack_permitted: true, ..Default::default() };
+        let mut h = active_rtt(TcpConfig { pacing, nagle: false, ..bbr() }, opts, ms(20));
+        h.app(AppCommand::Write(vec![7; total]));
+        h.app(AppCommand::ShutdownWrite);
+        drive(&mut h, ms(20), total + 1, Duration::from_secs(60), &no_echo_change, &mut |_| {})
+    };
+    let (p, u) = (run(true), run(false));
+    eprintln!("paced {p:?}\nunpaced {u:?}");
+    assert!(p.fin_acked && u.fin_acked, "paced {p:?}, unpaced {u:?}");
+    assert!(p.max_burst < u.max_burst, "paced {p:?}, unpaced {u:?}");
+    assert!(p.took <= u.took + ms(100), "paced {p:?}, unpaced {u:?}");
+}
+
+/// The path MTU drops mid-transfer (smss shrinks with the credit partly spent): the
+/// transfer and its FIN still end, within a few seconds.
+#[test]
+fn a_paced_transfer_survives_an_mtu_drop() {
+    let total = 400_000;
+    let mut h = active_rtt(bbr(), TcpOptions { mss: Some(1460), sack_permitted: true, ..Default::default() }, ms(20));
+    h.app(AppCommand::Write(vec![7; total]));
+    h.app(AppCommand::ShutdownWrite);
+    let t0 = h.now;
+    let mut dropped = false;
+    let r = drive(&mut h, ms(20), total + 1, Duration::from_secs(60), &no_echo_change, &mut |h| {
+        if !dropped && h.now >= t0 + ms(45) {
+            dropped = true;
+            let (l, r) = (SocketAddr::new(US, h.port), SocketAddr::new(PEER, PEER_PORT));
+            h.ep.handle_icmp_error(h.now, l, r, h.pack, IcmpErrorKind::PacketTooBig(700));
+        }
+    });
+    eprintln!("{r:?}");
+    assert!(dropped && r.fin_acked, "{r:?}");
+    assert!(r.took < Duration::from_secs(5), "{r:?}");
+}
+
+/// A zero window with data queued and the credit spent: the persist probe is not paced
+/// (RFC 9293 §3.8.6.1) and, once the window reopens, the paced data flows again.
+#[test]
+fn zero_window_probes_and_reopening_under_pacing() {
+    let mut h = active_rtt(bbr(), sack_opts(), ms(20));
+    h.app(AppCommand::Write(vec![7; 1_000_000]));
+    let base = h.pack;
+    // The first flight (its credit spent), acknowledged with a zero window.
+    let o = h.out();
+    assert!(!o.is_empty());
+    h.advance(ms(20));
+    h.pack = o.iter().map(|(s, p)| s.seq.wrapping_add(s.segment_len(p.len()))).fold(h.pack, seq::max);
+    h.pwnd = 0;
+    h.send("A", &[]);
+    h.out();
+    assert!(seq::dist(base, h.pack) < 150_000, "data is left to probe with: {}", seq::dist(base, h.pack));
+    let mut probes = 0;
+    for _ in 0..3000 {
+        h.advance(ms(10));
+        let o = h.out();
+        probes += o.iter().filter(|s| s.1.len() == 1).count();
+    }
+    assert!(probes >= 2, "{probes} probes in 30 s of zero window");
+    h.pwnd = 65535;
+    h.send("A", &[]);
+    let acked_before = seq::dist(base, h.pack);
+    let r = drive(&mut h, ms(20), 1_000_000 - acked_before, Duration::from_secs(10), &no_echo_change, &mut |_| {});
+    assert!(seq::dist(base, h.pack) >= 1_000_000, "{r:?}");
+}
