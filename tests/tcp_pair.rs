@@ -389,6 +389,16 @@ fn sack_blocks_all_reported_no_spurious_retransmissions() {
     let (sa, sb) = (a.stats(), b.stats());
     let (out, rexmit) = (sa.get("TcpOutSegs").unwrap(), sa.get("TcpRetransSegs").unwrap());
     let lost = out - sb.get("TcpInSegs").unwrap();
-    println!("sent {out}, lost {lost}, retransmitted {rexmit}, D-SACKs {}", sa.get("TcpExtTCPDSACKRecv").unwrap());
+    let g = |s: &netstack::stats::Counters, k: &str| s.get(k).unwrap();
+    println!(
+        "sent {out}, lost {lost}, retransmitted {rexmit}, D-SACKs {}; timeouts {}, SACK recoveries {}, loss probes {}, \
+         undone {}; receiver dropped out of order {}",
+        g(&sa, "TcpExtTCPDSACKRecv"),
+        g(&sa, "TcpExtTCPTimeouts"),
+        g(&sa, "TcpExtTCPSackRecovery"),
+        g(&sa, "TcpExtTCPLossProbes"),
+        g(&sa, "TcpExtTCPFullUndo"),
+        g(&sb, "TcpExtTCPOFODrop"),
+    );
     assert!(rexmit <= 2 * lost + 10, "{rexmit} retransmissions for {lost} lost segments");
 }

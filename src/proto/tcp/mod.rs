@@ -185,7 +185,10 @@ pub struct TcpConfig {
     /// Delayed-ACK timer (< 500 ms, M-40).
     pub delayed_ack: Duration,
     /// Bound on out-of-order bytes per connection (memory charged); room for two full
-    /// segments at least, and at most `recv_buf`.
+    /// segments at least, and at most the receive buffer as auto-tuning has grown it. The
+    /// default is `recv_buf_max`'s, so the queue can hold the whole window, as Linux's
+    /// (bounded by `sk_rcvbuf` alone): below the window, a lossy transfer had most of its
+    /// retransmissions caused by our own out-of-order drops.
     pub max_ooo_bytes: usize,
     /// Half-open (SYN-RECEIVED) connections per listener.
     pub max_half_open: usize,
@@ -229,7 +232,7 @@ impl Default for TcpConfig {
             syn_retries: 7,
             synack_retries: 5,
             delayed_ack: Duration::from_millis(40),
-            max_ooo_bytes: 1 << 20,
+            max_ooo_bytes: 4 << 20,
             max_half_open: 1024,
             max_half_open_total: 4096,
             syncookies: true,

@@ -17,7 +17,8 @@
 //!
 //! Invariants:
 //! * the buffer never shrinks and never passes `max`: what a connection holds stays below
-//!   about `max + max_ooo_bytes` (`rcvqueue`);
+//!   about twice the buffer (`rcvqueue`, and the out-of-order queue, bounded by the buffer
+//!   as it is and by `max_ooo_bytes`);
 //! * it grows only on bytes the application consumed: a peer cannot grow it against an
 //!   application that does not read, which keeps the initial buffer's bound;
 //! * pure: time comes from the caller.

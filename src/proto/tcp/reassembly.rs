@@ -42,6 +42,11 @@ impl Reassembly {
     pub fn new(max_bytes: usize) -> Self {
         Reassembly { entries: VecDeque::new(), bytes: 0, charged: 0, max_bytes }
     }
+    /// A new bound on the memory charged (the receive buffer grew); what is held stays.
+    pub fn set_max_bytes(&mut self, max_bytes: usize) {
+        self.max_bytes = max_bytes;
+    }
+
     /// Memory charged for what is held (allocations + per-entry overhead).
     pub fn charged(&self) -> usize {
         self.charged

@@ -185,6 +185,8 @@ pub struct Tcb {
     /// not yet credited back (ReadCredit), charged in bytes of memory.
     rcvq: RecvQueue,
     ooo: Reassembly,
+    /// [`ooo_cap`]: the out-of-order queue's bound is this or `recv_buf`, the smaller.
+    ooo_cap: usize,
     ooo_fin: Option<u32>,
     recent_blocks: RecentBlocks,
     read_shutdown: bool,
@@ -350,13 +352,15 @@ pub(crate) fn our_mss_for(cfg: &TcpConfig, v6: bool) -> usize {
     cfg.mtu.saturating_sub(if v6 { 60 } else { 40 }).clamp(MIN_PEER_MSS, 0xffff)
 }
 
-/// The out-of-order queue's bound: `max_ooo_bytes`, but room for two full segments at
-/// least, and never more than the receive buffer. A bound below one segment's charge held
-/// only sub-segment pieces, whose SACK blocks no sender acts on (the scoreboard counts
-/// segments: RFC 6675 §4, Linux's `tcp_match_skb_to_sack` rounds to whole MSSes), so
-/// under reordering every overtaking segment cost a retransmission timeout.
-pub(crate) fn ooo_bound(cfg: &TcpConfig, our_mss: usize) -> usize {
-    cfg.max_ooo_bytes.max(2 * (our_mss + super::reassembly::ENTRY_OVERHEAD)).min(cfg.recv_buf)
+/// The cap on the out-of-order queue: `max_ooo_bytes`, but room for two full segments at
+/// least. A bound below one segment's charge held only sub-segment pieces, whose SACK
+/// blocks no sender acts on (the scoreboard counts segments: RFC 6675 §4, Linux's
+/// `tcp_match_skb_to_sack` rounds to whole MSSes), so under reordering every overtaking
+/// segment cost a retransmission timeout. The queue's bound is this cap or the receive
+/// buffer as it is now, whichever is smaller (`Tcb::ooo_cap`): it grows with
+/// auto-tuning, since the window it covers does.
+pub(crate) fn ooo_cap(cfg: &TcpConfig, our_mss: usize) -> usize {
+    cfg.max_ooo_bytes.max(2 * (our_mss + super::reassembly::ENTRY_OVERHEAD))
 }
 
 impl Tcb {
@@ -415,7 +419,8 @@ impl Tcb {
             recv_buf: cfg.recv_buf,
             rcv_space: RcvSpace::new(cfg.recv_buf, cfg.recv_buf_max, our_mss),
             rcvq: RecvQueue::new(cfg.recv_buf),
-            ooo: Reassembly::new(ooo_bound(cfg, our_mss)),
+            ooo: Reassembly::new(ooo_cap(cfg, our_mss).min(cfg.recv_buf)),
+            ooo_cap: ooo_cap(cfg, our_mss),
             ooo_fin: None,
             recent_blocks: RecentBlocks::default(),
             read_shutdown: false,
@@ -977,6 +982,7 @@ impl Tcb {
                 self.rcvq.credit(n);
                 if let Some(grown) = self.rcv_space.on_consumed(now, n, self.recv_buf, self.rcv_mss_est) {
                     self.recv_buf = grown;
+                    self.ooo.set_max_bytes(self.ooo_cap.min(grown));
                 }
                 if self.window_update_due() {
                     self.ack_now = true;
