@@ -172,10 +172,17 @@ fn active(cfg: TcpConfig, opts: TcpOptions) -> (H, TcpRepr) {
 /// The peer answers the SYN that `h` just queued with a SYN-ACK carrying `opts`; checks the
 /// handshake completed. Returns our SYN.
 fn complete_active(h: &mut H, opts: TcpOptions) -> TcpRepr {
+    complete_active_after(h, opts, Duration::ZERO)
+}
+
+/// [`complete_active`] with the SYN-ACK arriving `rtt` after the SYN (the handshake's RTT
+/// sample).
+fn complete_active_after(h: &mut H, opts: TcpOptions, rtt: Duration) -> TcpRepr {
     let o = h.out();
     assert_eq!(o.len(), 1);
     let syn = o[0].0;
     assert!(syn.flags.syn && !syn.flags.ack);
+    h.advance(rtt);
     h.port = syn.src_port;
     h.pack = syn.seq.wrapping_add(1);
     h.popts = opts;

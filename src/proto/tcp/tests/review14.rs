@@ -13,18 +13,7 @@ fn bbr() -> TcpConfig {
 fn active_rtt(cfg: TcpConfig, opts: TcpOptions, rtt: Duration) -> H {
     let mut h = H::new(cfg);
     h.conn = h.ep.connect(h.now, US, SocketAddr::new(PEER, PEER_PORT)).unwrap();
-    let syn = h.out()[0].0;
-    h.advance(rtt);
-    h.port = syn.src_port;
-    h.pack = syn.seq.wrapping_add(1);
-    h.popts = opts;
-    h.send("SA", &[]);
-    h.popts.mss = None;
-    h.popts.window_scale = None;
-    h.popts.sack_permitted = false;
-    h.out();
-    assert_eq!(h.state(), Some(State::Established));
-    h.conn_evs();
+    complete_active_after(&mut h, opts, rtt);
     h
 }
 
@@ -96,42 +85,38 @@ fn no_echo_change(ts: u32) -> u32 {
     ts
 }
 
-/// BBR paced over a 50 ms path: 1 MB and the FIN are delivered, in bursts of a quantum
-/// (not a window) once the first RTT is known, and no slower than the unpaced sender by
-/// more than a few round trips.
-#[test]
-fn a_paced_transfer_completes_with_its_fin_in_quanta() {
-    let total = 1 << 20; // the default send buffer
+/// `total` bytes and the FIN over a path of `rtt`, sent by `cfg` with pacing and without:
+/// both finish, the paced sender's largest burst is smaller, and it takes at most `slack`
+/// longer.
+fn paced_against_unpaced(cfg: TcpConfig, opts: TcpOptions, rtt: Duration, total: usize, slack: Duration) {
     let run = |pacing: bool| {
-        let mut h = active_rtt(TcpConfig { pacing, ..bbr() }, sack_opts(), ms(50));
+        let mut h = active_rtt(TcpConfig { pacing, ..cfg.clone() }, opts, rtt);
         h.app(AppCommand::Write(vec![7; total]));
         h.app(AppCommand::ShutdownWrite);
-        drive(&mut h, ms(50), total + 1, Duration::from_secs(30), &no_echo_change, &mut |_| {})
+        drive(&mut h, rtt, total + 1, Duration::from_secs(60), &no_echo_change, &mut |_| {})
     };
     let (p, u) = (run(true), run(false));
     eprintln!("paced {p:?}\nunpaced {u:?}");
     assert!(p.fin_acked && u.fin_acked, "paced {p:?}, unpaced {u:?}");
     assert!(p.max_burst < u.max_burst, "paced {p:?}, unpaced {u:?}");
-    assert!(p.took <= u.took + ms(200), "paced {p:?}, unpaced {u:?}");
+    assert!(p.took <= u.took + slack, "paced {p:?}, unpaced {u:?}");
+}
+
+/// BBR paced over a 50 ms path: 1 MB and the FIN are delivered, in bursts of a quantum
+/// (not a window) once the first RTT is known, and no slower than the unpaced sender by
+/// more than a few round trips.
+#[test]
+fn a_paced_transfer_completes_with_its_fin_in_quanta() {
+    // 1 MiB: the default send buffer.
+    paced_against_unpaced(bbr(), sack_opts(), ms(50), 1 << 20, ms(200));
 }
 
 /// The smallest MSS (a peer's MSS 1 is raised to 48): quanta of two 48-byte segments,
 /// and the transfer still ends, at most a few round trips later than unpaced.
 #[test]
 fn a_paced_transfer_at_the_minimum_mss_completes() {
-    let total = 60_000;
-    let run = |pacing: bool| {
-        let opts = TcpOptions { mss: Some(1), sack_permitted: true, ..Default::default() };
-        let mut h = active_rtt(TcpConfig { pacing, nagle: false, ..bbr() }, opts, ms(20));
-        h.app(AppCommand::Write(vec![7; total]));
-        h.app(AppCommand::ShutdownWrite);
-        drive(&mut h, ms(20), total + 1, Duration::from_secs(60), &no_echo_change, &mut |_| {})
-    };
-    let (p, u) = (run(true), run(false));
-    eprintln!("paced {p:?}\nunpaced {u:?}");
-    assert!(p.fin_acked && u.fin_acked, "paced {p:?}, unpaced {u:?}");
-    assert!(p.max_burst < u.max_burst, "paced {p:?}, unpaced {u:?}");
-    assert!(p.took <= u.took + ms(100), "paced {p:?}, unpaced {u:?}");
+    let opts = TcpOptions { mss: Some(1), sack_permitted: true, ..Default::default() };
+    paced_against_unpaced(TcpConfig { nagle: false, ..bbr() }, opts, ms(20), 60_000, ms(100));
 }
 
 /// The path MTU drops mid-transfer (smss shrinks with the credit partly spent): the
