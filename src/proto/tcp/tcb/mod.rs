@@ -377,6 +377,7 @@ impl Tcb {
     ) -> Self {
         let v6 = local.is_ipv6();
         let our_mss = our_mss_for(cfg, v6);
+        let ooo_cap = ooo_cap(cfg, our_mss);
         let peer_mss = if v6 { DEFAULT_MSS_V6 } else { DEFAULT_MSS_V4 }.min(our_mss);
         let cc: Box<dyn CongestionControl> = match cfg.congestion {
             CongestionAlgorithm::NewReno => Box::new(NewReno::new(peer_mss)),
@@ -419,8 +420,8 @@ impl Tcb {
             recv_buf: cfg.recv_buf,
             rcv_space: RcvSpace::new(cfg.recv_buf, cfg.recv_buf_max, our_mss),
             rcvq: RecvQueue::new(cfg.recv_buf),
-            ooo: Reassembly::new(ooo_cap(cfg, our_mss).min(cfg.recv_buf)),
-            ooo_cap: ooo_cap(cfg, our_mss),
+            ooo: Reassembly::new(ooo_cap.min(cfg.recv_buf)),
+            ooo_cap,
             ooo_fin: None,
             recent_blocks: RecentBlocks::default(),
             read_shutdown: false,
