@@ -7,7 +7,7 @@
 //! A buffer that does not fit in the pool is simply freed.
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// A batch of whole packets: the unit every hop moves (ARCHITECTURE.md §2 rule 3).
@@ -78,6 +78,54 @@ impl ByteBudget {
     }
 }
 
+/// A socket's receive queue as the actor that fills it and the socket that drains it share
+/// it (Linux's `sk_rmem_alloc` and `sk_err`): the bytes charged for what waits unread, which
+/// the actor checks against the socket's bound before it queues (the bound is the actor's
+/// to keep: the core only names the socket, `proto::ip::Deliver`), and one pending-error
+/// slot. Invariant: only the filling actor charges, only the socket (or the actor, for what
+/// it could not send) gives back, so the charge never exceeds the bound.
+#[derive(Debug, Default)]
+pub struct RecvQueue {
+    queued: AtomicU64,
+    error: AtomicU8,
+}
+
+/// A [`RecvQueue`] shared by a socket and its actor.
+pub type SharedQueue = Arc<RecvQueue>;
+
+impl RecvQueue {
+    /// Charge `bytes` if that keeps the queue within `limit`; false (nothing charged)
+    /// otherwise: the caller drops and counts what it was about to queue.
+    pub fn try_charge(&self, bytes: u64, limit: u64) -> bool {
+        if self.queued.load(Relaxed) + bytes > limit {
+            return false;
+        }
+        self.queued.fetch_add(bytes, Relaxed);
+        true
+    }
+
+    /// Give back what was charged for something read (or never queued).
+    pub fn uncharge(&self, bytes: u64) {
+        self.queued.fetch_sub(bytes, Relaxed);
+    }
+
+    /// Bytes charged for what waits unread.
+    pub fn queued(&self) -> u64 {
+        self.queued.load(Relaxed)
+    }
+
+    /// Set the pending error (non-zero); true when none was pending, so a reader needs
+    /// waking (one slot: a flood of errors wakes at most once per read).
+    pub fn set_error(&self, e: u8) -> bool {
+        self.error.swap(e, Relaxed) == 0
+    }
+
+    /// Take the pending error (0: none).
+    pub fn take_error(&self) -> u8 {
+        self.error.swap(0, Relaxed)
+    }
+}
+
 /// Size of a pooled packet buffer: a 1500-byte MTU packet plus slack for TAP headers; larger
 /// packets (jumbo MTU, reassembled datagrams) simply grow their buffer.
 pub const DEFAULT_BUF_SIZE: usize = 2048;
@@ -102,6 +150,8 @@ pub trait Buffers {
     fn small(&self) -> Vec<u8>;
     /// A buffer for a super-segment (up to 64 KiB).
     fn large(&self) -> Vec<u8>;
+    /// A buffer the core is done with (a packet it dropped or consumed).
+    fn recycle(&self, b: Vec<u8>);
 }
 
 impl Buffers for Pool {
@@ -110,6 +160,9 @@ impl Buffers for Pool {
     }
     fn large(&self) -> Vec<u8> {
         self.get_large()
+    }
+    fn recycle(&self, b: Vec<u8>) {
+        self.put(b)
     }
 }
 
@@ -281,5 +334,22 @@ mod tests {
         assert_eq!((b.queued(), b.dropped()), (1000, 3));
         let batch: Batch = vec![Vec::with_capacity(2048), Vec::with_capacity(100)];
         assert_eq!(batch_bytes(&batch), 2148);
+    }
+
+    #[test]
+    fn recv_queue_charges_within_its_bound_and_keeps_one_error() {
+        let q = RecvQueue::default();
+        assert!(q.try_charge(600, 1000));
+        assert!(!q.try_charge(600, 1000), "600 + 600 > 1000: nothing charged");
+        assert_eq!(q.queued(), 600);
+        assert!(q.try_charge(400, 1000), "exactly the bound");
+        assert!(!q.try_charge(1, 1000));
+        q.uncharge(600);
+        assert_eq!(q.queued(), 400);
+        assert!(!RecvQueue::default().try_charge(1001, 1000), "even an empty queue refuses more than its bound");
+        assert_eq!(q.take_error(), 0);
+        assert!(q.set_error(1), "the first error wakes a reader");
+        assert!(!q.set_error(1), "a second one finds the slot taken");
+        assert_eq!((q.take_error(), q.take_error()), (1, 0));
     }
 }

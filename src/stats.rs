@@ -48,32 +48,32 @@ impl StackHandle {
     /// Every counter of the stack now (see [`crate::stats`] for the names).
     pub fn stats(&self) -> Counters {
         let s = &self.stats;
-        let ip = &s.ip;
+        let ip = s.ip.load();
         let g = |c: &std::sync::atomic::AtomicU64| c.load(Relaxed);
         let tcp = s.tcp.load();
-        let udp_errors = g(&ip.rx_udp_bad) + g(&ip.rx_udp_queue_full);
-        let udp_in = g(&ip.rx_udp).saturating_sub(udp_errors + g(&ip.rx_udp_no_port));
+        let udp_errors = ip.rx_udp_bad + ip.rx_udp_queue_full;
+        let udp_in = ip.rx_udp.saturating_sub(udp_errors + ip.rx_udp_no_port);
         let mut v = vec![
             // IP-MIB (RFC 4293) as Linux counts it.
-            ("IpInReceives", g(&ip.rx_packets)),
-            ("IpInHdrErrors", g(&ip.rx_bad_header) + g(&ip.rx_bad_checksum) + g(&ip.rx_bad_ext_header)),
-            ("IpInAddrErrors", g(&ip.rx_not_ours) + g(&ip.rx_bad_source)),
-            ("IpInUnknownProtos", g(&ip.rx_unknown_protocol)),
-            ("IpOutRequests", g(&ip.tx_packets) + tcp.segments_out),
-            ("IpReasmOKs", g(&ip.rx_reassembled)),
-            ("IpReasmFails", g(&ip.rx_frag_dropped) + g(&ip.rx_frag_too_far)),
-            ("IpFragCreates", g(&ip.tx_fragments)),
+            ("IpInReceives", ip.rx_packets),
+            ("IpInHdrErrors", ip.rx_bad_header + ip.rx_bad_checksum + ip.rx_bad_ext_header),
+            ("IpInAddrErrors", ip.rx_not_ours + ip.rx_bad_source),
+            ("IpInUnknownProtos", ip.rx_unknown_protocol),
+            ("IpOutRequests", ip.tx_packets + tcp.segments_out),
+            ("IpReasmOKs", ip.rx_reassembled),
+            ("IpReasmFails", ip.rx_frag_dropped + ip.rx_frag_too_far),
+            ("IpFragCreates", ip.tx_fragments),
             // ICMP (both families).
-            ("IcmpInErrors", g(&ip.rx_icmp_bad)),
-            ("IcmpInDestUnreachs", g(&ip.rx_icmp_errors)),
-            ("IcmpOutEchoReps", g(&ip.tx_echo_replies)),
-            ("IcmpOutErrors", g(&ip.tx_icmp_errors)),
-            ("IcmpOutRateLimitHost", g(&ip.icmp_rate_limited) + g(&ip.echo_rate_limited)),
+            ("IcmpInErrors", ip.rx_icmp_bad),
+            ("IcmpInDestUnreachs", ip.rx_icmp_errors),
+            ("IcmpOutEchoReps", ip.tx_echo_replies),
+            ("IcmpOutErrors", ip.tx_icmp_errors),
+            ("IcmpOutRateLimitHost", ip.icmp_rate_limited + ip.echo_rate_limited),
             // UDP-MIB (RFC 4113).
             ("UdpInDatagrams", udp_in),
-            ("UdpNoPorts", g(&ip.rx_udp_no_port)),
+            ("UdpNoPorts", ip.rx_udp_no_port),
             ("UdpInErrors", udp_errors),
-            ("UdpRcvbufErrors", g(&ip.rx_udp_queue_full)),
+            ("UdpRcvbufErrors", ip.rx_udp_queue_full),
             // TCP-MIB (RFC 4022) and Linux's TcpExt.
             ("TcpActiveOpens", tcp.conns_opened),
             ("TcpPassiveOpens", tcp.conns_accepted),
@@ -106,11 +106,11 @@ impl StackHandle {
             ("NetstackIpInboxDrops", s.ip_inbox.dropped()),
             ("NetstackTcpInboxDrops", s.tcp_inbox.dropped()),
             ("NetstackDevTxDrops", g(&s.dev_tx_dropped)),
-            ("NetstackIpFragPending", g(&ip.rx_frag_pending)),
-            ("NetstackIpReasmHeldBytes", g(&ip.reassembly_held_bytes)),
-            ("NetstackIcmpIgnored", g(&ip.rx_icmp_ignored)),
-            ("NetstackRawInDelivers", g(&ip.rx_raw)),
-            ("NetstackRawQueueFull", g(&ip.rx_raw_queue_full)),
+            ("NetstackIpFragPending", ip.rx_frag_pending),
+            ("NetstackIpReasmHeldBytes", ip.reassembly_held_bytes),
+            ("NetstackIcmpIgnored", ip.rx_icmp_ignored),
+            ("NetstackRawInDelivers", ip.rx_raw),
+            ("NetstackRawQueueFull", ip.rx_raw_queue_full),
             ("NetstackDnsQueries", g(&s.dns_queries)),
         ];
         let mut out: Vec<Counter> = v.drain(..).map(|(name, value)| Counter { name, value }).collect();

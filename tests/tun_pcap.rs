@@ -71,7 +71,7 @@ fn pcap_of_a_tun_stack_matches_its_counters() {
         std::thread::sleep(Duration::from_millis(300)); // the FIN exchange ends
 
         let ip = &stack.stats.ip;
-        let (rx, ip_tx) = (ip.rx_packets.load(Relaxed), ip.tx_packets.load(Relaxed));
+        let (rx, ip_tx) = (ip.load().rx_packets, ip.load().tx_packets);
         let tcp_tx = stack.stats.tcp.load().segments_out;
         drop(stack);
         let written = cap.packets.load(Relaxed);

@@ -175,7 +175,7 @@ fn syn_flood(cookies: bool) {
     let sent = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let ip = stack.stats.ip.clone();
-    let rx0 = ip.rx_tcp.load(Ordering::Relaxed);
+    let rx0 = ip.load().rx_tcp;
     let flooder = {
         let (sent, stop) = (sent.clone(), stop.clone());
         thread::spawn(move || {
@@ -210,7 +210,7 @@ fn syn_flood(cookies: bool) {
     thread::sleep(Duration::from_millis(300)); // the stack drains what was queued
     let st = stack.tcp_stats();
     let rss1 = rss_bytes();
-    let seen = ip.rx_tcp.load(Ordering::Relaxed) - rx0;
+    let seen = ip.load().rx_tcp - rx0;
     eprintln!(
         "syn flood (cookies {cookies}): {total} SYNs sent in {took:.2?}, {seen} TCP segments read by the \
          stack; client started after {during} SYNs, finished after {after_client}: {result:?}; half_open {} \

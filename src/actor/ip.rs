@@ -3,31 +3,34 @@
 //! socket inboxes. On TAP it also runs the link layer (`actor::link`), packet sockets
 //! included. No protocol logic lives here.
 
+use super::counters::IpCounters;
 use super::tcp::{SegmentIn, TcpMsg};
-use crate::buf::{batch_bytes, Batch, ByteBudget, Pool};
-use crate::proto::ip::{Deliver, IpCore, IpOutput, UdpQueue};
-use crate::proto::link::packet::{PacketQueue, PacketSockId};
-use crate::proto::raw::{RawQueue, RawSockId};
+use crate::buf::{batch_bytes, Batch, ByteBudget, Pool, SharedQueue};
+use crate::proto::ip::{udp_charge, Deliver, IpCore, IpOutput, UDP_ERR_REFUSED};
+use crate::proto::link::packet::PacketSockId;
+use crate::proto::raw::RawSockId;
 use crate::proto::udp::UdpSockId;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use slog::{debug, Logger};
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What a UDP socket receives.
 pub enum UdpEvent {
     /// Payload is `buf[start..end]` (the packet buffer itself, moved, not copied).
     Datagram { from: SocketAddr, buf: Vec<u8>, start: usize, end: usize },
-    /// An ICMP-reported error is waiting in the socket's shared slot (`UdpShared::error`).
+    /// An ICMP-reported error is waiting in the socket's shared slot (`RecvQueue::set_error`).
     ErrorPending,
 }
 
 pub type BindReply = Sender<io::Result<(UdpSockId, SocketAddr)>>;
 
 /// What a raw ICMP socket receives: an ICMP message (from its type byte on) sent by `from`
-/// with `hop_limit` (TTL), already charged to the socket's queue (`RawShared::queued`).
+/// with `hop_limit` (TTL), already charged to the socket's queue (`buf::RecvQueue`).
 pub struct RawEvent {
     pub from: IpAddr,
     pub hop_limit: u8,
@@ -44,7 +47,7 @@ pub enum IpMsg {
     UdpBind {
         addr: SocketAddr,
         inbox: Sender<UdpEvent>,
-        queued: UdpQueue,
+        queued: SharedQueue,
         reply: BindReply,
     },
     UdpConnect {
@@ -64,7 +67,7 @@ pub enum IpMsg {
         v6: bool,
         ident: u16,
         inbox: Sender<RawEvent>,
-        queued: RawQueue,
+        queued: SharedQueue,
         reply: RawBindReply,
     },
     RawSend {
@@ -78,7 +81,7 @@ pub enum IpMsg {
     PacketBind {
         ethertype: Option<u16>,
         inbox: Sender<Vec<u8>>,
-        queued: PacketQueue,
+        queued: SharedQueue,
         reply: Sender<io::Result<PacketSockId>>,
     },
     /// A whole Ethernet frame from a packet socket, checked by the socket.
@@ -89,6 +92,15 @@ pub enum IpMsg {
     /// leave in time).
     DhcpRelease(Sender<bool>),
     Shutdown,
+}
+
+/// What the ip actor shares with other threads (the core shares nothing).
+pub struct Shared {
+    /// Where the core's counters are published after each batch.
+    pub counters: Arc<IpCounters>,
+    /// Whether a `bind_any` listener exists: the core's `accept_any_tcp`, set before each
+    /// batch.
+    pub any_tcp: Arc<AtomicBool>,
 }
 
 /// Most messages drained before flushing outputs.
@@ -108,6 +120,7 @@ pub fn run(
     log: Logger,
     link: Option<super::link::LinkShell>,
     dhcp: Option<super::dhcp::DhcpShell>,
+    shared: Shared,
 ) {
     let (inbox, budget) = inbox;
     let (tcp, tcp_budget) = tcp;
@@ -127,6 +140,7 @@ pub fn run(
         udp: HashMap::new(),
         raw: HashMap::new(),
         unreachable: Vec::new(),
+        shared,
     };
     loop {
         let msg = match (super::spin_recv(&inbox, spin), a.wait(Instant::now())) {
@@ -140,6 +154,7 @@ pub fn run(
             Err(RecvTimeoutError::Disconnected) => return,
         };
         let now = Instant::now();
+        a.core.accept_any_tcp = a.shared.any_tcp.load(Relaxed);
         a.core.handle_timeout(now);
         if let Some(l) = a.link.as_mut() {
             l.handle_timeout(now);
@@ -177,11 +192,13 @@ struct IpActor {
     link: Option<super::link::LinkShell>,
     /// The DHCP client (TAP with `StackConfig::dhcp`, `actor::dhcp`).
     dhcp: Option<super::dhcp::DhcpShell>,
-    udp: HashMap<UdpSockId, Sender<UdpEvent>>,
-    raw: HashMap<RawSockId, Sender<RawEvent>>,
+    /// Sockets' inboxes and what each holds unread.
+    udp: HashMap<UdpSockId, (Sender<UdpEvent>, SharedQueue)>,
+    raw: HashMap<RawSockId, (Sender<RawEvent>, SharedQueue)>,
     out: IpOutput,
     segs: Vec<SegmentIn>,
     unreachable: Vec<IpAddr>,
+    shared: Shared,
 }
 
 impl IpActor {
@@ -220,8 +237,7 @@ impl IpActor {
             IpMsg::UdpBind { addr, inbox, queued, reply } => {
                 let r = core.udp.bind(addr);
                 if let Ok((id, local)) = &r {
-                    core.udp_register_queue(*id, queued);
-                    self.udp.insert(*id, inbox);
+                    self.udp.insert(*id, (inbox, queued));
                     debug!(self.log, "udp bind"; "local" => %local);
                 }
                 let _ = reply.try_send(r);
@@ -235,9 +251,9 @@ impl IpActor {
                 self.udp.remove(&id);
             }
             IpMsg::RawBind { v6, ident, inbox, queued, reply } => {
-                let r = core.raw.bind(v6, ident, queued);
+                let r = core.raw.bind(v6, ident);
                 if let Ok((id, ident)) = &r {
-                    self.raw.insert(*id, inbox);
+                    self.raw.insert(*id, (inbox, queued));
                     debug!(self.log, "raw icmp bind"; "v6" => v6, "ident" => ident);
                 }
                 let _ = reply.try_send(r);
@@ -292,10 +308,17 @@ impl IpActor {
                 p.push(crate::wire::gso::TX_TRAILER_PLAIN);
             }
         }
+        self.admit();
         if let Some(l) = self.link.as_mut() {
             l.send(now, &mut self.out.tx);
             l.drain(&mut self.out.tx);
-            l.deliver_packets();
+        }
+        // Counters before anything this batch produced leaves: whoever sees its effect
+        // (a reply, a datagram) finds it counted.
+        self.shared.counters.store(&self.core.stats);
+        if let Some(l) = self.link.as_mut() {
+            l.publish_stats();
+            l.deliver_packets(); // publishes what it counted
             l.unreachable(&mut self.unreachable);
             l.publish_routes();
             if !self.unreachable.is_empty() {
@@ -331,7 +354,42 @@ impl IpActor {
         true
     }
 
-    /// Hand each delivery to its socket (segments are gathered for one message to the engine).
+    /// Keep only the datagrams and ICMP messages their sockets have room for: each is
+    /// charged to its socket's queue within the socket's byte bound (`udp_queue_bytes`,
+    /// `raw_queue_bytes`), as Linux's socket layer checks `sk_rcvbuf`; what does not fit
+    /// (or whose socket is gone) is dropped here, counted in the core's
+    /// `rx_udp_queue_full` / `rx_raw_queue_full`.
+    fn admit(&mut self) {
+        let cfg = self.core.config();
+        let (udp_limit, raw_limit) = (cfg.udp_queue_bytes as u64, cfg.raw_queue_bytes as u64);
+        let (udp, raw, pool, stats) = (&self.udp, &self.raw, &self.pool, &mut self.core.stats);
+        self.out.deliver.retain_mut(|d| match d {
+            Deliver::Udp { sock, buf, start, end, .. } => {
+                let room = udp.get(sock).map(|(_, q)| q.try_charge(udp_charge(*end - *start), udp_limit));
+                if room == Some(false) {
+                    stats.rx_udp_queue_full += 1;
+                }
+                if room != Some(true) {
+                    pool.put(std::mem::take(buf));
+                }
+                room == Some(true)
+            }
+            Deliver::Raw { sock, msg, .. } => {
+                let room = raw.get(sock).map(|(_, q)| q.try_charge(udp_charge(msg.len()), raw_limit));
+                match room {
+                    Some(true) => stats.rx_raw += 1,
+                    Some(false) => stats.rx_raw_queue_full += 1,
+                    None => {}
+                }
+                room == Some(true)
+            }
+            _ => true,
+        });
+    }
+
+    /// Hand each delivery to its socket (segments are gathered for one message to the
+    /// engine); datagrams and ICMP messages were charged to their sockets' queues by
+    /// [`Self::admit`], and give the charge back if the socket closed meanwhile.
     fn deliver(&mut self) {
         for d in self.out.deliver.drain(..) {
             match d {
@@ -341,25 +399,32 @@ impl IpActor {
                 Deliver::TcpIcmp { local, remote, seq, class } => {
                     let _ = self.tcp.send(TcpMsg::Icmp { local, remote, seq, class });
                 }
-                Deliver::Udp { sock, from, buf, start, end, .. } => match self.udp.get(&sock) {
-                    Some(tx) => {
-                        if let Err(e) = tx.send(UdpEvent::Datagram { from, buf, start, end }) {
-                            if let UdpEvent::Datagram { buf, .. } = e.into_inner() {
-                                self.pool.put(buf);
-                            }
+                Deliver::Udp { sock, from, buf, start, end, .. } => {
+                    let Some((tx, queue)) = self.udp.get(&sock) else {
+                        self.pool.put(buf);
+                        continue;
+                    };
+                    if let Err(e) = tx.send(UdpEvent::Datagram { from, buf, start, end }) {
+                        queue.uncharge(udp_charge(end - start));
+                        if let UdpEvent::Datagram { buf, .. } = e.into_inner() {
+                            self.pool.put(buf);
                         }
                     }
-                    None => self.pool.put(buf),
-                },
+                }
                 Deliver::Raw { sock, from, hop_limit, msg } => {
                     // A closed socket's inbox is gone with it (nothing to give back: a copy).
-                    if let Some(tx) = self.raw.get(&sock) {
-                        let _ = tx.send(RawEvent { from, hop_limit, msg });
+                    let Some((tx, queue)) = self.raw.get(&sock) else { continue };
+                    let cost = udp_charge(msg.len());
+                    if tx.send(RawEvent { from, hop_limit, msg }).is_err() {
+                        queue.uncharge(cost);
                     }
                 }
                 Deliver::UdpError { sock } => {
-                    if let Some(tx) = self.udp.get(&sock) {
-                        let _ = tx.send(UdpEvent::ErrorPending);
+                    // One pending error per socket: only the first needs to wake a reader.
+                    if let Some((tx, queue)) = self.udp.get(&sock) {
+                        if queue.set_error(UDP_ERR_REFUSED) {
+                            let _ = tx.send(UdpEvent::ErrorPending);
+                        }
                     }
                 }
             }

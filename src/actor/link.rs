@@ -7,23 +7,23 @@
 //! dev-tx) passes through [`LinkShell::send`], and the frames the core queues go to dev-tx.
 //! The core's timers run from the ip actor's loop ([`LinkShell::poll_timeout`]).
 //! Packet sockets (`socket::PacketSocket`) are opened, fed and closed here too: the core
-//! copies and charges the frames ([`crate::proto::link::packet`]), this shell hands each
-//! copy to its socket's inbox.
+//! copies the frames ([`crate::proto::link::packet`]), this shell queues each copy to its
+//! socket's inbox within the socket's byte bound (`buf::RecvQueue`).
 //!
 //! On a TUN device none of this exists: the ip actor's `link` is `None` and the tcp engine
 //! sends straight to dev-tx ([`TxPath::Dev`]).
 
+use super::counters::LinkCounters;
 use super::ip::IpMsg;
-use crate::buf::{Batch, Pool};
-use crate::proto::link::packet::{self, PacketQueue, PacketSockId};
+use crate::buf::{Batch, Pool, SharedQueue};
+use crate::proto::link::packet::{self, PacketSockId};
 use crate::proto::link::route::RouteTable;
-use crate::proto::link::{LinkConfig, LinkCore, LinkEvent, LinkStats};
+use crate::proto::link::{LinkConfig, LinkCore, LinkEvent};
 use crossbeam_channel::{Sender, TrySendError};
 use slog::{debug, info, warn, Logger};
 use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -53,14 +53,17 @@ pub struct LinkShell {
     log: Logger,
     /// Where the core's routing table is published for socket calls (`actor::route`).
     routes: Option<Arc<super::route::RouteView>>,
-    /// Packet sockets' inboxes: whole frames, already charged to the socket's queue.
-    packets: HashMap<PacketSockId, (Sender<Vec<u8>>, PacketQueue)>,
+    /// Packet sockets' inboxes (whole frames) and what they hold unread.
+    packets: HashMap<PacketSockId, (Sender<Vec<u8>>, SharedQueue)>,
+    /// Where the core's counters are published for other threads.
+    counters: Arc<LinkCounters>,
 }
 
 impl LinkShell {
     pub fn new(cfg: LinkConfig, now: Instant, log: Logger) -> LinkShell {
         info!(log, "link layer on"; "mac" => %cfg.mac, "gateway4" => ?cfg.gateway4, "gateway6" => ?cfg.gateway6);
-        LinkShell { core: LinkCore::new(cfg, now), log, routes: None, packets: HashMap::new() }
+        let counters = Default::default();
+        LinkShell { core: LinkCore::new(cfg, now), log, routes: None, packets: HashMap::new(), counters }
     }
 
     /// The core's routing table (connected subnets, gateways, routes from RAs).
@@ -84,8 +87,14 @@ impl LinkShell {
         self.routes.as_ref().map(|v| v.snapshot())
     }
 
-    pub fn stats(&self) -> Arc<LinkStats> {
-        self.core.stats.clone()
+    /// The core's counters as last published ([`Self::publish_stats`]).
+    pub fn counters(&self) -> Arc<LinkCounters> {
+        self.counters.clone()
+    }
+
+    /// Publish the core's counters (the ip actor, after each batch).
+    pub fn publish_stats(&self) {
+        self.counters.store(&self.core.stats());
     }
 
     /// Our IPv4 address, its prefix and the default gateway changed (DHCP, `actor::dhcp`).
@@ -134,9 +143,9 @@ impl LinkShell {
         &mut self,
         ethertype: Option<u16>,
         inbox: Sender<Vec<u8>>,
-        queue: PacketQueue,
+        queue: SharedQueue,
     ) -> io::Result<PacketSockId> {
-        let id = self.core.packet_bind(ethertype, queue.clone())?;
+        let id = self.core.packet_bind(ethertype)?;
         debug!(self.log, "packet socket bound"; "ethertype" => ?ethertype, "id" => id);
         self.packets.insert(id, (inbox, queue));
         Ok(id)
@@ -152,14 +161,24 @@ impl LinkShell {
         self.core.send_frame(frame);
     }
 
-    /// Hand the frames the core copied to their packet sockets. A socket closed meanwhile
-    /// gets nothing; its charge is given back so the accounting stays exact.
+    /// Hand the frames the core copied to their packet sockets, each within its socket's
+    /// bound (`packet_queue_bytes` unread), then publish the counters again. A socket
+    /// closed meanwhile gets nothing; its charge is given back so the accounting stays exact.
     pub fn deliver_packets(&mut self) {
+        let limit = self.core.config().packet_queue_bytes as u64;
+        let mut any = false;
         while let Some((id, frame)) = self.core.poll_packet() {
+            any = true;
             let Some((tx, queue)) = self.packets.get(&id) else { continue };
-            if let Err(e) = tx.send(frame) {
-                queue.queued.fetch_sub(packet::charge(e.into_inner().len()), Relaxed);
+            let cost = packet::charge(frame.len());
+            let queued = queue.try_charge(cost, limit);
+            self.core.packet_delivered(queued);
+            if queued && tx.send(frame).is_err() {
+                queue.uncharge(cost);
             }
+        }
+        if any {
+            self.publish_stats();
         }
     }
 

@@ -25,6 +25,7 @@
 //! blocked calls wake up with it (the health's alarm channel disconnects, a broadcast every
 //! socket selects on), and the engine resets the connections still open.
 
+pub mod counters;
 pub mod device;
 pub mod dhcp;
 pub mod ip;
@@ -35,8 +36,9 @@ pub mod timer;
 
 use crate::buf::{Batch, ByteBudget, Pool, Recycler};
 use crate::device::{Device, StopHandle};
-use crate::proto::ip::{IpConfig, IpStats};
+use crate::proto::ip::IpConfig;
 use crate::proto::tcp::{sendbuf, TcpConfig};
+use counters::{IpCounters, LinkCounters, TcpCounters};
 use crossbeam_channel::{bounded, Sender};
 use parking_lot::Mutex;
 use slog::{info, Logger};
@@ -201,66 +203,9 @@ impl Recyclers {
     }
 }
 
-/// The TCP core's counters as the tcp engine last published them: one relaxed atomic per
-/// field, stored after each flush and read by `StackHandle::stats` (the core itself keeps a
-/// plain `TcpStats`: no atomics inside `proto/`). A reader may see one flush's value of one
-/// counter beside the next flush's of another, as with Linux's per-CPU SNMP counters.
-#[derive(Default)]
-pub struct TcpCounters(TcpCounterCells);
-
-/// One `AtomicU64` per `TcpStats` field; `load` names every field, so a counter added to
-/// `TcpStats` and not here fails to build.
-macro_rules! tcp_counter_cells {
-    ($($f:ident),* $(,)?) => {
-        #[derive(Default)]
-        struct TcpCounterCells { $($f: std::sync::atomic::AtomicU64,)* }
-
-        impl TcpCounters {
-            /// Publish the core's counters (the tcp engine, after each flush).
-            pub fn store(&self, s: &crate::proto::tcp::TcpStats) {
-                $(self.0.$f.store(s.$f, std::sync::atomic::Ordering::Relaxed);)*
-            }
-
-            /// The counters as last published.
-            pub fn load(&self) -> crate::proto::tcp::TcpStats {
-                crate::proto::tcp::TcpStats { $($f: self.0.$f.load(std::sync::atomic::Ordering::Relaxed),)* }
-            }
-        }
-    };
-}
-
-tcp_counter_cells!(
-    segments_in,
-    malformed,
-    segments_out,
-    retransmits,
-    timeouts,
-    fast_retransmits,
-    tlp_probes,
-    tlp_recoveries,
-    dsacks_received,
-    reordering_seen,
-    spurious_undone,
-    dropped,
-    rst_in,
-    rst_out,
-    challenge_acks,
-    paws_rejected,
-    syn_dropped,
-    syncookies_sent,
-    syncookies_recv_ok,
-    syncookies_failed,
-    half_open,
-    conns_opened,
-    conns_accepted,
-    time_wait_overflow,
-    orphans_reset,
-    ooo_dropped,
-);
-
 /// Counters shared by the actors (relaxed atomics, never protocol state).
 pub struct StackStats {
-    pub ip: Arc<IpStats>,
+    pub ip: Arc<IpCounters>,
     pub tcp: TcpCounters,
     pub dev_tx_dropped: std::sync::atomic::AtomicU64,
     /// The ip inbox's byte budget: `dropped()` counts packets dev-rx dropped because the
@@ -272,7 +217,7 @@ pub struct StackStats {
     /// Live TCBs (including TIME-WAIT), as of the engine's last flush.
     pub tcp_conns: std::sync::atomic::AtomicU64,
     /// The link layer's counters (TAP only).
-    pub link: Option<Arc<crate::proto::link::LinkStats>>,
+    pub link: Option<Arc<LinkCounters>>,
     /// DNS queries the stub resolver sent (each try counts).
     pub dns_queries: std::sync::atomic::AtomicU64,
 }
@@ -493,11 +438,11 @@ fn dhcp_shell(
 /// changes into it), else one made from the IP configuration.
 fn route_view(
     cfg: &StackConfig,
-    ip_core: &crate::proto::ip::IpCore,
+    ip_counters: &Arc<IpCounters>,
     link: Option<&mut link::LinkShell>,
 ) -> Arc<route::RouteView> {
     let table = link.as_ref().map_or_else(|| crate::proto::routing::table_for(&cfg.ip), |l| l.routes().clone());
-    let routes = route::RouteView::new(table, ip_core.stats.clone());
+    let routes = route::RouteView::new(table, ip_counters.clone());
     if let Some(l) = link {
         l.set_route_view(routes.clone());
     }
@@ -525,17 +470,17 @@ impl Stack {
         let mut ip_core = crate::proto::ip::IpCore::new(cfg.ip.clone(), rand::random(), rand::random());
         let (dhcp, dhcp_shared) = dhcp_shell(&cfg, &mut ip_core, &log)?;
         let stats = Arc::new(StackStats {
-            ip: ip_core.stats.clone(),
+            ip: Default::default(),
             tcp: TcpCounters::default(),
             dev_tx_dropped: Default::default(),
             ip_inbox: ByteBudget::new(cfg.inbox_bytes),
             tcp_inbox: ByteBudget::new(cfg.inbox_bytes),
             tcp_conns: Default::default(),
-            link: link.as_ref().map(|l| l.stats()),
+            link: link.as_ref().map(|l| l.counters()),
             dns_queries: Default::default(),
         });
-        let routes = route_view(&cfg, &ip_core, link.as_mut());
-        let any_tcp = ip_core.accept_any_tcp.clone();
+        let routes = route_view(&cfg, &stats.ip, link.as_mut());
+        let any_tcp: Arc<std::sync::atomic::AtomicBool> = Default::default();
         let recycle = Recyclers::new(cfg.batch);
         let handle = StackHandle {
             ip: ip_tx.clone(),
@@ -574,8 +519,9 @@ impl Stack {
             let tcp = (tcp_tx.clone(), stats.tcp_inbox.clone());
             let recycle = recycle.clone();
             let spin = cfg.spin;
+            let shared = ip::Shared { counters: stats.ip.clone(), any_tcp: handle.any_tcp.clone() };
             threads.push(spawn("ip", move || {
-                ip::run(ip_core, inbox, devtx, tcp, (pool, recycle), spin, log, link, dhcp)
+                ip::run(ip_core, inbox, devtx, tcp, (pool, recycle), spin, log, link, dhcp, shared)
             })?);
         }
         {
@@ -674,46 +620,4 @@ impl Drop for Stack {
 /// The error a socket reports once the stack it belongs to has stopped.
 pub(crate) fn stack_gone() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "the network stack has stopped")
-}
-
-#[cfg(test)]
-mod counter_tests {
-    use super::TcpCounters;
-    use crate::proto::tcp::TcpStats;
-
-    #[test]
-    fn tcp_counters_give_back_every_field_published() {
-        let c = TcpCounters::default();
-        assert_eq!(c.load(), TcpStats::default());
-        let s = TcpStats {
-            segments_in: 1,
-            malformed: 2,
-            segments_out: 3,
-            retransmits: 4,
-            timeouts: 5,
-            fast_retransmits: 6,
-            tlp_probes: 7,
-            tlp_recoveries: 8,
-            dsacks_received: 9,
-            reordering_seen: 10,
-            spurious_undone: 11,
-            dropped: 12,
-            rst_in: 13,
-            rst_out: 14,
-            challenge_acks: 15,
-            paws_rejected: 16,
-            syn_dropped: 17,
-            syncookies_sent: 18,
-            syncookies_recv_ok: 19,
-            syncookies_failed: 20,
-            half_open: 21,
-            conns_opened: 22,
-            conns_accepted: 23,
-            time_wait_overflow: 24,
-            orphans_reset: 25,
-            ooo_dropped: 26,
-        };
-        c.store(&s);
-        assert_eq!(c.load(), s);
-    }
 }

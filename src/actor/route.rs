@@ -8,7 +8,7 @@
 //! from router advertisements come and expire), see `link::LinkShell::publish_routes`.
 //! Readers take the current `Arc` under a read lock held for a pointer copy.
 
-use crate::proto::ip::IpStats;
+use super::counters::IpCounters;
 use crate::proto::link::route::RouteTable;
 use crate::proto::routing;
 use parking_lot::RwLock;
@@ -23,11 +23,11 @@ pub struct RouteView {
     /// The version of the table last published (written only by its owner).
     published: std::sync::atomic::AtomicU64,
     /// `tx_no_route` counts the socket calls refused for want of a route.
-    stats: Arc<IpStats>,
+    stats: Arc<IpCounters>,
 }
 
 impl RouteView {
-    pub fn new(table: RouteTable, stats: Arc<IpStats>) -> Arc<RouteView> {
+    pub fn new(table: RouteTable, stats: Arc<IpCounters>) -> Arc<RouteView> {
         let published = std::sync::atomic::AtomicU64::new(table.version());
         Arc::new(RouteView { table: RwLock::new(Arc::new(table)), published, stats })
     }

@@ -13,19 +13,18 @@
 //!   so an echo flood costs at most that many replies per second, counted in
 //!   `echo_rate_limited`;
 //! * reassembly memory is bounded (see [`crate::proto::frag`]);
-//! * echo replies and ICMP errors reach raw ICMP sockets as [`crate::proto::raw`] describes,
-//!   each socket's queue bounded in bytes (`raw_queue_bytes`, overflow in
-//!   `rx_raw_queue_full`).
+//! * echo replies and ICMP errors reach raw ICMP sockets as [`crate::proto::raw`] describes;
+//! * the core names the socket a datagram or message is for ([`Deliver`]); the bound on the
+//!   bytes a socket holds unread (`udp_queue_bytes`, `raw_queue_bytes`) is the ip actor's,
+//!   as `sk_rcvbuf` is Linux's socket layer's, since the socket drains it in its own thread.
 
 use super::frag::{fragment_ranges, FragKey, Fragment, Reassembler};
 use super::raw::{RawSockId, RawTable};
 use super::udp::{bad_source, UdpSockId, UdpTable};
-use crate::buf::{Batch, Pool};
+use crate::buf::{Batch, Buffers};
 use crate::wire::{self, IpProtocol, Ipv4Header, Ipv4Packet, Ipv6Packet};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Addresses and limits of the IP layer.
@@ -108,8 +107,9 @@ impl Default for IpConfig {
     }
 }
 
-atomic_counters!(
-    /// Counters of the IP layer (relaxed atomics: written by the ip actor, read by anyone).
+counters!(
+    /// Counters of the IP layer, kept by the core (the ip actor publishes them for other
+    /// threads: `actor::counters`).
     IpStats {
         rx_packets,
         rx_bad_header,
@@ -136,16 +136,14 @@ atomic_counters!(
         tx_fragments,
         tx_echo_replies,
         tx_icmp_errors,
+        /// Socket calls refused for want of a route: counted by the sockets as they consult
+        /// the routing table in their own threads (`actor::route`), never by the core.
         tx_no_route,
         icmp_rate_limited,
         echo_rate_limited,
         reassembly_held_bytes,
     }
 );
-
-fn inc(c: &AtomicU64) {
-    c.fetch_add(1, Relaxed);
-}
 
 /// Where an ICMP error about one of our sockets should go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,14 +187,18 @@ pub enum Deliver {
     /// A TCP segment: `buf[start..end]` is the TCP header and payload. `csum_ok`: the device
     /// vouched for its checksum, so the engine need not verify it.
     Tcp { src: IpAddr, dst: IpAddr, buf: Vec<u8>, start: usize, end: usize, csum_ok: bool },
-    /// A UDP datagram for socket `sock`: payload is `buf[start..end]`.
+    /// A UDP datagram for socket `sock`: payload is `buf[start..end]`. The ip actor queues
+    /// it if the socket's queue has room for [`udp_charge`] more bytes (`udp_queue_bytes`;
+    /// otherwise `rx_udp_queue_full`), as Linux's socket layer checks `sk_rcvbuf`.
     Udp { sock: UdpSockId, from: SocketAddr, to: SocketAddr, buf: Vec<u8>, start: usize, end: usize },
-    /// An ICMP error for a connected UDP socket was put in its pending slot: wake a reader.
+    /// ICMP port unreachable for a connected UDP socket: the actor sets its pending error
+    /// ([`UDP_ERR_REFUSED`]) and wakes a reader if none was pending.
     UdpError { sock: UdpSockId },
     /// An ICMP error quoting a TCP segment we sent from `local` to `remote`.
     TcpIcmp { local: SocketAddr, remote: SocketAddr, seq: u32, class: IcmpErrorClass },
-    /// An ICMP message (type, code, checksum, rest) for raw socket `sock`, already charged to
-    /// its queue: from `from`, which sent it with `hop_limit` (TTL).
+    /// An ICMP message (type, code, checksum, rest) for raw socket `sock`, from `from`, which
+    /// sent it with `hop_limit` (TTL). Queued as a UDP datagram is (`raw_queue_bytes`;
+    /// `rx_raw` once queued, otherwise `rx_raw_queue_full`).
     Raw { sock: RawSockId, from: IpAddr, hop_limit: u8, msg: Vec<u8> },
 }
 
@@ -235,17 +237,8 @@ impl TokenBucket {
     }
 }
 
-/// What a UDP socket shares with the ip core (Linux's `sk_rmem_alloc` and `sk_err`):
-/// the bytes charged to its receive queue, which the socket subtracts as it reads (the core
-/// refuses a datagram that would pass the bound), and the pending ICMP-reported error
-/// (0: none; one slot, so a flood of ICMP errors queues at most one wake-up).
-#[derive(Debug, Default)]
-pub struct UdpShared {
-    pub queued: AtomicU64,
-    pub error: std::sync::atomic::AtomicU8,
-}
-
-/// `UdpShared::error` value for "connection refused" (ICMP port unreachable).
+/// A UDP socket's pending error (`buf::RecvQueue::set_error`) for "connection refused"
+/// (ICMP port unreachable).
 pub const UDP_ERR_REFUSED: u8 = 1;
 /// Fixed cost charged per queued datagram besides its payload, so that empty or tiny
 /// datagrams cannot queue without bound (Linux charges the buffer's truesize).
@@ -259,8 +252,6 @@ pub fn udp_charge(len: usize) -> u64 {
     len as u64 + UDP_DATAGRAM_OVERHEAD
 }
 
-pub type UdpQueue = Arc<UdpShared>;
-
 pub struct IpCore {
     cfg: IpConfig,
     reasm: Reassembler,
@@ -269,18 +260,18 @@ pub struct IpCore {
     icmp_bucket: TokenBucket,
     echo_bucket: TokenBucket,
     pub udp: UdpTable,
-    udp_queues: std::collections::HashMap<UdpSockId, UdpQueue>,
     /// Raw ICMP sockets (`proto::raw`).
     pub raw: RawTable,
-    pub stats: Arc<IpStats>,
-    /// Deliver TCP to any unicast destination (set while a `bind_any` listener exists).
-    pub accept_any_tcp: Arc<std::sync::atomic::AtomicBool>,
+    pub stats: IpStats,
+    /// Deliver TCP to any unicast destination (the ip actor sets it before each batch,
+    /// from whether a `bind_any` listener exists).
+    pub accept_any_tcp: bool,
 }
 
 /// What the receive path threads through: the time, the pool, and where outputs go.
 struct Io<'a> {
     now: Instant,
-    pool: &'a Pool,
+    pool: &'a dyn Buffers,
     out: &'a mut IpOutput,
     /// The device vouched for this packet's transport checksum.
     csum_ok: bool,
@@ -363,10 +354,9 @@ impl IpCore {
             icmp_bucket,
             echo_bucket,
             udp: UdpTable::new(),
-            udp_queues: Default::default(),
             raw: RawTable::new(ident ^ v6_frag_id as u16),
-            stats: Arc::new(IpStats::default()),
-            accept_any_tcp: Default::default(),
+            stats: IpStats::default(),
+            accept_any_tcp: false,
         }
     }
 
@@ -388,7 +378,7 @@ impl IpCore {
         src: std::net::SocketAddrV4,
         to: std::net::SocketAddrV4,
         data: &[u8],
-        pool: &Pool,
+        pool: &dyn Buffers,
         out: &mut IpOutput,
     ) -> io::Result<()> {
         let ulen = wire::UDP_HEADER_LEN + data.len();
@@ -396,11 +386,11 @@ impl IpCore {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "message too long"));
         }
         let (s, d) = (IpAddr::V4(*src.ip()), IpAddr::V4(*to.ip()));
-        let mut b = pool.get();
+        let mut b = pool.small();
         b.resize(wire::IPV4_HEADER_LEN + ulen, 0);
         write_udp(&mut b[wire::IPV4_HEADER_LEN..], s, d, src.port(), to.port(), data);
         self.emit_ip_header(&mut b, s, d, IpProtocol::Udp, ulen, wire::DEFAULT_HOP_LIMIT);
-        inc(&self.stats.tx_packets);
+        self.stats.tx_packets += 1;
         out.tx.push(b);
         Ok(())
     }
@@ -419,10 +409,10 @@ impl IpCore {
         }
     }
 
-    fn update_reassembly_gauge(&self) {
-        self.stats.reassembly_held_bytes.store(self.reasm.held_bytes() as u64, Relaxed);
+    fn update_reassembly_gauge(&mut self) {
+        self.stats.reassembly_held_bytes = self.reasm.held_bytes() as u64;
         // Partial datagrams restarted because an ID was reused (frag::MAX_DIST).
-        self.stats.rx_frag_too_far.store(self.reasm.stats.too_far, Relaxed);
+        self.stats.rx_frag_too_far = self.reasm.stats.too_far;
     }
 
     fn is_local(&self, ip: IpAddr) -> bool {
@@ -460,22 +450,16 @@ impl IpCore {
         }
     }
 
-    /// Register the byte counter of a UDP socket's receive queue.
-    pub fn udp_register_queue(&mut self, id: UdpSockId, q: UdpQueue) {
-        self.udp_queues.insert(id, q);
-    }
-
     pub fn udp_close(&mut self, id: UdpSockId) {
         self.udp.unbind(id);
-        self.udp_queues.remove(&id);
     }
 
     // ---------------------------------------------------------------- receive path
 
     /// Process one packet read from the device. The buffer is either moved into a delivery
     /// or handed back to `pool`.
-    pub fn handle_packet(&mut self, now: Instant, buf: Vec<u8>, pool: &Pool, out: &mut IpOutput) {
-        inc(&self.stats.rx_packets);
+    pub fn handle_packet(&mut self, now: Instant, buf: Vec<u8>, pool: &dyn Buffers, out: &mut IpOutput) {
+        self.stats.rx_packets += 1;
         let mut buf = buf;
         let csum_ok = self.cfg.rx_trailer && buf.pop() == Some(1);
         let mut io = Io { now, pool, out, csum_ok, nh_field: 6 };
@@ -483,8 +467,8 @@ impl IpCore {
             Some(4) => self.rx_v4(&mut io, buf),
             Some(6) => self.rx_v6(&mut io, buf),
             _ => {
-                inc(&self.stats.rx_bad_header);
-                pool.put(buf);
+                self.stats.rx_bad_header += 1;
+                pool.recycle(buf);
             }
         }
     }
@@ -493,12 +477,12 @@ impl IpCore {
         let (now, pool) = (io.now, io.pool);
         let (src, dst, proto, hlen, total, frag_off, more, ident, ttl) = {
             let Ok(p) = Ipv4Packet::new_checked(&buf[..]) else {
-                inc(&self.stats.rx_bad_header);
-                return pool.put(buf);
+                self.stats.rx_bad_header += 1;
+                return pool.recycle(buf);
             };
             if !p.verify_checksum() {
-                inc(&self.stats.rx_bad_checksum);
-                return pool.put(buf);
+                self.stats.rx_bad_checksum += 1;
+                return pool.recycle(buf);
             }
             (
                 p.src_addr(),
@@ -516,10 +500,10 @@ impl IpCore {
         buf.truncate(total); // drop link padding beyond total length
         let broadcast = self.v4_broadcast(dst);
         let local = self.cfg.v4.contains(&dst);
-        let any_tcp = proto == 6 && !dst.is_multicast() && !broadcast && self.accept_any_tcp.load(Relaxed);
+        let any_tcp = proto == 6 && !dst.is_multicast() && !broadcast && self.accept_any_tcp;
         if !local && !broadcast && !any_tcp {
-            inc(&self.stats.rx_not_ours);
-            return pool.put(buf);
+            self.stats.rx_not_ours += 1;
+            return pool.recycle(buf);
         }
         // RFC 1122 §3.2.1.3: never from broadcast, multicast, loopback, class E or ourselves;
         // 0.0.0.0 only for UDP (DHCP-style).
@@ -530,8 +514,8 @@ impl IpCore {
             || src.is_unspecified() && proto != 17
             || self.cfg.v4.contains(&src);
         if bogus {
-            inc(&self.stats.rx_bad_source);
-            return pool.put(buf);
+            self.stats.rx_bad_source += 1;
+            return pool.recycle(buf);
         }
         let (src, dst) = (IpAddr::V4(src), IpAddr::V4(dst));
         if more || frag_off != 0 {
@@ -539,10 +523,10 @@ impl IpCore {
             let frag = Fragment { key, proto, offset: frag_off, more, data: &buf[hlen..] };
             let r = self.reasm.insert(now, frag);
             self.update_reassembly_gauge();
-            pool.put(buf);
+            pool.recycle(buf);
             match r {
                 Ok(Some(d)) => {
-                    inc(&self.stats.rx_reassembled);
+                    self.stats.rx_reassembled += 1;
                     let len = d.payload.len();
                     let up = Up {
                         src,
@@ -557,8 +541,8 @@ impl IpCore {
                     };
                     self.rx_transport(io, proto, up);
                 }
-                Ok(None) => inc(&self.stats.rx_frag_pending),
-                Err(_) => inc(&self.stats.rx_frag_dropped),
+                Ok(None) => self.stats.rx_frag_pending += 1,
+                Err(_) => self.stats.rx_frag_dropped += 1,
             }
             return;
         }
@@ -574,23 +558,23 @@ impl IpCore {
         let (now, pool) = (io.now, io.pool);
         let (src, dst, mut next, ttl) = {
             let Ok(p) = Ipv6Packet::new_checked(&buf[..]) else {
-                inc(&self.stats.rx_bad_header);
-                return pool.put(buf);
+                self.stats.rx_bad_header += 1;
+                return pool.recycle(buf);
             };
             (p.src_addr(), p.dst_addr(), u8::from(p.next_header()), p.hop_limit())
         };
         let total = wire::IPV6_HEADER_LEN + Ipv6Packet::new_unchecked(&buf[..]).payload_len() as usize;
         buf.truncate(total);
         let foreign = !self.cfg.v6.contains(&dst);
-        let any_tcp = !dst.is_multicast() && self.accept_any_tcp.load(Relaxed);
+        let any_tcp = !dst.is_multicast() && self.accept_any_tcp;
         if foreign && !any_tcp {
-            inc(&self.stats.rx_not_ours);
-            return pool.put(buf);
+            self.stats.rx_not_ours += 1;
+            return pool.recycle(buf);
         }
         // RFC 4291 §2.5.2/§2.5.3/§2.7: never from ::, ::1, multicast or ourselves.
         if src.is_multicast() || src.is_unspecified() || src.is_loopback() || self.cfg.v6.contains(&src) {
-            inc(&self.stats.rx_bad_source);
-            return pool.put(buf);
+            self.stats.rx_bad_source += 1;
+            return pool.recycle(buf);
         }
         let (src_ip, dst_ip) = (IpAddr::V6(src), IpAddr::V6(dst));
         // Walk the extension headers (RFC 8200 §4.1 order is recommended, not required, except
@@ -601,33 +585,33 @@ impl IpCore {
             match next {
                 ext::HOP_BY_HOP | ext::DEST_OPTS | ext::ROUTING => {
                     if next == ext::HOP_BY_HOP && !first {
-                        inc(&self.stats.rx_bad_ext_header);
-                        return pool.put(buf);
+                        self.stats.rx_bad_ext_header += 1;
+                        return pool.recycle(buf);
                     }
                     let Some(h) = buf.get(off..off + 2) else {
-                        inc(&self.stats.rx_bad_ext_header);
-                        return pool.put(buf);
+                        self.stats.rx_bad_ext_header += 1;
+                        return pool.recycle(buf);
                     };
                     let (nh, hlen) = (h[0], (h[1] as usize + 1) * 8);
                     if off + hlen > buf.len() {
-                        inc(&self.stats.rx_bad_ext_header);
-                        return pool.put(buf);
+                        self.stats.rx_bad_ext_header += 1;
+                        return pool.recycle(buf);
                     }
                     if next == ext::ROUTING {
                         // We are a host: a routing header with segments left asks us to
                         // forward, which we do not (RFC 8200 §4.4 allows discarding).
                         if buf[off + 3] != 0 {
-                            inc(&self.stats.rx_bad_ext_header);
-                            return pool.put(buf);
+                            self.stats.rx_bad_ext_header += 1;
+                            return pool.recycle(buf);
                         }
                     } else if let Err(ptr) = check_options(&buf[off + 2..off + hlen]) {
-                        inc(&self.stats.rx_bad_ext_header);
+                        self.stats.rx_bad_ext_header += 1;
                         if let Some(ptr) = ptr {
                             let pointer = (off + 2 + ptr) as u32;
                             let tc = [icmp6::PARAM_PROBLEM, icmp6::CODE_UNRECOGNIZED_OPTION];
                             self.icmp6_error(io, &buf, tc, pointer);
                         }
-                        return pool.put(buf);
+                        return pool.recycle(buf);
                     }
                     next = nh;
                     io.nh_field = off;
@@ -635,8 +619,8 @@ impl IpCore {
                 }
                 ext::FRAGMENT => {
                     let Some(h) = buf.get(off..off + wire::IPV6_FRAG_HEADER_LEN) else {
-                        inc(&self.stats.rx_bad_ext_header);
-                        return pool.put(buf);
+                        self.stats.rx_bad_ext_header += 1;
+                        return pool.recycle(buf);
                     };
                     let nh = h[0];
                     let fo = u16::from_be_bytes([h[2], h[3]]);
@@ -655,10 +639,10 @@ impl IpCore {
                     let frag = Fragment { key, proto: nh, offset: frag_off, more, data: &buf[data_off..] };
                     let r = self.reasm.insert(now, frag);
                     self.update_reassembly_gauge();
-                    pool.put(buf);
+                    pool.recycle(buf);
                     match r {
                         Ok(Some(d)) => {
-                            inc(&self.stats.rx_reassembled);
+                            self.stats.rx_reassembled += 1;
                             // The reassembled payload starts with the fragmentable part's
                             // headers; walk them (no fragment header may follow).
                             let len = d.payload.len();
@@ -675,13 +659,13 @@ impl IpCore {
                             };
                             self.rx_v6_upper(io, d.proto, up);
                         }
-                        Ok(None) => inc(&self.stats.rx_frag_pending),
-                        Err(_) => inc(&self.stats.rx_frag_dropped),
+                        Ok(None) => self.stats.rx_frag_pending += 1,
+                        Err(_) => self.stats.rx_frag_dropped += 1,
                     }
                     return;
                 }
                 ext::NO_NEXT => {
-                    return pool.put(buf);
+                    return pool.recycle(buf);
                 }
                 proto => {
                     let len = buf.len();
@@ -707,12 +691,12 @@ impl IpCore {
     fn rx_v6_upper(&mut self, io: &mut Io, mut proto: u8, mut up: Up) {
         while proto == ext::DEST_OPTS || proto == ext::ROUTING || proto == ext::HOP_BY_HOP {
             let Some(h) = up.buf.get(up.start..up.start + 2) else {
-                inc(&self.stats.rx_bad_ext_header);
+                self.stats.rx_bad_ext_header += 1;
                 return;
             };
             let hlen = (h[1] as usize + 1) * 8;
             if up.start + hlen > up.end {
-                inc(&self.stats.rx_bad_ext_header);
+                self.stats.rx_bad_ext_header += 1;
                 return;
             }
             proto = h[0];
@@ -724,12 +708,12 @@ impl IpCore {
     /// Dispatch a transport payload to TCP, UDP or ICMP.
     fn rx_transport(&mut self, io: &mut Io, proto: u8, up: Up) {
         if up.foreign && proto != 6 {
-            inc(&self.stats.rx_not_ours);
-            return io.pool.put(up.buf);
+            self.stats.rx_not_ours += 1;
+            return io.pool.recycle(up.buf);
         }
         match (proto, up.src) {
             (6, _) if !up.broadcast => {
-                inc(&self.stats.rx_tcp);
+                self.stats.rx_tcp += 1;
                 let Up { src, dst, buf, start, end, whole, .. } = up;
                 // Only a packet as the device delivered it carries the device's word.
                 let csum_ok = io.csum_ok && whole;
@@ -739,7 +723,7 @@ impl IpCore {
             (1, IpAddr::V4(_)) => self.rx_icmp4(io, up),
             (58, IpAddr::V6(_)) => self.rx_icmp6(io, up),
             _ => {
-                inc(&self.stats.rx_unknown_protocol);
+                self.stats.rx_unknown_protocol += 1;
                 if !up.broadcast && up.whole {
                     // RFC 1122 §3.2.2.1: protocol unreachable; RFC 8200 §4: parameter problem
                     // pointing at the next-header field (the IPv6 header's when there are no
@@ -755,38 +739,38 @@ impl IpCore {
                         }
                     }
                 }
-                io.pool.put(up.buf);
+                io.pool.recycle(up.buf);
             }
         }
     }
 
     fn rx_udp(&mut self, io: &mut Io, up: Up) {
-        inc(&self.stats.rx_udp);
+        self.stats.rx_udp += 1;
         let (src, dst) = (up.src, up.dst);
         let seg = &up.buf[up.start..up.end];
         if seg.len() < wire::UDP_HEADER_LEN {
-            inc(&self.stats.rx_udp_bad);
-            return io.pool.put(up.buf);
+            self.stats.rx_udp_bad += 1;
+            return io.pool.recycle(up.buf);
         }
         let sport = u16::from_be_bytes([seg[0], seg[1]]);
         let dport = u16::from_be_bytes([seg[2], seg[3]]);
         let ulen = u16::from_be_bytes([seg[4], seg[5]]) as usize;
         let csum = u16::from_be_bytes([seg[6], seg[7]]);
         if ulen < wire::UDP_HEADER_LEN || ulen > seg.len() {
-            inc(&self.stats.rx_udp_bad);
-            return io.pool.put(up.buf);
+            self.stats.rx_udp_bad += 1;
+            return io.pool.recycle(up.buf);
         }
         let seg = &seg[..ulen];
         // RFC 768: zero means "no checksum" for IPv4; RFC 8200 §8.1: mandatory for IPv6.
         let need_check = (csum != 0 || src.is_ipv6()) && !(io.csum_ok && up.whole);
         if need_check && !wire::transport_checksum_ok(src, dst, IpProtocol::Udp, seg) {
-            inc(&self.stats.rx_udp_bad);
-            return io.pool.put(up.buf);
+            self.stats.rx_udp_bad += 1;
+            return io.pool.recycle(up.buf);
         }
         let from = SocketAddr::new(src, sport);
         let to = SocketAddr::new(dst, dport);
         let Some(sock) = self.udp.lookup(from, to) else {
-            inc(&self.stats.rx_udp_no_port);
+            self.stats.rx_udp_no_port += 1;
             if !up.broadcast && up.whole && !src.is_unspecified() {
                 match src {
                     IpAddr::V4(_) => {
@@ -797,21 +781,13 @@ impl IpCore {
                     }
                 }
             }
-            return io.pool.put(up.buf);
+            return io.pool.recycle(up.buf);
         };
         let payload = ulen - wire::UDP_HEADER_LEN;
-        let charge = udp_charge(payload);
-        if let Some(q) = self.udp_queues.get(&sock) {
-            if q.queued.load(Relaxed) + charge > self.cfg.udp_queue_bytes as u64 {
-                inc(&self.stats.rx_udp_queue_full);
-                return io.pool.put(up.buf);
-            }
-            q.queued.fetch_add(charge, Relaxed);
-        }
         let pstart = up.start + wire::UDP_HEADER_LEN;
         let (buf, start, end) = if up.buf.capacity() > payload + UDP_COPY_SLACK {
             let small = up.buf[pstart..pstart + payload].to_vec();
-            io.pool.put(up.buf);
+            io.pool.recycle(up.buf);
             (small, 0, payload)
         } else {
             (up.buf, pstart, pstart + payload)
@@ -823,25 +799,25 @@ impl IpCore {
         let Up { src, dst, mut buf, start, end, broadcast, whole, ttl, .. } = up;
         let msg = &buf[start..end];
         if msg.len() < wire::ICMP_HEADER_LEN || wire::ones_sum(msg) != !0 {
-            inc(&self.stats.rx_icmp_bad);
-            return io.pool.put(buf);
+            self.stats.rx_icmp_bad += 1;
+            return io.pool.recycle(buf);
         }
         match msg[0] {
             icmp4::ECHO_REPLY => {
                 self.raw_echo_reply(io.out, src, ttl, msg);
-                io.pool.put(buf);
+                io.pool.recycle(buf);
             }
             icmp4::ECHO_REQUEST if !broadcast => {
-                let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else { return io.pool.put(buf) };
+                let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else { return io.pool.recycle(buf) };
                 if !self.echo_bucket.take(io.now) {
-                    inc(&self.stats.echo_rate_limited);
-                    return io.pool.put(buf);
+                    self.stats.echo_rate_limited += 1;
+                    return io.pool.recycle(buf);
                 }
                 if !whole || !self.cfg.v4.contains(&d) {
                     // A reassembled echo (no header in this buffer) or to a non-local
                     // address: build a fresh packet.
                     let data = buf[start + 4..end].to_vec();
-                    io.pool.put(buf);
+                    io.pool.recycle(buf);
                     return self.send_icmp4(io, s, d, [icmp4::ECHO_REPLY, 0], &data);
                 }
                 // Reply in place: swap addresses, change the type, fix both checksums.
@@ -868,12 +844,12 @@ impl IpCore {
                 m[3] = 0;
                 let c = !wire::ones_sum(m);
                 m[2..4].copy_from_slice(&c.to_be_bytes());
-                inc(&self.stats.tx_echo_replies);
-                inc(&self.stats.tx_packets);
+                self.stats.tx_echo_replies += 1;
+                self.stats.tx_packets += 1;
                 io.out.tx.push(buf);
             }
             icmp4::DEST_UNREACHABLE | icmp4::TIME_EXCEEDED | icmp4::PARAM_PROBLEM => {
-                inc(&self.stats.rx_icmp_errors);
+                self.stats.rx_icmp_errors += 1;
                 let class = match (msg[0], msg[1]) {
                     (icmp4::DEST_UNREACHABLE, icmp4::CODE_PORT_UNREACHABLE) => IcmpErrorClass::PortUnreachable,
                     (icmp4::DEST_UNREACHABLE, icmp4::CODE_FRAG_NEEDED) => {
@@ -884,17 +860,17 @@ impl IpCore {
                 if !self.raw_error(io.out, src, ttl, msg) {
                     self.quoted_error(&msg[8..], class, io.out);
                 }
-                io.pool.put(buf);
+                io.pool.recycle(buf);
             }
             icmp4::SOURCE_QUENCH => {
                 // RFC 6633: source quench is deprecated and ignored.
-                inc(&self.stats.rx_icmp_ignored);
-                io.pool.put(buf);
+                self.stats.rx_icmp_ignored += 1;
+                io.pool.recycle(buf);
             }
             _ => {
                 // Other messages have no taker here.
-                inc(&self.stats.rx_icmp_ignored);
-                io.pool.put(buf);
+                self.stats.rx_icmp_ignored += 1;
+                io.pool.recycle(buf);
             }
         }
     }
@@ -903,27 +879,27 @@ impl IpCore {
         let Up { src, dst, buf, start, end, ttl, .. } = up;
         let msg = &buf[start..end];
         if msg.len() < wire::ICMP_HEADER_LEN || !wire::transport_checksum_ok(src, dst, IpProtocol::Icmpv6, msg) {
-            inc(&self.stats.rx_icmp_bad);
-            return io.pool.put(buf);
+            self.stats.rx_icmp_bad += 1;
+            return io.pool.recycle(buf);
         }
         match msg[0] {
             icmp6::ECHO_REPLY => {
                 self.raw_echo_reply(io.out, src, ttl, msg);
-                io.pool.put(buf);
+                io.pool.recycle(buf);
             }
             icmp6::ECHO_REQUEST => {
-                let (IpAddr::V6(s), IpAddr::V6(d)) = (src, dst) else { return io.pool.put(buf) };
+                let (IpAddr::V6(s), IpAddr::V6(d)) = (src, dst) else { return io.pool.recycle(buf) };
                 if !self.echo_bucket.take(io.now) {
-                    inc(&self.stats.echo_rate_limited);
-                    return io.pool.put(buf);
+                    self.stats.echo_rate_limited += 1;
+                    return io.pool.recycle(buf);
                 }
                 let body = msg[4..].to_vec();
-                io.pool.put(buf);
+                io.pool.recycle(buf);
                 self.send_icmp6(io, s, d, [icmp6::ECHO_REPLY, 0], &body);
-                inc(&self.stats.tx_echo_replies);
+                self.stats.tx_echo_replies += 1;
             }
             icmp6::DEST_UNREACHABLE | icmp6::PACKET_TOO_BIG | icmp6::TIME_EXCEEDED | icmp6::PARAM_PROBLEM => {
-                inc(&self.stats.rx_icmp_errors);
+                self.stats.rx_icmp_errors += 1;
                 let class = match (msg[0], msg[1]) {
                     (icmp6::DEST_UNREACHABLE, icmp6::CODE_PORT_UNREACHABLE) => IcmpErrorClass::PortUnreachable,
                     (icmp6::PACKET_TOO_BIG, _) => {
@@ -935,11 +911,11 @@ impl IpCore {
                 if !self.raw_error(io.out, src, ttl, msg) {
                     self.quoted_error(&msg[8..], class, io.out);
                 }
-                io.pool.put(buf);
+                io.pool.recycle(buf);
             }
             _ => {
-                inc(&self.stats.rx_icmp_ignored);
-                io.pool.put(buf);
+                self.stats.rx_icmp_ignored += 1;
+                io.pool.recycle(buf);
             }
         }
     }
@@ -947,11 +923,11 @@ impl IpCore {
     /// Route an ICMP error by the packet it quotes (RFC 1122 §3.2.2, RFC 4443 §2.4).
     fn quoted_error(&mut self, quoted: &[u8], class: IcmpErrorClass, out: &mut IpOutput) {
         let Some((qsrc, qdst, proto, l4)) = parse_quoted(quoted) else {
-            inc(&self.stats.rx_icmp_bad);
+            self.stats.rx_icmp_bad += 1;
             return;
         };
         if !self.is_local(qsrc) || l4.len() < 8 {
-            inc(&self.stats.rx_icmp_ignored);
+            self.stats.rx_icmp_ignored += 1;
             return;
         }
         let sport = u16::from_be_bytes([l4[0], l4[1]]);
@@ -960,32 +936,22 @@ impl IpCore {
         let remote = SocketAddr::new(qdst, dport);
         match proto {
             17 => match (self.udp.lookup_sender(local, remote), class) {
-                (Some(sock), IcmpErrorClass::PortUnreachable) => {
-                    // One pending error per socket: only the first needs to wake a reader.
-                    let fresh = self.udp_queues.get(&sock).is_none_or(|q| q.error.swap(UDP_ERR_REFUSED, Relaxed) == 0);
-                    if fresh {
-                        out.deliver.push(Deliver::UdpError { sock })
-                    }
-                }
-                _ => inc(&self.stats.rx_icmp_ignored),
+                (Some(sock), IcmpErrorClass::PortUnreachable) => out.deliver.push(Deliver::UdpError { sock }),
+                _ => self.stats.rx_icmp_ignored += 1,
             },
             6 => {
                 let seq = u32::from_be_bytes([l4[4], l4[5], l4[6], l4[7]]);
                 out.deliver.push(Deliver::TcpIcmp { local, remote, seq, class });
             }
-            _ => inc(&self.stats.rx_icmp_ignored),
+            _ => self.stats.rx_icmp_ignored += 1,
         }
     }
 
     // ---------------------------------------------------------------- raw ICMP sockets
 
-    /// Queue ICMP message `msg` from `from` for raw socket `sock`, within its byte bound.
+    /// ICMP message `msg` from `from` for raw socket `sock` (the ip actor queues it within
+    /// the socket's byte bound, `raw_queue_bytes`).
     fn raw_deliver(&mut self, out: &mut IpOutput, sock: RawSockId, from: IpAddr, hop_limit: u8, msg: &[u8]) {
-        if !self.raw.charge(sock, udp_charge(msg.len()), self.cfg.raw_queue_bytes as u64) {
-            inc(&self.stats.rx_raw_queue_full);
-            return;
-        }
-        inc(&self.stats.rx_raw);
         // A copy: a ping-sized message must not pin a (possibly 64 KiB) receive buffer.
         out.deliver.push(Deliver::Raw { sock, from, hop_limit, msg: msg.to_vec() });
     }
@@ -996,7 +962,7 @@ impl IpCore {
         let ident = u16::from_be_bytes([msg[4], msg[5]]);
         match self.raw.by_ident(from.is_ipv6(), ident) {
             Some(sock) => self.raw_deliver(out, sock, from, hop_limit, msg),
-            None => inc(&self.stats.rx_icmp_ignored),
+            None => self.stats.rx_icmp_ignored += 1,
         }
     }
 
@@ -1042,7 +1008,7 @@ impl IpCore {
         sock: RawSockId,
         to: IpAddr,
         msg: &[u8],
-        pool: &Pool,
+        pool: &dyn Buffers,
         out: &mut IpOutput,
     ) -> io::Result<usize> {
         let (v6, ident) =
@@ -1079,7 +1045,7 @@ impl IpCore {
             return; // never about non-first fragments or ICMP errors (RFC 1122 §3.2.2)
         }
         if !self.icmp_bucket.take(io.now) {
-            inc(&self.stats.icmp_rate_limited);
+            self.stats.icmp_rate_limited += 1;
             return;
         }
         let (us, them) = (p.dst_addr(), p.src_addr());
@@ -1088,7 +1054,7 @@ impl IpCore {
         let mut body = Vec::with_capacity(4 + quote_len);
         body.extend_from_slice(&[0; 4]);
         body.extend_from_slice(&orig[..quote_len]);
-        inc(&self.stats.tx_icmp_errors);
+        self.stats.tx_icmp_errors += 1;
         self.send_icmp4(io, them, us, type_code, &body);
     }
 
@@ -1099,7 +1065,7 @@ impl IpCore {
             return; // RFC 4443 §2.4(e)
         }
         if !self.icmp_bucket.take(io.now) {
-            inc(&self.stats.icmp_rate_limited);
+            self.stats.icmp_rate_limited += 1;
             return;
         }
         let (us, them) = (p.dst_addr(), p.src_addr());
@@ -1108,7 +1074,7 @@ impl IpCore {
         let mut body = Vec::with_capacity(4 + quote_len);
         body.extend_from_slice(&param.to_be_bytes());
         body.extend_from_slice(&orig[..quote_len]);
-        inc(&self.stats.tx_icmp_errors);
+        self.stats.tx_icmp_errors += 1;
         self.send_icmp6(io, them, us, type_code, &body);
     }
 
@@ -1139,7 +1105,7 @@ impl IpCore {
         from: SocketAddr,
         to: SocketAddr,
         data: &[u8],
-        pool: &Pool,
+        pool: &dyn Buffers,
         out: &mut IpOutput,
     ) -> io::Result<usize> {
         self.send_udp_ttl(from, to, data, wire::DEFAULT_HOP_LIMIT, pool, out)
@@ -1153,7 +1119,7 @@ impl IpCore {
         to: SocketAddr,
         data: &[u8],
         ttl: u8,
-        pool: &Pool,
+        pool: &dyn Buffers,
         out: &mut IpOutput,
     ) -> io::Result<usize> {
         // RFC 768: the length field is 16 bits (65,507 bytes of payload over IPv4).
@@ -1177,11 +1143,11 @@ impl IpCore {
         let hlen = wire::ip_header_len(src);
         if hlen + ulen <= self.cfg.mtu {
             // Fast path: build header and payload straight into one pooled buffer.
-            let mut b = pool.get();
+            let mut b = pool.small();
             b.resize(hlen + ulen, 0);
             write_udp(&mut b[hlen..], src, to.ip(), from.port(), to.port(), data);
             self.emit_ip_header(&mut b, src, to.ip(), IpProtocol::Udp, ulen, ttl);
-            inc(&self.stats.tx_packets);
+            self.stats.tx_packets += 1;
             out.tx.push(b);
         } else {
             let mut dgram = vec![0u8; ulen];
@@ -1219,7 +1185,7 @@ impl IpCore {
         dst: IpAddr,
         proto: IpProtocol,
         payload: &[u8],
-        pool: &Pool,
+        pool: &dyn Buffers,
         out: &mut IpOutput,
     ) {
         self.send_datagram_ttl(src, dst, proto, payload, wire::DEFAULT_HOP_LIMIT, pool, out)
@@ -1233,16 +1199,16 @@ impl IpCore {
         proto: IpProtocol,
         payload: &[u8],
         ttl: u8,
-        pool: &Pool,
+        pool: &dyn Buffers,
         out: &mut IpOutput,
     ) {
         let hlen = wire::ip_header_len(src);
         if hlen + payload.len() <= self.cfg.mtu {
-            let mut b = pool.get();
+            let mut b = pool.small();
             b.resize(hlen + payload.len(), 0);
             b[hlen..].copy_from_slice(payload);
             self.emit_ip_header(&mut b, src, dst, proto, payload.len(), ttl);
-            inc(&self.stats.tx_packets);
+            self.stats.tx_packets += 1;
             out.tx.push(b);
             return;
         }
@@ -1250,7 +1216,7 @@ impl IpCore {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
                 let ident = self.next_ident();
                 for (off, len, more) in fragment_ranges(payload.len(), self.cfg.mtu - hlen) {
-                    let mut b = pool.get();
+                    let mut b = pool.small();
                     b.resize(hlen + len, 0);
                     b[hlen..].copy_from_slice(&payload[off..off + len]);
                     let h = Ipv4Header {
@@ -1264,8 +1230,8 @@ impl IpCore {
                         ttl,
                     };
                     wire::emit_ipv4_header(&mut b, &h, len);
-                    inc(&self.stats.tx_fragments);
-                    inc(&self.stats.tx_packets);
+                    self.stats.tx_fragments += 1;
+                    self.stats.tx_packets += 1;
                     out.tx.push(b);
                 }
             }
@@ -1275,7 +1241,7 @@ impl IpCore {
                 let fh = hlen + wire::IPV6_FRAG_HEADER_LEN;
                 let max_payload = self.cfg.mtu.max(IPV6_MIN_MTU) - fh;
                 for (off, len, more) in fragment_ranges(payload.len(), max_payload) {
-                    let mut b = pool.get();
+                    let mut b = pool.small();
                     b.resize(fh + len, 0);
                     wire::emit_ipv6_header(&mut b, s, d, IpProtocol::Ipv6Frag, wire::IPV6_FRAG_HEADER_LEN + len, ttl);
                     let f = &mut b[hlen..fh];
@@ -1285,8 +1251,8 @@ impl IpCore {
                     f[2..4].copy_from_slice(&fo.to_be_bytes());
                     f[4..8].copy_from_slice(&id.to_be_bytes());
                     b[fh..].copy_from_slice(&payload[off..off + len]);
-                    inc(&self.stats.tx_fragments);
-                    inc(&self.stats.tx_packets);
+                    self.stats.tx_fragments += 1;
+                    self.stats.tx_packets += 1;
                     out.tx.push(b);
                 }
             }
@@ -1399,6 +1365,7 @@ pub fn idle_timeout(core: &IpCore, now: Instant) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::buf::Pool;
 
     fn v6_packet(next: u8, payload: &[u8]) -> Vec<u8> {
         let mut b = vec![0u8; 40 + payload.len()];
@@ -1464,7 +1431,7 @@ mod tests {
         }
         assert_eq!(out.tx.len(), 50, "the burst");
         assert_eq!(out.tx[0][20], icmp4::ECHO_REPLY);
-        assert_eq!(core.stats.echo_rate_limited.load(Relaxed), 150);
+        assert_eq!(core.stats.echo_rate_limited, 150);
         // 100 ms later: 100 more tokens, no more.
         out.tx.clear();
         for i in 0..200 {
@@ -1481,7 +1448,7 @@ mod tests {
         assert!(out.tx.len() <= 1000 + 50, "{}", out.tx.len());
         assert!(out.tx.len() >= 1000, "{}", out.tx.len());
         // ICMP errors keep their own budget.
-        assert_eq!(core.stats.icmp_rate_limited.load(Relaxed), 0);
+        assert_eq!(core.stats.icmp_rate_limited, 0);
     }
 
     /// A socket's TTL / hop limit reaches the header, fragments included; the default is 64.
@@ -1526,14 +1493,14 @@ mod tests {
         let v4 = std::net::SocketAddrV4::new;
         exchange(&mut client, &mut server, v4(Ipv4Addr::UNSPECIFIED, 68), 67, ssock);
         exchange(&mut server, &mut client, v4(Ipv4Addr::new(10, 0, 0, 1), 67), 68, csock);
-        assert_eq!(client.stats.rx_not_ours.load(Relaxed) + server.stats.rx_not_ours.load(Relaxed), 0);
+        assert_eq!(client.stats.rx_not_ours + server.stats.rx_not_ours, 0);
     }
 
     #[test]
     fn foreign_destination_only_for_tcp() {
         let pool = Pool::default();
         let mut core = IpCore::new(IpConfig::default(), 1, 1);
-        core.accept_any_tcp.store(true, Relaxed);
+        core.accept_any_tcp = true;
         let mut echo = vec![128u8, 0, 0, 0, 0, 1, 0, 1];
         let mut pkt = v6_packet(58, &echo);
         pkt[24..40].copy_from_slice(&"2001:db8::99".parse::<Ipv6Addr>().unwrap().octets());
@@ -1545,6 +1512,6 @@ mod tests {
         let mut out = IpOutput::default();
         core.handle_packet(Instant::now(), pkt, &pool, &mut out);
         assert!(out.tx.is_empty(), "no echo reply from a foreign address");
-        assert_eq!(core.stats.rx_not_ours.load(Relaxed), 1);
+        assert_eq!(core.stats.rx_not_ours, 1);
     }
 }

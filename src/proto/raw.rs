@@ -10,29 +10,18 @@
 //!   socket of the family — what a traceroute with UDP probes reads.
 //!
 //! Everything else (echo requests, replies for no socket, NDP) stays with the core.
-//! Invariants: identifiers are unique per family among open sockets and never 0 (0 asks for
-//! one to be chosen); each socket's queue is bounded in bytes by the caller's limit, shared
-//! with the socket through [`RawShared::queued`] (the socket subtracts what it reads).
+//! Invariant: identifiers are unique per family among open sockets and never 0 (0 asks for
+//! one to be chosen). Each socket's queue is bounded in bytes by the ip actor, which queues
+//! what the core delivers (`proto::ip::Deliver::Raw`).
 
 use std::collections::HashMap;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
 
 pub type RawSockId = u64;
-
-/// What a raw socket shares with the ip core: the bytes charged to its receive queue.
-#[derive(Debug, Default)]
-pub struct RawShared {
-    pub queued: AtomicU64,
-}
-
-pub type RawQueue = Arc<RawShared>;
 
 struct Entry {
     v6: bool,
     ident: u16,
-    queue: RawQueue,
 }
 
 /// The open raw ICMP sockets.
@@ -56,7 +45,7 @@ impl RawTable {
 
     /// Open a socket of family `v6` with echo identifier `ident` (0: a free one).
     /// `AddrInUse` if that identifier is taken, or all 65,535 are.
-    pub fn bind(&mut self, v6: bool, ident: u16, queue: RawQueue) -> io::Result<(RawSockId, u16)> {
+    pub fn bind(&mut self, v6: bool, ident: u16) -> io::Result<(RawSockId, u16)> {
         let ident = if ident != 0 {
             if self.taken(v6, ident) {
                 return Err(io::Error::new(io::ErrorKind::AddrInUse, "echo identifier in use"));
@@ -76,7 +65,7 @@ impl RawTable {
         };
         let id = self.next_id;
         self.next_id += 1;
-        self.socks.insert(id, Entry { v6, ident, queue });
+        self.socks.insert(id, Entry { v6, ident });
         Ok((id, ident))
     }
 
@@ -102,17 +91,6 @@ impl RawTable {
     pub fn is_empty(&self) -> bool {
         self.socks.is_empty()
     }
-
-    /// Charge `bytes` to socket `id`'s queue if that keeps it within `limit`; false (nothing
-    /// charged) otherwise, or when the socket is gone.
-    pub fn charge(&self, id: RawSockId, bytes: u64, limit: u64) -> bool {
-        let Some(e) = self.socks.get(&id) else { return false };
-        if e.queue.queued.load(Relaxed) + bytes > limit {
-            return false;
-        }
-        e.queue.queued.fetch_add(bytes, Relaxed);
-        true
-    }
 }
 
 #[cfg(test)]
@@ -122,34 +100,21 @@ mod tests {
     #[test]
     fn identifiers_unique_per_family() {
         let mut t = RawTable::new(u16::MAX);
-        let (a, ia) = t.bind(false, 0, Default::default()).unwrap();
+        let (a, ia) = t.bind(false, 0).unwrap();
         assert_eq!(ia, u16::MAX);
         // The search wraps past 0, which is never handed out.
-        let (_, ib) = t.bind(false, 0, Default::default()).unwrap();
+        let (_, ib) = t.bind(false, 0).unwrap();
         assert_eq!(ib, 1);
-        assert_eq!(t.bind(false, 1, Default::default()).unwrap_err().kind(), io::ErrorKind::AddrInUse);
+        assert_eq!(t.bind(false, 1).unwrap_err().kind(), io::ErrorKind::AddrInUse);
         // The same identifier in the other family is free.
-        let (c, ic) = t.bind(true, 1, Default::default()).unwrap();
+        let (c, ic) = t.bind(true, 1).unwrap();
         assert_eq!(ic, 1);
         assert_eq!(t.by_ident(false, u16::MAX), Some(a));
         assert_eq!(t.by_ident(true, 1), Some(c));
         assert_eq!(t.of_family(false).len(), 2);
         t.close(a);
         assert_eq!(t.by_ident(false, u16::MAX), None);
-        assert!(t.bind(false, u16::MAX, Default::default()).is_ok());
-    }
-
-    #[test]
-    fn charge_is_bounded() {
-        let mut t = RawTable::new(7);
-        let q: RawQueue = Default::default();
-        let (id, _) = t.bind(false, 0, q.clone()).unwrap();
-        assert!(t.charge(id, 600, 1000));
-        assert!(!t.charge(id, 600, 1000));
-        assert_eq!(q.queued.load(Relaxed), 600);
-        q.queued.fetch_sub(600, Relaxed);
-        assert!(t.charge(id, 600, 1000));
-        assert!(!t.charge(99, 1, 1000), "no such socket");
+        assert!(t.bind(false, u16::MAX).is_ok());
     }
 
     // ------------------------------------------------ delivery decisions, through IpCore
@@ -214,15 +179,14 @@ mod tests {
         core.stats.snapshot().into_iter().find(|(n, _)| *n == name).unwrap().1
     }
 
-    /// Echo replies go to the socket owning their identifier, within its byte bound.
+    /// Echo replies go to the socket owning their identifier (its queue's bound is the ip
+    /// actor's: `actor::ip`'s tests).
     #[test]
-    fn echo_reply_by_identifier_and_bounded() {
+    fn echo_reply_by_identifier() {
         let pool = Pool::default();
-        let limit = 2 * crate::proto::ip::udp_charge(16) as usize;
-        let mut core = IpCore::new(IpConfig { raw_queue_bytes: limit, ..IpConfig::default() }, 1, 1);
-        let q: RawQueue = Default::default();
-        let (a, ia) = core.raw.bind(false, 0, q.clone()).unwrap();
-        let (_b, ib) = core.raw.bind(false, 0, Default::default()).unwrap();
+        let mut core = IpCore::new(IpConfig::default(), 1, 1);
+        let (a, ia) = core.raw.bind(false, 0).unwrap();
+        let (_b, ib) = core.raw.bind(false, 0).unwrap();
         let mut out = IpOutput::default();
         for seq in 1..=3 {
             core.handle_packet(Instant::now(), v4_icmp(THEM4, US4, 61, &echo(0, ia, seq)), &pool, &mut out);
@@ -231,14 +195,11 @@ mod tests {
         let free = (1..).find(|i| *i != ia && *i != ib).unwrap();
         core.handle_packet(Instant::now(), v4_icmp(THEM4, US4, 61, &echo(0, free, 9)), &pool, &mut out);
         let got = raws(&out);
-        assert_eq!(got.len(), 2, "the third overflows a's queue");
+        assert_eq!(got.len(), 3);
         assert!(got
             .iter()
             .all(|(s, from, ttl, m)| *s == a && *from == IpAddr::V4(THEM4) && *ttl == 61 && m.len() == 16));
-        assert_eq!(stat(&core, "rx_raw"), 2);
-        assert_eq!(stat(&core, "rx_raw_queue_full"), 1);
         assert_eq!(stat(&core, "rx_icmp_ignored"), 1);
-        assert_eq!(q.queued.load(Relaxed), limit as u64);
         // An ICMPv6 echo reply with a v4 socket's identifier finds no v6 socket.
         out.deliver.clear();
         core.handle_packet(Instant::now(), v6_icmp(&echo(129, ib, 1)), &pool, &mut out);
@@ -251,8 +212,8 @@ mod tests {
     fn errors_by_what_they_quote() {
         let pool = Pool::default();
         let mut core = IpCore::new(IpConfig::default(), 1, 1);
-        let (a, ia) = core.raw.bind(false, 0, Default::default()).unwrap();
-        let (b, _) = core.raw.bind(false, 0, Default::default()).unwrap();
+        let (a, ia) = core.raw.bind(false, 0).unwrap();
+        let (b, _) = core.raw.bind(false, 0).unwrap();
         // Time exceeded (RFC 792) quoting our echo request with a's identifier.
         let mut te = vec![11, 0, 0, 0, 0, 0, 0, 0];
         te.extend_from_slice(&v4_icmp(US4, THEM4, 1, &echo(8, ia, 5))[..28]);
@@ -298,8 +259,8 @@ mod tests {
     fn send_fills_identifier_and_checksum() {
         let pool = Pool::default();
         let mut core = IpCore::new(IpConfig::default(), 1, 1);
-        let (a4, i4) = core.raw.bind(false, 0, Default::default()).unwrap();
-        let (a6, i6) = core.raw.bind(true, 0, Default::default()).unwrap();
+        let (a4, i4) = core.raw.bind(false, 0).unwrap();
+        let (a6, i6) = core.raw.bind(true, 0).unwrap();
         let mut out = IpOutput::default();
         let mut m = echo(8, 0, 7);
         m[2] = 0xde; // a wrong checksum: ignored

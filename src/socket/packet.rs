@@ -16,12 +16,12 @@
 use super::check_timeout;
 use crate::actor::ip::IpMsg;
 use crate::actor::{stack_gone, StackHandle};
-use crate::proto::link::packet::{self, PacketQueue, PacketSockId};
+use crate::buf::SharedQueue;
+use crate::proto::link::packet::{self, PacketSockId};
 use crate::wire::{EthernetAddress, EthernetFrame};
 use crossbeam_channel::{bounded, unbounded, Receiver};
 use parking_lot::Mutex;
 use std::io;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 impl StackHandle {
@@ -38,7 +38,7 @@ pub struct PacketSocket {
     mac: EthernetAddress,
     stack: StackHandle,
     rx: Receiver<Vec<u8>>,
-    shared: PacketQueue,
+    shared: SharedQueue,
     st: Mutex<State>,
 }
 
@@ -60,7 +60,7 @@ impl PacketSocket {
         let mac = stack.mac().ok_or_else(crate::actor::link::no_link)?;
         let (tx, rx) = unbounded();
         let (rtx, rrx) = bounded(1);
-        let shared: PacketQueue = Default::default();
+        let shared: SharedQueue = Default::default();
         let msg = IpMsg::PacketBind { ethertype, inbox: tx, queued: shared.clone(), reply: rtx };
         stack.ip.send(msg).map_err(|_| stack_gone())?;
         let id = rrx.recv().map_err(|_| stack_gone())??;
@@ -103,7 +103,7 @@ impl PacketSocket {
     /// As [`PacketSocket::recv`], with the frame's source MAC (Linux's `sll_addr`).
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, EthernetAddress)> {
         let frame = super::next_datagram(&self.rx, &self.stack, &self.st)?;
-        self.shared.queued.fetch_sub(packet::charge(frame.len()), Relaxed);
+        self.shared.uncharge(packet::charge(frame.len()));
         // The link core copies only frames with a whole header.
         let src = EthernetFrame::new_unchecked(&frame[..]).src_addr();
         let n = frame.len().min(buf.len());
@@ -113,7 +113,7 @@ impl PacketSocket {
 
     /// Bytes charged to this socket's receive queue (frames waiting, plus 256 each).
     pub fn queued_bytes(&self) -> u64 {
-        self.shared.queued.load(Relaxed)
+        self.shared.queued()
     }
 }
 

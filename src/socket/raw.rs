@@ -15,13 +15,13 @@
 use super::check_timeout;
 use crate::actor::ip::{IpMsg, RawEvent};
 use crate::actor::{stack_gone, StackHandle};
+use crate::buf::SharedQueue;
 use crate::proto::ip::{check_raw_send, udp_charge};
-use crate::proto::raw::{RawQueue, RawSockId};
+use crate::proto::raw::RawSockId;
 use crossbeam_channel::{bounded, unbounded, Receiver};
 use parking_lot::Mutex;
 use std::io;
 use std::net::IpAddr;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 /// The IP version of a raw socket: ICMP over IPv4 or ICMPv6 over IPv6.
@@ -38,7 +38,7 @@ pub struct IcmpSocket {
     version: IpVersion,
     stack: StackHandle,
     rx: Receiver<RawEvent>,
-    shared: RawQueue,
+    shared: SharedQueue,
     st: Mutex<State>,
 }
 
@@ -62,7 +62,7 @@ impl IcmpSocket {
         stack.check_device()?;
         let (tx, rx) = unbounded();
         let (rtx, rrx) = bounded(1);
-        let shared: RawQueue = Default::default();
+        let shared: SharedQueue = Default::default();
         let v6 = version == IpVersion::V6;
         let msg = IpMsg::RawBind { v6, ident, inbox: tx, queued: shared.clone(), reply: rtx };
         stack.ip.send(msg).map_err(|_| stack_gone())?;
@@ -108,7 +108,7 @@ impl IcmpSocket {
     /// (Linux's `IP_RECVTTL` / `IPV6_RECVHOPLIMIT`).
     pub fn recv_with_hop_limit(&self, buf: &mut [u8]) -> io::Result<(usize, IpAddr, u8)> {
         let ev = super::next_datagram(&self.rx, &self.stack, &self.st)?;
-        self.shared.queued.fetch_sub(udp_charge(ev.msg.len()), Relaxed);
+        self.shared.uncharge(udp_charge(ev.msg.len()));
         let n = ev.msg.len().min(buf.len());
         buf[..n].copy_from_slice(&ev.msg[..n]);
         Ok((n, ev.from, ev.hop_limit))

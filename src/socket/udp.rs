@@ -4,7 +4,8 @@ use super::ToSocketAddrs;
 use super::{check_timeout, each_addr, not_ready, one_addr, recv_or_device, would_block};
 use crate::actor::ip::{IpMsg, UdpEvent};
 use crate::actor::{stack_gone, StackHandle};
-use crate::proto::ip::{udp_charge, UdpQueue, UDP_ERR_REFUSED};
+use crate::buf::SharedQueue;
+use crate::proto::ip::{udp_charge, UDP_ERR_REFUSED};
 use crate::proto::udp::UdpSockId;
 use crate::wire;
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError};
@@ -26,7 +27,7 @@ struct Inner {
     local: SocketAddr,
     stack: StackHandle,
     rx: Receiver<UdpEvent>,
-    shared: UdpQueue,
+    shared: SharedQueue,
     /// IPv4 TTL / IPv6 hop limit of the datagrams sent (`set_ttl`).
     ttl: AtomicU8,
     st: Mutex<State>,
@@ -65,7 +66,7 @@ impl UdpSocket {
         stack.check_device()?;
         let (tx, rx) = unbounded();
         let (rtx, rrx) = bounded(1);
-        let shared: UdpQueue = Default::default();
+        let shared: SharedQueue = Default::default();
         stack
             .ip
             .send(IpMsg::UdpBind { addr, inbox: tx, queued: shared.clone(), reply: rtx })
@@ -146,7 +147,7 @@ impl UdpSocket {
     }
 
     fn take_pending_error(&self) -> Option<io::Error> {
-        match self.inner.shared.error.swap(0, Relaxed) {
+        match self.inner.shared.take_error() {
             UDP_ERR_REFUSED => Some(io::Error::from(io::ErrorKind::ConnectionRefused)),
             _ => None,
         }
@@ -273,7 +274,7 @@ impl UdpSocket {
         if peek {
             *turn = Some((from, buf, start, end));
         } else {
-            self.inner.shared.queued.fetch_sub(udp_charge(end - start), Relaxed);
+            self.inner.shared.uncharge(udp_charge(end - start));
             self.inner.stack.pool.put(buf);
         }
         Ok((n, from))

@@ -11,7 +11,7 @@
 
 use super::ethernet::{self, BROADCAST};
 use super::neigh::Learn;
-use super::{inc, route, LinkCore};
+use super::{route, LinkCore};
 use crate::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetAddress as Mac, EthernetProtocol};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
@@ -42,17 +42,17 @@ pub fn parse(payload: &[u8]) -> Option<(ArpOperation, Mac, Ipv4Addr, Mac, Ipv4Ad
 impl LinkCore {
     pub(super) fn handle_arp(&mut self, now: Instant, _rx: &ethernet::Rx, payload: &[u8]) {
         let Some((op, sha, spa, _tha, tpa)) = parse(payload) else {
-            inc(&self.stats.rx_arp_bad);
+            self.stats.rx_arp_bad += 1;
             return;
         };
         if !matches!(op, ArpOperation::Request | ArpOperation::Reply) || !sha.is_unicast() {
-            inc(&self.stats.rx_arp_bad);
+            self.stats.rx_arp_bad += 1;
             return;
         }
         let for_us = self.cfg.v4.contains(&tpa);
         if self.cfg.v4.contains(&spa) {
             // Someone else claims our address (RFC 5227 §2.4): never learnt.
-            inc(&self.stats.rx_arp_addr_conflict);
+            self.stats.rx_arp_addr_conflict += 1;
         } else if !spa.is_unspecified() {
             let on_link =
                 self.cfg.v4.iter().any(|o| route::contains(IpAddr::V4(*o), self.cfg.v4_prefix, IpAddr::V4(spa)));
@@ -67,7 +67,7 @@ impl LinkCore {
                 self.run(&mut acts);
                 self.acts = acts;
             } else {
-                inc(&self.stats.rx_arp_off_subnet);
+                self.stats.rx_arp_off_subnet += 1;
             }
         }
         if op == ArpOperation::Request && for_us {
@@ -78,7 +78,7 @@ impl LinkCore {
                 target_hardware_addr: sha,
                 target_protocol_addr: spa,
             };
-            inc(&self.stats.tx_arp_replies);
+            self.stats.tx_arp_replies += 1;
             self.push_raw(arp_frame(sha, self.cfg.mac, &reply));
         }
     }
@@ -88,7 +88,7 @@ impl LinkCore {
         let t = IpAddr::V4(target);
         let src = self.cfg.v4.iter().find(|o| route::contains(IpAddr::V4(**o), self.cfg.v4_prefix, t));
         let Some(&spa) = src.or(self.cfg.v4.first()) else {
-            inc(&self.stats.tx_no_source);
+            self.stats.tx_no_source += 1;
             return;
         };
         let req = ArpRepr::EthernetIpv4 {
@@ -98,7 +98,7 @@ impl LinkCore {
             target_hardware_addr: unicast.unwrap_or(Mac([0; 6])),
             target_protocol_addr: target,
         };
-        inc(&self.stats.tx_arp_requests);
+        self.stats.tx_arp_requests += 1;
         self.push_raw(arp_frame(unicast.unwrap_or(BROADCAST), self.cfg.mac, &req));
     }
 
@@ -112,7 +112,7 @@ impl LinkCore {
             target_hardware_addr: Mac([0; 6]),
             target_protocol_addr: addr,
         };
-        inc(&self.stats.tx_arp_requests);
+        self.stats.tx_arp_requests += 1;
         self.push_raw(arp_frame(BROADCAST, self.cfg.mac, &req));
     }
 }

@@ -5,13 +5,14 @@
 //! [`LinkCore::send_ip`], it queues frames to send ([`LinkCore::poll_transmit`]) and events
 //! for the layers above ([`LinkCore::poll_event`]); timers run in
 //! [`LinkCore::handle_timeout`] at [`LinkCore::poll_timeout`]. It holds no clock, no
-//! randomness and no threads. Invariants:
+//! randomness, no threads and nothing shared with them (its counters are plain; the actor
+//! publishes [`LinkCore::stats`]). Invariants:
 //! * every frame that is not handed up or answered is counted in [`LinkStats`] under the
 //!   reason it was dropped; malformed input never panics;
 //! * memory is bounded: the neighbour cache (entries and waiting packets, see [`neigh`]),
 //!   the routing table, the joined groups, the transmit queue (`tx_queue_frames`) and the
-//!   event queue (`event_queue`), the frame copies for packet sockets (bytes per socket,
-//!   `packet_queue_bytes`, see [`packet`]); what does not fit is dropped and counted;
+//!   event queue (`event_queue`), the frame copies waiting for packet sockets
+//!   (`packet_queue_bytes`, see [`packet`]); what does not fit is dropped and counted;
 //! * an IPv6 address is *tentative* until duplicate address detection (RFC 4862 §5.4) ends:
 //!   we do not answer solicitations for it nor use it as a source; [`LinkEvent::DadSucceeded`]
 //!   tells the caller when it may give it to the IP layer;
@@ -28,14 +29,12 @@ pub mod route;
 
 use self::ethernet::{RxDrop, BROADCAST};
 use self::neigh::{Action, NeighCache, NeighConfig};
-use self::packet::{PacketQueue, PacketSockId, PacketTable};
+use self::packet::{PacketSockId, PacketTable};
 use self::route::{Origin, Route, RouteTable};
 use crate::wire::{EthernetAddress as Mac, EthernetProtocol};
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
 use std::time::Instant;
 
 /// Addresses, routes and limits of the link.
@@ -91,9 +90,9 @@ impl Default for LinkConfig {
     }
 }
 
-atomic_counters!(
-    /// Counters of the link layer (relaxed atomics: written by the core's owner, read by
-    /// anyone).
+counters!(
+    /// Counters of the link layer, kept by the core and its neighbour cache
+    /// ([`LinkCore::stats`]; the ip actor publishes them: `actor::counters`).
     LinkStats {
         rx_frames,
         rx_malformed,
@@ -141,10 +140,6 @@ atomic_counters!(
         tx_packet_frames,
     }
 );
-
-pub(crate) fn inc(c: &AtomicU64) {
-    c.fetch_add(1, Relaxed);
-}
 
 /// What the layers above need to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,13 +191,14 @@ pub struct LinkCore {
     /// Packet sockets, and the frame copies for them not yet taken ([`packet`]).
     packets: PacketTable,
     packet_rx: VecDeque<(PacketSockId, Vec<u8>)>,
-    pub stats: Arc<LinkStats>,
+    /// What the copies in `packet_rx` cost ([`packet::charge`]).
+    packet_rx_bytes: u64,
+    stats: LinkStats,
 }
 
 impl LinkCore {
     /// A new core; queues the gratuitous ARPs and DAD solicitations of start-up.
     pub fn new(cfg: LinkConfig, now: Instant) -> LinkCore {
-        let stats = Arc::new(LinkStats::default());
         let mut routes = RouteTable::new(cfg.max_routes);
         let connected =
             |net: IpAddr, len| Route { net, prefix_len: len, via: None, origin: Origin::Connected, expires: None };
@@ -220,7 +216,7 @@ impl LinkCore {
         }
         let v6 = cfg.v6.iter().map(|a| (*a, AddrState::Preferred)).collect();
         let mut core = LinkCore {
-            neigh: NeighCache::new(cfg.neigh.clone(), stats.clone()),
+            neigh: NeighCache::new(cfg.neigh.clone()),
             routes,
             v6,
             user_groups: Vec::new(),
@@ -232,7 +228,8 @@ impl LinkCore {
             rs_next: None,
             packets: PacketTable::default(),
             packet_rx: VecDeque::new(),
-            stats,
+            packet_rx_bytes: 0,
+            stats: LinkStats::default(),
             cfg,
         };
         for a in core.cfg.v4.clone() {
@@ -249,6 +246,13 @@ impl LinkCore {
 
     pub fn mac(&self) -> Mac {
         self.cfg.mac
+    }
+
+    /// The counters: the core's and its neighbour cache's.
+    pub fn stats(&self) -> LinkStats {
+        let mut s = self.stats;
+        crate::proto::Counters::add(&mut s, &self.neigh.stats);
+        s
     }
 
     pub fn config(&self) -> &LinkConfig {
@@ -335,47 +339,47 @@ impl LinkCore {
     /// [`Self::poll_transmit`]); an IPv4 or IPv6 packet for the IP layer comes back as
     /// `frame[payload]`.
     pub fn handle_frame(&mut self, now: Instant, frame: &[u8]) -> Option<Received> {
-        inc(&self.stats.rx_frames);
+        self.stats.rx_frames += 1;
         let rx = match ethernet::accept(frame, self.cfg.mac, &self.groups) {
             Ok(rx) => {
                 self.copy_to_packet_sockets(&rx, frame);
                 rx
             }
             Err(why) => {
-                let s = &self.stats;
-                inc(match why {
-                    RxDrop::Malformed => &s.rx_malformed,
-                    RxDrop::BadSource => &s.rx_bad_src_mac,
-                    RxDrop::OwnSource => &s.rx_own_src_mac,
-                    RxDrop::NotForUs => &s.rx_not_for_us,
-                    RxDrop::GroupNotJoined => &s.rx_group_not_joined,
-                    RxDrop::UnknownEthertype => &s.rx_unknown_ethertype,
-                });
+                let s = &mut self.stats;
+                *match why {
+                    RxDrop::Malformed => &mut s.rx_malformed,
+                    RxDrop::BadSource => &mut s.rx_bad_src_mac,
+                    RxDrop::OwnSource => &mut s.rx_own_src_mac,
+                    RxDrop::NotForUs => &mut s.rx_not_for_us,
+                    RxDrop::GroupNotJoined => &mut s.rx_group_not_joined,
+                    RxDrop::UnknownEthertype => &mut s.rx_unknown_ethertype,
+                } += 1;
                 return None;
             }
         };
         if !matches!(rx.ethertype, EthernetProtocol::Ipv4 | EthernetProtocol::Ipv6 | EthernetProtocol::Arp) {
-            inc(&self.stats.rx_unknown_ethertype);
+            self.stats.rx_unknown_ethertype += 1;
             return None;
         }
         let payload = &frame[rx.payload.clone()];
         let ip_len = match rx.ethertype {
             EthernetProtocol::Arp => {
-                inc(&self.stats.rx_arp);
+                self.stats.rx_arp += 1;
                 self.handle_arp(now, &rx, payload);
                 return None;
             }
             EthernetProtocol::Ipv6 if ndp::is_ndp(payload) => {
-                inc(&self.stats.rx_ndp);
+                self.stats.rx_ndp += 1;
                 self.handle_ndp(now, &rx, payload);
                 return None;
             }
             EthernetProtocol::Ipv6 => {
-                inc(&self.stats.rx_ipv6);
+                self.stats.rx_ipv6 += 1;
                 payload.get(4..6).map(|b| 40 + u16::from_be_bytes([b[0], b[1]]) as usize)
             }
             _ => {
-                inc(&self.stats.rx_ipv4);
+                self.stats.rx_ipv4 += 1;
                 payload.get(2..4).map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
             }
         };
@@ -390,7 +394,7 @@ impl LinkCore {
     /// neighbour, else queued while its next hop is resolved.
     pub fn send_ip(&mut self, now: Instant, packet: Vec<u8>) {
         let Some(dst) = ip_dst(&packet) else {
-            inc(&self.stats.tx_bad_packet);
+            self.stats.tx_bad_packet += 1;
             return;
         };
         if let Some(mac) = self.group_mac(dst) {
@@ -398,11 +402,11 @@ impl LinkCore {
             return;
         }
         if dst.is_unspecified() || dst.is_loopback() {
-            inc(&self.stats.tx_bad_packet);
+            self.stats.tx_bad_packet += 1;
             return;
         }
         let Some(hop) = self.routes.next_hop(now, dst) else {
-            inc(&self.stats.tx_no_route);
+            self.stats.tx_no_route += 1;
             self.push_event(LinkEvent::NoRoute(dst));
             return;
         };
@@ -449,16 +453,16 @@ impl LinkCore {
     /// Queue a finished frame.
     fn push_raw(&mut self, frame: Vec<u8>) {
         if self.tx.len() >= self.cfg.tx_queue_frames {
-            inc(&self.stats.tx_queue_full);
+            self.stats.tx_queue_full += 1;
             return;
         }
-        inc(&self.stats.tx_frames);
+        self.stats.tx_frames += 1;
         self.tx.push_back(frame);
     }
 
     fn push_event(&mut self, ev: LinkEvent) {
         if self.events.len() >= self.cfg.event_queue {
-            inc(&self.stats.events_dropped);
+            self.stats.events_dropped += 1;
             return;
         }
         self.events.push_back(ev);
@@ -466,37 +470,50 @@ impl LinkCore {
 
     /// Open a packet socket for frames of `ethertype` (`None`: every frame); its copies are
     /// charged to `queue` (see [`packet`]). `InvalidInput` for an 802.3 length.
-    pub fn packet_bind(&mut self, ethertype: Option<u16>, queue: PacketQueue) -> std::io::Result<PacketSockId> {
-        self.packets.bind(ethertype, queue)
+    pub fn packet_bind(&mut self, ethertype: Option<u16>) -> std::io::Result<PacketSockId> {
+        self.packets.bind(ethertype)
     }
 
     /// Close a packet socket; its copies not yet taken are discarded.
     pub fn packet_close(&mut self, id: PacketSockId) {
         self.packets.close(id);
         self.packet_rx.retain(|(s, _)| *s != id);
+        self.packet_rx_bytes = self.packet_rx.iter().map(|(_, f)| packet::charge(f.len())).sum();
     }
 
-    /// Copy an accepted frame to the packet sockets that want it, within their bounds.
+    /// Copy an accepted frame to the packet sockets that want it, while the copies waiting
+    /// for the actor stay within `packet_queue_bytes`.
     fn copy_to_packet_sockets(&mut self, rx: &ethernet::Rx, frame: &[u8]) {
         if self.packets.is_empty() {
             return;
         }
-        let limit = self.cfg.packet_queue_bytes as u64;
-        for r in self.packets.charge_matching(u16::from(rx.ethertype), frame.len(), limit) {
-            match r {
-                Ok(id) => {
-                    inc(&self.stats.rx_packet_copies);
-                    self.packet_rx.push_back((id, frame.to_vec()));
-                }
-                Err(()) => inc(&self.stats.rx_packet_queue_full),
+        let (cost, limit) = (packet::charge(frame.len()), self.cfg.packet_queue_bytes as u64);
+        for id in self.packets.matching(u16::from(rx.ethertype)) {
+            if self.packet_rx_bytes + cost > limit {
+                self.stats.rx_packet_queue_full += 1;
+                continue;
             }
+            self.packet_rx_bytes += cost;
+            self.packet_rx.push_back((id, frame.to_vec()));
         }
     }
 
-    /// The next frame copied for a packet socket: (socket, whole frame), already charged
-    /// to the socket's queue.
+    /// The next frame copied for a packet socket: (socket, whole frame). The actor queues
+    /// it within the socket's bound and reports which ([`Self::packet_delivered`]).
     pub fn poll_packet(&mut self) -> Option<(PacketSockId, Vec<u8>)> {
-        self.packet_rx.pop_front()
+        let (id, f) = self.packet_rx.pop_front()?;
+        self.packet_rx_bytes -= packet::charge(f.len());
+        Some((id, f))
+    }
+
+    /// A copy taken with [`Self::poll_packet`] was `queued` to its socket, or refused
+    /// because the socket already held `packet_queue_bytes` unread.
+    pub fn packet_delivered(&mut self, queued: bool) {
+        if queued {
+            self.stats.rx_packet_copies += 1;
+        } else {
+            self.stats.rx_packet_queue_full += 1;
+        }
     }
 
     /// Send a whole Ethernet frame from a packet socket, as it is. The socket checked its
@@ -504,10 +521,10 @@ impl LinkCore {
     /// here too (`tx_bad_packet`).
     pub fn send_frame(&mut self, frame: Vec<u8>) {
         if frame.len() < ethernet::ETHERNET_HEADER_LEN {
-            inc(&self.stats.tx_bad_packet);
+            self.stats.tx_bad_packet += 1;
             return;
         }
-        inc(&self.stats.tx_packet_frames);
+        self.stats.tx_packet_frames += 1;
         self.push_raw(frame);
     }
 

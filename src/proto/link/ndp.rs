@@ -16,7 +16,7 @@
 use super::ethernet::{self, Rx};
 use super::neigh::{Learn, RETRANS_TIMER};
 use super::route::{Origin, Route};
-use super::{inc, AddrState, LinkCore, LinkEvent};
+use super::{AddrState, LinkCore, LinkEvent};
 use crate::wire::{EthernetAddress as Mac, EthernetProtocol, Icmpv6Packet, IpProtocol, NdiscRepr};
 use smoltcp::wire::{NdiscNeighborFlags, NdiscPrefixInfoFlags, RawHardwareAddress};
 use std::net::{IpAddr, Ipv6Addr};
@@ -103,7 +103,7 @@ fn lladdr(o: Option<RawHardwareAddress>) -> Option<Mac> {
 impl LinkCore {
     pub(super) fn handle_ndp(&mut self, now: Instant, rx: &Rx, ip: &[u8]) {
         let Some(msg) = parse(ip) else {
-            inc(&self.stats.rx_ndp_bad);
+            self.stats.rx_ndp_bad += 1;
             return;
         };
         let ok = match msg.repr {
@@ -113,12 +113,12 @@ impl LinkCore {
             }
             NdiscRepr::RouterAdvert { .. } => self.handle_ra(now, &msg),
             _ => {
-                inc(&self.stats.rx_ndp_ignored);
+                self.stats.rx_ndp_ignored += 1;
                 true
             }
         };
         if !ok {
-            inc(&self.stats.rx_ndp_bad);
+            self.stats.rx_ndp_bad += 1;
         }
     }
 
@@ -141,7 +141,7 @@ impl LinkCore {
             }
             Some(AddrState::Preferred) => {}
             _ => {
-                inc(&self.stats.rx_ndp_ignored);
+                self.stats.rx_ndp_ignored += 1;
                 return true;
             }
         }
@@ -163,7 +163,7 @@ impl LinkCore {
             flags |= NdiscNeighborFlags::SOLICITED;
         }
         let na = NdiscRepr::NeighborAdvert { flags, target_addr: target, lladdr: Some(self.cfg.mac.into()) };
-        inc(&self.stats.tx_na);
+        self.stats.tx_na += 1;
         self.push_raw(ndp_frame(dst_mac, self.cfg.mac, target, dst, &na));
         true
     }
@@ -187,13 +187,13 @@ impl LinkCore {
                 return true;
             }
             Some(_) => {
-                inc(&self.stats.dad_conflicts); // someone claims an address we hold
+                self.stats.dad_conflicts += 1; // someone claims an address we hold
                 return true;
             }
             None => {}
         }
         let Some(mac) = lladdr(ll) else {
-            inc(&self.stats.rx_ndp_ignored); // no target link-layer option: nothing to learn
+            self.stats.rx_ndp_ignored += 1; // no target link-layer option: nothing to learn
             return true;
         };
         let how = Learn::Advert { solicited, override_: flags.contains(NdiscNeighborFlags::OVERRIDE) };
@@ -210,9 +210,9 @@ impl LinkCore {
         if !is_link_local(&m.src) {
             return false;
         }
-        inc(&self.stats.rx_ra);
+        self.stats.rx_ra += 1;
         if !self.cfg.accept_ra {
-            inc(&self.stats.ra_ignored);
+            self.stats.ra_ignored += 1;
             return true;
         }
         self.rs_next = None; // RFC 4861 §6.3.7: an RA ends the solicitations
@@ -234,7 +234,7 @@ impl LinkCore {
                 let net = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
                 self.routes.add(Route { net, prefix_len: 0, via: Some(router), origin: Origin::Ra, expires });
             } else {
-                inc(&self.stats.ra_ignored);
+                self.stats.ra_ignored += 1;
             }
         }
         if let Some(pi) = prefix_info {
@@ -257,7 +257,7 @@ impl LinkCore {
         }
         let onlink = |r: &Route| r.origin == Origin::Ra && r.via.is_none();
         if self.routes.count(same) == 0 && self.routes.count(onlink) >= self.cfg.max_ra_prefixes {
-            inc(&self.stats.ra_ignored);
+            self.stats.ra_ignored += 1;
             return;
         }
         let expires = (valid != INFINITE).then(|| now + Duration::from_secs(valid));
@@ -268,7 +268,7 @@ impl LinkCore {
     /// probing (RFC 4861 §7.2.2), from one of our preferred addresses.
     pub(super) fn send_ns(&mut self, target: Ipv6Addr, unicast: Option<Mac>) {
         let Some(src) = self.ns_source(target) else {
-            inc(&self.stats.tx_no_source);
+            self.stats.tx_no_source += 1;
             return;
         };
         let (dst, dst_mac) = match unicast {
@@ -276,7 +276,7 @@ impl LinkCore {
             None => (solicited_node(target), ethernet::ipv6_multicast_mac(solicited_node(target))),
         };
         let ns = NdiscRepr::NeighborSolicit { target_addr: target, lladdr: Some(self.cfg.mac.into()) };
-        inc(&self.stats.tx_ns);
+        self.stats.tx_ns += 1;
         self.push_raw(ndp_frame(dst_mac, self.cfg.mac, src, dst, &ns));
     }
 
@@ -302,7 +302,7 @@ impl LinkCore {
             self.v6[i].1 = AddrState::Tentative { until };
             let ns = NdiscRepr::NeighborSolicit { target_addr: a, lladdr: None };
             let dst = solicited_node(a);
-            inc(&self.stats.tx_ns);
+            self.stats.tx_ns += 1;
             self.push_raw(ndp_frame(ethernet::ipv6_multicast_mac(dst), self.cfg.mac, Ipv6Addr::UNSPECIFIED, dst, &ns));
         }
     }
@@ -331,7 +331,7 @@ impl LinkCore {
         let ll = self.v6.iter().find(|(a, s)| *s == AddrState::Preferred && is_link_local(a)).map(|(a, _)| *a);
         let src = ll.unwrap_or(Ipv6Addr::UNSPECIFIED);
         let rs = NdiscRepr::RouterSolicit { lladdr: ll.map(|_| self.cfg.mac.into()) };
-        inc(&self.stats.tx_rs);
+        self.stats.tx_rs += 1;
         self.push_raw(ndp_frame(ethernet::ipv6_multicast_mac(ALL_ROUTERS), self.cfg.mac, src, ALL_ROUTERS, &rs));
         self.rs_sent += 1;
         self.rs_next = (self.rs_sent < MAX_RTR_SOLICITATIONS).then(|| now + RTR_SOLICITATION_INTERVAL);
@@ -339,7 +339,7 @@ impl LinkCore {
 
     /// RFC 4862 §5.4.5: a duplicate address is not used.
     fn dad_failed(&mut self, a: Ipv6Addr) {
-        inc(&self.stats.dad_conflicts);
+        self.stats.dad_conflicts += 1;
         for (x, s) in self.v6.iter_mut() {
             if *x == a {
                 *s = AddrState::Duplicate;

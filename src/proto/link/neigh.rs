@@ -39,8 +39,6 @@ use super::LinkStats;
 use crate::wire::EthernetAddress as Mac;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// RFC 4861 §10: MAX_MULTICAST_SOLICIT.
@@ -148,16 +146,13 @@ pub struct NeighCache {
     cfg: NeighConfig,
     entries: HashMap<IpAddr, Entry>,
     queued_bytes: usize,
-    stats: Arc<LinkStats>,
-}
-
-fn inc(c: &std::sync::atomic::AtomicU64, n: u64) {
-    c.fetch_add(n, Relaxed);
+    /// Only the `neigh_*` counters (the link core adds them to its own).
+    pub stats: LinkStats,
 }
 
 impl NeighCache {
-    pub fn new(cfg: NeighConfig, stats: Arc<LinkStats>) -> NeighCache {
-        NeighCache { cfg, entries: HashMap::new(), queued_bytes: 0, stats }
+    pub fn new(cfg: NeighConfig) -> NeighCache {
+        NeighCache { cfg, entries: HashMap::new(), queued_bytes: 0, stats: LinkStats::default() }
     }
 
     pub fn len(&self) -> usize {
@@ -202,7 +197,7 @@ impl NeighCache {
             return;
         }
         if !self.make_room(false) {
-            inc(&self.stats.neigh_queue_dropped, 1);
+            self.stats.neigh_queue_dropped += 1;
             return;
         }
         let deadline = now + self.cfg.retrans_timer;
@@ -217,7 +212,7 @@ impl NeighCache {
         };
         self.entries.insert(ip, e);
         self.gauge();
-        inc(&self.stats.neigh_solicits, 1);
+        self.stats.neigh_solicits += 1;
         acts.push(Action::Solicit { ip, unicast: None });
         self.enqueue(ip, packet);
     }
@@ -226,11 +221,11 @@ impl NeighCache {
         let Some(e) = self.entries.get_mut(&ip) else { return };
         let cost = charge(&packet);
         if self.queued_bytes + cost > self.cfg.queue_bytes {
-            inc(&self.stats.neigh_queue_dropped, 1);
+            self.stats.neigh_queue_dropped += 1;
             return;
         }
         if self.cfg.queue_packets == 0 {
-            inc(&self.stats.neigh_queue_dropped, 1);
+            self.stats.neigh_queue_dropped += 1;
             return;
         }
         if e.queue.len() >= self.cfg.queue_packets {
@@ -238,7 +233,7 @@ impl NeighCache {
             if let Some(old) = e.queue.pop_front() {
                 self.queued_bytes -= charge(&old);
             }
-            inc(&self.stats.neigh_queue_dropped, 1);
+            self.stats.neigh_queue_dropped += 1;
         }
         self.queued_bytes += cost;
         e.queue.push_back(packet);
@@ -266,7 +261,7 @@ impl NeighCache {
         if let Some(e) = self.entries.remove(&ip) {
             self.drop_queue(&e, false);
         }
-        inc(&self.stats.neigh_evicted, 1);
+        self.stats.neigh_evicted += 1;
         true
     }
 
@@ -274,12 +269,16 @@ impl NeighCache {
         let bytes: usize = e.queue.iter().map(charge).sum();
         self.queued_bytes -= bytes;
         let n = e.queue.len() as u64;
-        inc(if unresolved { &self.stats.neigh_unresolved_dropped } else { &self.stats.neigh_queue_dropped }, n);
+        if unresolved {
+            self.stats.neigh_unresolved_dropped += n;
+        } else {
+            self.stats.neigh_queue_dropped += n;
+        }
         e.queue.len()
     }
 
-    fn gauge(&self) {
-        self.stats.neigh_entries.store(self.entries.len() as u64, Relaxed);
+    fn gauge(&mut self) {
+        self.stats.neigh_entries = self.entries.len() as u64;
     }
 
     /// A message told us `ip` is at `mac`. Returns whether the cache took it.
@@ -288,11 +287,11 @@ impl NeighCache {
             if how != Learn::Sender {
                 // RFC 4861 §7.2.5: no entry, the advertisement is silently discarded; RFC 826:
                 // only the target of a request adds its sender.
-                inc(&self.stats.neigh_unsolicited_ignored, 1);
+                self.stats.neigh_unsolicited_ignored += 1;
                 return false;
             }
             if !self.make_room(true) {
-                inc(&self.stats.neigh_full_ignored, 1);
+                self.stats.neigh_full_ignored += 1;
                 return false;
             }
             let deadline = now + self.cfg.gc_stale_time;
@@ -318,7 +317,7 @@ impl NeighCache {
         };
         let next = match e.state {
             _ if e.confirmed && !same => {
-                inc(&self.stats.neigh_override_refused, 1);
+                self.stats.neigh_override_refused += 1;
                 return false;
             }
             State::Reachable => None, // same address: nothing to change
@@ -326,7 +325,7 @@ impl NeighCache {
             State::Incomplete => Some(State::Stale),
             _ if !same && may_replace => Some(State::Stale),
             _ if !same => {
-                inc(&self.stats.neigh_unsolicited_ignored, 1);
+                self.stats.neigh_unsolicited_ignored += 1;
                 return false;
             }
             _ => None,
@@ -376,18 +375,18 @@ impl NeighCache {
             State::Incomplete if e.probes >= cfg.max_multicast_solicit => {
                 let e = self.entries.remove(&ip).expect("present");
                 let dropped = self.drop_queue(&e, true);
-                inc(&self.stats.neigh_resolve_failed, 1);
+                self.stats.neigh_resolve_failed += 1;
                 acts.push(Action::Unreachable { ip, dropped });
             }
             State::Probe if e.probes >= cfg.max_unicast_solicit => {
                 self.entries.remove(&ip);
-                inc(&self.stats.neigh_probe_failed, 1);
+                self.stats.neigh_probe_failed += 1;
             }
             State::Incomplete | State::Probe => {
                 e.probes += 1;
                 e.deadline = now + cfg.retrans_timer;
                 let unicast = if e.state == State::Probe { e.mac } else { None };
-                inc(&self.stats.neigh_solicits, 1);
+                self.stats.neigh_solicits += 1;
                 acts.push(Action::Solicit { ip, unicast });
             }
             State::Reachable => {
@@ -400,12 +399,12 @@ impl NeighCache {
                 e.changed = now;
                 e.probes = 1;
                 e.deadline = now + cfg.retrans_timer;
-                inc(&self.stats.neigh_solicits, 1);
+                self.stats.neigh_solicits += 1;
                 acts.push(Action::Solicit { ip, unicast: e.mac });
             }
             State::Stale => {
                 self.entries.remove(&ip);
-                inc(&self.stats.neigh_gc, 1);
+                self.stats.neigh_gc += 1;
             }
         }
     }
@@ -423,13 +422,8 @@ mod tests {
         IpAddr::V4((0x0a00_0000 + n).into())
     }
 
-    fn cache(cfg: NeighConfig) -> (NeighCache, Arc<LinkStats>) {
-        let stats = Arc::new(LinkStats::default());
-        (NeighCache::new(cfg, stats.clone()), stats)
-    }
-
-    fn get(s: &std::sync::atomic::AtomicU64) -> u64 {
-        s.load(Relaxed)
+    fn cache(cfg: NeighConfig) -> NeighCache {
+        NeighCache::new(cfg)
     }
 
     /// Advance a virtual clock second by second to `t`, collecting actions.
@@ -441,7 +435,7 @@ mod tests {
 
     #[test]
     fn resolution_releases_queue_in_order_and_confirms() {
-        let (mut c, _) = cache(NeighConfig::default());
+        let mut c = cache(NeighConfig::default());
         let t0 = Instant::now();
         let mut acts = vec![];
         c.send(t0, ip(1), vec![1], &mut acts);
@@ -459,7 +453,7 @@ mod tests {
 
     #[test]
     fn retries_once_per_second_then_fails_with_unreachable() {
-        let (mut c, st) = cache(NeighConfig::default());
+        let mut c = cache(NeighConfig::default());
         let t0 = Instant::now();
         let mut acts = vec![];
         c.send(t0, ip(1), vec![0; 100], &mut acts);
@@ -477,8 +471,8 @@ mod tests {
         c.handle_timeout(t0 + Duration::from_secs(3), &mut acts);
         let q = NeighConfig::default().queue_packets;
         assert_eq!(acts, vec![Action::Unreachable { ip: ip(1), dropped: q }]);
-        assert_eq!(get(&st.neigh_unresolved_dropped), q as u64);
-        assert_eq!(get(&st.neigh_queue_dropped), 1001 - q as u64, "overflow replaced the oldest");
+        assert_eq!(c.stats.neigh_unresolved_dropped, q as u64);
+        assert_eq!(c.stats.neigh_queue_dropped, 1001 - q as u64, "overflow replaced the oldest");
         assert_eq!(c.get(ip(1)), None);
         assert_eq!(c.queued_bytes(), 0);
         // Re-resolution starts afresh.
@@ -491,21 +485,21 @@ mod tests {
     fn queue_bounded_in_total_bytes() {
         let each = charge(&vec![0; 100]);
         let cfg = NeighConfig { queue_bytes: 10 * each, ..Default::default() };
-        let (mut c, st) = cache(cfg);
+        let mut c = cache(cfg);
         let t0 = Instant::now();
         let mut acts = vec![];
         for i in 0..20 {
             c.send(t0, ip(i), vec![0; 100], &mut acts);
         }
         assert_eq!(c.queued_bytes(), 10 * each);
-        assert_eq!(get(&st.neigh_queue_dropped), 10);
+        assert_eq!(c.stats.neigh_queue_dropped, 10);
         c.learn(t0, ip(0), A, SOLICITED, &mut acts);
         assert_eq!(c.queued_bytes(), 9 * each);
     }
 
     #[test]
     fn expiry_stale_delay_probe_and_reresolution() {
-        let (mut c, st) = cache(NeighConfig::default());
+        let mut c = cache(NeighConfig::default());
         let t0 = Instant::now();
         let mut acts = vec![];
         c.send(t0, ip(1), vec![1], &mut acts);
@@ -532,7 +526,7 @@ mod tests {
         }
         assert_eq!(acts.len(), 3, "MAX_UNICAST_SOLICIT probes: {acts:?}");
         assert_eq!(c.get(ip(1)), None);
-        assert_eq!(get(&st.neigh_probe_failed), 1);
+        assert_eq!(c.stats.neigh_probe_failed, 1);
         // An unused STALE entry is collected.
         c.learn(t0, ip(2), B, Learn::Sender, &mut acts);
         c.handle_timeout(t0 + Duration::from_secs(60), &mut acts);
@@ -541,7 +535,7 @@ mod tests {
 
     #[test]
     fn reachable_not_overridden_before_it_expires() {
-        let (mut c, st) = cache(NeighConfig::default());
+        let mut c = cache(NeighConfig::default());
         let t0 = Instant::now();
         let mut acts = vec![];
         c.send(t0, ip(1), vec![1], &mut acts);
@@ -550,7 +544,7 @@ mod tests {
             assert!(!c.learn(t0 + Duration::from_secs(1), ip(1), B, how, &mut acts));
         }
         assert_eq!(c.get(ip(1)), Some((State::Reachable, Some(A))));
-        assert_eq!(get(&st.neigh_override_refused), 3);
+        assert_eq!(c.stats.neigh_override_refused, 3);
         // Once STALE it still keeps its confirmed address (unlike RFC 4861 §7.2.5, see the
         // module docs; confirmed_entry_keeps_its_address_through_stale_delay_and_probe) ...
         c.handle_timeout(t0 + Duration::from_secs(30), &mut acts);
@@ -573,7 +567,7 @@ mod tests {
     /// traffic of a live connection to the spoofer (tests/tap_hostile.rs shows it on tap0).
     #[test]
     fn confirmed_entry_keeps_its_address_through_stale_delay_and_probe() {
-        let (mut c, st) = cache(NeighConfig::default());
+        let mut c = cache(NeighConfig::default());
         let t0 = Instant::now();
         let s = Duration::from_secs;
         let mut acts = vec![];
@@ -594,7 +588,7 @@ mod tests {
         // A "reply" from another link address is no answer to a probe sent to A.
         assert!(!c.learn(t0 + s(36), ip(1), B, SOLICITED, &mut acts), "PROBE taken over");
         assert_eq!(c.get(ip(1)), Some((State::Probe, Some(A))));
-        assert!(get(&st.neigh_override_refused) >= 5);
+        assert!(c.stats.neigh_override_refused >= 5);
         assert!(c.learn(t0 + s(36), ip(1), A, SOLICITED, &mut acts));
         assert_eq!(c.get(ip(1)), Some((State::Reachable, Some(A))));
         // A neighbour that really moved: the probes to its old address fail, the entry goes,
@@ -617,7 +611,7 @@ mod tests {
     #[test]
     fn waiting_packets_are_charged_the_memory_they_hold() {
         let cfg = NeighConfig::default();
-        let (mut c, _) = cache(cfg.clone());
+        let mut c = cache(cfg.clone());
         let t0 = Instant::now();
         let mut acts = vec![];
         let n = cfg.max_entries as u32;
@@ -647,7 +641,7 @@ mod tests {
     #[test]
     fn flood_of_senders_stays_bounded_and_keeps_entries_in_use() {
         let cfg = NeighConfig { max_entries: 64, ..Default::default() };
-        let (mut c, st) = cache(cfg);
+        let mut c = cache(cfg);
         let t0 = Instant::now();
         let mut acts = vec![];
         c.send(t0, ip(1), vec![1], &mut acts);
@@ -669,7 +663,7 @@ mod tests {
         assert_eq!(c.len(), 64);
         assert_eq!(c.get(ip(1)), Some((State::Reachable, Some(A))));
         assert_eq!(c.get(ip(2)).unwrap().0, State::Incomplete);
-        assert!(get(&st.neigh_evicted) > 9000);
+        assert!(c.stats.neigh_evicted > 9000);
         // Sends to many new neighbours evict too, but never past the bound.
         for i in 0..200 {
             c.send(t0, ip(5000 + i), vec![0; 10], &mut acts);

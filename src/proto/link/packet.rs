@@ -8,20 +8,21 @@
 //! for their EtherType are seen too. No promiscuous mode: frames for other stations are
 //! not copied; nor are the frames we send (Linux's `PACKET_OUTGOING`).
 //!
-//! Invariants: each copy is charged ([`charge`]) to its socket's queue
-//! ([`PacketShared::queued`], which the socket decreases as it reads) before it is queued,
-//! and a copy that would take the queue past `LinkConfig::packet_queue_bytes` is dropped
-//! and counted (`rx_packet_queue_full`); so the copies waiting in the core and in the
-//! socket's inbox never exceed that bound per socket, whatever arrives. Sending never
+//! Invariants: the copies waiting in the core for the actor to take them
+//! ([`LinkCore::poll_packet`]) cost at most `LinkConfig::packet_queue_bytes` ([`charge`]);
+//! the actor queues each to its socket only within the same bound on what the socket holds
+//! unread (`buf::RecvQueue`, which the socket gives back as it reads); a copy refused by
+//! either is dropped and counted (`rx_packet_queue_full`), one queued counted in
+//! `rx_packet_copies`. So memory per socket stays bounded whatever arrives. Sending never
 //! trusts the caller: [`check_send`] bounds the frame's length (RFC 894: a 14-byte header
 //! and at most an MTU of payload).
+//!
+//! [`LinkCore::poll_packet`]: super::LinkCore::poll_packet
 //!
 //! [`LinkCore::handle_frame`]: super::LinkCore::handle_frame
 
 use super::ethernet::ETHERNET_HEADER_LEN;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
 
 pub type PacketSockId = u64;
 
@@ -37,14 +38,6 @@ pub const MIN_ETHERTYPE: u16 = 0x0600;
 pub fn charge(len: usize) -> u64 {
     len as u64 + FRAME_OVERHEAD
 }
-
-/// What a packet socket shares with the link core: the bytes charged to its queue.
-#[derive(Debug, Default)]
-pub struct PacketShared {
-    pub queued: AtomicU64,
-}
-
-pub type PacketQueue = Arc<PacketShared>;
 
 /// `InvalidInput` unless `len` is a whole Ethernet II frame for a link of `mtu`: a header
 /// and at most `mtu` bytes of payload (RFC 894).
@@ -73,7 +66,6 @@ pub fn check_ethertype(ethertype: Option<u16>) -> io::Result<()> {
 struct Entry {
     id: PacketSockId,
     ethertype: Option<u16>,
-    queue: PacketQueue,
 }
 
 /// The open packet sockets (a few: a scan per frame is cheapest).
@@ -85,10 +77,10 @@ pub struct PacketTable {
 
 impl PacketTable {
     /// Open a socket receiving frames of `ethertype` (`None`: all).
-    pub fn bind(&mut self, ethertype: Option<u16>, queue: PacketQueue) -> io::Result<PacketSockId> {
+    pub fn bind(&mut self, ethertype: Option<u16>) -> io::Result<PacketSockId> {
         check_ethertype(ethertype)?;
         self.next_id += 1;
-        self.socks.push(Entry { id: self.next_id, ethertype, queue });
+        self.socks.push(Entry { id: self.next_id, ethertype });
         Ok(self.next_id)
     }
 
@@ -104,22 +96,9 @@ impl PacketTable {
         self.socks.len()
     }
 
-    /// For each socket matching `ethertype`: `Some(id)` when a frame of `len` bytes was
-    /// charged to its queue within `limit`, `None` when its queue is full (nothing charged).
-    pub fn charge_matching(
-        &self,
-        ethertype: u16,
-        len: usize,
-        limit: u64,
-    ) -> impl Iterator<Item = Result<PacketSockId, ()>> + '_ {
-        let cost = charge(len);
-        self.socks.iter().filter(move |e| e.ethertype.is_none_or(|t| t == ethertype)).map(move |e| {
-            if e.queue.queued.load(Relaxed) + cost > limit {
-                return Err(());
-            }
-            e.queue.queued.fetch_add(cost, Relaxed);
-            Ok(e.id)
-        })
+    /// The sockets that want a frame of `ethertype`.
+    pub fn matching(&self, ethertype: u16) -> impl Iterator<Item = PacketSockId> + '_ {
+        self.socks.iter().filter(move |e| e.ethertype.is_none_or(|t| t == ethertype)).map(|e| e.id)
     }
 }
 
@@ -137,29 +116,17 @@ mod tests {
     }
 
     #[test]
-    fn filter_and_bounded_charge() {
+    fn filter_by_ethertype() {
         let mut t = PacketTable::default();
-        let (qa, qall): (PacketQueue, PacketQueue) = Default::default();
-        let a = t.bind(Some(0x0806), qa.clone()).unwrap();
-        let all = t.bind(None, qall.clone()).unwrap();
+        let a = t.bind(Some(0x0806)).unwrap();
+        let all = t.bind(None).unwrap();
         assert_ne!(a, all);
-        assert_eq!(t.bind(Some(0x05dc), Default::default()).unwrap_err().kind(), io::ErrorKind::InvalidInput);
-        let limit = 2 * charge(60);
-        let got: Vec<_> = t.charge_matching(0x0806, 60, limit).collect();
-        assert_eq!(got, vec![Ok(a), Ok(all)]);
-        let got: Vec<_> = t.charge_matching(0x0800, 60, limit).collect();
-        assert_eq!(got, vec![Ok(all)], "an IPv4 frame is not for the ARP socket");
-        // `all` is full now; `a` has room for one more.
-        let got: Vec<_> = t.charge_matching(0x0806, 60, limit).collect();
-        assert_eq!(got, vec![Ok(a), Err(())]);
-        assert_eq!(qall.queued.load(Relaxed), limit, "a refused copy charges nothing");
-        assert_eq!(qa.queued.load(Relaxed), limit);
-        // Reading gives room back.
-        qall.queued.fetch_sub(charge(60), Relaxed);
-        assert_eq!(t.charge_matching(0x86dd, 60, limit).collect::<Vec<_>>(), vec![Ok(all)]);
+        assert_eq!(t.bind(Some(0x05dc)).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(t.matching(0x0806).collect::<Vec<_>>(), vec![a, all]);
+        assert_eq!(t.matching(0x0800).collect::<Vec<_>>(), vec![all], "an IPv4 frame is not for the ARP socket");
         t.close(all);
         assert_eq!(t.len(), 1);
-        assert_eq!(t.charge_matching(0x86dd, 60, limit).count(), 0);
+        assert_eq!(t.matching(0x86dd).count(), 0);
         t.close(a);
         assert!(t.is_empty());
     }
@@ -175,7 +142,7 @@ mod tests {
     const PEER: Mac = Mac([0x02, 0, 0, 0, 0, 1]);
 
     fn stat(c: &LinkCore, name: &str) -> u64 {
-        c.stats.snapshot().into_iter().find(|(n, _)| *n == name).unwrap().1
+        c.stats().snapshot().into_iter().find(|(n, _)| *n == name).unwrap().1
     }
 
     fn who_has(target: [u8; 4]) -> Vec<u8> {
@@ -190,7 +157,7 @@ mod tests {
     }
 
     /// Frames the core consumes (ARP) or refuses for their EtherType are still copied;
-    /// frames for another station are not; copies are bounded in bytes per socket.
+    /// frames for another station are not; the copies waiting are bounded in bytes.
     #[test]
     fn core_copies_what_it_consumes_within_bounds() {
         let t0 = Instant::now();
@@ -198,9 +165,8 @@ mod tests {
         let us = cfg.mac;
         let mut c = LinkCore::new(cfg, t0);
         while c.poll_transmit().is_some() {}
-        let (qa, qall): (PacketQueue, PacketQueue) = Default::default();
-        let arp = c.packet_bind(Some(0x0806), qa.clone()).unwrap();
-        let all = c.packet_bind(None, qall.clone()).unwrap();
+        let arp = c.packet_bind(Some(0x0806)).unwrap();
+        let all = c.packet_bind(None).unwrap();
         let req = who_has([10, 0, 0, 2]);
         assert_eq!(c.handle_frame(t0, &req), None, "ARP is consumed by the core");
         let reply = c.poll_transmit().expect("and still answered");
@@ -219,15 +185,20 @@ mod tests {
         c.handle_frame(t0, &other);
         assert_eq!(c.poll_packet(), None);
         assert_eq!(stat(&c, "rx_not_for_us"), 1);
-        // A flood nobody reads: each socket holds at most 1200 bytes of charges.
+        // A flood the actor does not take: the copies waiting hold at most 1200 bytes.
         for _ in 0..1000 {
             c.handle_frame(t0, &exp);
         }
         let held = std::iter::from_fn(|| c.poll_packet()).count() as u64;
-        assert!(qall.queued.load(Relaxed) <= 1200 && qa.queued.load(Relaxed) <= 1200);
-        assert_eq!(held, (1200 - charge(42) - charge(60)) / charge(60), "what fits beside the earlier copies");
+        assert_eq!(held, 1200 / charge(60), "what fits in the bound");
         assert_eq!(stat(&c, "rx_packet_queue_full"), 1000 - held);
-        assert_eq!(stat(&c, "rx_packet_copies"), 3 + held);
+        // The actor reports what it queued and what a full socket refused.
+        c.packet_delivered(true);
+        c.packet_delivered(false);
+        assert_eq!((stat(&c, "rx_packet_copies"), stat(&c, "rx_packet_queue_full")), (1, 1001 - held));
+        // Taken copies leave room again.
+        c.handle_frame(t0, &exp);
+        assert_eq!(std::iter::from_fn(|| c.poll_packet()).count(), 1);
         // Closing discards what was not taken.
         c.handle_frame(t0, &req);
         c.packet_close(arp);

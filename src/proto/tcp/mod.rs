@@ -335,45 +335,46 @@ pub enum IcmpErrorKind {
     PacketTooBig(u16),
 }
 
-/// Counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TcpStats {
-    pub segments_in: u64,
-    /// Segments dropped for a bad checksum or header (counted in `segments_in` too).
-    pub malformed: u64,
-    pub segments_out: u64,
-    pub retransmits: u64,
-    pub timeouts: u64,
-    pub fast_retransmits: u64,
-    /// Tail-loss probes sent (RFC 8985 §7) and losses they repaired.
-    pub tlp_probes: u64,
-    pub tlp_recoveries: u64,
-    /// D-SACK blocks received (RFC 2883).
-    pub dsacks_received: u64,
-    /// Connections that saw reordering (RACK widens its window).
-    pub reordering_seen: u64,
-    /// Recoveries or timeouts undone as spurious (Eifel RFC 3522, D-SACK).
-    pub spurious_undone: u64,
-    pub dropped: u64,
-    pub rst_in: u64,
-    pub rst_out: u64,
-    pub challenge_acks: u64,
-    pub paws_rejected: u64,
-    pub syn_dropped: u64,
-    /// SYN-ACKs sent with a SYN cookie, ACKs that completed one, and ACKs refused as a
-    /// cookie (forged, mangled or expired; answered with RST, as Linux) while cookies
-    /// were in use (Linux `SyncookiesSent` / `SyncookiesRecv` / `SyncookiesFailed`).
-    pub syncookies_sent: u64,
-    pub syncookies_recv_ok: u64,
-    pub syncookies_failed: u64,
-    /// Half-open (SYN-RECEIVED) TCBs now, over all listeners (a gauge, not a counter).
-    pub half_open: u64,
-    pub conns_opened: u64,
-    pub conns_accepted: u64,
-    pub time_wait_overflow: u64,
-    /// Connections reset when closed because `max_orphans` orphans already existed.
-    pub orphans_reset: u64,
-    /// Out-of-order segments (wholly or partly) dropped: the queue's charged bytes or entry
-    /// count were at their bound.
-    pub ooo_dropped: u64,
-}
+counters!(
+    /// Counters.
+    TcpStats {
+        segments_in,
+        /// Segments dropped for a bad checksum or header (counted in `segments_in` too).
+        malformed,
+        segments_out,
+        retransmits,
+        timeouts,
+        fast_retransmits,
+        /// Tail-loss probes sent (RFC 8985 §7) and losses they repaired.
+        tlp_probes,
+        tlp_recoveries,
+        /// D-SACK blocks received (RFC 2883).
+        dsacks_received,
+        /// Connections that saw reordering (RACK widens its window).
+        reordering_seen,
+        /// Recoveries or timeouts undone as spurious (Eifel RFC 3522, D-SACK).
+        spurious_undone,
+        dropped,
+        rst_in,
+        rst_out,
+        challenge_acks,
+        paws_rejected,
+        syn_dropped,
+        /// SYN-ACKs sent with a SYN cookie, ACKs that completed one, and ACKs refused as a
+        /// cookie (forged, mangled or expired; answered with RST, as Linux) while cookies
+        /// were in use (Linux `SyncookiesSent` / `SyncookiesRecv` / `SyncookiesFailed`).
+        syncookies_sent,
+        syncookies_recv_ok,
+        syncookies_failed,
+        /// Half-open (SYN-RECEIVED) TCBs now, over all listeners (a gauge, not a counter).
+        half_open,
+        conns_opened,
+        conns_accepted,
+        time_wait_overflow,
+        /// Connections reset when closed because `max_orphans` orphans already existed.
+        orphans_reset,
+        /// Out-of-order segments (wholly or partly) dropped: the queue's charged bytes or entry
+        /// count were at their bound.
+        ooo_dropped,
+    }
+);

@@ -55,7 +55,7 @@ pub fn reusable(capacity: usize) -> bool {
 
 /// Charge for one `Data` event beyond its allocation: the event's slot in the socket's
 /// channel (about 80 bytes) and queue (24 bytes, doubled by growth), the allocator's header
-/// and rounding. The same figure UDP charges per queued datagram (`UdpShared::queued`).
+/// and rounding. The same figure UDP charges per queued datagram (`proto::ip::udp_charge`).
 pub const DATA_OVERHEAD: usize = 256;
 
 #[derive(Debug)]
