@@ -39,7 +39,7 @@ const FULL_BW_ROUNDS: u32 = 3;
 const MIN_CWND_SEGS: usize = 4;
 /// Linux `bbr_pacing_margin_percent`: pace 1 % below the estimate, so queues drain.
 const PACING_MARGIN: f64 = 0.99;
-/// Linux `bbr_init_pacing_rate_from_rtt`: the RTT assumed before the first sample.
+/// Linux `bbr_init_pacing_rate_from_rtt`: the RTT assumed when the handshake gave none.
 const NOMINAL_RTT: Duration = Duration::from_millis(1);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,7 +124,7 @@ impl Bbr {
 
     /// draft §4.2.1 / Linux `bbr_set_pacing_rate`: gain × bandwidth, less the margin; until
     /// the pipe is full it only grows (a sample of a partly used path must not slow the
-    /// start); the first RTT sample replaces the nominal start.
+    /// start); the first RTT sample replaces the nominal start if the handshake gave none.
     fn set_pacing_rate(&mut self, rs: &RateSample) {
         if !self.has_seen_rtt {
             if let Some(rtt) = rs.rtt {
@@ -346,6 +346,15 @@ impl CongestionControl for Bbr {
         self.set_pacing_rate(rs);
         self.set_cwnd(rs, inflight);
     }
+    /// Linux `bbr_init_pacing_rate_from_rtt` with the handshake's SRTT: the first window
+    /// leaves at STARTUP's gain × cwnd per that RTT rather than per [`NOMINAL_RTT`].
+    fn on_handshake_rtt(&mut self, srtt: Duration) {
+        if !self.has_seen_rtt {
+            self.has_seen_rtt = true;
+            self.pacing_rate = rate_from_rtt(self.cwnd, srtt);
+        }
+    }
+
     fn pacing_rate(&self) -> Option<u64> {
         Some(self.pacing_rate)
     }

@@ -34,6 +34,9 @@ pub trait CongestionControl: std::fmt::Debug + Send {
     /// delivered bytes and the bytes in flight after it. Model-based algorithms (BBR) do
     /// their work here; loss-based ones ignore it.
     fn on_rate_sample(&mut self, _now: Instant, _rs: &super::rate::RateSample, _delivered: u64, _inflight: usize) {}
+    /// The handshake measured the connection's first RTT (SRTT after the SYN exchange).
+    /// BBR paces its first window at this RTT instead of a nominal one.
+    fn on_handshake_rtt(&mut self, _srtt: std::time::Duration) {}
     /// Bytes/s to pace the sender at (`super::pacing`); `None` sends up to cwnd at once, as
     /// Linux does for Reno and CUBIC without the fq qdisc.
     fn pacing_rate(&self) -> Option<u64> {

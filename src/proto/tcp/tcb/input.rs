@@ -63,6 +63,9 @@ impl Tcb {
             if self.syn_retransmitted {
                 self.rtt.syn_was_retransmitted();
             }
+            if let Some(srtt) = self.rtt.srtt {
+                self.cc.on_handshake_rtt(srtt);
+            }
             self.soft_error = None; // the peer answered: a soft error is stale
             self.snd_una = r.ack;
             self.syn_acked = true;
@@ -295,7 +298,8 @@ impl Tcb {
             ctx.stats.dropped += 1;
             return false;
         }
-        if self.state == State::SynReceived {
+        let handshake = self.state == State::SynReceived;
+        if handshake {
             if !(seq::gt(r.ack, self.snd_una) && seq::le(r.ack, self.snd_max)) {
                 self.queue_rst_for_ack(r.ack);
                 return false;
@@ -306,6 +310,9 @@ impl Tcb {
         }
         if !self.process_ack(now, ctx, r, seg_len) {
             return false;
+        }
+        if let (true, Some(srtt)) = (handshake, self.rtt.srtt) {
+            self.cc.on_handshake_rtt(srtt); // the SYN-ACK's round trip
         }
         // Something worked: forget the soft ICMP error (Linux clears sk_err_soft in tcp_ack).
         self.soft_error = None;

@@ -170,3 +170,42 @@ fn zero_window_probes_and_reopening_under_pacing() {
     let r = drive(&mut h, ms(20), 1_000_000 - acked_before, Duration::from_secs(10), &no_echo_change, &mut |_| {});
     assert!(seq::dist(base, h.pack) >= 1_000_000, "{r:?}");
 }
+
+/// Linux `bbr_init_pacing_rate_from_rtt`: the first window is paced at the handshake's
+/// RTT. Over a 100 ms path, 10 segments at 2.89 × cwnd per 100 ms leave a quantum (two
+/// segments) at a time, not all at once as a nominal 1 ms RTT would send them.
+#[test]
+fn the_first_window_is_paced_at_the_handshake_rtt() {
+    let mut h = active_rtt(bbr(), sack_opts(), ms(100));
+    h.app(AppCommand::Write(vec![7; 10_000]));
+    let first = seqs(&h.out()).len();
+    assert!((1..=2).contains(&first), "first burst {first} segments");
+    // The rest follow within about a round trip's share of the rate, not a round trip.
+    let mut sent = first;
+    for _ in 0..60 {
+        h.advance(ms(1));
+        sent += seqs(&h.out()).len();
+    }
+    assert_eq!(sent, 10, "the initial window left within 60 ms");
+}
+
+/// The passive side takes the SYN-ACK's round trip the same way.
+#[test]
+fn a_passive_open_paces_its_first_window_at_the_handshake_rtt() {
+    let mut h = H::new(bbr());
+    h.ep.listen(ListenAddr::Addr(SocketAddr::new(US, LPORT)), 8).unwrap();
+    h.popts = sack_opts();
+    h.send("S", &[]);
+    let synack = h.out()[0].0;
+    assert!(synack.flags.syn && synack.flags.ack);
+    h.advance(ms(100));
+    h.pack = synack.seq.wrapping_add(1);
+    h.popts = TcpOptions::default();
+    h.send("A", &[]);
+    let ev = h.evs();
+    let Event::Accepted { conn, .. } = &ev[0] else { panic!("{ev:?}") };
+    h.conn = *conn;
+    h.app(AppCommand::Write(vec![7; 10_000]));
+    let first = seqs(&h.out()).len();
+    assert!((1..=2).contains(&first), "first burst {first} segments");
+}
