@@ -389,3 +389,44 @@ fn packet_socket_flood_is_bounded() {
     sink.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     assert_eq!(sink.recv(&mut buf).unwrap(), 1514);
 }
+
+/// A frame a packet socket has read is already counted in `rx_packet_copies`, as the ip
+/// layer's counters are published before anything a batch produced leaves the actor.
+/// B sends bursts (one batch each at A); A's reader spins on its queue, so it reads a
+/// frame the moment it is queued and checks the counter at once.
+#[test]
+fn a_frame_read_from_a_packet_socket_is_already_counted() {
+    const ET: u16 = 0x88b5; // IEEE 802 local experimental
+    const BURSTS: u32 = 20;
+    const BURST: u32 = 48;
+    let (a, b) = eth_pair(4 << 20);
+    let sink = PacketSocket::bind(&a, Some(ET)).unwrap();
+    let src = PacketSocket::bind(&b, None).unwrap();
+    sink.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut frame = vec![0u8; 1514];
+    frame[..6].copy_from_slice(&MAC_A.0);
+    frame[6..12].copy_from_slice(&MAC_B.0);
+    frame[12..14].copy_from_slice(&ET.to_be_bytes());
+    let mut buf = [0u8; 2048];
+    let (mut read, mut early) = (0u64, Vec::new());
+    for burst in 0..BURSTS {
+        for i in 0..BURST {
+            frame[14..18].copy_from_slice(&(burst * BURST + i).to_be_bytes());
+            src.send(&frame).unwrap();
+        }
+        for _ in 0..BURST {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while sink.queued_bytes() == 0 && Instant::now() < deadline {
+                std::hint::spin_loop();
+            }
+            assert_eq!(sink.recv(&mut buf).expect("every frame arrives"), 1514);
+            read += 1;
+            let counted = link_stat(&a, "rx_packet_copies");
+            if counted < read {
+                early.push((read, counted));
+            }
+        }
+    }
+    assert_eq!(link_stat(&a, "rx_packet_queue_full"), 0);
+    assert!(early.is_empty(), "frames read before they were counted (read, counted): {early:?}");
+}

@@ -99,7 +99,7 @@ pub struct Shared {
     /// Where the core's counters are published after each batch.
     pub counters: Arc<IpCounters>,
     /// Whether a `bind_any` listener exists: the core's `accept_any_tcp`, set before each
-    /// batch.
+    /// batch of packets from the device is handled.
     pub any_tcp: Arc<AtomicBool>,
 }
 
@@ -154,7 +154,6 @@ pub fn run(
             Err(RecvTimeoutError::Disconnected) => return,
         };
         let now = Instant::now();
-        a.core.accept_any_tcp = a.shared.any_tcp.load(Relaxed);
         a.core.handle_timeout(now);
         if let Some(l) = a.link.as_mut() {
             l.handle_timeout(now);
@@ -216,6 +215,10 @@ impl IpActor {
         match m {
             IpMsg::Rx(mut batch) => {
                 self.budget.release(batch_bytes(&batch));
+                // Read per batch from the device, not once per loop: a SYN read after
+                // `bind_any` returned must find the listener, as in Linux, even when
+                // this loop's drain began before it (the old per-packet atomic's rule).
+                core.accept_any_tcp = self.shared.any_tcp.load(Relaxed);
                 for p in batch.drain(..) {
                     let p = match self.link.as_mut() {
                         Some(l) => match l.rx(now, p, pool) {

@@ -57,13 +57,23 @@ pub struct LinkShell {
     packets: HashMap<PacketSockId, (Sender<Vec<u8>>, SharedQueue)>,
     /// Where the core's counters are published for other threads.
     counters: Arc<LinkCounters>,
+    /// Copies charged to their sockets, waiting for the counters to be published
+    /// (`deliver_packets`; empty between calls).
+    ready: Vec<(PacketSockId, Vec<u8>)>,
 }
 
 impl LinkShell {
     pub fn new(cfg: LinkConfig, now: Instant, log: Logger) -> LinkShell {
         info!(log, "link layer on"; "mac" => %cfg.mac, "gateway4" => ?cfg.gateway4, "gateway6" => ?cfg.gateway6);
         let counters = Default::default();
-        LinkShell { core: LinkCore::new(cfg, now), log, routes: None, packets: HashMap::new(), counters }
+        LinkShell {
+            core: LinkCore::new(cfg, now),
+            log,
+            routes: None,
+            packets: HashMap::new(),
+            counters,
+            ready: Vec::new(),
+        }
     }
 
     /// The core's routing table (connected subnets, gateways, routes from RAs).
@@ -162,24 +172,35 @@ impl LinkShell {
     }
 
     /// Hand the frames the core copied to their packet sockets, each within its socket's
-    /// bound (`packet_queue_bytes` unread), then publish the counters again. A socket
-    /// closed meanwhile gets nothing; its charge is given back so the accounting stays exact.
+    /// bound (`packet_queue_bytes` unread). The counters are published once every copy is
+    /// counted and before any leaves, so a reader finds the frame it read counted in
+    /// `rx_packet_copies`. A socket that went away meanwhile gets nothing; its charge is
+    /// given back so the accounting stays exact.
     pub fn deliver_packets(&mut self) {
         let limit = self.core.config().packet_queue_bytes as u64;
         let mut any = false;
+        // At most `packet_queue_bytes` of copies: what the core held (`poll_packet`).
+        let mut ready = std::mem::take(&mut self.ready);
         while let Some((id, frame)) = self.core.poll_packet() {
             any = true;
-            let Some((tx, queue)) = self.packets.get(&id) else { continue };
-            let cost = packet::charge(frame.len());
-            let queued = queue.try_charge(cost, limit);
+            let Some((_, queue)) = self.packets.get(&id) else { continue };
+            let queued = queue.try_charge(packet::charge(frame.len()), limit);
             self.core.packet_delivered(queued);
-            if queued && tx.send(frame).is_err() {
-                queue.uncharge(cost);
+            if queued {
+                ready.push((id, frame));
             }
         }
         if any {
             self.publish_stats();
         }
+        for (id, frame) in ready.drain(..) {
+            let (tx, queue) = &self.packets[&id];
+            let cost = packet::charge(frame.len());
+            if tx.send(frame).is_err() {
+                queue.uncharge(cost);
+            }
+        }
+        self.ready = ready;
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
