@@ -141,6 +141,7 @@ pub fn run(
         raw: HashMap::new(),
         unreachable: Vec::new(),
         shared,
+        admitted: 0,
     };
     loop {
         let msg = match (super::spin_recv(&inbox, spin), a.wait(Instant::now())) {
@@ -195,6 +196,8 @@ struct IpActor {
     udp: HashMap<UdpSockId, (Sender<UdpEvent>, SharedQueue)>,
     raw: HashMap<RawSockId, (Sender<RawEvent>, SharedQueue)>,
     out: IpOutput,
+    /// How many of `out.deliver` [`IpActor::admit`] has looked at.
+    admitted: usize,
     segs: Vec<SegmentIn>,
     unreachable: Vec<IpAddr>,
     shared: Shared,
@@ -230,6 +233,12 @@ impl IpActor {
                     core.handle_packet(now, p, pool, out);
                 }
                 self.recycle.rx.put(batch);
+                // The DHCP client's datagrams first (its socket is not in `udp`), so that
+                // what `admit` passed is never taken from under it.
+                if let Some(d) = self.dhcp.as_mut() {
+                    d.take(now, &mut self.out.deliver, &self.pool);
+                }
+                self.admit();
             }
             IpMsg::Tx(mut batch) => match self.link.as_mut() {
                 Some(l) => l.send(now, &mut batch),
@@ -359,23 +368,26 @@ impl IpActor {
 
     /// Keep only the datagrams and ICMP messages their sockets have room for: each is
     /// charged to its socket's queue within the socket's byte bound (`udp_queue_bytes`,
-    /// `raw_queue_bytes`), as Linux's socket layer checks `sk_rcvbuf`; what does not fit
-    /// (or whose socket is gone) is dropped here, counted in the core's
-    /// `rx_udp_queue_full` / `rx_raw_queue_full`.
+    /// `raw_queue_bytes`), as Linux's socket layer checks `sk_rcvbuf`; what does not fit is
+    /// dropped here, counted in the core's `rx_udp_queue_full` / `rx_raw_queue_full`.
+    /// Runs after each batch from the device, so what a flood makes the core copy for a
+    /// full socket is freed a batch later, not a whole drain later; only the deliveries
+    /// since the last call are looked at (their order is kept). A datagram for a socket
+    /// not in the table (closed) is dropped by `deliver`.
     fn admit(&mut self) {
         let cfg = self.core.config();
         let (udp_limit, raw_limit) = (cfg.udp_queue_bytes as u64, cfg.raw_queue_bytes as u64);
         let (udp, raw, pool, stats) = (&self.udp, &self.raw, &self.pool, &mut self.core.stats);
-        self.out.deliver.retain_mut(|d| match d {
+        self.admitted = retain_from(&mut self.out.deliver, self.admitted, |d| match d {
             Deliver::Udp { sock, buf, start, end, .. } => {
-                let room = udp.get(sock).map(|(_, q)| q.try_charge(udp_charge(*end - *start), udp_limit));
-                if room == Some(false) {
-                    stats.rx_udp_queue_full += 1;
+                match udp.get(sock).map(|(_, q)| q.try_charge(udp_charge(*end - *start), udp_limit)) {
+                    Some(false) => {
+                        stats.rx_udp_queue_full += 1;
+                        pool.put(std::mem::take(buf));
+                        false
+                    }
+                    _ => true,
                 }
-                if room != Some(true) {
-                    pool.put(std::mem::take(buf));
-                }
-                room == Some(true)
             }
             Deliver::Raw { sock, msg, .. } => {
                 let room = raw.get(sock).map(|(_, q)| q.try_charge(udp_charge(msg.len()), raw_limit));
@@ -394,6 +406,7 @@ impl IpActor {
     /// engine); datagrams and ICMP messages were charged to their sockets' queues by
     /// [`Self::admit`], and give the charge back if the socket closed meanwhile.
     fn deliver(&mut self) {
+        self.admitted = 0;
         for d in self.out.deliver.drain(..) {
             match d {
                 Deliver::Tcp { src, dst, buf, start, end, csum_ok } => {
@@ -432,5 +445,34 @@ impl IpActor {
                 }
             }
         }
+    }
+}
+
+/// `Vec::retain_mut` on `v[from..]` only, keeping the order of what stays; the new length.
+fn retain_from<T>(v: &mut Vec<T>, from: usize, mut keep: impl FnMut(&mut T) -> bool) -> usize {
+    let mut kept = from;
+    for i in from..v.len() {
+        if keep(&mut v[i]) {
+            v.swap(kept, i); // everything in kept..i was dropped: the order is kept
+            kept += 1;
+        }
+    }
+    v.truncate(kept);
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retain_from;
+
+    #[test]
+    fn retain_from_keeps_the_prefix_and_the_order() {
+        let mut v: Vec<u32> = (0..10).collect();
+        let n = retain_from(&mut v, 3, |x| *x % 3 != 0);
+        assert_eq!(v, vec![0, 1, 2, 4, 5, 7, 8]);
+        assert_eq!(n, 7);
+        assert_eq!(retain_from(&mut v, 7, |_| false), 7, "nothing past the end");
+        assert_eq!(retain_from(&mut v, 0, |x| *x > 6), 2);
+        assert_eq!(v, vec![7, 8]);
     }
 }
