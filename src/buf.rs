@@ -7,7 +7,7 @@
 //! A buffer that does not fit in the pool is simply freed.
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// A batch of whole packets: the unit every hop moves (ARCHITECTURE.md §2 rule 3).
@@ -88,6 +88,10 @@ impl ByteBudget {
 pub struct RecvQueue {
     queued: AtomicU64,
     error: AtomicU8,
+    /// A wake-up for the error is in the socket's inbox, not yet taken: so an application
+    /// that takes errors (`take_error`) without reading cannot make the actor queue one
+    /// wake-up per ICMP error a peer sends.
+    woken: AtomicBool,
 }
 
 /// A [`RecvQueue`] shared by a socket and its actor.
@@ -114,10 +118,17 @@ impl RecvQueue {
         self.queued.load(Relaxed)
     }
 
-    /// Set the pending error (non-zero); true when none was pending, so a reader needs
-    /// waking (one slot: a flood of errors wakes at most once per read).
+    /// Set the pending error (non-zero); true when the reader needs waking, that is when
+    /// no wake-up is already waiting in its inbox (one slot, at most one wake-up queued,
+    /// however many errors arrive).
     pub fn set_error(&self, e: u8) -> bool {
-        self.error.swap(e, Relaxed) == 0
+        self.error.store(e, Relaxed);
+        !self.woken.swap(true, Relaxed)
+    }
+
+    /// The socket took the wake-up from its inbox (before it looks at the slot).
+    pub fn wake_taken(&self) {
+        self.woken.store(false, Relaxed);
     }
 
     /// Take the pending error (0: none).
@@ -349,7 +360,15 @@ mod tests {
         assert!(!RecvQueue::default().try_charge(1001, 1000), "even an empty queue refuses more than its bound");
         assert_eq!(q.take_error(), 0);
         assert!(q.set_error(1), "the first error wakes a reader");
-        assert!(!q.set_error(1), "a second one finds the slot taken");
+        assert!(!q.set_error(1), "a second one finds the wake-up queued");
         assert_eq!((q.take_error(), q.take_error()), (1, 0));
+        // An application taking errors without reading: no second wake-up while the
+        // first is still in the inbox, however many errors come and are taken.
+        for _ in 0..100 {
+            assert!(!q.set_error(1));
+            assert_eq!(q.take_error(), 1);
+        }
+        q.wake_taken();
+        assert!(q.set_error(1), "once the reader took its wake-up, the next error wakes it");
     }
 }

@@ -23,7 +23,8 @@ use std::time::Instant;
 pub enum UdpEvent {
     /// Payload is `buf[start..end]` (the packet buffer itself, moved, not copied).
     Datagram { from: SocketAddr, buf: Vec<u8>, start: usize, end: usize },
-    /// An ICMP-reported error is waiting in the socket's shared slot (`RecvQueue::set_error`).
+    /// An ICMP-reported error is waiting in the socket's shared slot (`RecvQueue::set_error`;
+    /// the socket calls `wake_taken` as it takes this event).
     ErrorPending,
 }
 
@@ -436,7 +437,7 @@ impl IpActor {
                     }
                 }
                 Deliver::UdpError { sock } => {
-                    // One pending error per socket: only the first needs to wake a reader.
+                    // One pending error per socket, at most one wake-up in its inbox.
                     if let Some((tx, queue)) = self.udp.get(&sock) {
                         if queue.set_error(UDP_ERR_REFUSED) {
                             let _ = tx.send(UdpEvent::ErrorPending);

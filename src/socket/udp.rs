@@ -260,6 +260,7 @@ impl UdpSocket {
                         // As std: a connected socket reports an ICMP error on its next receive
                         // (unless take_error already took it).
                         UdpEvent::ErrorPending => {
+                            self.inner.shared.wake_taken();
                             if let Some(e) = self.take_pending_error() {
                                 return Err(e);
                             }
