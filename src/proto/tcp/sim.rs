@@ -18,8 +18,10 @@
 //!   of a zero-window probe at that edge (RFC 9293 §3.8.6.1);
 //! * every corrupted packet is rejected by the receiver's parse (a counted drop) and no
 //!   intact packet is;
-//! * the run ends with each live end closed or in TIME-WAIT (or, when no SYN-ACK reached
-//!   the connecting side, its app with `TimedOut` and nothing delivered); after TIME-WAIT
+//! * the run ends with each live end closed or in TIME-WAIT (or, when the handshake never
+//!   completed at the listener, the connecting app with `TimedOut` because no SYN-ACK
+//!   reached it, or `ConnectionReset` because none of its ACKs reached the half-open entry
+//!   before it expired, and nothing delivered: `Sim::handshake_failed`); after TIME-WAIT
 //!   no TCB, timer, event, pending segment or in-flight packet is left;
 //! * no livelock: the virtual clock keeps moving, and nothing hangs past the time limit.
 
@@ -142,9 +144,13 @@ pub struct Sim {
     /// Per node: the window scale its SYN offered, and the largest right edge it advertised.
     ws_offer: [Option<u8>; 2],
     right_edge: [Option<u32>; 2],
-    /// A SYN-ACK reached node 0 (the connecting side): its connect can no longer fail
-    /// without a defect (`Sim::connect_failed`).
+    /// A SYN-ACK reached node 0 (the connecting side): its connect can no longer time out
+    /// without a defect (`Sim::handshake_failed`).
     synack_delivered: bool,
+    /// A segment with ACK (no SYN, no RST) reached node 1 while it held a TCB for the
+    /// connection (half-open or later): the listener can no longer let the handshake
+    /// expire without a defect (`Sim::handshake_failed`).
+    ack_reached_listener: bool,
     link: Link,
     hook: Option<Hook>,
     trace: bool,
@@ -199,6 +205,7 @@ impl Sim {
             ws_offer: [None; 2],
             right_edge: [None; 2],
             synack_delivered: false,
+            ack_reached_listener: false,
             link: Link::new(faults, seed, now),
             hook: None,
             trace: std::env::var_os("SIM_TRACE").is_some(),
@@ -378,6 +385,11 @@ impl Sim {
                     Ok(_) if corrupted => self.fail(format!("a corrupted packet to node {} passed the checksum", p.to)),
                     Ok((r, off)) => {
                         self.synack_delivered |= p.to == 0 && r.flags.syn && r.flags.ack;
+                        self.ack_reached_listener |= p.to == 1
+                            && r.flags.ack
+                            && !r.flags.syn
+                            && !r.flags.rst
+                            && self.nodes[1].ep.conn_count() > 0;
                         self.nodes[p.to].ep.handle_segment(self.now, src, dst, &r, &bytes[off..]);
                         self.rx_payload[p.to] += bytes.len() - off;
                         self.maybe_vanish(p.to);
@@ -565,19 +577,33 @@ impl Sim {
 
     /// Each live end is closed or in TIME-WAIT.
     fn done(&self) -> bool {
-        self.connect_failed()
+        self.handshake_failed()
             || self.nodes.iter().all(|n| {
                 n.vanished || n.app.closed || n.app.conn.is_some_and(|c| n.ep.state(c) == Some(State::TimeWait))
             })
     }
 
-    /// The handshake never completed because no SYN-ACK ever reached the connecting side
-    /// (every SYN or SYN-ACK lost, e.g. in a blackout): its app got `TimedOut` and the
-    /// listener never accepted. A proper end, as long as nothing was delivered
-    /// (`check_streams`); with a SYN-ACK delivered it is a failure.
-    fn connect_failed(&self) -> bool {
+    /// The handshake never completed at the listener, which never accepted: a proper end
+    /// of a run through enough loss, as long as nothing was delivered (`check_streams`).
+    /// Either no SYN-ACK ever reached the connecting side (every SYN or SYN-ACK lost, e.g.
+    /// in a blackout), whose app got `TimedOut`; or the connecting side established but
+    /// none of its ACKs reached the listener before the half-open entry expired
+    /// (`synack_retries` timeouts, 63 s by default, as Linux's), which then reset the next
+    /// segment: its app got `ConnectionReset`. A `TimedOut` after a SYN-ACK arrived, or a
+    /// reset after an ACK reached the half-open entry or before it expired, is a failure.
+    fn handshake_failed(&self) -> bool {
         let (c, l) = (&self.nodes[0].app, &self.nodes[1].app);
-        !self.synack_delivered && c.closed && !c.connected && c.errors == [ErrorKind::TimedOut] && l.conn.is_none()
+        if !c.closed || l.conn.is_some() {
+            return false;
+        }
+        match c.errors[..] {
+            [ErrorKind::TimedOut] => !self.synack_delivered && !c.connected,
+            [ErrorKind::ConnectionReset] => {
+                let synack_retries = u64::from(self.nodes[1].ep.config().synack_retries);
+                !self.ack_reached_listener && self.stats(1).timeouts > synack_retries
+            }
+            _ => false,
+        }
     }
 
     /// Step until `until` holds, nothing is scheduled, or a failure; Err on failure or
@@ -661,7 +687,7 @@ impl Sim {
     /// Delivery: complete and exact without a silent peer; with one, the survivor's app
     /// got an error (its data could not all be acknowledged).
     fn check_streams(&mut self) -> Result<(), String> {
-        if self.connect_failed() {
+        if self.handshake_failed() {
             let got = [self.nodes[0].app.received_len, self.nodes[1].app.received_len];
             return if got == [0, 0] { Ok(()) } else { Err(format!("connect failed yet {got:?} bytes arrived")) };
         }
@@ -709,7 +735,7 @@ impl Sim {
             return Err(format!("{} packets still in flight", self.wire.len()));
         }
         let now = self.now;
-        let never_accepted = self.connect_failed();
+        let never_accepted = self.handshake_failed();
         for (i, n) in self.nodes.iter_mut().enumerate().filter(|(_, n)| !n.vanished) {
             // The listener of a handshake that never completed has no stream to close.
             let listener_only = never_accepted && i == 1;

@@ -209,7 +209,7 @@ fn run_seeds(seeds: Vec<u64>, threads: usize) -> (Vec<(u64, String)>, Totals) {
 #[derive(Default)]
 struct Totals {
     link: LinkCounters,
-    /// Runs that ended with an app error (a silent peer).
+    /// Runs that ended with an app error (a silent peer, or a handshake that never completed).
     silent: usize,
     /// Virtual time of all runs, and of those behind a rate-limited link (`Faults::bandwidth`).
     elapsed: Duration,
@@ -317,7 +317,7 @@ fn seeds_many() {
     let (failed, t) = run_seeds(seeds, threads);
     eprintln!(
         "{count} seeds from {first} in {:.1} s on {threads} threads: {} failed; {} runs ended with an \
-         app error (silent peer); virtual time {:.0} s; {} runs behind a rate-limited link: {:.0} s, {} \
+         app error (silent peer or failed handshake); virtual time {:.0} s; {} runs behind a rate-limited link: {:.0} s, {} \
          packets dropped by its queue; link {:?}",
         t0.elapsed().as_secs_f64(),
         failed.len(),

@@ -354,3 +354,17 @@ fn out_of_order_room_grows_with_the_receive_buffer() {
         r.link.lost
     );
 }
+
+/// The listener's half-open entry can expire legitimately: seed 465,988 (219 ms each way,
+/// 7 % loss, two blackouts) delivers the SYN-ACK, but every ACK of the connecting side is
+/// lost until the listener gives up after `synack_retries` (63 s), and it resets the next
+/// segment, as Linux's would. The run used to end as a hang (the listener's app waiting
+/// for an accept); it is a proper end, with nothing delivered and `ConnectionReset` at the
+/// connecting side.
+#[test]
+fn a_half_open_entry_that_expires_before_any_ack_arrives_ends_the_run() {
+    let r = super::seeds::Scenario::from_seed(465_988).run().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.errors, [vec![std::io::ErrorKind::ConnectionReset], vec![]]);
+    assert_eq!(r.stats[1].conns_accepted, 0);
+    assert!(r.stats[1].timeouts > 5, "the half-open entry expired: {:?}", r.stats[1]);
+}
