@@ -239,3 +239,31 @@ fn a_syn_ack_resent_for_a_repeated_syn_is_not_timed() {
     let first = seqs(&h.out()).len();
     assert_eq!(first, 10, "first burst {first} segments: the handshake RTT counted the resend");
 }
+
+/// Review 16: a SYN-ACK whose TSecr is 119 s old (under the 120 s sanity cap) gives a
+/// handshake SRTT of 119 s, and BBR paces its first window at it: a quantum leaves, the
+/// rest would take seconds. The first honest ACK's delivery rate lifts the rate again
+/// (STARTUP only grows it), so 1 MB over a 10 ms path costs about a round trip more, not
+/// a crawl.
+#[test]
+fn a_forged_syn_ack_echo_costs_about_a_round_trip() {
+    let run = |forged: u32| {
+        let mut h = H::new(TcpConfig { timestamps: true, ..bbr() });
+        h.conn = h.ep.connect(h.now, US, SocketAddr::new(PEER, PEER_PORT)).unwrap();
+        let syn = h.out()[0].0;
+        let tsval = syn.options.timestamps.expect("timestamps offered").0;
+        h.advance(ms(10));
+        h.port = syn.src_port;
+        h.pack = syn.seq.wrapping_add(1);
+        h.popts = TcpOptions { timestamps: Some((1, tsval.wrapping_sub(forged))), ..sack_opts() };
+        h.send("SA", &[]);
+        h.popts.mss = None;
+        h.popts.sack_permitted = false;
+        h.out();
+        h.app(AppCommand::Write(vec![7; 1_000_000]));
+        drive(&mut h, ms(10), 1_000_000, Duration::from_secs(30), &no_echo_change, &mut |_| {})
+    };
+    let (honest, forged) = (run(0), run(119_000));
+    assert_eq!((honest.acked, forged.acked), (1_000_000, 1_000_000), "{honest:?} {forged:?}");
+    assert!(forged.took <= honest.took + ms(30), "honest {honest:?}, forged {forged:?}");
+}
