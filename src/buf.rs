@@ -7,7 +7,7 @@
 //! A buffer that does not fit in the pool is simply freed.
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Arc;
 
 /// A batch of whole packets: the unit every hop moves (ARCHITECTURE.md §2 rule 3).
@@ -121,19 +121,26 @@ impl RecvQueue {
     /// Set the pending error (non-zero); true when the reader needs waking, that is when
     /// no wake-up is already waiting in its inbox (one slot, at most one wake-up queued,
     /// however many errors arrive).
+    ///
+    /// `SeqCst` on `error` and `woken` (here, in [`Self::wake_taken`] and
+    /// [`Self::take_error`]): the actor writes `error` then reads `woken`, the socket
+    /// writes `woken` then reads `error` (a store-buffering pattern). With `Relaxed` a
+    /// weakly ordered CPU may let each miss the other's write: the actor sees the old
+    /// wake-up still queued, the socket an empty slot, and the error waits with no
+    /// wake-up in the inbox until another one comes.
     pub fn set_error(&self, e: u8) -> bool {
-        self.error.store(e, Relaxed);
-        !self.woken.swap(true, Relaxed)
+        self.error.store(e, SeqCst);
+        !self.woken.swap(true, SeqCst)
     }
 
     /// The socket took the wake-up from its inbox (before it looks at the slot).
     pub fn wake_taken(&self) {
-        self.woken.store(false, Relaxed);
+        self.woken.store(false, SeqCst);
     }
 
     /// Take the pending error (0: none).
     pub fn take_error(&self) -> u8 {
-        self.error.swap(0, Relaxed)
+        self.error.swap(0, SeqCst)
     }
 }
 

@@ -298,6 +298,9 @@ impl Tcb {
                 self.rtt_timing = Some((self.snd_max, now));
             }
         } else {
+            // RFC 6298 §3 (Karn): an ACK of a resent SYN or SYN-ACK is no sample (a resend
+            // for a repeated SYN, not only after our timeout; Linux `req->num_retrans`).
+            self.rtt_timing = None;
             ctx.stats.retransmits += 1;
             self.counters.retransmits += 1;
         }

@@ -209,3 +209,61 @@ fn a_passive_open_paces_its_first_window_at_the_handshake_rtt() {
     let first = seqs(&h.out()).len();
     assert!((1..=2).contains(&first), "first burst {first} segments");
 }
+
+/// Review 16, Karn's rule (RFC 6298 §3) on the passive side: a SYN-ACK resent because the
+/// peer repeated its SYN (ours was lost) must not be timed from the first one, as Linux's
+/// `tcp_synack_rtt_meas` takes no sample once `req->num_retrans` is set. Otherwise the
+/// handshake ACK measures the peer's SYN timeout (here 500 ms on a 10 ms path) and BBR
+/// paces its first window at that RTT: a quantum, not the window, leaves at once.
+#[test]
+fn a_syn_ack_resent_for_a_repeated_syn_is_not_timed() {
+    let mut h = H::new(bbr());
+    h.ep.listen(ListenAddr::Addr(SocketAddr::new(US, LPORT)), 8).unwrap();
+    h.popts = sack_opts(); // no timestamps: the SYN-ACK is timed
+    h.send("S", &[]);
+    let synack = h.out()[0].0;
+    assert!(synack.flags.syn && synack.flags.ack);
+    h.advance(ms(500)); // the SYN-ACK was lost; the peer's SYN comes again (before our RTO)
+    h.send("S", &[]);
+    let again = h.out();
+    assert!(again.iter().any(|s| s.0.flags.syn && s.0.flags.ack), "the SYN-ACK is resent: {again:?}");
+    h.advance(ms(10));
+    h.pack = synack.seq.wrapping_add(1);
+    h.popts = TcpOptions::default();
+    h.send("A", &[]);
+    let ev = h.evs();
+    let Event::Accepted { conn, .. } = &ev[0] else { panic!("{ev:?}") };
+    h.conn = *conn;
+    h.app(AppCommand::Write(vec![7; 10_000]));
+    // No handshake RTT (as Linux): the nominal start sends the initial window at once.
+    let first = seqs(&h.out()).len();
+    assert_eq!(first, 10, "first burst {first} segments: the handshake RTT counted the resend");
+}
+
+/// Review 16: a SYN-ACK whose TSecr is 119 s old (under the 120 s sanity cap) gives a
+/// handshake SRTT of 119 s, and BBR paces its first window at it: a quantum leaves, the
+/// rest would take seconds. The first honest ACK's delivery rate lifts the rate again
+/// (STARTUP only grows it), so 1 MB over a 10 ms path costs about a round trip more, not
+/// a crawl.
+#[test]
+fn a_forged_syn_ack_echo_costs_about_a_round_trip() {
+    let run = |forged: u32| {
+        let mut h = H::new(TcpConfig { timestamps: true, ..bbr() });
+        h.conn = h.ep.connect(h.now, US, SocketAddr::new(PEER, PEER_PORT)).unwrap();
+        let syn = h.out()[0].0;
+        let tsval = syn.options.timestamps.expect("timestamps offered").0;
+        h.advance(ms(10));
+        h.port = syn.src_port;
+        h.pack = syn.seq.wrapping_add(1);
+        h.popts = TcpOptions { timestamps: Some((1, tsval.wrapping_sub(forged))), ..sack_opts() };
+        h.send("SA", &[]);
+        h.popts.mss = None;
+        h.popts.sack_permitted = false;
+        h.out();
+        h.app(AppCommand::Write(vec![7; 1_000_000]));
+        drive(&mut h, ms(10), 1_000_000, Duration::from_secs(30), &no_echo_change, &mut |_| {})
+    };
+    let (honest, forged) = (run(0), run(119_000));
+    assert_eq!((honest.acked, forged.acked), (1_000_000, 1_000_000), "{honest:?} {forged:?}");
+    assert!(forged.took <= honest.took + ms(30), "honest {honest:?}, forged {forged:?}");
+}
