@@ -51,13 +51,13 @@ impl Tcb {
         self.snd_wl1 = r.seq;
         self.snd_wl2 = r.ack;
         if f.ack {
-            // SYN-ACK: our SYN is acked.
-            if let (true, Some((_, tsecr))) = (self.ts_ok, r.options.timestamps) {
-                self.rtt_sample_ts(now, ctx.epoch, tsecr);
-            } else if !self.syn_retransmitted {
-                if let Some((_, t)) = self.rtt_timing {
-                    self.rtt.sample(now.saturating_duration_since(t));
-                }
+            // SYN-ACK: our SYN is acked. Its round trip as timed when the SYN went once
+            // (Karn), else from the timestamp echo: Linux's `tcp_ack_update_rtt` prefers
+            // the timing, which is in µs and which a peer cannot forge as it can TSecr.
+            match (self.rtt_timing, self.syn_retransmitted, self.ts_ok, r.options.timestamps) {
+                (Some((_, t)), false, ..) => self.rtt.sample(now.saturating_duration_since(t)),
+                (_, _, true, Some((_, tsecr))) => self.rtt_sample_ts(now, ctx.epoch, tsecr),
+                _ => {}
             }
             self.rtt_timing = None;
             if self.syn_retransmitted {
@@ -499,9 +499,12 @@ impl Tcb {
         }
         let data_acked = acked.min(self.sndbuf.len());
         self.sndbuf.consume(data_acked, ctx.spent_tx);
-        // RTT sample (RFC 6298 §3 / RFC 7323 §4.1; Karn's rule for timed segments).
+        // RTT sample (RFC 6298 §3 / RFC 7323 §4.1; Karn's rule for timed segments). The
+        // first, the handshake's, comes from the timed SYN-ACK when it went once, as on
+        // the active side (Linux's `tcp_synack_rtt_meas`); later ones from the echo.
+        let first_timed = self.rtt.srtt.is_none() && self.rtt_timing.is_some_and(|(end, _)| seq::ge(ack, end));
         match (self.ts_ok, r.options.timestamps) {
-            (true, Some((_, tsecr))) => self.rtt_sample_ts(now, ctx.epoch, tsecr),
+            (true, Some((_, tsecr))) if !first_timed => self.rtt_sample_ts(now, ctx.epoch, tsecr),
             _ => {
                 if let Some((end, t)) = self.rtt_timing {
                     if seq::ge(ack, end) {

@@ -294,9 +294,9 @@ impl Tcb {
         ctx.stats.segments_out += 1;
         if self.snd_max == self.iss {
             self.snd_max = self.iss.wrapping_add(1);
-            if !self.ts_ok {
-                self.rtt_timing = Some((self.snd_max, now));
-            }
+            // Timed even with timestamps: the handshake's RTT is taken from this timing
+            // when the SYN went once, as Linux's (`on_syn_sent`, `process_ack`).
+            self.rtt_timing = Some((self.snd_max, now));
         } else {
             // RFC 6298 §3 (Karn): an ACK of a resent SYN or SYN-ACK is no sample (a resend
             // for a repeated SYN, not only after our timeout; Linux `req->num_retrans`).

@@ -267,3 +267,46 @@ fn a_forged_syn_ack_echo_costs_about_a_round_trip() {
     assert_eq!((honest.acked, forged.acked), (1_000_000, 1_000_000), "{honest:?} {forged:?}");
     assert!(forged.took <= honest.took + ms(30), "honest {honest:?}, forged {forged:?}");
 }
+
+/// The handshake's RTT comes from the timed SYN (or SYN-ACK) when it went once, not from
+/// the timestamp echo, as Linux's `tcp_ack_update_rtt` prefers: a SYN-ACK (or handshake
+/// ACK) echoing a forged 119 s timestamp no longer sets the first window's pace. Over a
+/// 10 ms path, 2.89 × 10 segments per 10 ms lets five 1000-byte segments go per 2 ms
+/// quantum; at 119 s it would be the minimum of two.
+#[test]
+fn the_handshake_rtt_is_timed_not_taken_from_a_forged_echo() {
+    // Active open: the SYN-ACK echoes 119 s ago.
+    let mut h = H::new(TcpConfig { timestamps: true, ..bbr() });
+    h.conn = h.ep.connect(h.now, US, SocketAddr::new(PEER, PEER_PORT)).unwrap();
+    let syn = h.out()[0].0;
+    let tsval = syn.options.timestamps.expect("timestamps offered").0;
+    h.advance(ms(10));
+    h.port = syn.src_port;
+    h.pack = syn.seq.wrapping_add(1);
+    h.popts = TcpOptions { timestamps: Some((1, tsval.wrapping_sub(119_000))), ..sack_opts() };
+    h.send("SA", &[]);
+    h.popts = TcpOptions { timestamps: Some((2, tsval)), ..Default::default() };
+    h.out();
+    h.app(AppCommand::Write(vec![7; 10_000]));
+    let first = seqs(&h.out()).len();
+    assert!(first >= 4, "active: first burst {first} segments");
+
+    // Passive open: the handshake ACK echoes 119 s before our SYN-ACK's timestamp.
+    let mut h = H::new(TcpConfig { timestamps: true, ..bbr() });
+    h.ep.listen(ListenAddr::Addr(SocketAddr::new(US, LPORT)), 8).unwrap();
+    h.popts = TcpOptions { timestamps: Some((1, 0)), ..sack_opts() };
+    h.send("S", &[]);
+    let synack = h.out()[0].0;
+    let tsval = synack.options.timestamps.expect("timestamps agreed").0;
+    h.advance(ms(10));
+    h.pack = synack.seq.wrapping_add(1);
+    h.popts = TcpOptions { timestamps: Some((2, tsval.wrapping_sub(119_000))), ..Default::default() };
+    h.send("A", &[]);
+    let ev = h.evs();
+    let Event::Accepted { conn, .. } = &ev[0] else { panic!("{ev:?}") };
+    h.conn = *conn;
+    h.popts = TcpOptions { timestamps: Some((3, tsval)), ..Default::default() };
+    h.app(AppCommand::Write(vec![7; 10_000]));
+    let first = seqs(&h.out()).len();
+    assert!(first >= 4, "passive: first burst {first} segments");
+}
