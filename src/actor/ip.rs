@@ -316,11 +316,6 @@ impl IpActor {
             d.take(now, &mut self.out.deliver, &self.pool);
             d.flush(&mut self.core, l, (&self.pool, &mut self.out), &self.tcp);
         }
-        if self.core.config().tx_trailer {
-            for p in self.out.tx.iter_mut() {
-                p.push(crate::wire::gso::TX_TRAILER_PLAIN);
-            }
-        }
         self.admit();
         if let Some(l) = self.link.as_mut() {
             l.send(now, &mut self.out.tx);

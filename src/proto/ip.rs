@@ -390,9 +390,18 @@ impl IpCore {
         b.resize(wire::IPV4_HEADER_LEN + ulen, 0);
         write_udp(&mut b[wire::IPV4_HEADER_LEN..], s, d, src.port(), to.port(), data);
         self.emit_ip_header(&mut b, s, d, IpProtocol::Udp, ulen, wire::DEFAULT_HOP_LIMIT);
+        self.transmit(out, b);
+        Ok(())
+    }
+
+    /// Queue packet `b` for the device, counted, with the transmit trailer an offloading
+    /// device needs (`wire::gso`: the marker of a packet that is not a super-segment).
+    fn transmit(&mut self, out: &mut IpOutput, mut b: Vec<u8>) {
+        if self.cfg.tx_trailer {
+            b.push(wire::gso::TX_TRAILER_PLAIN);
+        }
         self.stats.tx_packets += 1;
         out.tx.push(b);
-        Ok(())
     }
 
     pub fn reassembly_bytes(&self) -> usize {
@@ -845,8 +854,7 @@ impl IpCore {
                 let c = !wire::ones_sum(m);
                 m[2..4].copy_from_slice(&c.to_be_bytes());
                 self.stats.tx_echo_replies += 1;
-                self.stats.tx_packets += 1;
-                io.out.tx.push(buf);
+                self.transmit(io.out, buf);
             }
             icmp4::DEST_UNREACHABLE | icmp4::TIME_EXCEEDED | icmp4::PARAM_PROBLEM => {
                 self.stats.rx_icmp_errors += 1;
@@ -1147,8 +1155,7 @@ impl IpCore {
             b.resize(hlen + ulen, 0);
             write_udp(&mut b[hlen..], src, to.ip(), from.port(), to.port(), data);
             self.emit_ip_header(&mut b, src, to.ip(), IpProtocol::Udp, ulen, ttl);
-            self.stats.tx_packets += 1;
-            out.tx.push(b);
+            self.transmit(out, b);
         } else {
             let mut dgram = vec![0u8; ulen];
             write_udp(&mut dgram, src, to.ip(), from.port(), to.port(), data);
@@ -1208,8 +1215,7 @@ impl IpCore {
             b.resize(hlen + payload.len(), 0);
             b[hlen..].copy_from_slice(payload);
             self.emit_ip_header(&mut b, src, dst, proto, payload.len(), ttl);
-            self.stats.tx_packets += 1;
-            out.tx.push(b);
+            self.transmit(out, b);
             return;
         }
         match (src, dst) {
@@ -1231,8 +1237,7 @@ impl IpCore {
                     };
                     wire::emit_ipv4_header(&mut b, &h, len);
                     self.stats.tx_fragments += 1;
-                    self.stats.tx_packets += 1;
-                    out.tx.push(b);
+                    self.transmit(out, b);
                 }
             }
             (IpAddr::V6(s), IpAddr::V6(d)) => {
@@ -1252,8 +1257,7 @@ impl IpCore {
                     f[4..8].copy_from_slice(&id.to_be_bytes());
                     b[fh..].copy_from_slice(&payload[off..off + len]);
                     self.stats.tx_fragments += 1;
-                    self.stats.tx_packets += 1;
-                    out.tx.push(b);
+                    self.transmit(out, b);
                 }
             }
             _ => {}
@@ -1416,6 +1420,25 @@ mod tests {
         let c = !wire::ones_sum(m);
         m[2..4].copy_from_slice(&c.to_be_bytes());
         b
+    }
+
+    /// For an offloading device every packet the core sends ends with the transmit
+    /// trailer (`wire::gso`), added by the core, not the actor: an echo reply, a UDP
+    /// datagram and each of its fragments.
+    #[test]
+    fn packets_for_an_offloading_device_carry_the_trailer() {
+        let pool = Pool::default();
+        let mut core = IpCore::new(IpConfig { tx_trailer: true, ..IpConfig::default() }, 1, 1);
+        let mut out = IpOutput::default();
+        core.handle_packet(Instant::now(), v4_echo(1), &pool, &mut out);
+        let from = "10.0.0.2:5000".parse().unwrap();
+        core.send_udp_ttl(from, "10.0.0.1:9".parse().unwrap(), &[7; 3000], 64, &pool, &mut out).unwrap();
+        assert_eq!(out.tx.len(), 4, "a reply and three fragments");
+        for p in &out.tx {
+            let ip_len = usize::from(u16::from_be_bytes([p[2], p[3]]));
+            assert_eq!((p.len(), p[p.len() - 1]), (ip_len + 1, wire::gso::TX_TRAILER_PLAIN));
+        }
+        assert_eq!(core.stats.tx_packets, 4);
     }
 
     /// Echo replies come from their own token bucket: a burst, then the rate.
