@@ -162,3 +162,23 @@ fn udp_bounds_errors_and_addresses() {
     sink.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
     assert_eq!(sink.recv(&mut buf).unwrap(), 0);
 }
+
+/// A pending ICMP-reported error comes before the datagrams already queued, as in Linux
+/// (checked there with two kernel sockets: `recv` gives ECONNREFUSED, then the datagram).
+#[test]
+fn an_icmp_error_is_reported_before_queued_datagrams() {
+    let (a, b) = stack_pair(FaultConfig::default(), FaultConfig::default());
+    let sc = UdpSocket::bind(&a, "10.0.0.2:0").unwrap();
+    let sb = UdpSocket::bind(&b, "10.0.0.1:7998").unwrap();
+    sc.connect("10.0.0.1:7998").unwrap();
+    sb.send_to(b"queued", sc.local_addr().unwrap()).unwrap();
+    drop(sb); // B's port closes: the next datagram to it draws a port unreachable
+    std::thread::sleep(Duration::from_millis(100));
+    sc.send(b"anyone?").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    sc.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(sc.recv(&mut buf).unwrap_err().kind(), ErrorKind::ConnectionRefused);
+    assert_eq!(sc.recv(&mut buf).unwrap(), 6, "then the datagram queued before it");
+    assert_eq!(&buf[..6], b"queued");
+}

@@ -229,6 +229,11 @@ impl UdpSocket {
 
     fn recv_inner(&self, out: &mut [u8], peek: bool) -> io::Result<(usize, SocketAddr)> {
         let mut turn = self.inner.rx_turn.lock();
+        // A pending ICMP-reported error comes before the datagrams already queued, as in
+        // Linux (`__skb_recv_udp` checks `sock_error` first); peeking takes it too.
+        if let Some(e) = self.take_pending_error() {
+            return Err(e);
+        }
         let (from, buf, start, end) = match turn.take() {
             Some(p) => p,
             None => {
