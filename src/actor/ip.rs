@@ -446,6 +446,7 @@ impl IpActor {
 
 /// `Vec::retain_mut` on `v[from..]` only, keeping the order of what stays; the new length.
 fn retain_from<T>(v: &mut Vec<T>, from: usize, mut keep: impl FnMut(&mut T) -> bool) -> usize {
+    let from = from.min(v.len());
     let mut kept = from;
     for i in from..v.len() {
         if keep(&mut v[i]) {
@@ -468,6 +469,7 @@ mod tests {
         assert_eq!(v, vec![0, 1, 2, 4, 5, 7, 8]);
         assert_eq!(n, 7);
         assert_eq!(retain_from(&mut v, 7, |_| false), 7, "nothing past the end");
+        assert_eq!(retain_from(&mut v, 9, |_| false), 7, "a start past the end keeps all");
         assert_eq!(retain_from(&mut v, 0, |x| *x > 6), 2);
         assert_eq!(v, vec![7, 8]);
     }
