@@ -130,6 +130,7 @@ impl Endpoint {
     /// so a simulation with a fixed key and a virtual clock replays bit for bit.
     pub fn new(mut cfg: TcpConfig, isn_key: [u8; 16], epoch: Instant) -> Self {
         cfg.send_buf = cfg.send_buf.max(super::MIN_SEND_BUF);
+        cfg.recv_buf = cfg.recv_buf.max(super::MIN_RECV_BUF);
         let port_seed = u32::from_be_bytes([isn_key[0], isn_key[1], isn_key[2], isn_key[3]]);
         Endpoint {
             cfg,
@@ -202,6 +203,13 @@ impl Endpoint {
     }
 
     /// The configuration new connections use.
+    /// Tests only: a receive buffer below [`super::MIN_RECV_BUF`], to reach states that a
+    /// configured endpoint no longer can but that the code still guards against.
+    #[cfg(test)]
+    pub(crate) fn set_recv_buf_below_the_floor(&mut self, recv_buf: usize) {
+        self.cfg.recv_buf = recv_buf;
+    }
+
     pub fn config(&self) -> &TcpConfig {
         &self.cfg
     }

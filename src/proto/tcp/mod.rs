@@ -150,12 +150,20 @@ impl std::str::FromStr for CongestionAlgorithm {
 /// transfer of 300 kB under loss did not finish in two hours of simulated time.
 pub const MIN_SEND_BUF: usize = 4608;
 
+/// The smallest receive buffer a connection gets, whatever `TcpConfig::recv_buf` says (as
+/// Linux raises `SO_RCVBUF` to `SOCK_MIN_RCVBUF`, 2,048 bytes and one `sk_buff`, 2,304 on
+/// x86-64). A buffer of one byte advertised a one-byte window that auto-tuning never grew
+/// (the application drained exactly the window each round trip): simulation seed
+/// 1,334,867 moved 300 kB one byte per round trip and did not finish in two hours.
+pub const MIN_RECV_BUF: usize = 2304;
+
 /// Endpoint-wide configuration.
 #[derive(Clone, Debug)]
 pub struct TcpConfig {
     /// Link MTU: we advertise MSS = mtu - 40 (IPv4) / mtu - 60 (IPv6) (M-67).
     pub mtu: usize,
-    /// Receive buffer per connection at the start (bytes of memory held, `rcvqueue`).
+    /// Receive buffer per connection at the start (bytes of memory held, `rcvqueue`); at
+    /// least [`MIN_RECV_BUF`].
     pub recv_buf: usize,
     /// Ceiling of receive-buffer auto-tuning (`rcvbuf`, Linux's `tcp_rmem[2]`): the buffer
     /// grows towards it while the application drains more per round trip than the window

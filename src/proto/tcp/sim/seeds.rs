@@ -54,8 +54,8 @@ fn gen_cfg(r: &mut StdRng, v6: bool) -> TcpConfig {
     }
     if r.gen_bool(0.25) {
         // Small buffers: windows of a few segments, zero windows, SWS avoidance; now and
-        // then below one segment (the endpoint raises a send buffer to `MIN_SEND_BUF` and
-        // keeps out-of-order room for two segments: `tcb::ooo_cap`).
+        // then below one segment (the endpoint raises the buffers to `MIN_SEND_BUF` and
+        // `MIN_RECV_BUF` and keeps out-of-order room for two segments: `tcb::ooo_cap`).
         let min = if r.gen_bool(0.2) { 1 } else { 2000 };
         c.recv_buf = r.gen_range(min..64_000);
         c.send_buf = r.gen_range(min..64_000);

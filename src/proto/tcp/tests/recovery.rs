@@ -51,13 +51,15 @@ fn review_6_sack_recovery_resends_each_hole_once_with_prr() {
 
 #[test]
 fn review_8_data_in_zero_window_is_not_a_duplicate_ack() {
-    let cfg = TcpConfig { recv_buf: 2000, ..plain() };
+    let cfg = TcpConfig { recv_buf: crate::proto::tcp::MIN_RECV_BUF, ..plain() };
     let (mut h, _) = active(cfg, TcpOptions { mss: Some(1000), ..Default::default() });
     h.app(AppCommand::Write(vec![1; 3000]));
     assert_eq!(h.out().len(), 3);
     // Fill our receive window (the app does not read).
     h.send("A", &[2; 1000]);
     h.send("A", &[2; 1000]);
+    h.send("A", &[2; crate::proto::tcp::MIN_RECV_BUF - 2000]);
+    assert_eq!(h.out().last().unwrap().0.window, 0, "the window is full");
     h.out();
     // The peer keeps sending data at RCV.NXT with an unchanged ACK: not duplicate ACKs.
     for _ in 0..5 {

@@ -99,9 +99,10 @@ fn review_7_pure_ack_at_right_window_edge_accepted() {
 
 #[test]
 fn review_7_bare_fin_with_zero_window_accepted() {
-    let cfg = TcpConfig { recv_buf: 1000, ..plain() };
+    let cfg = TcpConfig { recv_buf: crate::proto::tcp::MIN_RECV_BUF, ..plain() };
     let (mut h, _) = active(cfg, TcpOptions { mss: Some(1460), ..Default::default() });
     h.send("A", &[1; 1000]);
+    h.send("A", &[1; crate::proto::tcp::MIN_RECV_BUF - 1000]);
     h.advance(ms(50));
     let o = h.out();
     assert_eq!(o.last().unwrap().0.window, 0, "buffer full: window 0");
@@ -113,9 +114,10 @@ fn review_7_bare_fin_with_zero_window_accepted() {
     let o = h.out();
     assert_eq!(o[0].0.ack, h.pseq, "FIN acknowledged");
     // A FIN carrying data is still refused with a zero window.
-    let cfg = TcpConfig { recv_buf: 1000, ..plain() };
+    let cfg = TcpConfig { recv_buf: crate::proto::tcp::MIN_RECV_BUF, ..plain() };
     let (mut h, _) = active(cfg, TcpOptions { mss: Some(1460), ..Default::default() });
     h.send("A", &[1; 1000]);
+    h.send("A", &[1; crate::proto::tcp::MIN_RECV_BUF - 1000]);
     h.out();
     h.send("FA", b"x");
     assert_eq!(h.state(), Some(State::Established));

@@ -205,7 +205,7 @@ fn charge_returns_to_zero_after_tiny_ooo_and_overlapping_segments() {
 /// filled must not be a 64 KiB allocation charged only for what it holds.
 #[test]
 fn small_receive_buffer_holds_at_most_twice_its_size() {
-    for buf in [2048usize, 4096, 16_384] {
+    for buf in [crate::proto::tcp::MIN_RECV_BUF, 4096, 16_384] {
         let cfg = TcpConfig { recv_buf: buf, ..plain() };
         let (mut h, _) = active(cfg, TcpOptions { mss: Some(1460), ..Default::default() });
         // The reader takes one chunk and then stops reading; one-byte segments follow.
