@@ -217,30 +217,7 @@ impl IpActor {
     fn handle(&mut self, now: Instant, m: IpMsg) -> bool {
         let (core, out, pool) = (&mut self.core, &mut self.out, &self.pool);
         match m {
-            IpMsg::Rx(mut batch) => {
-                self.budget.release(batch_bytes(&batch));
-                // Read per batch from the device, not once per loop: a SYN read after
-                // `bind_any` returned must find the listener, as in Linux, even when
-                // this loop's drain began before it (the old per-packet atomic's rule).
-                core.accept_any_tcp = self.shared.any_tcp.load(Relaxed);
-                for p in batch.drain(..) {
-                    let p = match self.link.as_mut() {
-                        Some(l) => match l.rx(now, p, pool) {
-                            Some(p) => p,
-                            None => continue,
-                        },
-                        None => p,
-                    };
-                    core.handle_packet(now, p, pool, out);
-                }
-                self.recycle.rx.put(batch);
-                // The DHCP client's datagrams first (its socket is not in `udp`), so that
-                // what `admit` passed is never taken from under it.
-                if let Some(d) = self.dhcp.as_mut() {
-                    d.take(now, &mut self.out.deliver, &self.pool);
-                }
-                self.admit();
-            }
+            IpMsg::Rx(batch) => self.rx(now, batch),
             IpMsg::Tx(mut batch) => match self.link.as_mut() {
                 Some(l) => l.send(now, &mut batch),
                 None => {
@@ -306,6 +283,34 @@ impl IpActor {
             IpMsg::Shutdown => return false,
         }
         true
+    }
+
+    /// A batch from dev-rx: through the link layer (TAP) into the core; then the DHCP
+    /// client's datagrams, and the sockets' admission.
+    fn rx(&mut self, now: Instant, mut batch: Batch) {
+        let (core, out, pool) = (&mut self.core, &mut self.out, &self.pool);
+        self.budget.release(batch_bytes(&batch));
+        // Read per batch from the device, not once per loop: a SYN read after `bind_any`
+        // returned must find the listener, as in Linux, even when this loop's drain began
+        // before it (the old per-packet atomic's rule).
+        core.accept_any_tcp = self.shared.any_tcp.load(Relaxed);
+        for p in batch.drain(..) {
+            let p = match self.link.as_mut() {
+                Some(l) => match l.rx(now, p, pool) {
+                    Some(p) => p,
+                    None => continue,
+                },
+                None => p,
+            };
+            core.handle_packet(now, p, pool, out);
+        }
+        self.recycle.rx.put(batch);
+        // The DHCP client's datagrams first (its socket is not in `udp`), so that what
+        // `admit` passed is never taken from under it.
+        if let Some(d) = self.dhcp.as_mut() {
+            d.take(now, &mut self.out.deliver, &self.pool);
+        }
+        self.admit();
     }
 
     /// Send on what the messages produced: one batch to dev-tx (through the link layer on

@@ -222,6 +222,22 @@ pub struct StackStats {
     pub dns_queries: std::sync::atomic::AtomicU64,
 }
 
+impl StackStats {
+    /// Zeroed counters, inbox budgets of `inbox_bytes`, and the link layer's counters.
+    fn new(inbox_bytes: usize, link: Option<Arc<LinkCounters>>) -> StackStats {
+        StackStats {
+            ip: Default::default(),
+            tcp: TcpCounters::default(),
+            dev_tx_dropped: Default::default(),
+            ip_inbox: ByteBudget::new(inbox_bytes),
+            tcp_inbox: ByteBudget::new(inbox_bytes),
+            tcp_conns: Default::default(),
+            link,
+            dns_queries: Default::default(),
+        }
+    }
+}
+
 /// Whether the device actors are alive. Set once, by the first device thread that fails
 /// while the stack is not stopping.
 pub struct DeviceHealth {
@@ -469,16 +485,7 @@ impl Stack {
         let (timer_tx, timer_rx) = bounded::<timer::TimerMsg>(INBOX_DEPTH);
         let mut ip_core = crate::proto::ip::IpCore::new(cfg.ip.clone(), rand::random(), rand::random());
         let (dhcp, dhcp_shared) = dhcp_shell(&cfg, &mut ip_core, &log)?;
-        let stats = Arc::new(StackStats {
-            ip: Default::default(),
-            tcp: TcpCounters::default(),
-            dev_tx_dropped: Default::default(),
-            ip_inbox: ByteBudget::new(cfg.inbox_bytes),
-            tcp_inbox: ByteBudget::new(cfg.inbox_bytes),
-            tcp_conns: Default::default(),
-            link: link.as_ref().map(|l| l.counters()),
-            dns_queries: Default::default(),
-        });
+        let stats = Arc::new(StackStats::new(cfg.inbox_bytes, link.as_ref().map(|l| l.counters())));
         let routes = route_view(&cfg, &stats.ip, link.as_mut());
         let any_tcp: Arc<std::sync::atomic::AtomicBool> = Default::default();
         let recycle = Recyclers::new(cfg.batch);
