@@ -132,6 +132,17 @@ pub enum CongestionAlgorithm {
     Bbr,
 }
 
+impl CongestionAlgorithm {
+    /// A controller of this kind for a sender MSS of `smss`.
+    pub(crate) fn controller(self, smss: usize) -> Box<dyn congestion::CongestionControl> {
+        match self {
+            CongestionAlgorithm::NewReno => Box::new(congestion::NewReno::new(smss)),
+            CongestionAlgorithm::Cubic => Box::new(congestion::Cubic::new(smss)),
+            CongestionAlgorithm::Bbr => Box::new(bbr::Bbr::new(smss)),
+        }
+    }
+}
+
 impl std::str::FromStr for CongestionAlgorithm {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

@@ -32,8 +32,7 @@ mod recovery;
 
 use self::info::ConnCounters;
 pub use self::info::TcpInfo;
-use super::bbr::Bbr;
-use super::congestion::{CongestionControl, Cubic, NewReno};
+use super::congestion::CongestionControl;
 use super::pacing::Pacer;
 use super::prr::Prr;
 use super::rack::{Rack, Tlp};
@@ -45,9 +44,7 @@ use super::rtt::RttEstimator;
 use super::rtx::RtxQueue;
 use super::sack::RecentBlocks;
 use super::sendbuf::SendBuffer;
-use super::{
-    seq, AppCommand, CongestionAlgorithm, ConnId, IcmpErrorKind, ListenerId, SocketEvent, TcpConfig, TcpStats,
-};
+use super::{seq, AppCommand, ConnId, IcmpErrorKind, ListenerId, SocketEvent, TcpConfig, TcpStats};
 use crate::wire::tcp::{TcpFlags, TcpOptions, TcpRepr};
 use std::collections::VecDeque;
 use std::io::ErrorKind;
@@ -379,11 +376,6 @@ impl Tcb {
         let our_mss = our_mss_for(cfg, v6);
         let ooo_cap = ooo_cap(cfg, our_mss);
         let peer_mss = if v6 { DEFAULT_MSS_V6 } else { DEFAULT_MSS_V4 }.min(our_mss);
-        let cc: Box<dyn CongestionControl> = match cfg.congestion {
-            CongestionAlgorithm::NewReno => Box::new(NewReno::new(peer_mss)),
-            CongestionAlgorithm::Cubic => Box::new(Cubic::new(peer_mss)),
-            CongestionAlgorithm::Bbr => Box::new(Bbr::new(peer_mss)),
-        };
         Tcb {
             id,
             local,
@@ -438,7 +430,7 @@ impl Tcb {
             dsack_out: None,
             ws_ok: false,
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
-            cc,
+            cc: cfg.congestion.controller(peer_mss),
             rtt_timing: None,
             rtx: RtxQueue::default(),
             ca: CaState::Open,
