@@ -17,6 +17,32 @@ fn active_rtt(cfg: TcpConfig, opts: TcpOptions, rtt: Duration) -> H {
     h
 }
 
+/// Passive open on US:LPORT: the peer's SYN carries `syn_opts`; `between` runs once the
+/// SYN-ACK is out (advance the clock, repeat the SYN, …) and gives the handshake ACK's
+/// options. Returns the harness holding the accepted connection.
+fn passive_with(cfg: TcpConfig, syn_opts: TcpOptions, between: impl FnOnce(&mut H, &TcpRepr) -> TcpOptions) -> H {
+    let mut h = H::new(cfg);
+    h.ep.listen(ListenAddr::Addr(SocketAddr::new(US, LPORT)), 8).unwrap();
+    h.popts = syn_opts;
+    h.send("S", &[]);
+    let synack = h.out()[0].0;
+    assert!(synack.flags.syn && synack.flags.ack);
+    h.popts = between(&mut h, &synack);
+    h.pack = synack.seq.wrapping_add(1);
+    h.send("A", &[]);
+    let ev = h.evs();
+    let Event::Accepted { conn, .. } = &ev[0] else { panic!("{ev:?}") };
+    h.conn = *conn;
+    h
+}
+
+/// The application writes 10,000 bytes (ten segments at MSS 1000, the initial window);
+/// how many data segments leave at once.
+fn first_burst(h: &mut H) -> usize {
+    h.app(AppCommand::Write(vec![7; 10_000]));
+    seqs(&h.out()).len()
+}
+
 /// What a scripted transfer saw.
 #[derive(Debug, Default)]
 struct Run {
@@ -177,8 +203,7 @@ fn zero_window_probes_and_reopening_under_pacing() {
 #[test]
 fn the_first_window_is_paced_at_the_handshake_rtt() {
     let mut h = active_rtt(bbr(), sack_opts(), ms(100));
-    h.app(AppCommand::Write(vec![7; 10_000]));
-    let first = seqs(&h.out()).len();
+    let first = first_burst(&mut h);
     assert!((1..=2).contains(&first), "first burst {first} segments");
     // The rest follow within about a round trip's share of the rate, not a round trip.
     let mut sent = first;
@@ -192,21 +217,11 @@ fn the_first_window_is_paced_at_the_handshake_rtt() {
 /// The passive side takes the SYN-ACK's round trip the same way.
 #[test]
 fn a_passive_open_paces_its_first_window_at_the_handshake_rtt() {
-    let mut h = H::new(bbr());
-    h.ep.listen(ListenAddr::Addr(SocketAddr::new(US, LPORT)), 8).unwrap();
-    h.popts = sack_opts();
-    h.send("S", &[]);
-    let synack = h.out()[0].0;
-    assert!(synack.flags.syn && synack.flags.ack);
-    h.advance(ms(100));
-    h.pack = synack.seq.wrapping_add(1);
-    h.popts = TcpOptions::default();
-    h.send("A", &[]);
-    let ev = h.evs();
-    let Event::Accepted { conn, .. } = &ev[0] else { panic!("{ev:?}") };
-    h.conn = *conn;
-    h.app(AppCommand::Write(vec![7; 10_000]));
-    let first = seqs(&h.out()).len();
+    let mut h = passive_with(bbr(), sack_opts(), |h, _| {
+        h.advance(ms(100));
+        TcpOptions::default()
+    });
+    let first = first_burst(&mut h);
     assert!((1..=2).contains(&first), "first burst {first} segments");
 }
 
@@ -217,27 +232,33 @@ fn a_passive_open_paces_its_first_window_at_the_handshake_rtt() {
 /// paces its first window at that RTT: a quantum, not the window, leaves at once.
 #[test]
 fn a_syn_ack_resent_for_a_repeated_syn_is_not_timed() {
-    let mut h = H::new(bbr());
-    h.ep.listen(ListenAddr::Addr(SocketAddr::new(US, LPORT)), 8).unwrap();
-    h.popts = sack_opts(); // no timestamps: the SYN-ACK is timed
-    h.send("S", &[]);
-    let synack = h.out()[0].0;
-    assert!(synack.flags.syn && synack.flags.ack);
-    h.advance(ms(500)); // the SYN-ACK was lost; the peer's SYN comes again (before our RTO)
-    h.send("S", &[]);
-    let again = h.out();
-    assert!(again.iter().any(|s| s.0.flags.syn && s.0.flags.ack), "the SYN-ACK is resent: {again:?}");
-    h.advance(ms(10));
-    h.pack = synack.seq.wrapping_add(1);
-    h.popts = TcpOptions::default();
-    h.send("A", &[]);
-    let ev = h.evs();
-    let Event::Accepted { conn, .. } = &ev[0] else { panic!("{ev:?}") };
-    h.conn = *conn;
-    h.app(AppCommand::Write(vec![7; 10_000]));
+    // No timestamps: the SYN-ACK is timed.
+    let mut h = passive_with(bbr(), sack_opts(), |h, _| {
+        h.advance(ms(500)); // the SYN-ACK was lost; the peer's SYN comes again (before our RTO)
+        h.send("S", &[]);
+        let again = h.out();
+        assert!(again.iter().any(|s| s.0.flags.syn && s.0.flags.ack), "the SYN-ACK is resent: {again:?}");
+        h.advance(ms(10));
+        TcpOptions::default()
+    });
     // No handshake RTT (as Linux): the nominal start sends the initial window at once.
-    let first = seqs(&h.out()).len();
+    let first = first_burst(&mut h);
     assert_eq!(first, 10, "first burst {first} segments: the handshake RTT counted the resend");
+}
+
+/// Active open with timestamps over a 10 ms path whose SYN-ACK echoes our SYN's
+/// timestamp less `forged` ms; returns the harness and that timestamp.
+fn active_echoing(forged: u32) -> (H, u32) {
+    let mut h = H::new(TcpConfig { timestamps: true, ..bbr() });
+    h.conn = h.ep.connect(h.now, US, SocketAddr::new(PEER, PEER_PORT)).unwrap();
+    let syn = h.out()[0].0;
+    let tsval = syn.options.timestamps.expect("timestamps offered").0;
+    h.advance(ms(10));
+    h.port = syn.src_port;
+    h.pack = syn.seq.wrapping_add(1);
+    h.popts = TcpOptions { timestamps: Some((1, tsval.wrapping_sub(forged))), ..sack_opts() };
+    h.send("SA", &[]);
+    (h, tsval)
 }
 
 /// Review 16: a SYN-ACK whose TSecr is 119 s old (under the 120 s sanity cap) gives a
@@ -248,15 +269,7 @@ fn a_syn_ack_resent_for_a_repeated_syn_is_not_timed() {
 #[test]
 fn a_forged_syn_ack_echo_costs_about_a_round_trip() {
     let run = |forged: u32| {
-        let mut h = H::new(TcpConfig { timestamps: true, ..bbr() });
-        h.conn = h.ep.connect(h.now, US, SocketAddr::new(PEER, PEER_PORT)).unwrap();
-        let syn = h.out()[0].0;
-        let tsval = syn.options.timestamps.expect("timestamps offered").0;
-        h.advance(ms(10));
-        h.port = syn.src_port;
-        h.pack = syn.seq.wrapping_add(1);
-        h.popts = TcpOptions { timestamps: Some((1, tsval.wrapping_sub(forged))), ..sack_opts() };
-        h.send("SA", &[]);
+        let (mut h, _) = active_echoing(forged);
         h.popts.mss = None;
         h.popts.sack_permitted = false;
         h.out();
@@ -276,37 +289,21 @@ fn a_forged_syn_ack_echo_costs_about_a_round_trip() {
 #[test]
 fn the_handshake_rtt_is_timed_not_taken_from_a_forged_echo() {
     // Active open: the SYN-ACK echoes 119 s ago.
-    let mut h = H::new(TcpConfig { timestamps: true, ..bbr() });
-    h.conn = h.ep.connect(h.now, US, SocketAddr::new(PEER, PEER_PORT)).unwrap();
-    let syn = h.out()[0].0;
-    let tsval = syn.options.timestamps.expect("timestamps offered").0;
-    h.advance(ms(10));
-    h.port = syn.src_port;
-    h.pack = syn.seq.wrapping_add(1);
-    h.popts = TcpOptions { timestamps: Some((1, tsval.wrapping_sub(119_000))), ..sack_opts() };
-    h.send("SA", &[]);
+    let (mut h, tsval) = active_echoing(119_000);
     h.popts = TcpOptions { timestamps: Some((2, tsval)), ..Default::default() };
     h.out();
-    h.app(AppCommand::Write(vec![7; 10_000]));
-    let first = seqs(&h.out()).len();
+    let first = first_burst(&mut h);
     assert!(first >= 4, "active: first burst {first} segments");
 
     // Passive open: the handshake ACK echoes 119 s before our SYN-ACK's timestamp.
-    let mut h = H::new(TcpConfig { timestamps: true, ..bbr() });
-    h.ep.listen(ListenAddr::Addr(SocketAddr::new(US, LPORT)), 8).unwrap();
-    h.popts = TcpOptions { timestamps: Some((1, 0)), ..sack_opts() };
-    h.send("S", &[]);
-    let synack = h.out()[0].0;
-    let tsval = synack.options.timestamps.expect("timestamps agreed").0;
-    h.advance(ms(10));
-    h.pack = synack.seq.wrapping_add(1);
-    h.popts = TcpOptions { timestamps: Some((2, tsval.wrapping_sub(119_000))), ..Default::default() };
-    h.send("A", &[]);
-    let ev = h.evs();
-    let Event::Accepted { conn, .. } = &ev[0] else { panic!("{ev:?}") };
-    h.conn = *conn;
+    let syn_opts = TcpOptions { timestamps: Some((1, 0)), ..sack_opts() };
+    let mut tsval = 0;
+    let mut h = passive_with(TcpConfig { timestamps: true, ..bbr() }, syn_opts, |h, synack| {
+        tsval = synack.options.timestamps.expect("timestamps agreed").0;
+        h.advance(ms(10));
+        TcpOptions { timestamps: Some((2, tsval.wrapping_sub(119_000))), ..Default::default() }
+    });
     h.popts = TcpOptions { timestamps: Some((3, tsval)), ..Default::default() };
-    h.app(AppCommand::Write(vec![7; 10_000]));
-    let first = seqs(&h.out()).len();
+    let first = first_burst(&mut h);
     assert!(first >= 4, "passive: first burst {first} segments");
 }
