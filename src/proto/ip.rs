@@ -281,6 +281,22 @@ struct Io<'a> {
 }
 
 /// A transport payload on its way up: `buf[start..end]` from `src` to `dst`.
+/// What an IPv6 packet's fixed header said, carried along its extension headers.
+struct V6Meta {
+    src: IpAddr,
+    dst: IpAddr,
+    foreign: bool,
+    ttl: u8,
+}
+
+impl V6Meta {
+    /// The transport payload `buf[start..end]` of this packet (never broadcast in IPv6).
+    fn up(&self, buf: Vec<u8>, start: usize, end: usize, whole: bool) -> Up {
+        let V6Meta { src, dst, foreign, ttl } = *self;
+        Up { src, dst, buf, start, end, broadcast: false, whole, foreign, ttl }
+    }
+}
+
 struct Up {
     src: IpAddr,
     dst: IpAddr,
@@ -564,7 +580,7 @@ impl IpCore {
     }
 
     fn rx_v6(&mut self, io: &mut Io, mut buf: Vec<u8>) {
-        let (now, pool) = (io.now, io.pool);
+        let pool = io.pool;
         let (src, dst, mut next, ttl) = {
             let Ok(p) = Ipv6Packet::new_checked(&buf[..]) else {
                 self.stats.rx_bad_header += 1;
@@ -585,114 +601,105 @@ impl IpCore {
             self.stats.rx_bad_source += 1;
             return pool.recycle(buf);
         }
-        let (src_ip, dst_ip) = (IpAddr::V6(src), IpAddr::V6(dst));
+        let meta = V6Meta { src: IpAddr::V6(src), dst: IpAddr::V6(dst), foreign, ttl };
         // Walk the extension headers (RFC 8200 §4.1 order is recommended, not required, except
         // that hop-by-hop must come first).
         let mut off = wire::IPV6_HEADER_LEN;
         let mut first = true;
         loop {
-            match next {
+            let hlen = match next {
                 ext::HOP_BY_HOP | ext::DEST_OPTS | ext::ROUTING => {
-                    if next == ext::HOP_BY_HOP && !first {
-                        self.stats.rx_bad_ext_header += 1;
-                        return pool.recycle(buf);
-                    }
-                    let Some(h) = buf.get(off..off + 2) else {
-                        self.stats.rx_bad_ext_header += 1;
+                    let Some((nh, hlen)) = self.rx_v6_option_header(io, &buf, off, next, first) else {
                         return pool.recycle(buf);
                     };
-                    let (nh, hlen) = (h[0], (h[1] as usize + 1) * 8);
-                    if off + hlen > buf.len() {
-                        self.stats.rx_bad_ext_header += 1;
-                        return pool.recycle(buf);
-                    }
-                    if next == ext::ROUTING {
-                        // We are a host: a routing header with segments left asks us to
-                        // forward, which we do not (RFC 8200 §4.4 allows discarding).
-                        if buf[off + 3] != 0 {
-                            self.stats.rx_bad_ext_header += 1;
-                            return pool.recycle(buf);
-                        }
-                    } else if let Err(ptr) = check_options(&buf[off + 2..off + hlen]) {
-                        self.stats.rx_bad_ext_header += 1;
-                        if let Some(ptr) = ptr {
-                            let pointer = (off + 2 + ptr) as u32;
-                            let tc = [icmp6::PARAM_PROBLEM, icmp6::CODE_UNRECOGNIZED_OPTION];
-                            self.icmp6_error(io, &buf, tc, pointer);
-                        }
-                        return pool.recycle(buf);
-                    }
                     next = nh;
-                    io.nh_field = off;
-                    off += hlen;
+                    hlen
                 }
                 ext::FRAGMENT => {
                     let Some(h) = buf.get(off..off + wire::IPV6_FRAG_HEADER_LEN) else {
                         self.stats.rx_bad_ext_header += 1;
                         return pool.recycle(buf);
                     };
-                    let nh = h[0];
-                    let fo = u16::from_be_bytes([h[2], h[3]]);
-                    let frag_off = (fo & 0xfff8) as usize;
-                    let more = fo & 1 == 1;
-                    let id = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
-                    let data_off = off + wire::IPV6_FRAG_HEADER_LEN;
-                    if frag_off == 0 && !more {
-                        // RFC 6946: an atomic fragment is processed as a whole datagram.
-                        next = nh;
-                        io.nh_field = off;
-                        off = data_off;
-                        continue;
+                    // RFC 6946: an atomic fragment (offset 0, no more; the reserved bits are
+                    // ignored) is a whole datagram.
+                    if u16::from_be_bytes([h[2], h[3]]) & 0xfff9 != 0 {
+                        return self.rx_v6_fragment(io, buf, off, &meta);
                     }
-                    let key = FragKey { src: src_ip, dst: dst_ip, proto: 0, id };
-                    let frag = Fragment { key, proto: nh, offset: frag_off, more, data: &buf[data_off..] };
-                    let r = self.reasm.insert(now, frag);
-                    self.update_reassembly_gauge();
-                    pool.recycle(buf);
-                    match r {
-                        Ok(Some(d)) => {
-                            self.stats.rx_reassembled += 1;
-                            // The reassembled payload starts with the fragmentable part's
-                            // headers; walk them (no fragment header may follow).
-                            let len = d.payload.len();
-                            let up = Up {
-                                src: src_ip,
-                                dst: dst_ip,
-                                buf: d.payload,
-                                start: 0,
-                                end: len,
-                                broadcast: false,
-                                whole: false,
-                                foreign,
-                                ttl,
-                            };
-                            self.rx_v6_upper(io, d.proto, up);
-                        }
-                        Ok(None) => self.stats.rx_frag_pending += 1,
-                        Err(_) => self.stats.rx_frag_dropped += 1,
-                    }
-                    return;
+                    next = h[0];
+                    wire::IPV6_FRAG_HEADER_LEN
                 }
-                ext::NO_NEXT => {
-                    return pool.recycle(buf);
-                }
+                ext::NO_NEXT => return pool.recycle(buf),
                 proto => {
                     let len = buf.len();
-                    let up = Up {
-                        src: src_ip,
-                        dst: dst_ip,
-                        buf,
-                        start: off,
-                        end: len,
-                        broadcast: false,
-                        whole: true,
-                        foreign,
-                        ttl,
-                    };
-                    return self.rx_transport(io, proto, up);
+                    return self.rx_transport(io, proto, meta.up(buf, off, len, true));
                 }
-            }
+            };
+            io.nh_field = off;
+            off += hlen;
             first = false;
+        }
+    }
+
+    /// A hop-by-hop, destination-options or routing header at `off`: its next header and
+    /// length, or `None` when the packet is to be dropped (counted; a parameter problem sent
+    /// for an option that asks for one).
+    fn rx_v6_option_header(
+        &mut self,
+        io: &mut Io,
+        buf: &[u8],
+        off: usize,
+        kind: u8,
+        first: bool,
+    ) -> Option<(u8, usize)> {
+        // RFC 8200 §4.3: hop-by-hop options only directly after the IPv6 header.
+        let misplaced = kind == ext::HOP_BY_HOP && !first;
+        let header = buf.get(off..off + 2).map(|h| (h[0], (h[1] as usize + 1) * 8));
+        let Some((nh, hlen)) = header.filter(|&(_, l)| !misplaced && off + l <= buf.len()) else {
+            self.stats.rx_bad_ext_header += 1;
+            return None;
+        };
+        if kind == ext::ROUTING {
+            // We are a host: a routing header with segments left asks us to forward, which we
+            // do not (RFC 8200 §4.4 allows discarding).
+            if buf[off + 3] != 0 {
+                self.stats.rx_bad_ext_header += 1;
+                return None;
+            }
+        } else if let Err(ptr) = check_options(&buf[off + 2..off + hlen]) {
+            self.stats.rx_bad_ext_header += 1;
+            if let Some(ptr) = ptr {
+                let pointer = (off + 2 + ptr) as u32;
+                let tc = [icmp6::PARAM_PROBLEM, icmp6::CODE_UNRECOGNIZED_OPTION];
+                self.icmp6_error(io, buf, tc, pointer);
+            }
+            return None;
+        }
+        Some((nh, hlen))
+    }
+
+    /// A (non-atomic) fragment whose header is at `off` (already bounds-checked): into
+    /// reassembly; a completed datagram goes on up.
+    fn rx_v6_fragment(&mut self, io: &mut Io, buf: Vec<u8>, off: usize, meta: &V6Meta) {
+        let h = &buf[off..off + wire::IPV6_FRAG_HEADER_LEN];
+        let nh = h[0];
+        let fo = u16::from_be_bytes([h[2], h[3]]);
+        let id = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+        let (offset, more) = ((fo & 0xfff8) as usize, fo & 1 == 1);
+        let data = &buf[off + wire::IPV6_FRAG_HEADER_LEN..];
+        let key = FragKey { src: meta.src, dst: meta.dst, proto: 0, id };
+        let r = self.reasm.insert(io.now, Fragment { key, proto: nh, offset, more, data });
+        self.update_reassembly_gauge();
+        io.pool.recycle(buf);
+        match r {
+            Ok(Some(d)) => {
+                self.stats.rx_reassembled += 1;
+                // The reassembled payload starts with the fragmentable part's headers; walk
+                // them (no fragment header may follow).
+                let len = d.payload.len();
+                self.rx_v6_upper(io, d.proto, meta.up(d.payload, 0, len, false));
+            }
+            Ok(None) => self.stats.rx_frag_pending += 1,
+            Err(_) => self.stats.rx_frag_dropped += 1,
         }
     }
 
@@ -1398,6 +1405,112 @@ mod tests {
             assert_eq!((icmp[0], icmp[1]), (icmp6::PARAM_PROBLEM, icmp6::CODE_UNRECOGNIZED_NEXT_HEADER));
             assert_eq!(u32::from_be_bytes([icmp[4], icmp[5], icmp[6], icmp[7]]), want);
         }
+    }
+
+    /// What the core did with one IPv6 packet.
+    #[derive(Debug, PartialEq)]
+    enum Fate {
+        /// Handed to TCP with its header at `start`.
+        Tcp { start: usize },
+        /// Dropped and counted in `rx_bad_ext_header`, nothing sent.
+        BadExtHeader,
+        /// A parameter problem (code 2) pointing at byte `pointer`.
+        ParamProblem { pointer: u32 },
+    }
+
+    fn fate_of(core: &mut IpCore, pkt: Vec<u8>) -> Fate {
+        let mut out = IpOutput::default();
+        let bad = core.stats.rx_bad_ext_header;
+        core.handle_packet(Instant::now(), pkt, &Pool::default(), &mut out);
+        if let [Deliver::Tcp { start, .. }] = &out.deliver[..] {
+            return Fate::Tcp { start: *start };
+        }
+        assert!(out.deliver.is_empty(), "delivered something else");
+        assert_eq!(core.stats.rx_bad_ext_header, bad + 1, "a drop is counted");
+        match &out.tx[..] {
+            [] => Fate::BadExtHeader,
+            [m] => {
+                assert_eq!((m[40], m[41]), (icmp6::PARAM_PROBLEM, icmp6::CODE_UNRECOGNIZED_OPTION));
+                Fate::ParamProblem { pointer: u32::from_be_bytes([m[44], m[45], m[46], m[47]]) }
+            }
+            more => panic!("{} packets sent", more.len()),
+        }
+    }
+
+    /// An 8-byte options header (hop-by-hop or destination) followed by `nh`: one option
+    /// of type `opt` with 4 bytes of data.
+    fn options_header(nh: u8, opt: u8) -> [u8; 8] {
+        [nh, 0, opt, 4, 0, 0, 0, 0]
+    }
+
+    /// RFC 8200 §4: the extension-header walk. Hop-by-hop only first; options whose type's
+    /// high bits say so are skipped, discarded, or answered with a parameter problem naming
+    /// them; a routing header with segments left is discarded (we do not forward); an atomic
+    /// fragment is a whole datagram (RFC 6946); a truncated header is a counted drop.
+    #[test]
+    fn ipv6_extension_headers_are_walked_by_the_rfc() {
+        const PADN: u8 = 1;
+        let tcp = [0u8; 20];
+        let cat = |parts: &[&[u8]]| parts.concat();
+        let cases: Vec<(&str, u8, Vec<u8>, Fate)> = vec![
+            ("hop-by-hop", ext::HOP_BY_HOP, cat(&[&options_header(6, PADN), &tcp]), Fate::Tcp { start: 48 }),
+            (
+                "destination options, then hop-by-hop",
+                ext::DEST_OPTS,
+                cat(&[&options_header(ext::HOP_BY_HOP, PADN), &options_header(6, PADN), &tcp]),
+                Fate::BadExtHeader,
+            ),
+            ("unknown option, skip", ext::DEST_OPTS, cat(&[&options_header(6, 0x1e), &tcp]), Fate::Tcp { start: 48 }),
+            ("unknown option, discard", ext::DEST_OPTS, cat(&[&options_header(6, 0x5e), &tcp]), Fate::BadExtHeader),
+            (
+                "unknown option, parameter problem",
+                ext::HOP_BY_HOP,
+                cat(&[&options_header(6, 0x9e), &tcp]),
+                Fate::ParamProblem { pointer: 42 },
+            ),
+            (
+                "routing, 0 segments left",
+                ext::ROUTING,
+                cat(&[&[6, 0, 0, 0, 0, 0, 0, 0], &tcp]),
+                Fate::Tcp { start: 48 },
+            ),
+            ("routing, 1 segment left", ext::ROUTING, cat(&[&[6, 0, 0, 1, 0, 0, 0, 0], &tcp]), Fate::BadExtHeader),
+            ("atomic fragment", ext::FRAGMENT, cat(&[&[6, 0, 0, 0, 0, 0, 0, 7], &tcp]), Fate::Tcp { start: 48 }),
+            ("truncated options", ext::HOP_BY_HOP, vec![6], Fate::BadExtHeader),
+            ("options longer than the packet", ext::HOP_BY_HOP, vec![6, 1, PADN, 4, 0, 0, 0, 0], Fate::BadExtHeader),
+            ("truncated fragment header", ext::FRAGMENT, vec![6, 0, 0, 1], Fate::BadExtHeader),
+        ];
+        let mut core = IpCore::new(IpConfig::default(), 1, 1);
+        for (name, next, payload, want) in cases {
+            assert_eq!(fate_of(&mut core, v6_packet(next, &payload)), want, "{name}");
+        }
+    }
+
+    /// RFC 8200 §4.3: hop-by-hop options must immediately follow the IPv6 header, also
+    /// when an atomic fragment header comes first (the walk once forgot that it had seen
+    /// a header when the header was an atomic fragment's).
+    #[test]
+    fn hop_by_hop_after_an_atomic_fragment_is_dropped() {
+        let payload = [&[ext::HOP_BY_HOP, 0, 0, 0, 0, 0, 0, 7][..], &options_header(6, 1), &[0; 20]].concat();
+        let mut core = IpCore::new(IpConfig::default(), 1, 1);
+        assert_eq!(fate_of(&mut core, v6_packet(ext::FRAGMENT, &payload)), Fate::BadExtHeader);
+    }
+
+    /// Two fragments (with destination options after the fragment header, in the
+    /// fragmentable part) are reassembled and handed on after those options.
+    #[test]
+    fn ipv6_fragments_are_reassembled_past_their_options() {
+        let body = [&options_header(6, 1)[..], &[0xab; 40]].concat();
+        let frag = |offset: u16, more: bool, data: &[u8]| {
+            let fo = (offset << 3) | u16::from(more);
+            let [a, b] = fo.to_be_bytes();
+            v6_packet(ext::FRAGMENT, &[&[ext::DEST_OPTS, 0, a, b, 0, 0, 0, 9][..], data].concat())
+        };
+        let mut core = IpCore::new(IpConfig::default(), 1, 1);
+        let mut out = IpOutput::default();
+        core.handle_packet(Instant::now(), frag(0, true, &body[..24]), &Pool::default(), &mut out);
+        assert!(out.deliver.is_empty() && out.tx.is_empty());
+        assert_eq!(fate_of(&mut core, frag(3, false, &body[24..])), Fate::Tcp { start: 8 });
     }
 
     /// An IPv4 echo request from 10.0.0.1 to 10.0.0.2 with sequence number `seq`.
