@@ -40,6 +40,22 @@ pub type TxFn<'a> = dyn FnMut(IpAddr, IpAddr, &TcpRepr, &[u8]) + 'a;
 /// [`TxFn`] with the IPv4 TTL / IPv6 hop limit of the segment's connection.
 pub(crate) type TtlTxFn<'a> = dyn FnMut(IpAddr, IpAddr, u8, &TcpRepr, &[u8]) + 'a;
 
+/// The endpoint's bookkeeping on one connection, so that each list and count holds it at
+/// most once and lets it go exactly once (`Endpoint::after`, `Endpoint::remove`).
+#[derive(Debug, Default)]
+pub(crate) struct Marks {
+    /// Counted in its listener's and the endpoint's half-open totals.
+    pub half_open_counted: bool,
+    /// Counted among the TIME-WAIT connections.
+    pub tw_counted: bool,
+    /// Queued in `dirty` (it may have segments to send).
+    pub in_dirty: bool,
+    /// Queued in `rx_ready` (data held back for the application).
+    pub in_rx_ready: bool,
+    /// The deadline last queued in `timer_updates` (a new one is queued only on change).
+    pub reported_deadline: Option<Instant>,
+}
+
 #[derive(Debug)]
 struct Listener {
     backlog: usize,
@@ -451,7 +467,7 @@ impl Endpoint {
         let iss = self.isn.isn(now, local, remote);
         let mut tcb =
             Tcb::new_passive(id, local, remote, iss, self.isn.ts_offset(local, remote), now, &self.cfg, lid, syn);
-        tcb.half_open_counted = true;
+        tcb.marks.half_open_counted = true;
         tcb.ttl = ttl;
         self.conns.insert(id, Box::new(tcb));
         self.tuples.insert((local, remote), id);
@@ -689,7 +705,7 @@ impl Endpoint {
         }
         while let Some(id) = self.dirty.pop_front() {
             let Some(t) = self.conns.get_mut(&id) else { continue };
-            t.in_dirty = false;
+            t.marks.in_dirty = false;
             let (l, r, ttl) = (t.local.ip(), t.remote.ip(), t.ttl);
             let mut ctx = ctx!(self);
             t.poll_transmit(now, &mut ctx, &mut |repr, payload| tx(l, r, ttl, repr, payload));
@@ -716,7 +732,7 @@ impl Endpoint {
             }
             let id = self.rx_ready.pop_front()?;
             let Some(t) = self.conns.get_mut(&id) else { continue };
-            t.in_rx_ready = false;
+            t.marks.in_rx_ready = false;
             if t.release_rx(false) {
                 while let Some(e) = t.events.pop_front() {
                     self.events.push_back(Event::Conn(id, e));
@@ -844,8 +860,8 @@ impl Endpoint {
         if t.just_established {
             t.just_established = false;
             let free = self.cfg.send_buf;
-            if t.half_open_counted {
-                t.half_open_counted = false;
+            if t.marks.half_open_counted {
+                t.marks.half_open_counted = false;
                 self.half_open_total = self.half_open_total.saturating_sub(1);
                 if let Some(l) = t.listener.and_then(|l| self.listeners.get_mut(&l)) {
                     l.half_open = l.half_open.saturating_sub(1);
@@ -868,20 +884,20 @@ impl Endpoint {
         while let Some(e) = t.events.pop_front() {
             self.events.push_back(Event::Conn(id, e));
         }
-        if t.rx_pending() && !t.in_rx_ready {
-            t.in_rx_ready = true;
+        if t.rx_pending() && !t.marks.in_rx_ready {
+            t.marks.in_rx_ready = true;
             self.rx_ready.push_back(id);
         }
-        if t.state == State::TimeWait && !t.tw_counted {
+        if t.state == State::TimeWait && !t.marks.tw_counted {
             if self.time_wait_count < self.cfg.max_time_wait {
                 self.time_wait_count += 1;
-                t.tw_counted = true;
+                t.marks.tw_counted = true;
             } else if mark_dirty && t.wants_transmit() {
                 // No TIME-WAIT slot, but the ACK of the peer's FIN is not sent yet: keep
                 // the TCB until poll_transmit has sent it (its `after` call, with
                 // `mark_dirty` false, lands in the branch below). Not counted meanwhile.
-                if !t.in_dirty {
-                    t.in_dirty = true;
+                if !t.marks.in_dirty {
+                    t.marks.in_dirty = true;
                     self.dirty.push_back(id);
                 }
             } else {
@@ -908,13 +924,13 @@ impl Endpoint {
             self.remove(id);
             return;
         }
-        if mark_dirty && !t.in_dirty && t.wants_transmit() {
-            t.in_dirty = true;
+        if mark_dirty && !t.marks.in_dirty && t.wants_transmit() {
+            t.marks.in_dirty = true;
             self.dirty.push_back(id);
         }
         let d = t.deadline();
-        if d != t.reported_deadline {
-            t.reported_deadline = d;
+        if d != t.marks.reported_deadline {
+            t.marks.reported_deadline = d;
             self.timer_updates.push_back((id, d));
         }
     }
@@ -949,16 +965,16 @@ impl Endpoint {
         self.tuples.remove(&(t.local, t.remote));
         shrink_if_sparse(&mut self.conns);
         shrink_if_sparse(&mut self.tuples);
-        if t.tw_counted {
+        if t.marks.tw_counted {
             self.time_wait_count = self.time_wait_count.saturating_sub(1);
         }
-        if t.half_open_counted {
+        if t.marks.half_open_counted {
             self.half_open_total = self.half_open_total.saturating_sub(1);
             if let Some(l) = t.listener.and_then(|l| self.listeners.get_mut(&l)) {
                 l.half_open = l.half_open.saturating_sub(1);
             }
         }
-        if t.reported_deadline.is_some() {
+        if t.marks.reported_deadline.is_some() {
             self.timer_updates.push_back((id, None));
         }
     }

@@ -108,7 +108,7 @@ impl Tcb {
         }
         self.last_recv = now;
         self.keepalive_probes = 0;
-        self.keepalive_at = None;
+        self.timers.keepalive = None;
         // Fourth: SYN in a synchronized state -> challenge ACK (RFC 5961 §4.2).
         if r.flags.syn {
             self.challenge_ack(now, ctx.stats);
@@ -241,7 +241,7 @@ impl Tcb {
         }
         if self.state == State::TimeWait && f.fin {
             // §3.10.7.4: a retransmitted FIN restarts the 2*MSL timer.
-            self.close_at = Some(now + self.msl * 2);
+            self.timers.close = Some(now + self.msl * 2);
         }
         // RFC 2883 §4: data entirely below RCV.NXT was received twice: report it.
         let data_end = r.seq.wrapping_add(payload.len() as u32);
@@ -365,7 +365,7 @@ impl Tcb {
             State::FinWait1 => {
                 self.state = State::FinWait2;
                 if self.orphaned {
-                    self.close_at = Some(now + self.msl * 2);
+                    self.timers.close = Some(now + self.msl * 2);
                 }
             }
             State::Closing => self.enter_time_wait(now),
@@ -530,8 +530,8 @@ impl Tcb {
         self.rto_repeated = false;
         // RFC 6298 §5.3: restart the timer for the remaining data; RFC 8985 §7.2: re-arm
         // the probe timer likewise.
-        self.rto_at = None;
-        self.pto_at = None;
+        self.timers.rto = None;
+        self.timers.pto = None;
         if data_acked > 0 {
             self.push_event(SocketEvent::SendCredit(data_acked));
         }
@@ -571,8 +571,8 @@ impl Tcb {
             self.unacked_bytes += data.len();
             if self.unacked_bytes >= 2 * self.rcv_mss_est {
                 self.ack_now = true;
-            } else if self.delack_at.is_none() {
-                self.delack_at = Some(now + self.delayed_ack);
+            } else if self.timers.delack.is_none() {
+                self.timers.delack = Some(now + self.delayed_ack);
             }
         } else {
             self.snapshot_pending_ack(now, ctx.epoch);
@@ -631,7 +631,7 @@ impl Tcb {
                 }
             }
             State::FinWait2 => self.enter_time_wait(now),
-            State::TimeWait => self.close_at = Some(now + self.msl * 2),
+            State::TimeWait => self.timers.close = Some(now + self.msl * 2),
             _ => {}
         }
     }

@@ -139,12 +139,8 @@ pub struct Tcb {
     pub(crate) just_established: bool,
     /// Set by the endpoint before each segment: the listener's accept queue has room.
     pub(crate) accept_room: bool,
-    pub(crate) half_open_counted: bool,
-    pub(crate) tw_counted: bool,
-    pub(crate) in_dirty: bool,
-    /// Queued in the endpoint's `rx_ready` (data held back for the application).
-    pub(crate) in_rx_ready: bool,
-    pub(crate) reported_deadline: Option<Instant>,
+    /// What the endpoint keeps about this connection in its own lists and counts.
+    pub(crate) marks: super::endpoint::Marks,
     pub(crate) events: VecDeque<SocketEvent>,
     /// One control segment (RST) to send before anything else.
     pub(crate) rst_out: Option<TcpRepr>,
@@ -247,28 +243,19 @@ pub struct Tcb {
     last_data_sent: Option<Instant>,
 
     // --- timers
-    rto_at: Option<Instant>,
-    /// RACK reordering timer (RFC 8985 §6.3).
-    rack_at: Option<Instant>,
-    /// Tail-loss probe timer (RFC 8985 §7.2).
-    pto_at: Option<Instant>,
-    persist_at: Option<Instant>,
+    timers: Timers,
     persist_backoff: u32,
     persist_probes: u32,
     force_send: bool,
-    delack_at: Option<Instant>,
-    /// Spends the congestion controller's pacing rate (`pacing`); `pace_at`: when the
+    /// Spends the congestion controller's pacing rate (`pacing`); `timers.pace`: when the
     /// credit it ran out of is back (new data or retransmissions are waiting for it).
     pacer: Pacer,
-    pace_at: Option<Instant>,
     /// The rate `poll_transmit` paces at this time (bytes/s, floored), if any.
     pace_rate: Option<f64>,
     keepalive: Option<Duration>,
-    keepalive_at: Option<Instant>,
     keepalive_probes: u32,
     send_keepalive: bool,
     last_recv: Instant,
-    close_at: Option<Instant>,
 
     // --- ACK generation
     syn_pending: bool,
@@ -360,6 +347,36 @@ pub(crate) fn ooo_cap(cfg: &TcpConfig, our_mss: usize) -> usize {
     cfg.max_ooo_bytes.max(2 * (our_mss + super::reassembly::ENTRY_OVERHEAD))
 }
 
+/// When each of a connection's timers is due (None: not armed). `Tcb::update_timers`
+/// re-establishes their invariants after every change; the endpoint's wheel wants only the
+/// earliest (`Tcb::deadline`).
+#[derive(Debug, Default, Clone, Copy)]
+struct Timers {
+    /// Retransmission timeout (RFC 6298 §5): armed iff data or a SYN/FIN is in flight.
+    rto: Option<Instant>,
+    /// RACK reordering timer (RFC 8985 §6.3).
+    rack: Option<Instant>,
+    /// Tail-loss probe timer (RFC 8985 §7.2).
+    pto: Option<Instant>,
+    /// Zero-window probe / SWS override (RFC 9293 §3.8.6.1).
+    persist: Option<Instant>,
+    /// Delayed ACK (RFC 5681 §4.2: under 500 ms).
+    delack: Option<Instant>,
+    /// Pacing: when the credit the sender ran out of is back.
+    pace: Option<Instant>,
+    /// Keep-alive probe of an idle connection (RFC 1122 §4.2.3.6).
+    keepalive: Option<Instant>,
+    /// The end of TIME-WAIT, or of an orphaned connection's FIN-WAIT-2 (2·MSL each).
+    close: Option<Instant>,
+}
+
+impl Timers {
+    fn earliest(&self) -> Option<Instant> {
+        let Timers { rto, rack, pto, persist, delack, pace, keepalive, close } = *self;
+        [rto, rack, pto, persist, delack, pace, keepalive, close].into_iter().flatten().min()
+    }
+}
+
 impl Tcb {
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -385,11 +402,7 @@ impl Tcb {
             announced: false,
             just_established: false,
             accept_room: true,
-            half_open_counted: false,
-            tw_counted: false,
-            in_dirty: false,
-            in_rx_ready: false,
-            reported_deadline: None,
+            marks: Default::default(),
             events: VecDeque::new(),
             rst_out: None,
             iss,
@@ -450,23 +463,16 @@ impl Tcb {
             retries: 0,
             syn_retransmitted: false,
             last_data_sent: None,
-            rto_at: None,
-            rack_at: None,
-            pto_at: None,
-            persist_at: None,
+            timers: Timers::default(),
             persist_backoff: 0,
             persist_probes: 0,
             force_send: false,
-            delack_at: None,
             pacer: Pacer::new(cfg.pacing),
-            pace_at: None,
             pace_rate: None,
             keepalive: cfg.keepalive.map(|d| d.clamp(Duration::from_secs(1), Duration::from_secs(365 * 24 * 3600))),
-            keepalive_at: None,
             keepalive_probes: 0,
             send_keepalive: false,
             last_recv: now,
-            close_at: None,
             syn_pending: true,
             ack_now: false,
             ooo_ack_pending: false,
@@ -660,13 +666,13 @@ impl Tcb {
         }
         self.push_event(SocketEvent::Closed);
         self.state = State::Closed;
-        self.rto_at = None;
-        self.rack_at = None;
-        self.pto_at = None;
-        self.persist_at = None;
-        self.delack_at = None;
-        self.keepalive_at = None;
-        self.close_at = None;
+        self.timers.rto = None;
+        self.timers.rack = None;
+        self.timers.pto = None;
+        self.timers.persist = None;
+        self.timers.delack = None;
+        self.timers.keepalive = None;
+        self.timers.close = None;
         self.ooo.clear();
     }
 
@@ -734,12 +740,12 @@ impl Tcb {
     fn enter_time_wait(&mut self, now: Instant) {
         self.state = State::TimeWait;
         // M-13: 2*MSL.
-        self.close_at = Some(now + self.msl * 2);
-        self.rto_at = None;
-        self.rack_at = None;
-        self.pto_at = None;
-        self.persist_at = None;
-        self.keepalive_at = None;
+        self.timers.close = Some(now + self.msl * 2);
+        self.timers.rto = None;
+        self.timers.rack = None;
+        self.timers.pto = None;
+        self.timers.persist = None;
+        self.timers.keepalive = None;
         // Our FIN is acknowledged, so nothing is left to send or retransmit, and no new data
         // is accepted: give back what the send side and the out-of-order queue kept, so
         // that 2*MSL of TIME-WAIT costs little more than the TCB (a server that closes first
@@ -767,19 +773,7 @@ impl Tcb {
 
     /// The earliest deadline this connection wants.
     pub fn deadline(&self) -> Option<Instant> {
-        [
-            self.rto_at,
-            self.rack_at,
-            self.pto_at,
-            self.persist_at,
-            self.delack_at,
-            self.pace_at,
-            self.keepalive_at,
-            self.close_at,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        self.timers.earliest()
     }
 
     /// Re-establish the timer invariants after any change.
@@ -789,26 +783,23 @@ impl Tcb {
             self.rtx.check(self.snd_una, self.snd_max);
         }
         if matches!(self.state, State::Closed | State::TimeWait | State::Listen) {
-            self.rto_at = None;
-            self.rack_at = None;
-            self.pto_at = None;
-            self.persist_at = None;
-            self.pace_at = None;
-            self.keepalive_at = None;
-            if self.state == State::Closed {
-                self.delack_at = None;
-                self.close_at = None;
+            // A closed connection wants nothing more; TIME-WAIT keeps only its delayed ACK
+            // and its end.
+            let Timers { delack, close, .. } = self.timers;
+            self.timers = Timers::default();
+            if self.state != State::Closed {
+                self.timers = Timers { delack, close, ..Timers::default() };
             }
             return;
         }
         // Retransmission timer: runs iff something is in flight (RFC 6298 §5.1, §5.2).
         if self.snd_max != self.snd_una {
-            if self.rto_at.is_none() {
-                self.rto_at = Some(now + self.rtt.rto());
+            if self.timers.rto.is_none() {
+                self.timers.rto = Some(now + self.rtt.rto());
             }
         } else {
-            self.rto_at = None;
-            self.rack_at = None;
+            self.timers.rto = None;
+            self.timers.rack = None;
         }
         self.arm_pto(now);
         // Persist / SWS override timer.
@@ -816,15 +807,15 @@ impl Tcb {
         let unsent = seq::dist(self.snd_max, self.data_end()) > 0;
         let fin_unsent = self.fin_queued && self.fin_seq.is_none_or(|f| seq::le(self.snd_max, f));
         if synced && (unsent || fin_unsent) && self.snd_max == self.snd_una {
-            if self.persist_at.is_none() {
+            if self.timers.persist.is_none() {
                 let mut d = self.rtt.rto();
                 for _ in 0..self.persist_backoff.min(16) {
                     d = d.saturating_mul(2);
                 }
-                self.persist_at = Some(now + d.min(self.rtt_max()));
+                self.timers.persist = Some(now + d.min(self.rtt_max()));
             }
         } else {
-            self.persist_at = None;
+            self.timers.persist = None;
         }
         // Keep-alive: only for idle synchronized connections (M-26).
         match self.keepalive {
@@ -833,12 +824,12 @@ impl Tcb {
                     // Idle time counts from the last segment received; a later deadline set
                     // when the timer found the connection busy (now + idle) is kept.
                     let at = self.last_recv + idle;
-                    self.keepalive_at = Some(self.keepalive_at.map_or(at, |t| t.max(at)));
-                } else if self.keepalive_at.is_none() {
-                    self.keepalive_at = Some(now + idle.min(KEEPALIVE_INTERVAL_MAX));
+                    self.timers.keepalive = Some(self.timers.keepalive.map_or(at, |t| t.max(at)));
+                } else if self.timers.keepalive.is_none() {
+                    self.timers.keepalive = Some(now + idle.min(KEEPALIVE_INTERVAL_MAX));
                 }
             }
-            _ => self.keepalive_at = None,
+            _ => self.timers.keepalive = None,
         }
     }
 
@@ -854,38 +845,38 @@ impl Tcb {
     // ------------------------------------------------------------------------------------
 
     pub(crate) fn handle_timeout(&mut self, now: Instant, ctx: &mut Ctx) {
-        if self.pace_at.is_some_and(|t| t <= now) {
-            self.pace_at = None; // the transmit that follows spends the credit
+        if self.timers.pace.is_some_and(|t| t <= now) {
+            self.timers.pace = None; // the transmit that follows spends the credit
         }
-        if self.close_at.is_some_and(|t| t <= now) {
-            self.close_at = None;
+        if self.timers.close.is_some_and(|t| t <= now) {
+            self.timers.close = None;
             if matches!(self.state, State::TimeWait | State::FinWait2) {
                 self.close_with(None);
                 return;
             }
         }
-        if self.pto_at.is_some_and(|t| t <= now) {
+        if self.timers.pto.is_some_and(|t| t <= now) {
             // The probe goes first; the retransmission timer restarts after it (RFC 8985
             // §7.3), so a probe and a timeout due together are one probe.
-            self.pto_at = None;
+            self.timers.pto = None;
             self.tlp_fire = true;
-            if self.rto_at.is_some_and(|t| t <= now) {
-                self.rto_at = Some(now + self.rtt.rto());
+            if self.timers.rto.is_some_and(|t| t <= now) {
+                self.timers.rto = Some(now + self.rtt.rto());
             }
         }
-        if self.rto_at.is_some_and(|t| t <= now) {
-            self.rto_at = None;
+        if self.timers.rto.is_some_and(|t| t <= now) {
+            self.timers.rto = None;
             self.on_rto(now, ctx);
             if self.state == State::Closed {
                 return;
             }
         }
-        if self.rack_at.is_some_and(|t| t <= now) {
-            self.rack_at = None;
+        if self.timers.rack.is_some_and(|t| t <= now) {
+            self.timers.rack = None;
             self.on_rack_timer(now, ctx);
         }
-        if self.persist_at.is_some_and(|t| t <= now) {
-            self.persist_at = None;
+        if self.timers.persist.is_some_and(|t| t <= now) {
+            self.timers.persist = None;
             self.persist_probes += 1;
             // `persist_backoff` counts probes since the window closed; answers that keep it
             // closed do not reset it.
@@ -897,17 +888,17 @@ impl Tcb {
             self.persist_backoff = self.persist_backoff.saturating_add(1);
             self.force_send = true;
         }
-        if self.delack_at.is_some_and(|t| t <= now) {
-            self.delack_at = None;
+        if self.timers.delack.is_some_and(|t| t <= now) {
+            self.timers.delack = None;
             self.ack_now = true;
         }
-        if self.keepalive_at.is_some_and(|t| t <= now) {
-            self.keepalive_at = None;
+        if self.timers.keepalive.is_some_and(|t| t <= now) {
+            self.timers.keepalive = None;
             let idle = self.snd_una == self.snd_max && self.sndbuf.is_empty();
             if !idle {
                 // Busy (data in flight or queued): try again a full idle time from now, as
                 // Linux's tcp_keepalive_timer. `last_recv + idle` is already past.
-                self.keepalive_at = self.keepalive.map(|d| now + d);
+                self.timers.keepalive = self.keepalive.map(|d| now + d);
             } else {
                 self.keepalive_probes += 1;
                 if self.keepalive_probes > KEEPALIVE_PROBES {
@@ -1007,8 +998,8 @@ impl Tcb {
                     return;
                 }
                 self.shutdown_write(now);
-                if self.state == State::FinWait2 && self.close_at.is_none() {
-                    self.close_at = Some(now + self.msl * 2);
+                if self.state == State::FinWait2 && self.timers.close.is_none() {
+                    self.timers.close = Some(now + self.msl * 2);
                 }
             }
             AppCommand::Abort => {
@@ -1022,7 +1013,7 @@ impl Tcb {
                 // Clamp so deadline arithmetic can never overflow.
                 self.keepalive = k.map(|d| d.clamp(Duration::from_secs(1), Duration::from_secs(365 * 24 * 3600)));
                 self.keepalive_probes = 0;
-                self.keepalive_at = None;
+                self.timers.keepalive = None;
             }
         }
     }

@@ -139,7 +139,7 @@ impl Tcb {
             self.last_ack_sent = self.rcv_nxt;
             self.ack_now = false;
             self.ooo_ack_pending = false;
-            self.delack_at = None;
+            self.timers.delack = None;
             self.unacked_bytes = 0;
         }
         TcpRepr {
@@ -200,10 +200,10 @@ impl Tcb {
             self.rtx.push(seq::max(s, self.snd_max), end, now, stamp);
             self.snd_max = end;
             // RFC 8985 §7.2: new data re-arms the probe timer.
-            self.pto_at = None;
+            self.timers.pto = None;
         }
-        if self.rto_at.is_none() {
-            self.rto_at = Some(now + self.rtt.rto());
+        if self.timers.rto.is_none() {
+            self.timers.rto = Some(now + self.rtt.rto());
         }
         stamp
     }
@@ -232,7 +232,7 @@ impl Tcb {
         }
         let opts = self.options(now, ctx.epoch, false);
         self.dsack_out = None;
-        self.pace_at = None; // set again if pacing stops a send below
+        self.timers.pace = None; // set again if pacing stops a send below
         self.pace_rate = self
             .cc
             .pacing_rate()
@@ -304,8 +304,8 @@ impl Tcb {
             ctx.stats.retransmits += 1;
             self.counters.retransmits += 1;
         }
-        if self.rto_at.is_none() {
-            self.rto_at = Some(now + self.rtt.rto());
+        if self.timers.rto.is_none() {
+            self.timers.rto = Some(now + self.rtt.rto());
         }
     }
 
@@ -331,7 +331,7 @@ impl Tcb {
             self.rtx.truncate(old_max);
         }
         // The probe is not "in flight" for the RTO; the persist timer covers it.
-        self.rto_at = None;
+        self.timers.rto = None;
         self.update_timers(now);
         sent
     }
@@ -359,13 +359,13 @@ impl Tcb {
     }
 
     /// Whether pacing lets a segment leave now (always, without a pacing rate); if not,
-    /// `pace_at` is when it will (`pacing`).
+    /// `timers.pace` is when it will (`pacing`).
     fn pace(&mut self, now: Instant) -> bool {
         let Some(rate) = self.pace_rate else { return true };
         if self.pacer.ready(now, rate, self.smss()) {
             return true;
         }
-        self.pace_at = Some(now + self.pacer.wait(rate));
+        self.timers.pace = Some(now + self.pacer.wait(rate));
         false
     }
 
@@ -423,7 +423,7 @@ impl Tcb {
         ctx.stats.tlp_probes += 1;
         self.tlp.end_seq = Some(self.snd_max);
         // RFC 8985 §7.3: the retransmission timer restarts after a probe.
-        self.rto_at = Some(now + self.rtt.rto());
+        self.timers.rto = Some(now + self.rtt.rto());
         true
     }
 

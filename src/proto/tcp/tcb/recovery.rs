@@ -131,7 +131,7 @@ impl Tcb {
             }
             return;
         }
-        self.rack_at = None;
+        self.timers.rack = None;
         let Some((_, _, rack_end)) = self.rack.xmit else { return };
         let below = self.rtx.fack().map_or(rack_end, |f| seq::max(f, rack_end));
         let dupthresh = self.rtx.sacked_bytes() >= DUPACK_THRESHOLD as usize * self.smss();
@@ -153,7 +153,7 @@ impl Tcb {
             i += 1;
         }
         // RFC 8985 §6.3: re-check when the earliest candidate's window expires.
-        self.rack_at = wait.map(|w| now + w);
+        self.timers.rack = wait.map(|w| now + w);
     }
 
     /// The RACK reordering timer fired (RFC 8985 §6.3).
@@ -176,7 +176,7 @@ impl Tcb {
         self.recover = Some(self.snd_max);
         self.rtt_timing = None;
         self.tlp = Tlp::default();
-        self.pto_at = None;
+        self.timers.pto = None;
         ctx.stats.fast_retransmits += 1;
     }
 
@@ -210,8 +210,8 @@ impl Tcb {
         self.dupacks = 0;
         self.reno_sacked = 0;
         self.tlp = Tlp::default();
-        self.rack_at = None;
-        self.pto_at = None;
+        self.timers.rack = None;
+        self.timers.pto = None;
     }
 
     /// Remember the window to restore if this episode proves spurious. A timeout inside
@@ -333,14 +333,14 @@ impl Tcb {
             && self.rtx.sacked_bytes() == 0
             && self.state.can_send_data();
         if !eligible {
-            self.pto_at = None;
+            self.timers.pto = None;
             return;
         }
-        if self.pto_at.is_some() {
+        if self.timers.pto.is_some() {
             return;
         }
         let segs = seq::dist(self.snd_una, self.snd_max).div_ceil(self.smss().max(1));
         let at = now + rack::pto(self.rtt.srtt, segs);
-        self.pto_at = Some(self.rto_at.map_or(at, |rto| at.min(rto)));
+        self.timers.pto = Some(self.timers.rto.map_or(at, |rto| at.min(rto)));
     }
 }
