@@ -280,7 +280,6 @@ struct Io<'a> {
     nh_field: usize,
 }
 
-/// A transport payload on its way up: `buf[start..end]` from `src` to `dst`.
 /// What an IPv6 packet's fixed header said, carried along its extension headers.
 struct V6Meta {
     src: IpAddr,
@@ -297,6 +296,7 @@ impl V6Meta {
     }
 }
 
+/// A transport payload on its way up: `buf[start..end]` from `src` to `dst`.
 struct Up {
     src: IpAddr,
     dst: IpAddr,
@@ -651,30 +651,17 @@ impl IpCore {
         kind: u8,
         first: bool,
     ) -> Option<(u8, usize)> {
-        // RFC 8200 §4.3: hop-by-hop options only directly after the IPv6 header.
-        let misplaced = kind == ext::HOP_BY_HOP && !first;
-        let header = buf.get(off..off + 2).map(|h| (h[0], (h[1] as usize + 1) * 8));
-        let Some((nh, hlen)) = header.filter(|&(_, l)| !misplaced && off + l <= buf.len()) else {
-            self.stats.rx_bad_ext_header += 1;
-            return None;
-        };
-        if kind == ext::ROUTING {
-            // We are a host: a routing header with segments left asks us to forward, which we
-            // do not (RFC 8200 §4.4 allows discarding).
-            if buf[off + 3] != 0 {
+        match option_header(buf, off, kind, first) {
+            Ok(h) => Some(h),
+            Err(ptr) => {
                 self.stats.rx_bad_ext_header += 1;
-                return None;
+                if let Some(pointer) = ptr {
+                    let tc = [icmp6::PARAM_PROBLEM, icmp6::CODE_UNRECOGNIZED_OPTION];
+                    self.icmp6_error(io, buf, tc, pointer as u32);
+                }
+                None
             }
-        } else if let Err(ptr) = check_options(&buf[off + 2..off + hlen]) {
-            self.stats.rx_bad_ext_header += 1;
-            if let Some(ptr) = ptr {
-                let pointer = (off + 2 + ptr) as u32;
-                let tc = [icmp6::PARAM_PROBLEM, icmp6::CODE_UNRECOGNIZED_OPTION];
-                self.icmp6_error(io, buf, tc, pointer);
-            }
-            return None;
         }
-        Some((nh, hlen))
     }
 
     /// A (non-atomic) fragment whose header is at `off` (already bounds-checked): into
@@ -703,19 +690,17 @@ impl IpCore {
         }
     }
 
-    /// Upper layer of a reassembled IPv6 datagram: skip destination options, then dispatch.
+    /// Upper layer of a reassembled IPv6 datagram: walk the headers of its fragmentable part,
+    /// then dispatch. They follow a fragment header, so hop-by-hop is misplaced there (RFC
+    /// 8200 §4.3); a header to be dropped is dropped without a parameter problem, since the
+    /// datagram cannot be quoted as it arrived.
     fn rx_v6_upper(&mut self, io: &mut Io, mut proto: u8, mut up: Up) {
         while proto == ext::DEST_OPTS || proto == ext::ROUTING || proto == ext::HOP_BY_HOP {
-            let Some(h) = up.buf.get(up.start..up.start + 2) else {
+            let Ok((nh, hlen)) = option_header(&up.buf[..up.end], up.start, proto, false) else {
                 self.stats.rx_bad_ext_header += 1;
                 return;
             };
-            let hlen = (h[1] as usize + 1) * 8;
-            if up.start + hlen > up.end {
-                self.stats.rx_bad_ext_header += 1;
-                return;
-            }
-            proto = h[0];
+            proto = nh;
             up.start += hlen;
         }
         self.rx_transport(io, proto, up);
@@ -1306,6 +1291,29 @@ fn write_udp(b: &mut [u8], src: IpAddr, dst: IpAddr, sport: u16, dport: u16, dat
     b[6..8].copy_from_slice(&c.to_be_bytes());
 }
 
+/// The hop-by-hop, destination-options or routing header (`kind`) at `buf[off..]`: its
+/// next header and length. `Err(Some(pointer))`: drop, with a parameter problem pointing at
+/// byte `pointer` of `buf` (RFC 8200 §4.2: the option's type); `Err(None)`: drop silently.
+fn option_header(buf: &[u8], off: usize, kind: u8, first: bool) -> Result<(u8, usize), Option<usize>> {
+    // RFC 8200 §4.3: hop-by-hop options only directly after the IPv6 header.
+    let misplaced = kind == ext::HOP_BY_HOP && !first;
+    let header = buf.get(off..off + 2).map(|h| (h[0], (h[1] as usize + 1) * 8));
+    // The length is at least 8, so a routing header's segments-left byte is inside.
+    let Some((nh, hlen)) = header.filter(|&(_, l)| !misplaced && off + l <= buf.len()) else {
+        return Err(None);
+    };
+    if kind == ext::ROUTING {
+        // We are a host: a routing header with segments left asks us to forward, which we
+        // do not (RFC 8200 §4.4 allows discarding).
+        if buf[off + 3] != 0 {
+            return Err(None);
+        }
+    } else {
+        check_options(&buf[off + 2..off + hlen]).map_err(|ptr| ptr.map(|p| off + 2 + p))?;
+    }
+    Ok((nh, hlen))
+}
+
 /// Check the TLV options of a hop-by-hop or destination options header (RFC 8200 §4.2).
 /// `Err(Some(offset))` asks for a parameter problem pointing at the option; `Err(None)`
 /// discards silently.
@@ -1396,6 +1404,10 @@ mod tests {
             (v6_packet(253, &[0; 8]), 6u32),
             // destination options (PadN filling 8 bytes), then protocol 253
             (v6_packet(60, &[253, 0, 1, 4, 0, 0, 0, 0, 0, 0, 0, 0]), 40),
+            // an atomic fragment (RFC 6946), then protocol 253
+            (v6_packet(44, &[253, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0]), 40),
+            // destination options, an atomic fragment, then protocol 253
+            (v6_packet(60, &[44, 0, 1, 4, 0, 0, 0, 0, 253, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0]), 48),
         ] {
             let mut core = IpCore::new(IpConfig::default(), 1, 1);
             let mut out = IpOutput::default();
@@ -1476,6 +1488,13 @@ mod tests {
             ),
             ("routing, 1 segment left", ext::ROUTING, cat(&[&[6, 0, 0, 1, 0, 0, 0, 0], &tcp]), Fate::BadExtHeader),
             ("atomic fragment", ext::FRAGMENT, cat(&[&[6, 0, 0, 0, 0, 0, 0, 7], &tcp]), Fate::Tcp { start: 48 }),
+            (
+                "atomic fragment, reserved bits set",
+                ext::FRAGMENT,
+                cat(&[&[6, 0xff, 0, 6, 0, 0, 0, 7], &tcp]),
+                Fate::Tcp { start: 48 },
+            ),
+            ("routing header shorter than 8 bytes", ext::ROUTING, vec![6, 0, 0], Fate::BadExtHeader),
             ("truncated options", ext::HOP_BY_HOP, vec![6], Fate::BadExtHeader),
             ("options longer than the packet", ext::HOP_BY_HOP, vec![6, 1, PADN, 4, 0, 0, 0, 0], Fate::BadExtHeader),
             ("truncated fragment header", ext::FRAGMENT, vec![6, 0, 0, 1], Fate::BadExtHeader),
@@ -1501,16 +1520,44 @@ mod tests {
     #[test]
     fn ipv6_fragments_are_reassembled_past_their_options() {
         let body = [&options_header(6, 1)[..], &[0xab; 40]].concat();
-        let frag = |offset: u16, more: bool, data: &[u8]| {
-            let fo = (offset << 3) | u16::from(more);
-            let [a, b] = fo.to_be_bytes();
-            v6_packet(ext::FRAGMENT, &[&[ext::DEST_OPTS, 0, a, b, 0, 0, 0, 9][..], data].concat())
-        };
+        let frag = |offset, more, data: &[u8]| v6_fragment(ext::DEST_OPTS, offset, more, data);
         let mut core = IpCore::new(IpConfig::default(), 1, 1);
         let mut out = IpOutput::default();
         core.handle_packet(Instant::now(), frag(0, true, &body[..24]), &Pool::default(), &mut out);
         assert!(out.deliver.is_empty() && out.tx.is_empty());
         assert_eq!(fate_of(&mut core, frag(3, false, &body[24..])), Fate::Tcp { start: 8 });
+    }
+
+    /// The fragment `data` at `offset` (in 8-byte units) of datagram 9, whose fragmentable
+    /// part starts with header `nh`.
+    fn v6_fragment(nh: u8, offset: u16, more: bool, data: &[u8]) -> Vec<u8> {
+        let [a, b] = ((offset << 3) | u16::from(more)).to_be_bytes();
+        v6_packet(ext::FRAGMENT, &[&[nh, 0, a, b, 0, 0, 0, 9][..], data].concat())
+    }
+
+    /// A reassembled datagram's headers come after a fragment header: hop-by-hop there is
+    /// misplaced (RFC 8200 §4.3), and its options and routing header obey the same rules
+    /// as an unfragmented packet's (§4.2, §4.4). None can be quoted whole, so no parameter
+    /// problem: each is a counted drop.
+    #[test]
+    fn a_reassembled_datagrams_headers_are_checked() {
+        let tcp = [0u8; 20];
+        let cases: [(&str, u8, [u8; 8]); 4] = [
+            ("hop-by-hop", ext::HOP_BY_HOP, options_header(6, 1)),
+            ("unknown option, discard", ext::DEST_OPTS, options_header(6, 0x5e)),
+            ("unknown option, parameter problem", ext::DEST_OPTS, options_header(6, 0x9e)),
+            ("routing, 1 segment left", ext::ROUTING, [6, 0, 0, 1, 0, 0, 0, 0]),
+        ];
+        for (name, nh, header) in cases {
+            let body = [&header[..], &tcp].concat();
+            let mut core = IpCore::new(IpConfig::default(), 1, 1);
+            let mut out = IpOutput::default();
+            core.handle_packet(Instant::now(), v6_fragment(nh, 0, true, &body[..16]), &Pool::default(), &mut out);
+            assert!(out.deliver.is_empty() && out.tx.is_empty(), "{name}: first fragment");
+            let fate = fate_of(&mut core, v6_fragment(nh, 2, false, &body[16..]));
+            assert_eq!((name, fate), (name, Fate::BadExtHeader));
+            assert_eq!(core.stats.rx_reassembled, 1, "{name}");
+        }
     }
 
     /// An IPv4 echo request from 10.0.0.1 to 10.0.0.2 with sequence number `seq`.
@@ -1601,7 +1648,6 @@ mod tests {
         assert_eq!(ttls, [1, 7, 7, 7, 255, 64]);
     }
 
-    /// bind_any lets TCP to a foreign address through, nothing else.
     /// DHCP's datagrams (RFC 2131 §4.1): from 0.0.0.0 to 255.255.255.255, and back to
     /// 255.255.255.255 for a core with no IPv4 address; both reach a 0.0.0.0-bound socket.
     #[test]
@@ -1632,6 +1678,7 @@ mod tests {
         assert_eq!(client.stats.rx_not_ours + server.stats.rx_not_ours, 0);
     }
 
+    /// bind_any lets TCP to a foreign address through, nothing else.
     #[test]
     fn foreign_destination_only_for_tcp() {
         let pool = Pool::default();
