@@ -609,7 +609,7 @@ impl IpCore {
         loop {
             let hlen = match next {
                 ext::HOP_BY_HOP | ext::DEST_OPTS | ext::ROUTING => {
-                    let Some((nh, hlen)) = self.rx_v6_option_header(io, &buf, off, next, first) else {
+                    let Some((nh, hlen)) = self.rx_v6_option_header(io, &buf, off, next, first, meta.foreign) else {
                         return pool.recycle(buf);
                     };
                     next = nh;
@@ -642,7 +642,8 @@ impl IpCore {
 
     /// A hop-by-hop, destination-options or routing header at `off`: its next header and
     /// length, or `None` when the packet is to be dropped (counted; a parameter problem sent
-    /// for an option that asks for one).
+    /// for an option that asks for one, unless the packet is `foreign`: only TCP answers for
+    /// an address that is not ours).
     fn rx_v6_option_header(
         &mut self,
         io: &mut Io,
@@ -650,12 +651,13 @@ impl IpCore {
         off: usize,
         kind: u8,
         first: bool,
+        foreign: bool,
     ) -> Option<(u8, usize)> {
         match option_header(buf, off, kind, first) {
             Ok(h) => Some(h),
             Err(ptr) => {
                 self.stats.rx_bad_ext_header += 1;
-                if let Some(pointer) = ptr {
+                if let Some(pointer) = ptr.filter(|_| !foreign) {
                     let tc = [icmp6::PARAM_PROBLEM, icmp6::CODE_UNRECOGNIZED_OPTION];
                     self.icmp6_error(io, buf, tc, pointer as u32);
                 }
@@ -1558,6 +1560,20 @@ mod tests {
             assert_eq!((name, fate), (name, Fate::BadExtHeader));
             assert_eq!(core.stats.rx_reassembled, 1, "{name}");
         }
+    }
+
+    /// A packet to an address that is not ours passes only as TCP (`bind_any`): an option
+    /// that asks for a parameter problem gets none sent from that address.
+    #[test]
+    fn no_parameter_problem_from_a_foreign_address() {
+        let mut core = IpCore::new(IpConfig::default(), 1, 1);
+        core.accept_any_tcp = true;
+        for upper in [17u8, 6] {
+            let mut pkt = v6_packet(ext::HOP_BY_HOP, &[&options_header(upper, 0x9e)[..], &[0; 20]].concat());
+            pkt[24..40].copy_from_slice(&"2001:db8::99".parse::<Ipv6Addr>().unwrap().octets());
+            assert_eq!(fate_of(&mut core, pkt), Fate::BadExtHeader, "upper layer {upper}");
+        }
+        assert_eq!(core.stats.tx_icmp_errors, 0);
     }
 
     /// An IPv4 echo request from 10.0.0.1 to 10.0.0.2 with sequence number `seq`.
