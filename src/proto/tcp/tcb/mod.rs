@@ -783,8 +783,8 @@ impl Tcb {
             self.rtx.check(self.snd_una, self.snd_max);
         }
         if matches!(self.state, State::Closed | State::TimeWait | State::Listen) {
-            // A closed connection wants nothing more; TIME-WAIT keeps only its delayed ACK
-            // and its end.
+            // A closed connection wants nothing more; in TIME-WAIT and LISTEN only the
+            // delayed ACK and the close deadline stay.
             let Timers { delack, close, .. } = self.timers;
             self.timers = Timers::default();
             if self.state != State::Closed {
