@@ -1,0 +1,326 @@
+//! Unit tests of the IP core: IPv6 extension headers and their errors, offload trailers,
+//! echo rate limits, UDP TTL and broadcast, `bind_any`'s foreign destinations.
+
+use super::*;
+use crate::buf::Pool;
+
+fn v6_packet(next: u8, payload: &[u8]) -> Vec<u8> {
+    let mut b = vec![0u8; 40 + payload.len()];
+    let s: Ipv6Addr = "fd00::1".parse().unwrap();
+    let d: Ipv6Addr = "fd00::2".parse().unwrap();
+    wire::emit_ipv6_header(&mut b, s, d, IpProtocol::from(next), payload.len(), 64);
+    b[40..].copy_from_slice(payload);
+    b
+}
+
+/// RFC 8200 §4: an unknown upper-layer protocol gets a parameter problem (code 1) whose
+/// pointer names the Next Header field that carried it.
+#[test]
+fn unknown_next_header_pointer() {
+    let pool = Pool::default();
+    for (pkt, want) in [
+        (v6_packet(253, &[0; 8]), 6u32),
+        // destination options (PadN filling 8 bytes), then protocol 253
+        (v6_packet(60, &[253, 0, 1, 4, 0, 0, 0, 0, 0, 0, 0, 0]), 40),
+        // an atomic fragment (RFC 6946), then protocol 253
+        (v6_packet(44, &[253, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0]), 40),
+        // destination options, an atomic fragment, then protocol 253
+        (v6_packet(60, &[44, 0, 1, 4, 0, 0, 0, 0, 253, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0]), 48),
+    ] {
+        let mut core = IpCore::new(IpConfig::default(), 1, 1);
+        let mut out = IpOutput::default();
+        core.handle_packet(Instant::now(), pkt, &pool, &mut out);
+        assert_eq!(out.tx.len(), 1, "one ICMPv6 error");
+        let icmp = &out.tx[0][40..];
+        assert_eq!((icmp[0], icmp[1]), (icmp6::PARAM_PROBLEM, icmp6::CODE_UNRECOGNIZED_NEXT_HEADER));
+        assert_eq!(u32::from_be_bytes([icmp[4], icmp[5], icmp[6], icmp[7]]), want);
+    }
+}
+
+/// What the core did with one IPv6 packet.
+#[derive(Debug, PartialEq)]
+enum Fate {
+    /// Handed to TCP with its header at `start`.
+    Tcp { start: usize },
+    /// Dropped and counted in `rx_bad_ext_header`, nothing sent.
+    BadExtHeader,
+    /// A parameter problem (code 2) pointing at byte `pointer`.
+    ParamProblem { pointer: u32 },
+}
+
+fn fate_of(core: &mut IpCore, pkt: Vec<u8>) -> Fate {
+    let mut out = IpOutput::default();
+    let bad = core.stats.rx_bad_ext_header;
+    core.handle_packet(Instant::now(), pkt, &Pool::default(), &mut out);
+    if let [Deliver::Tcp { start, .. }] = &out.deliver[..] {
+        return Fate::Tcp { start: *start };
+    }
+    assert!(out.deliver.is_empty(), "delivered something else");
+    assert_eq!(core.stats.rx_bad_ext_header, bad + 1, "a drop is counted");
+    match &out.tx[..] {
+        [] => Fate::BadExtHeader,
+        [m] => {
+            assert_eq!((m[40], m[41]), (icmp6::PARAM_PROBLEM, icmp6::CODE_UNRECOGNIZED_OPTION));
+            Fate::ParamProblem { pointer: u32::from_be_bytes([m[44], m[45], m[46], m[47]]) }
+        }
+        more => panic!("{} packets sent", more.len()),
+    }
+}
+
+/// An 8-byte options header (hop-by-hop or destination) followed by `nh`: one option
+/// of type `opt` with 4 bytes of data.
+fn options_header(nh: u8, opt: u8) -> [u8; 8] {
+    [nh, 0, opt, 4, 0, 0, 0, 0]
+}
+
+/// RFC 8200 §4: the extension-header walk. Hop-by-hop only first; options whose type's
+/// high bits say so are skipped, discarded, or answered with a parameter problem naming
+/// them; a routing header with segments left is discarded (we do not forward); an atomic
+/// fragment is a whole datagram (RFC 6946); a truncated header is a counted drop.
+#[test]
+fn ipv6_extension_headers_are_walked_by_the_rfc() {
+    const PADN: u8 = 1;
+    let tcp = [0u8; 20];
+    let cat = |parts: &[&[u8]]| parts.concat();
+    let cases: Vec<(&str, u8, Vec<u8>, Fate)> = vec![
+        ("hop-by-hop", ext::HOP_BY_HOP, cat(&[&options_header(6, PADN), &tcp]), Fate::Tcp { start: 48 }),
+        (
+            "destination options, then hop-by-hop",
+            ext::DEST_OPTS,
+            cat(&[&options_header(ext::HOP_BY_HOP, PADN), &options_header(6, PADN), &tcp]),
+            Fate::BadExtHeader,
+        ),
+        ("unknown option, skip", ext::DEST_OPTS, cat(&[&options_header(6, 0x1e), &tcp]), Fate::Tcp { start: 48 }),
+        ("unknown option, discard", ext::DEST_OPTS, cat(&[&options_header(6, 0x5e), &tcp]), Fate::BadExtHeader),
+        (
+            "unknown option, parameter problem",
+            ext::HOP_BY_HOP,
+            cat(&[&options_header(6, 0x9e), &tcp]),
+            Fate::ParamProblem { pointer: 42 },
+        ),
+        ("routing, 0 segments left", ext::ROUTING, cat(&[&[6, 0, 0, 0, 0, 0, 0, 0], &tcp]), Fate::Tcp { start: 48 }),
+        ("routing, 1 segment left", ext::ROUTING, cat(&[&[6, 0, 0, 1, 0, 0, 0, 0], &tcp]), Fate::BadExtHeader),
+        ("atomic fragment", ext::FRAGMENT, cat(&[&[6, 0, 0, 0, 0, 0, 0, 7], &tcp]), Fate::Tcp { start: 48 }),
+        (
+            "atomic fragment, reserved bits set",
+            ext::FRAGMENT,
+            cat(&[&[6, 0xff, 0, 6, 0, 0, 0, 7], &tcp]),
+            Fate::Tcp { start: 48 },
+        ),
+        ("routing header shorter than 8 bytes", ext::ROUTING, vec![6, 0, 0], Fate::BadExtHeader),
+        ("truncated options", ext::HOP_BY_HOP, vec![6], Fate::BadExtHeader),
+        ("options longer than the packet", ext::HOP_BY_HOP, vec![6, 1, PADN, 4, 0, 0, 0, 0], Fate::BadExtHeader),
+        ("truncated fragment header", ext::FRAGMENT, vec![6, 0, 0, 1], Fate::BadExtHeader),
+    ];
+    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    for (name, next, payload, want) in cases {
+        assert_eq!(fate_of(&mut core, v6_packet(next, &payload)), want, "{name}");
+    }
+}
+
+/// RFC 8200 §4.3: hop-by-hop options must immediately follow the IPv6 header, also
+/// when an atomic fragment header comes first (the walk once forgot that it had seen
+/// a header when the header was an atomic fragment's).
+#[test]
+fn hop_by_hop_after_an_atomic_fragment_is_dropped() {
+    let payload = [&[ext::HOP_BY_HOP, 0, 0, 0, 0, 0, 0, 7][..], &options_header(6, 1), &[0; 20]].concat();
+    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    assert_eq!(fate_of(&mut core, v6_packet(ext::FRAGMENT, &payload)), Fate::BadExtHeader);
+}
+
+/// Two fragments (with destination options after the fragment header, in the
+/// fragmentable part) are reassembled and handed on after those options.
+#[test]
+fn ipv6_fragments_are_reassembled_past_their_options() {
+    let body = [&options_header(6, 1)[..], &[0xab; 40]].concat();
+    let frag = |offset, more, data: &[u8]| v6_fragment(ext::DEST_OPTS, offset, more, data);
+    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    let mut out = IpOutput::default();
+    core.handle_packet(Instant::now(), frag(0, true, &body[..24]), &Pool::default(), &mut out);
+    assert!(out.deliver.is_empty() && out.tx.is_empty());
+    assert_eq!(fate_of(&mut core, frag(3, false, &body[24..])), Fate::Tcp { start: 8 });
+}
+
+/// The fragment `data` at `offset` (in 8-byte units) of datagram 9, whose fragmentable
+/// part starts with header `nh`.
+fn v6_fragment(nh: u8, offset: u16, more: bool, data: &[u8]) -> Vec<u8> {
+    let [a, b] = ((offset << 3) | u16::from(more)).to_be_bytes();
+    v6_packet(ext::FRAGMENT, &[&[nh, 0, a, b, 0, 0, 0, 9][..], data].concat())
+}
+
+/// A reassembled datagram's headers come after a fragment header: hop-by-hop there is
+/// misplaced (RFC 8200 §4.3), and its options and routing header obey the same rules
+/// as an unfragmented packet's (§4.2, §4.4). None can be quoted whole, so no parameter
+/// problem: each is a counted drop.
+#[test]
+fn a_reassembled_datagrams_headers_are_checked() {
+    let tcp = [0u8; 20];
+    let cases: [(&str, u8, [u8; 8]); 4] = [
+        ("hop-by-hop", ext::HOP_BY_HOP, options_header(6, 1)),
+        ("unknown option, discard", ext::DEST_OPTS, options_header(6, 0x5e)),
+        ("unknown option, parameter problem", ext::DEST_OPTS, options_header(6, 0x9e)),
+        ("routing, 1 segment left", ext::ROUTING, [6, 0, 0, 1, 0, 0, 0, 0]),
+    ];
+    for (name, nh, header) in cases {
+        let body = [&header[..], &tcp].concat();
+        let mut core = IpCore::new(IpConfig::default(), 1, 1);
+        let mut out = IpOutput::default();
+        core.handle_packet(Instant::now(), v6_fragment(nh, 0, true, &body[..16]), &Pool::default(), &mut out);
+        assert!(out.deliver.is_empty() && out.tx.is_empty(), "{name}: first fragment");
+        let fate = fate_of(&mut core, v6_fragment(nh, 2, false, &body[16..]));
+        assert_eq!((name, fate), (name, Fate::BadExtHeader));
+        assert_eq!(core.stats.rx_reassembled, 1, "{name}");
+    }
+}
+
+/// A packet to an address that is not ours passes only as TCP (`bind_any`): an option
+/// that asks for a parameter problem gets none sent from that address.
+#[test]
+fn no_parameter_problem_from_a_foreign_address() {
+    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    core.accept_any_tcp = true;
+    for upper in [17u8, 6] {
+        let mut pkt = v6_packet(ext::HOP_BY_HOP, &[&options_header(upper, 0x9e)[..], &[0; 20]].concat());
+        pkt[24..40].copy_from_slice(&"2001:db8::99".parse::<Ipv6Addr>().unwrap().octets());
+        assert_eq!(fate_of(&mut core, pkt), Fate::BadExtHeader, "upper layer {upper}");
+    }
+    assert_eq!(core.stats.tx_icmp_errors, 0);
+}
+
+/// An IPv4 echo request from 10.0.0.1 to 10.0.0.2 with sequence number `seq`.
+fn v4_echo(seq: u16) -> Vec<u8> {
+    let mut b = vec![0u8; 20 + 16];
+    let h = Ipv4Header {
+        src: Ipv4Addr::new(10, 0, 0, 1),
+        dst: Ipv4Addr::new(10, 0, 0, 2),
+        proto: IpProtocol::Icmp,
+        ident: seq,
+        frag_offset: 0,
+        more_frags: false,
+        dont_frag: false,
+        ttl: 64,
+    };
+    wire::emit_ipv4_header(&mut b, &h, 16);
+    let m = &mut b[20..];
+    m[0] = icmp4::ECHO_REQUEST;
+    m[6..8].copy_from_slice(&seq.to_be_bytes());
+    let c = !wire::ones_sum(m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    b
+}
+
+/// For an offloading device every packet the core sends ends with the transmit
+/// trailer (`wire::gso`), added by the core, not the actor: an echo reply, a UDP
+/// datagram and each of its fragments.
+#[test]
+fn packets_for_an_offloading_device_carry_the_trailer() {
+    let pool = Pool::default();
+    let mut core = IpCore::new(IpConfig { tx_trailer: true, ..IpConfig::default() }, 1, 1);
+    let mut out = IpOutput::default();
+    core.handle_packet(Instant::now(), v4_echo(1), &pool, &mut out);
+    let from = "10.0.0.2:5000".parse().unwrap();
+    core.send_udp_ttl(from, "10.0.0.1:9".parse().unwrap(), &[7; 3000], 64, &pool, &mut out).unwrap();
+    assert_eq!(out.tx.len(), 4, "a reply and three fragments");
+    for p in &out.tx {
+        let ip_len = usize::from(u16::from_be_bytes([p[2], p[3]]));
+        assert_eq!((p.len(), p[p.len() - 1]), (ip_len + 1, wire::gso::TX_TRAILER_PLAIN));
+    }
+    assert_eq!(core.stats.tx_packets, 4);
+}
+
+/// Echo replies come from their own token bucket: a burst, then the rate.
+#[test]
+fn echo_replies_are_rate_limited() {
+    let pool = Pool::default();
+    let cfg = IpConfig { echo_rate: 1000, echo_burst: 50, ..IpConfig::default() };
+    let mut core = IpCore::new(cfg, 1, 1);
+    let t0 = Instant::now();
+    let mut out = IpOutput::default();
+    for i in 0..200 {
+        core.handle_packet(t0, v4_echo(i), &pool, &mut out);
+    }
+    assert_eq!(out.tx.len(), 50, "the burst");
+    assert_eq!(out.tx[0][20], icmp4::ECHO_REPLY);
+    assert_eq!(core.stats.echo_rate_limited, 150);
+    // 100 ms later: 100 more tokens, no more.
+    out.tx.clear();
+    for i in 0..200 {
+        core.handle_packet(t0 + Duration::from_millis(100), v4_echo(i), &pool, &mut out);
+    }
+    assert_eq!(out.tx.len(), 50, "refilled to the burst only");
+    // A flood spread over one second: at most rate·t + burst replies.
+    out.tx.clear();
+    let start = t0 + Duration::from_secs(10);
+    for i in 0..20_000u32 {
+        let now = start + Duration::from_micros(50 * i as u64);
+        core.handle_packet(now, v4_echo(i as u16), &pool, &mut out);
+    }
+    assert!(out.tx.len() <= 1000 + 50, "{}", out.tx.len());
+    assert!(out.tx.len() >= 1000, "{}", out.tx.len());
+    // ICMP errors keep their own budget.
+    assert_eq!(core.stats.icmp_rate_limited, 0);
+}
+
+/// A socket's TTL / hop limit reaches the header, fragments included; the default is 64.
+#[test]
+fn udp_ttl_is_the_callers() {
+    let (pool, mut out) = (Pool::default(), IpOutput::default());
+    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    let (v4, v6): (SocketAddr, SocketAddr) = ("10.0.0.1:33434".parse().unwrap(), "[fd00::1]:9".parse().unwrap());
+    core.send_udp_ttl("0.0.0.0:5000".parse().unwrap(), v4, &[0; 32], 1, &pool, &mut out).unwrap();
+    core.send_udp_ttl("0.0.0.0:5000".parse().unwrap(), v4, &[0; 3000], 7, &pool, &mut out).unwrap();
+    core.send_udp_ttl("[::]:5000".parse().unwrap(), v6, &[0; 32], 255, &pool, &mut out).unwrap();
+    core.send_udp("0.0.0.0:5000".parse().unwrap(), v4, &[0; 8], &pool, &mut out).unwrap();
+    let ttls: Vec<u8> = out.tx.iter().map(|p| if p[0] >> 4 == 4 { p[8] } else { p[7] }).collect();
+    assert_eq!(ttls, [1, 7, 7, 7, 255, 64]);
+}
+
+/// DHCP's datagrams (RFC 2131 §4.1): from 0.0.0.0 to 255.255.255.255, and back to
+/// 255.255.255.255 for a core with no IPv4 address; both reach a 0.0.0.0-bound socket.
+#[test]
+fn limited_broadcast_udp_both_ways() {
+    let any = |port| SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
+    let mut client = IpCore::new(IpConfig::default(), 1, 1);
+    client.set_v4(vec![], 24);
+    let (csock, _) = client.udp.bind(any(68)).unwrap();
+    let mut server = IpCore::new(IpConfig { v4: vec![Ipv4Addr::new(10, 0, 0, 1)], ..IpConfig::default() }, 2, 2);
+    let (ssock, _) = server.udp.bind(any(67)).unwrap();
+    fn exchange(from: &mut IpCore, to: &mut IpCore, src: std::net::SocketAddrV4, port: u16, want: UdpSockId) {
+        let pool = Pool::default();
+        let mut out = IpOutput::default();
+        let dst = std::net::SocketAddrV4::new(Ipv4Addr::BROADCAST, port);
+        from.send_udp_from(src, dst, b"dhcp", &pool, &mut out).unwrap();
+        let mut got = IpOutput::default();
+        to.handle_packet(Instant::now(), out.tx.pop().unwrap(), &pool, &mut got);
+        match got.deliver.pop() {
+            Some(Deliver::Udp { sock, from, buf, start, end, .. }) => {
+                assert_eq!((sock, from, &buf[start..end]), (want, SocketAddr::V4(src), &b"dhcp"[..]))
+            }
+            other => panic!("not delivered: {other:?}"),
+        }
+    }
+    let v4 = std::net::SocketAddrV4::new;
+    exchange(&mut client, &mut server, v4(Ipv4Addr::UNSPECIFIED, 68), 67, ssock);
+    exchange(&mut server, &mut client, v4(Ipv4Addr::new(10, 0, 0, 1), 67), 68, csock);
+    assert_eq!(client.stats.rx_not_ours + server.stats.rx_not_ours, 0);
+}
+
+/// bind_any lets TCP to a foreign address through, nothing else.
+#[test]
+fn foreign_destination_only_for_tcp() {
+    let pool = Pool::default();
+    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    core.accept_any_tcp = true;
+    let mut echo = vec![128u8, 0, 0, 0, 0, 1, 0, 1];
+    let mut pkt = v6_packet(58, &echo);
+    pkt[24..40].copy_from_slice(&"2001:db8::99".parse::<Ipv6Addr>().unwrap().octets());
+    let src: IpAddr = "fd00::1".parse().unwrap();
+    let dst: IpAddr = "2001:db8::99".parse().unwrap();
+    let c = wire::transport_checksum(src, dst, IpProtocol::Icmpv6, &echo);
+    echo[2..4].copy_from_slice(&c.to_be_bytes());
+    pkt[40..].copy_from_slice(&echo);
+    let mut out = IpOutput::default();
+    core.handle_packet(Instant::now(), pkt, &pool, &mut out);
+    assert!(out.tx.is_empty(), "no echo reply from a foreign address");
+    assert_eq!(core.stats.rx_not_ours, 1);
+}
