@@ -1066,6 +1066,14 @@ impl IpCore {
         if p.dst_addr().is_multicast() || p.src_addr().is_unspecified() {
             return; // RFC 4443 §2.4(e)
         }
+        // RFC 4443 §2.4(e.1): never about an ICMPv6 error message (types below 128, §2.1),
+        // found past the extension headers as Linux's `is_ineligible` finds it: a header in
+        // front of it may be what is wrong.
+        if let Some((_, _, 58, l4)) = parse_quoted(orig) {
+            if l4.first().is_none_or(|&t| t < icmp6::ECHO_REQUEST) {
+                return;
+            }
+        }
         if !self.icmp_bucket.take(io.now) {
             self.stats.icmp_rate_limited += 1;
             return;

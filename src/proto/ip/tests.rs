@@ -324,3 +324,20 @@ fn foreign_destination_only_for_tcp() {
     assert!(out.tx.is_empty(), "no echo reply from a foreign address");
     assert_eq!(core.stats.rx_not_ours, 1);
 }
+
+/// RFC 4443 §2.4(e.1): no ICMPv6 error about an ICMPv6 error, also when what is wrong is
+/// an option header in front of it (Linux's `icmp6_send` walks to the upper layer,
+/// `is_ineligible`). An echo request behind the same header still gets its problem.
+#[test]
+fn no_parameter_problem_about_an_icmpv6_error() {
+    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    // A destination unreachable (type 1) quoting something, behind hop-by-hop options
+    // with an option whose type asks for a parameter problem.
+    let unreachable = [&[icmp6::DEST_UNREACHABLE, 4, 0, 0, 0, 0, 0, 0][..], &[0x60; 48]].concat();
+    let pkt = v6_packet(ext::HOP_BY_HOP, &[&options_header(58, 0x9e)[..], &unreachable].concat());
+    assert_eq!(fate_of(&mut core, pkt), Fate::BadExtHeader);
+    let echo = [icmp6::ECHO_REQUEST, 0, 0, 0, 0, 1, 0, 1];
+    let pkt = v6_packet(ext::HOP_BY_HOP, &[&options_header(58, 0x9e)[..], &echo].concat());
+    assert_eq!(fate_of(&mut core, pkt), Fate::ParamProblem { pointer: 42 });
+    assert_eq!(core.stats.tx_icmp_errors, 1);
+}
