@@ -764,8 +764,13 @@ impl IpCore {
             return io.pool.recycle(up.buf);
         }
         let seg = &seg[..ulen];
-        // RFC 768: zero means "no checksum" for IPv4; RFC 8200 §8.1: mandatory for IPv6.
-        let need_check = (csum != 0 || src.is_ipv6()) && !(io.csum_ok && up.whole);
+        // RFC 768: zero means "no checksum" for IPv4; RFC 8200 §8.1: IPv6 receivers discard
+        // a zero checksum (checked here, as the sum of such a datagram can verify).
+        if csum == 0 && src.is_ipv6() {
+            self.stats.rx_udp_bad += 1;
+            return io.pool.recycle(up.buf);
+        }
+        let need_check = csum != 0 && !(io.csum_ok && up.whole);
         if need_check && !wire::transport_checksum_ok(src, dst, IpProtocol::Udp, seg) {
             self.stats.rx_udp_bad += 1;
             return io.pool.recycle(up.buf);

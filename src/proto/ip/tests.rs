@@ -325,6 +325,13 @@ fn foreign_destination_only_for_tcp() {
     assert_eq!(core.stats.rx_not_ours, 1);
 }
 
+/// A UDP header and `data` from `src:sport` to `dst:dport`, with its checksum.
+fn udp_segment(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
+    let mut b = vec![0u8; 8 + data.len()];
+    write_udp(&mut b, src, dst, sport, dport, data);
+    b
+}
+
 /// RFC 4443 §2.4(e.1): no ICMPv6 error about an ICMPv6 error, also when what is wrong is
 /// an option header in front of it (Linux's `icmp6_send` walks to the upper layer,
 /// `is_ineligible`). An echo request behind the same header still gets its problem.
@@ -340,4 +347,32 @@ fn no_parameter_problem_about_an_icmpv6_error() {
     let pkt = v6_packet(ext::HOP_BY_HOP, &[&options_header(58, 0x9e)[..], &echo].concat());
     assert_eq!(fate_of(&mut core, pkt), Fate::ParamProblem { pointer: 42 });
     assert_eq!(core.stats.tx_icmp_errors, 1);
+}
+
+/// RFC 8200 §8.1: an IPv6 UDP datagram with a zero checksum is discarded, even when its
+/// bytes happen to sum so that zero passes verification (0x0000 and 0xffff are both
+/// ones'-complement zero), and even when an offloading device vouched for it.
+#[test]
+fn ipv6_udp_with_a_zero_checksum_is_dropped() {
+    let (s, d): (IpAddr, IpAddr) = ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap());
+    let mut udp = udp_segment(s, d, 1000, 53, &[0; 8]);
+    // Make the correct checksum be zero (sent as 0xffff): add the current one to a
+    // payload word, so that everything sums to all ones; then send zero instead.
+    udp[6..8].copy_from_slice(&[0, 0]);
+    let c = wire::transport_checksum(s, d, IpProtocol::Udp, &udp);
+    let word = wire::checksum::combine(&[u16::from_be_bytes([udp[8], udp[9]]), c]);
+    udp[8..10].copy_from_slice(&word.to_be_bytes());
+    assert!(wire::transport_checksum_ok(s, d, IpProtocol::Udp, &udp), "zero passes the sum");
+    for offload in [false, true] {
+        let mut core = IpCore::new(IpConfig { rx_trailer: offload, ..IpConfig::default() }, 1, 1);
+        core.udp.bind("[::]:53".parse().unwrap()).unwrap();
+        let mut pkt = v6_packet(17, &udp);
+        if offload {
+            pkt.push(1); // the device's "checksum valid"
+        }
+        let mut out = IpOutput::default();
+        core.handle_packet(Instant::now(), pkt, &Pool::default(), &mut out);
+        assert!(out.deliver.is_empty(), "offload {offload}: delivered");
+        assert_eq!(core.stats.rx_udp_bad, 1, "offload {offload}");
+    }
 }
