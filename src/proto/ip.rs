@@ -525,7 +525,10 @@ impl IpCore {
         buf.truncate(total); // drop link padding beyond total length
         let broadcast = self.v4_broadcast(dst);
         let local = self.cfg.v4.contains(&dst);
-        let any_tcp = proto == 6 && !dst.is_multicast() && !broadcast && self.accept_any_tcp;
+        // RFC 1122 §3.2.1.3: 0/8 and 127/8 never appear on a link (Linux drops them as
+        // martian), so `bind_any` does not take them either.
+        let martian = dst.octets()[0] == 0 || dst.is_loopback();
+        let any_tcp = proto == 6 && !dst.is_multicast() && !broadcast && !martian && self.accept_any_tcp;
         if !local && !broadcast && !any_tcp {
             self.stats.rx_not_ours += 1;
             return pool.recycle(buf);
@@ -591,7 +594,9 @@ impl IpCore {
         let total = wire::IPV6_HEADER_LEN + Ipv6Packet::new_unchecked(&buf[..]).payload_len() as usize;
         buf.truncate(total);
         let foreign = !self.cfg.v6.contains(&dst);
-        let any_tcp = !dst.is_multicast() && self.accept_any_tcp;
+        // RFC 4291 §2.5.2/§2.5.3: :: and ::1 never appear as a destination on a link.
+        let martian = dst.is_unspecified() || dst.is_loopback();
+        let any_tcp = !dst.is_multicast() && !martian && self.accept_any_tcp;
         if foreign && !any_tcp {
             self.stats.rx_not_ours += 1;
             return pool.recycle(buf);

@@ -325,6 +325,24 @@ fn foreign_destination_only_for_tcp() {
     assert_eq!(core.stats.rx_not_ours, 1);
 }
 
+/// An IPv4 packet from `src` to `dst` carrying `payload` as protocol `proto`.
+fn v4_packet(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, payload: &[u8]) -> Vec<u8> {
+    let mut b = vec![0u8; 20 + payload.len()];
+    let h = Ipv4Header {
+        src,
+        dst,
+        proto: IpProtocol::from(proto),
+        ident: 1,
+        frag_offset: 0,
+        more_frags: false,
+        dont_frag: false,
+        ttl: 64,
+    };
+    wire::emit_ipv4_header(&mut b, &h, payload.len());
+    b[20..].copy_from_slice(payload);
+    b
+}
+
 /// A UDP header and `data` from `src:sport` to `dst:dport`, with its checksum.
 fn udp_segment(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
     let mut b = vec![0u8; 8 + data.len()];
@@ -375,4 +393,31 @@ fn ipv6_udp_with_a_zero_checksum_is_dropped() {
         assert!(out.deliver.is_empty(), "offload {offload}: delivered");
         assert_eq!(core.stats.rx_udp_bad, 1, "offload {offload}");
     }
+}
+
+/// `bind_any` takes TCP for any unicast destination, not for addresses that never appear
+/// on a link (RFC 1122 §3.2.1.3: 0/8 and 127/8; RFC 4291 §2.5.2/§2.5.3: :: and ::1),
+/// which Linux drops as martian: the engine would answer from them.
+#[test]
+fn bind_any_takes_no_tcp_for_loopback_or_unspecified() {
+    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    core.accept_any_tcp = true;
+    let them = Ipv4Addr::new(10, 0, 0, 1);
+    let fate = |core: &mut IpCore, pkt: Vec<u8>| {
+        let mut out = IpOutput::default();
+        core.handle_packet(Instant::now(), pkt, &Pool::default(), &mut out);
+        matches!(out.deliver[..], [Deliver::Tcp { .. }])
+    };
+    for dst in ["127.0.0.1", "0.0.0.0", "0.1.2.3"] {
+        let pkt = v4_packet(them, dst.parse().unwrap(), 6, &[0; 20]);
+        assert!(!fate(&mut core, pkt), "TCP to {dst} delivered");
+    }
+    for dst in ["::1", "::"] {
+        let mut pkt = v6_packet(6, &[0; 20]);
+        pkt[24..40].copy_from_slice(&dst.parse::<Ipv6Addr>().unwrap().octets());
+        assert!(!fate(&mut core, pkt), "TCP to {dst} delivered");
+    }
+    assert_eq!(core.stats.rx_not_ours, 5);
+    // A foreign unicast destination still passes.
+    assert!(fate(&mut core, v4_packet(them, Ipv4Addr::new(192, 0, 2, 7), 6, &[0; 20])));
 }
