@@ -533,13 +533,13 @@ impl IpCore {
             self.stats.rx_not_ours += 1;
             return pool.recycle(buf);
         }
-        // RFC 1122 §3.2.1.3: never from broadcast, multicast, loopback, class E or ourselves;
-        // 0.0.0.0 only for UDP (DHCP-style).
+        // RFC 1122 §3.2.1.3: never from broadcast, multicast, loopback, class E, 0/8
+        // ({0, host}) or ourselves; 0.0.0.0 only for UDP (DHCP-style).
         let bogus = bad_source(IpAddr::V4(src))
             || self.v4_broadcast(src)
             || src.is_loopback()
             || src.octets()[0] >= 240
-            || src.is_unspecified() && proto != 17
+            || src.octets()[0] == 0 && !(src.is_unspecified() && proto == 17)
             || self.cfg.v4.contains(&src);
         if bogus {
             self.stats.rx_bad_source += 1;

@@ -421,3 +421,19 @@ fn bind_any_takes_no_tcp_for_loopback_or_unspecified() {
     // A foreign unicast destination still passes.
     assert!(fate(&mut core, v4_packet(them, Ipv4Addr::new(192, 0, 2, 7), 6, &[0; 20])));
 }
+
+/// RFC 1122 §3.2.1.3: {0, host} (0/8) is never a source outside initialisation; only
+/// 0.0.0.0 passes, for UDP (DHCP). Linux drops 0/8 sources as martian; we must neither
+/// deliver such a packet nor answer it with a port unreachable.
+#[test]
+fn a_source_in_0_slash_8_is_dropped() {
+    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    let (src, us) = (Ipv4Addr::new(0, 0, 0, 5), Ipv4Addr::new(10, 0, 0, 2));
+    let udp = udp_segment(IpAddr::V4(src), IpAddr::V4(us), 1000, 9, b"x");
+    for (proto, payload) in [(17u8, udp), (6, vec![0; 20])] {
+        let mut out = IpOutput::default();
+        core.handle_packet(Instant::now(), v4_packet(src, us, proto, &payload), &Pool::default(), &mut out);
+        assert!(out.deliver.is_empty() && out.tx.is_empty(), "protocol {proto}: answered or delivered");
+    }
+    assert_eq!(core.stats.rx_bad_source, 2);
+}
