@@ -870,7 +870,7 @@ impl IpCore {
                     (t, c) => IcmpErrorClass::Soft(soft_error_kind(false, t, c)),
                 };
                 if !self.raw_error(io.out, src, ttl, msg) {
-                    self.quoted_error(&msg[8..], class, io.out);
+                    self.quoted_error(&msg[8..], false, class, io.out);
                 }
                 io.pool.recycle(buf);
             }
@@ -921,7 +921,7 @@ impl IpCore {
                     (t, c) => IcmpErrorClass::Soft(soft_error_kind(true, t, c)),
                 };
                 if !self.raw_error(io.out, src, ttl, msg) {
-                    self.quoted_error(&msg[8..], class, io.out);
+                    self.quoted_error(&msg[8..], true, class, io.out);
                 }
                 io.pool.recycle(buf);
             }
@@ -932,9 +932,10 @@ impl IpCore {
         }
     }
 
-    /// Route an ICMP error by the packet it quotes (RFC 1122 §3.2.2, RFC 4443 §2.4).
-    fn quoted_error(&mut self, quoted: &[u8], class: IcmpErrorClass, out: &mut IpOutput) {
-        let Some((qsrc, qdst, proto, l4)) = parse_quoted(quoted) else {
+    /// Route an ICMP error by the packet it quotes (RFC 1122 §3.2.2, RFC 4443 §2.4): one of
+    /// its own family (`v6`: an ICMPv6 error), RFC 792 / RFC 4443 §3.
+    fn quoted_error(&mut self, quoted: &[u8], v6: bool, class: IcmpErrorClass, out: &mut IpOutput) {
+        let Some((qsrc, qdst, proto, l4)) = parse_quoted(quoted).filter(|q| q.0.is_ipv6() == v6) else {
             self.stats.rx_icmp_bad += 1;
             return;
         };

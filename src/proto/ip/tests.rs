@@ -437,3 +437,34 @@ fn a_source_in_0_slash_8_is_dropped() {
     }
     assert_eq!(core.stats.rx_bad_source, 2);
 }
+
+/// An ICMPv4 message `[type, code]` with `rest` (the 4 bytes after the checksum) quoting
+/// `quote`, from 10.0.0.1 to `dst`.
+fn icmp4_error(dst: Ipv4Addr, type_code: [u8; 2], rest: [u8; 4], quote: &[u8]) -> Vec<u8> {
+    let mut m = [&[type_code[0], type_code[1], 0, 0][..], &rest, quote].concat();
+    let c = !wire::ones_sum(&m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    v4_packet(Ipv4Addr::new(10, 0, 0, 1), dst, 1, &m)
+}
+
+/// An ICMPv4 error quotes an IPv4 packet (RFC 792), an ICMPv6 error an IPv6 one (RFC 4443
+/// §3): an ICMPv4 "fragmentation needed" whose quote is shaped as an IPv6 header of ours
+/// must not reach a TCP connection as that family's path MTU news.
+#[test]
+fn an_icmpv4_error_quoting_an_ipv6_packet_is_not_routed() {
+    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    let mut quote = vec![0u8; 40 + 8];
+    wire::emit_ipv6_header(&mut quote, "fd00::2".parse().unwrap(), "fd00::1".parse().unwrap(), IpProtocol::Tcp, 8, 64);
+    quote[40..44].copy_from_slice(&[0x1f, 0x90, 0xc0, 0x00]); // ports 8080 -> 49152
+    let pkt = icmp4_error(
+        Ipv4Addr::new(10, 0, 0, 2),
+        [icmp4::DEST_UNREACHABLE, icmp4::CODE_FRAG_NEEDED],
+        [0, 0, 2, 0],
+        &quote,
+    );
+    let mut out = IpOutput::default();
+    core.handle_packet(Instant::now(), pkt, &Pool::default(), &mut out);
+    assert!(out.deliver.is_empty(), "{:?}", out.deliver);
+    assert_eq!(core.stats.rx_icmp_errors, 1);
+    assert_eq!(core.stats.rx_icmp_bad, 1, "a quote of the wrong family is a bad one");
+}
