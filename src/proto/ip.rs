@@ -815,12 +815,19 @@ impl IpCore {
             self.stats.rx_icmp_bad += 1;
             return io.pool.recycle(buf);
         }
+        if broadcast {
+            // RFC 1122 §3.2.2.6 lets an echo request to a broadcast address go unanswered;
+            // nothing else sent there is about us (Linux's `icmp_rcv` drops all but echo,
+            // timestamp and address mask requests, and ignores broadcast echoes).
+            self.stats.rx_icmp_ignored += 1;
+            return io.pool.recycle(buf);
+        }
         match msg[0] {
             icmp4::ECHO_REPLY => {
                 self.raw_echo_reply(io.out, src, ttl, msg);
                 io.pool.recycle(buf);
             }
-            icmp4::ECHO_REQUEST if !broadcast => {
+            icmp4::ECHO_REQUEST => {
                 let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else { return io.pool.recycle(buf) };
                 if !self.echo_bucket.take(io.now) {
                     self.stats.echo_rate_limited += 1;

@@ -468,3 +468,26 @@ fn an_icmpv4_error_quoting_an_ipv6_packet_is_not_routed() {
     assert_eq!(core.stats.rx_icmp_errors, 1);
     assert_eq!(core.stats.rx_icmp_bad, 1, "a quote of the wrong family is a bad one");
 }
+
+/// Linux's `icmp_rcv` drops ICMP errors sent to a broadcast address: a port unreachable
+/// or "fragmentation needed" broadcast to the subnet is nobody's news about our packets.
+#[test]
+fn an_icmp_error_to_a_broadcast_address_is_ignored() {
+    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    let (us, them) = (Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 1));
+    let mut tcp = [0u8; 20];
+    tcp[..4].copy_from_slice(&[0x1f, 0x90, 0xc0, 0x00]);
+    let quote = v4_packet(us, them, 6, &tcp);
+    for dst in [Ipv4Addr::new(10, 0, 0, 255), Ipv4Addr::BROADCAST] {
+        let pkt = icmp4_error(dst, [icmp4::DEST_UNREACHABLE, icmp4::CODE_FRAG_NEEDED], [0, 0, 2, 0], &quote[..28]);
+        let mut out = IpOutput::default();
+        core.handle_packet(Instant::now(), pkt, &Pool::default(), &mut out);
+        assert!(out.deliver.is_empty(), "to {dst}: {:?}", out.deliver);
+    }
+    assert_eq!(core.stats.rx_icmp_ignored, 2);
+    // The same error to our address is delivered.
+    let pkt = icmp4_error(us, [icmp4::DEST_UNREACHABLE, icmp4::CODE_FRAG_NEEDED], [0, 0, 2, 0], &quote[..28]);
+    let mut out = IpOutput::default();
+    core.handle_packet(Instant::now(), pkt, &Pool::default(), &mut out);
+    assert!(matches!(out.deliver[..], [Deliver::TcpIcmp { class: IcmpErrorClass::PacketTooBig(512), .. }]));
+}
