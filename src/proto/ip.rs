@@ -601,8 +601,10 @@ impl IpCore {
             self.stats.rx_not_ours += 1;
             return pool.recycle(buf);
         }
-        // RFC 4291 §2.5.2/§2.5.3/§2.7: never from ::, ::1, multicast or ourselves.
-        if src.is_multicast() || src.is_unspecified() || src.is_loopback() || self.cfg.v6.contains(&src) {
+        // RFC 4291 §2.5.2/§2.5.3/§2.7: never from ::, ::1, multicast or ourselves; nor from an
+        // IPv4-mapped address (§2.5.5.2: the socket API's, not the wire's; Linux's ipv6_rcv).
+        let bogus = src.is_multicast() || src.is_unspecified() || src.is_loopback() || src.to_ipv4_mapped().is_some();
+        if bogus || self.cfg.v6.contains(&src) {
             self.stats.rx_bad_source += 1;
             return pool.recycle(buf);
         }

@@ -1,5 +1,7 @@
 //! Unit tests of the IP core: IPv6 extension headers and their errors, offload trailers,
-//! echo rate limits, UDP TTL and broadcast, `bind_any`'s foreign destinations.
+//! echo rate limits, UDP TTL and broadcast, `bind_any`'s foreign destinations; and what a
+//! hostile sender must not get through: martian sources and destinations, ICMP errors that
+//! must not be sent or routed, IPv6 UDP without a checksum.
 
 use super::*;
 use crate::buf::Pool;
@@ -490,4 +492,21 @@ fn an_icmp_error_to_a_broadcast_address_is_ignored() {
     let mut out = IpOutput::default();
     core.handle_packet(Instant::now(), pkt, &Pool::default(), &mut out);
     assert!(matches!(out.deliver[..], [Deliver::TcpIcmp { class: IcmpErrorClass::PacketTooBig(512), .. }]));
+}
+
+/// RFC 4291 §2.5.5.2: IPv4-mapped addresses are for the socket API, not the wire; Linux's
+/// `ipv6_rcv` drops packets from them (a dual-stack socket would see ::ffff:127.0.0.1
+/// as a local peer).
+#[test]
+fn an_ipv4_mapped_source_is_dropped() {
+    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    core.udp.bind("[::]:53".parse().unwrap()).unwrap();
+    let src: Ipv6Addr = "::ffff:127.0.0.1".parse().unwrap();
+    let udp = udp_segment(IpAddr::V6(src), "fd00::2".parse().unwrap(), 1000, 53, b"x");
+    let mut pkt = v6_packet(17, &udp);
+    pkt[8..24].copy_from_slice(&src.octets());
+    let mut out = IpOutput::default();
+    core.handle_packet(Instant::now(), pkt, &Pool::default(), &mut out);
+    assert!(out.deliver.is_empty() && out.tx.is_empty());
+    assert_eq!(core.stats.rx_bad_source, 1);
 }
