@@ -452,8 +452,8 @@ impl IpCore {
             return true;
         }
         let host_bits = 32 - u32::from(self.cfg.v4_prefix.min(32));
-        if host_bits == 0 || host_bits == 32 {
-            return false;
+        if host_bits < 2 || host_bits == 32 {
+            return false; // /31 and /32 have no directed broadcast address (RFC 3021 §2.2)
         }
         let mask = u32::MAX >> (32 - host_bits);
         self.cfg.v4.iter().any(|ours| {

@@ -510,3 +510,28 @@ fn an_ipv4_mapped_source_is_dropped() {
     assert!(out.deliver.is_empty() && out.tx.is_empty());
     assert_eq!(core.stats.rx_bad_source, 1);
 }
+
+/// RFC 3021 §2.2: a /31 has no directed broadcast address, its two addresses are the two
+/// hosts (as the link layer's `is_subnet_broadcast` knows); a /32 has none either. The
+/// peer of 10.0.0.2/31 is 10.0.0.3: its echo request is answered, its UDP delivered.
+#[test]
+fn a_slash_31_peer_is_not_a_broadcast_address() {
+    let (us, peer) = (Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 3));
+    for prefix in [31, 32] {
+        let mut core = IpCore::new(IpConfig { v4: vec![us], v4_prefix: prefix, ..IpConfig::default() }, 1, 1);
+        let mut echo = v4_echo(1);
+        echo[12..16].copy_from_slice(&peer.octets());
+        echo[10..12].copy_from_slice(&[0, 0]);
+        let c = !wire::ones_sum(&echo[..20]);
+        echo[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut out = IpOutput::default();
+        core.handle_packet(Instant::now(), echo, &Pool::default(), &mut out);
+        assert_eq!(out.tx.len(), 1, "/{prefix}: no echo reply");
+        assert_eq!(out.tx[0][16..20], peer.octets());
+        let (sock, _) = core.udp.bind("0.0.0.0:9".parse().unwrap()).unwrap();
+        let udp = udp_segment(IpAddr::V4(peer), IpAddr::V4(us), 1000, 9, b"x");
+        core.handle_packet(Instant::now(), v4_packet(peer, us, 17, &udp), &Pool::default(), &mut out);
+        assert!(matches!(out.deliver[..], [Deliver::Udp { sock: s, .. }] if s == sock), "/{prefix}: {:?}", out.deliver);
+        assert_eq!(core.stats.rx_bad_source, 0);
+    }
+}
