@@ -729,6 +729,11 @@ impl IpCore {
                 let csum_ok = io.csum_ok && whole;
                 io.out.deliver.push(Deliver::Tcp { src, dst, buf, start, end, csum_ok });
             }
+            (6, _) => {
+                // To a broadcast address: not for any connection, yet not an unknown protocol.
+                self.stats.rx_not_ours += 1;
+                io.pool.recycle(up.buf);
+            }
             (17, _) => self.rx_udp(io, up),
             (1, IpAddr::V4(_)) => self.rx_icmp4(io, up),
             (58, IpAddr::V6(_)) => self.rx_icmp6(io, up),

@@ -535,3 +535,16 @@ fn a_slash_31_peer_is_not_a_broadcast_address() {
         assert_eq!(core.stats.rx_bad_source, 0);
     }
 }
+
+/// TCP to a broadcast address is dropped (a connection joins two unicast addresses; Linux's
+/// `tcp_v4_conn_request` drops a SYN routed as broadcast) and counted as a packet that is
+/// not ours (IpInAddrErrors), not as an unknown protocol (IpInUnknownProtos): TCP is known.
+#[test]
+fn tcp_to_a_broadcast_address_is_not_an_unknown_protocol() {
+    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    let pkt = v4_packet(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 255), 6, &[0; 20]);
+    let mut out = IpOutput::default();
+    core.handle_packet(Instant::now(), pkt, &Pool::default(), &mut out);
+    assert!(out.deliver.is_empty() && out.tx.is_empty());
+    assert_eq!((core.stats.rx_unknown_protocol, core.stats.rx_not_ours), (0, 1));
+}
