@@ -18,7 +18,7 @@
 //!   bytes a socket holds unread (`udp_queue_bytes`, `raw_queue_bytes`) is the ip actor's,
 //!   as `sk_rcvbuf` is Linux's socket layer's, since the socket drains it in its own thread.
 
-use super::frag::{fragment_ranges, FragKey, Fragment, Reassembler};
+use super::frag::{fragment_ranges, FragKey, Fragment, Reassembler, MAX_DATAGRAM};
 use super::raw::{RawSockId, RawTable};
 use super::udp::{bad_source, UdpSockId, UdpTable};
 use crate::buf::{Batch, Buffers};
@@ -682,6 +682,12 @@ impl IpCore {
         let id = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
         let (offset, more) = ((fo & 0xfff8) as usize, fo & 1 == 1);
         let data = &buf[off + wire::IPV6_FRAG_HEADER_LEN..];
+        // RFC 8200 §4.5: the reassembled Payload Length counts the unfragmentable part's
+        // headers too (reassembly bounds only the fragmentable part).
+        if off - wire::IPV6_HEADER_LEN + offset + data.len() > MAX_DATAGRAM {
+            self.stats.rx_frag_dropped += 1;
+            return io.pool.recycle(buf);
+        }
         let key = FragKey { src: meta.src, dst: meta.dst, proto: 0, id };
         let r = self.reasm.insert(io.now, Fragment { key, proto: nh, offset, more, data });
         self.update_reassembly_gauge();

@@ -548,3 +548,26 @@ fn tcp_to_a_broadcast_address_is_not_an_unknown_protocol() {
     assert!(out.deliver.is_empty() && out.tx.is_empty());
     assert_eq!((core.stats.rx_unknown_protocol, core.stats.rx_not_ours), (0, 1));
 }
+
+/// RFC 8200 §4.5: a fragment that would make the reassembled packet's Payload Length pass
+/// 65,535 is discarded; that length counts the unfragmentable part's headers as well as
+/// the fragmentable part (which reassembly alone bounds by 65,535).
+#[test]
+fn an_ipv6_fragment_past_65535_with_its_unfragmentable_headers_is_dropped() {
+    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    // Hop-by-hop (8 bytes), then the last fragment at 65,520: 65,528 bytes of fragmentable
+    // part, 65,536 of payload. Then the same fragment without the hop-by-hop header.
+    let frag = |hbh: bool| {
+        let [a, b] = 65_520u16.to_be_bytes(); // M = 0
+        let f = [&[17u8, 0, a, b, 0, 0, 0, 9][..], &[0; 8]].concat();
+        match hbh {
+            true => v6_packet(ext::HOP_BY_HOP, &[&options_header(ext::FRAGMENT, 1)[..], &f].concat()),
+            false => v6_packet(ext::FRAGMENT, &f),
+        }
+    };
+    let mut out = IpOutput::default();
+    core.handle_packet(Instant::now(), frag(true), &Pool::default(), &mut out);
+    assert_eq!((core.stats.rx_frag_dropped, core.stats.rx_frag_pending), (1, 0));
+    core.handle_packet(Instant::now(), frag(false), &Pool::default(), &mut out);
+    assert_eq!((core.stats.rx_frag_dropped, core.stats.rx_frag_pending), (1, 1));
+}
