@@ -5,7 +5,8 @@
 //!   pass the bound first evicts the partial datagrams closest to their deadline, and is
 //!   dropped (counted) if it still does not fit;
 //! * at most `max_datagrams` partial datagrams exist at once;
-//! * a datagram never exceeds 65,535 bytes of payload (fragments past that are dropped);
+//! * an IPv6 datagram never exceeds 65,535 bytes of payload, an IPv4 one 65,535 bytes with
+//!   a 20-byte header (fragments past that are dropped);
 //! * every partial datagram has a deadline (`timeout` after its first fragment) and is
 //!   discarded by [`Reassembler::expire`] after it;
 //! * IPv6 fragments that overlap make the whole datagram be discarded (RFC 5722 §4); for
@@ -19,8 +20,11 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-/// Largest reassembled payload (the 16-bit total/payload length field).
+/// Largest reassembled payload: RFC 8200 §4.5, the 16-bit payload length field.
 pub const MAX_DATAGRAM: usize = 65_535;
+/// Largest reassembled IPv4 payload: RFC 791 §3.1, the total length field counts the
+/// header (20 bytes at least) too; Linux's `ip_frag_reasm` drops an "oversized IP packet".
+pub const MAX_DATAGRAM_V4: usize = MAX_DATAGRAM - 20;
 /// RFC 791 §3.2 suggests 15 s as the lower bound; Linux uses 30 s for IPv4.
 pub const V4_TIMEOUT: Duration = Duration::from_secs(30);
 /// RFC 8200 §4.5: 60 seconds.
@@ -46,7 +50,8 @@ pub struct FragKey {
 /// Why a fragment was not kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FragDrop {
-    /// Offset + length past 65,535, or a non-final fragment whose length is not a multiple of 8.
+    /// Offset + length past the largest datagram ([`MAX_DATAGRAM`], [`MAX_DATAGRAM_V4`]), or
+    /// a non-final fragment whose length is not a multiple of 8.
     BadGeometry,
     /// Conflicting last fragments, or data past a known end.
     Inconsistent,
@@ -199,10 +204,10 @@ impl Reassembler {
     fn insert_inner(&mut self, now: Instant, f: Fragment<'_>) -> Result<Option<Reassembled>, FragDrop> {
         let Fragment { key, proto, offset, more, data } = f;
         let v6 = key.src.is_ipv6();
-        let timeout = if v6 { V6_TIMEOUT } else { V4_TIMEOUT };
+        let (timeout, max) = if v6 { (V6_TIMEOUT, MAX_DATAGRAM) } else { (V4_TIMEOUT, MAX_DATAGRAM_V4) };
         let end = offset + data.len();
         // RFC 8200 §4.5: non-final fragments are multiples of 8 bytes; RFC 791 implies it.
-        if end > MAX_DATAGRAM || (more && !data.len().is_multiple_of(8)) || (more && data.is_empty()) {
+        if end > max || (more && !data.len().is_multiple_of(8)) || (more && data.is_empty()) {
             self.discard(&key);
             return Err(FragDrop::BadGeometry);
         }
@@ -475,6 +480,24 @@ mod tests {
             FragDrop::Inconsistent
         );
         assert_eq!(r.held_bytes(), 0);
+    }
+
+    /// RFC 791 §3.1: an IPv4 datagram's total length, its header included, is at most
+    /// 65,535, so its payload at most 65,515 (Linux's `ip_frag_reasm`: "oversized IP
+    /// packet"). A larger one is the ping of death; an echo reply to it would be one too.
+    /// IPv6's payload length excludes the fixed header: 65,535 there.
+    #[test]
+    fn an_ipv4_datagram_past_65535_bytes_with_its_header_is_dropped() {
+        let now = Instant::now();
+        let mut r = Reassembler::new(1 << 20, 16);
+        let first = |k| Fragment { key: k, proto: 17, offset: 0, more: true, data: &[0; 8] };
+        let last = |k, len: usize| Fragment { key: k, proto: 17, offset: 65_512, more: false, data: &[0; 24][..len] };
+        r.insert(now, first(key(11))).unwrap();
+        assert_eq!(r.insert(now, last(key(11), 4)).unwrap_err(), FragDrop::BadGeometry, "65,516 bytes");
+        r.insert(now, first(key(12))).unwrap();
+        assert!(r.insert(now, last(key(12), 3)).unwrap().is_none(), "65,515 bytes: waits for the middle");
+        r.insert(now, first(key6(13))).unwrap();
+        assert!(r.insert(now, last(key6(13), 23)).unwrap().is_none(), "IPv6: 65,535 bytes");
     }
 
     #[test]

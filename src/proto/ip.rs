@@ -18,7 +18,7 @@
 //!   bytes a socket holds unread (`udp_queue_bytes`, `raw_queue_bytes`) is the ip actor's,
 //!   as `sk_rcvbuf` is Linux's socket layer's, since the socket drains it in its own thread.
 
-use super::frag::{fragment_ranges, FragKey, Fragment, Reassembler};
+use super::frag::{fragment_ranges, FragKey, Fragment, Reassembler, MAX_DATAGRAM};
 use super::raw::{RawSockId, RawTable};
 use super::udp::{bad_source, UdpSockId, UdpTable};
 use crate::buf::{Batch, Buffers};
@@ -452,8 +452,8 @@ impl IpCore {
             return true;
         }
         let host_bits = 32 - u32::from(self.cfg.v4_prefix.min(32));
-        if host_bits == 0 || host_bits == 32 {
-            return false;
+        if host_bits < 2 || host_bits == 32 {
+            return false; // /31 and /32 have no directed broadcast address (RFC 3021 §2.2)
         }
         let mask = u32::MAX >> (32 - host_bits);
         self.cfg.v4.iter().any(|ours| {
@@ -525,18 +525,21 @@ impl IpCore {
         buf.truncate(total); // drop link padding beyond total length
         let broadcast = self.v4_broadcast(dst);
         let local = self.cfg.v4.contains(&dst);
-        let any_tcp = proto == 6 && !dst.is_multicast() && !broadcast && self.accept_any_tcp;
+        // RFC 1122 §3.2.1.3: 0/8 and 127/8 never appear on a link (Linux drops them as
+        // martian), so `bind_any` does not take them either.
+        let martian = dst.octets()[0] == 0 || dst.is_loopback();
+        let any_tcp = proto == 6 && !dst.is_multicast() && !broadcast && !martian && self.accept_any_tcp;
         if !local && !broadcast && !any_tcp {
             self.stats.rx_not_ours += 1;
             return pool.recycle(buf);
         }
-        // RFC 1122 §3.2.1.3: never from broadcast, multicast, loopback, class E or ourselves;
-        // 0.0.0.0 only for UDP (DHCP-style).
+        // RFC 1122 §3.2.1.3: never from broadcast, multicast, loopback, class E, 0/8
+        // ({0, host}) or ourselves; 0.0.0.0 only for UDP (DHCP-style).
         let bogus = bad_source(IpAddr::V4(src))
             || self.v4_broadcast(src)
             || src.is_loopback()
             || src.octets()[0] >= 240
-            || src.is_unspecified() && proto != 17
+            || src.octets()[0] == 0 && !(src.is_unspecified() && proto == 17)
             || self.cfg.v4.contains(&src);
         if bogus {
             self.stats.rx_bad_source += 1;
@@ -591,13 +594,17 @@ impl IpCore {
         let total = wire::IPV6_HEADER_LEN + Ipv6Packet::new_unchecked(&buf[..]).payload_len() as usize;
         buf.truncate(total);
         let foreign = !self.cfg.v6.contains(&dst);
-        let any_tcp = !dst.is_multicast() && self.accept_any_tcp;
+        // RFC 4291 §2.5.2/§2.5.3: :: and ::1 never appear as a destination on a link.
+        let martian = dst.is_unspecified() || dst.is_loopback();
+        let any_tcp = !dst.is_multicast() && !martian && self.accept_any_tcp;
         if foreign && !any_tcp {
             self.stats.rx_not_ours += 1;
             return pool.recycle(buf);
         }
-        // RFC 4291 §2.5.2/§2.5.3/§2.7: never from ::, ::1, multicast or ourselves.
-        if src.is_multicast() || src.is_unspecified() || src.is_loopback() || self.cfg.v6.contains(&src) {
+        // RFC 4291 §2.5.2/§2.5.3/§2.7: never from ::, ::1, multicast or ourselves; nor from an
+        // IPv4-mapped address (§2.5.5.2: the socket API's, not the wire's; Linux's ipv6_rcv).
+        let bogus = src.is_multicast() || src.is_unspecified() || src.is_loopback() || src.to_ipv4_mapped().is_some();
+        if bogus || self.cfg.v6.contains(&src) {
             self.stats.rx_bad_source += 1;
             return pool.recycle(buf);
         }
@@ -675,6 +682,12 @@ impl IpCore {
         let id = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
         let (offset, more) = ((fo & 0xfff8) as usize, fo & 1 == 1);
         let data = &buf[off + wire::IPV6_FRAG_HEADER_LEN..];
+        // RFC 8200 §4.5: the reassembled Payload Length counts the unfragmentable part's
+        // headers too (reassembly bounds only the fragmentable part).
+        if off - wire::IPV6_HEADER_LEN + offset + data.len() > MAX_DATAGRAM {
+            self.stats.rx_frag_dropped += 1;
+            return io.pool.recycle(buf);
+        }
         let key = FragKey { src: meta.src, dst: meta.dst, proto: 0, id };
         let r = self.reasm.insert(io.now, Fragment { key, proto: nh, offset, more, data });
         self.update_reassembly_gauge();
@@ -722,6 +735,11 @@ impl IpCore {
                 let csum_ok = io.csum_ok && whole;
                 io.out.deliver.push(Deliver::Tcp { src, dst, buf, start, end, csum_ok });
             }
+            (6, _) => {
+                // To a broadcast address: not for any connection, yet not an unknown protocol.
+                self.stats.rx_not_ours += 1;
+                io.pool.recycle(up.buf);
+            }
             (17, _) => self.rx_udp(io, up),
             (1, IpAddr::V4(_)) => self.rx_icmp4(io, up),
             (58, IpAddr::V6(_)) => self.rx_icmp6(io, up),
@@ -764,8 +782,13 @@ impl IpCore {
             return io.pool.recycle(up.buf);
         }
         let seg = &seg[..ulen];
-        // RFC 768: zero means "no checksum" for IPv4; RFC 8200 §8.1: mandatory for IPv6.
-        let need_check = (csum != 0 || src.is_ipv6()) && !(io.csum_ok && up.whole);
+        // RFC 768: zero means "no checksum" for IPv4; RFC 8200 §8.1: IPv6 receivers discard
+        // a zero checksum (checked here, as the sum of such a datagram can verify).
+        if csum == 0 && src.is_ipv6() {
+            self.stats.rx_udp_bad += 1;
+            return io.pool.recycle(up.buf);
+        }
+        let need_check = csum != 0 && !(io.csum_ok && up.whole);
         if need_check && !wire::transport_checksum_ok(src, dst, IpProtocol::Udp, seg) {
             self.stats.rx_udp_bad += 1;
             return io.pool.recycle(up.buf);
@@ -805,12 +828,19 @@ impl IpCore {
             self.stats.rx_icmp_bad += 1;
             return io.pool.recycle(buf);
         }
+        if broadcast {
+            // RFC 1122 §3.2.2.6 lets an echo request to a broadcast address go unanswered;
+            // nothing else sent there is about us (Linux's `icmp_rcv` drops all but echo,
+            // timestamp and address mask requests, and ignores broadcast echoes).
+            self.stats.rx_icmp_ignored += 1;
+            return io.pool.recycle(buf);
+        }
         match msg[0] {
             icmp4::ECHO_REPLY => {
                 self.raw_echo_reply(io.out, src, ttl, msg);
                 io.pool.recycle(buf);
             }
-            icmp4::ECHO_REQUEST if !broadcast => {
+            icmp4::ECHO_REQUEST => {
                 let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else { return io.pool.recycle(buf) };
                 if !self.echo_bucket.take(io.now) {
                     self.stats.echo_rate_limited += 1;
@@ -860,7 +890,7 @@ impl IpCore {
                     (t, c) => IcmpErrorClass::Soft(soft_error_kind(false, t, c)),
                 };
                 if !self.raw_error(io.out, src, ttl, msg) {
-                    self.quoted_error(&msg[8..], class, io.out);
+                    self.quoted_error(&msg[8..], false, class, io.out);
                 }
                 io.pool.recycle(buf);
             }
@@ -911,7 +941,7 @@ impl IpCore {
                     (t, c) => IcmpErrorClass::Soft(soft_error_kind(true, t, c)),
                 };
                 if !self.raw_error(io.out, src, ttl, msg) {
-                    self.quoted_error(&msg[8..], class, io.out);
+                    self.quoted_error(&msg[8..], true, class, io.out);
                 }
                 io.pool.recycle(buf);
             }
@@ -922,9 +952,10 @@ impl IpCore {
         }
     }
 
-    /// Route an ICMP error by the packet it quotes (RFC 1122 §3.2.2, RFC 4443 §2.4).
-    fn quoted_error(&mut self, quoted: &[u8], class: IcmpErrorClass, out: &mut IpOutput) {
-        let Some((qsrc, qdst, proto, l4)) = parse_quoted(quoted) else {
+    /// Route an ICMP error by the packet it quotes (RFC 1122 §3.2.2, RFC 4443 §2.4): one of
+    /// its own family (`v6`: an ICMPv6 error), RFC 792 / RFC 4443 §3.
+    fn quoted_error(&mut self, quoted: &[u8], v6: bool, class: IcmpErrorClass, out: &mut IpOutput) {
+        let Some((qsrc, qdst, proto, l4)) = parse_quoted(quoted).filter(|q| q.0.is_ipv6() == v6) else {
             self.stats.rx_icmp_bad += 1;
             return;
         };
@@ -1065,6 +1096,14 @@ impl IpCore {
         let Ok(p) = Ipv6Packet::new_checked(orig) else { return };
         if p.dst_addr().is_multicast() || p.src_addr().is_unspecified() {
             return; // RFC 4443 §2.4(e)
+        }
+        // RFC 4443 §2.4(e.1): never about an ICMPv6 error message (types below 128, §2.1),
+        // found past the extension headers as Linux's `is_ineligible` finds it: a header in
+        // front of it may be what is wrong.
+        if let Some((_, _, 58, l4)) = parse_quoted(orig) {
+            if l4.first().is_none_or(|&t| t < icmp6::ECHO_REQUEST) {
+                return;
+            }
         }
         if !self.icmp_bucket.take(io.now) {
             self.stats.icmp_rate_limited += 1;

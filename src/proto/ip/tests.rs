@@ -1,5 +1,7 @@
 //! Unit tests of the IP core: IPv6 extension headers and their errors, offload trailers,
-//! echo rate limits, UDP TTL and broadcast, `bind_any`'s foreign destinations.
+//! echo rate limits, UDP TTL and broadcast, `bind_any`'s foreign destinations; and what a
+//! hostile sender must not get through: martian sources and destinations, ICMP errors that
+//! must not be sent or routed, IPv6 UDP without a checksum.
 
 use super::*;
 use crate::buf::Pool;
@@ -323,4 +325,249 @@ fn foreign_destination_only_for_tcp() {
     core.handle_packet(Instant::now(), pkt, &pool, &mut out);
     assert!(out.tx.is_empty(), "no echo reply from a foreign address");
     assert_eq!(core.stats.rx_not_ours, 1);
+}
+
+/// An IPv4 packet from `src` to `dst` carrying `payload` as protocol `proto`.
+fn v4_packet(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, payload: &[u8]) -> Vec<u8> {
+    let mut b = vec![0u8; 20 + payload.len()];
+    let h = Ipv4Header {
+        src,
+        dst,
+        proto: IpProtocol::from(proto),
+        ident: 1,
+        frag_offset: 0,
+        more_frags: false,
+        dont_frag: false,
+        ttl: 64,
+    };
+    wire::emit_ipv4_header(&mut b, &h, payload.len());
+    b[20..].copy_from_slice(payload);
+    b
+}
+
+/// A UDP header and `data` from `src:sport` to `dst:dport`, with its checksum.
+fn udp_segment(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
+    let mut b = vec![0u8; 8 + data.len()];
+    write_udp(&mut b, src, dst, sport, dport, data);
+    b
+}
+
+/// RFC 4443 §2.4(e.1): no ICMPv6 error about an ICMPv6 error, also when what is wrong is
+/// an option header in front of it (Linux's `icmp6_send` walks to the upper layer,
+/// `is_ineligible`). An echo request behind the same header still gets its problem.
+#[test]
+fn no_parameter_problem_about_an_icmpv6_error() {
+    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    // A destination unreachable (type 1) quoting something, behind hop-by-hop options
+    // with an option whose type asks for a parameter problem.
+    let unreachable = [&[icmp6::DEST_UNREACHABLE, 4, 0, 0, 0, 0, 0, 0][..], &[0x60; 48]].concat();
+    let pkt = v6_packet(ext::HOP_BY_HOP, &[&options_header(58, 0x9e)[..], &unreachable].concat());
+    assert_eq!(fate_of(&mut core, pkt), Fate::BadExtHeader);
+    let echo = [icmp6::ECHO_REQUEST, 0, 0, 0, 0, 1, 0, 1];
+    let pkt = v6_packet(ext::HOP_BY_HOP, &[&options_header(58, 0x9e)[..], &echo].concat());
+    assert_eq!(fate_of(&mut core, pkt), Fate::ParamProblem { pointer: 42 });
+    assert_eq!(core.stats.tx_icmp_errors, 1);
+}
+
+/// RFC 8200 §8.1: an IPv6 UDP datagram with a zero checksum is discarded, even when its
+/// bytes happen to sum so that zero passes verification (0x0000 and 0xffff are both
+/// ones'-complement zero), and even when an offloading device vouched for it.
+#[test]
+fn ipv6_udp_with_a_zero_checksum_is_dropped() {
+    let (s, d): (IpAddr, IpAddr) = ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap());
+    let mut udp = udp_segment(s, d, 1000, 53, &[0; 8]);
+    // Make the correct checksum be zero (sent as 0xffff): add the current one to a
+    // payload word, so that everything sums to all ones; then send zero instead.
+    udp[6..8].copy_from_slice(&[0, 0]);
+    let c = wire::transport_checksum(s, d, IpProtocol::Udp, &udp);
+    let word = wire::checksum::combine(&[u16::from_be_bytes([udp[8], udp[9]]), c]);
+    udp[8..10].copy_from_slice(&word.to_be_bytes());
+    assert!(wire::transport_checksum_ok(s, d, IpProtocol::Udp, &udp), "zero passes the sum");
+    for offload in [false, true] {
+        let mut core = IpCore::new(IpConfig { rx_trailer: offload, ..IpConfig::default() }, 1, 1);
+        core.udp.bind("[::]:53".parse().unwrap()).unwrap();
+        let mut pkt = v6_packet(17, &udp);
+        if offload {
+            pkt.push(1); // the device's "checksum valid"
+        }
+        let mut out = IpOutput::default();
+        core.handle_packet(Instant::now(), pkt, &Pool::default(), &mut out);
+        assert!(out.deliver.is_empty(), "offload {offload}: delivered");
+        assert_eq!(core.stats.rx_udp_bad, 1, "offload {offload}");
+    }
+}
+
+/// `bind_any` takes TCP for any unicast destination, not for addresses that never appear
+/// on a link (RFC 1122 §3.2.1.3: 0/8 and 127/8; RFC 4291 §2.5.2/§2.5.3: :: and ::1),
+/// which Linux drops as martian: the engine would answer from them.
+#[test]
+fn bind_any_takes_no_tcp_for_loopback_or_unspecified() {
+    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    core.accept_any_tcp = true;
+    let them = Ipv4Addr::new(10, 0, 0, 1);
+    let fate = |core: &mut IpCore, pkt: Vec<u8>| {
+        let mut out = IpOutput::default();
+        core.handle_packet(Instant::now(), pkt, &Pool::default(), &mut out);
+        matches!(out.deliver[..], [Deliver::Tcp { .. }])
+    };
+    for dst in ["127.0.0.1", "0.0.0.0", "0.1.2.3"] {
+        let pkt = v4_packet(them, dst.parse().unwrap(), 6, &[0; 20]);
+        assert!(!fate(&mut core, pkt), "TCP to {dst} delivered");
+    }
+    for dst in ["::1", "::"] {
+        let mut pkt = v6_packet(6, &[0; 20]);
+        pkt[24..40].copy_from_slice(&dst.parse::<Ipv6Addr>().unwrap().octets());
+        assert!(!fate(&mut core, pkt), "TCP to {dst} delivered");
+    }
+    assert_eq!(core.stats.rx_not_ours, 5);
+    // A foreign unicast destination still passes.
+    assert!(fate(&mut core, v4_packet(them, Ipv4Addr::new(192, 0, 2, 7), 6, &[0; 20])));
+}
+
+/// RFC 1122 §3.2.1.3: {0, host} (0/8) is never a source outside initialisation; only
+/// 0.0.0.0 passes, for UDP (DHCP). Linux drops 0/8 sources as martian; we must neither
+/// deliver such a packet nor answer it with a port unreachable.
+#[test]
+fn a_source_in_0_slash_8_is_dropped() {
+    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    let (src, us) = (Ipv4Addr::new(0, 0, 0, 5), Ipv4Addr::new(10, 0, 0, 2));
+    let udp = udp_segment(IpAddr::V4(src), IpAddr::V4(us), 1000, 9, b"x");
+    for (proto, payload) in [(17u8, udp), (6, vec![0; 20])] {
+        let mut out = IpOutput::default();
+        core.handle_packet(Instant::now(), v4_packet(src, us, proto, &payload), &Pool::default(), &mut out);
+        assert!(out.deliver.is_empty() && out.tx.is_empty(), "protocol {proto}: answered or delivered");
+    }
+    assert_eq!(core.stats.rx_bad_source, 2);
+}
+
+/// An ICMPv4 message `[type, code]` with `rest` (the 4 bytes after the checksum) quoting
+/// `quote`, from 10.0.0.1 to `dst`.
+fn icmp4_error(dst: Ipv4Addr, type_code: [u8; 2], rest: [u8; 4], quote: &[u8]) -> Vec<u8> {
+    let mut m = [&[type_code[0], type_code[1], 0, 0][..], &rest, quote].concat();
+    let c = !wire::ones_sum(&m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    v4_packet(Ipv4Addr::new(10, 0, 0, 1), dst, 1, &m)
+}
+
+/// An ICMPv4 error quotes an IPv4 packet (RFC 792), an ICMPv6 error an IPv6 one (RFC 4443
+/// §3): an ICMPv4 "fragmentation needed" whose quote is shaped as an IPv6 header of ours
+/// must not reach a TCP connection as that family's path MTU news.
+#[test]
+fn an_icmpv4_error_quoting_an_ipv6_packet_is_not_routed() {
+    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    let mut quote = vec![0u8; 40 + 8];
+    wire::emit_ipv6_header(&mut quote, "fd00::2".parse().unwrap(), "fd00::1".parse().unwrap(), IpProtocol::Tcp, 8, 64);
+    quote[40..44].copy_from_slice(&[0x1f, 0x90, 0xc0, 0x00]); // ports 8080 -> 49152
+    let pkt = icmp4_error(
+        Ipv4Addr::new(10, 0, 0, 2),
+        [icmp4::DEST_UNREACHABLE, icmp4::CODE_FRAG_NEEDED],
+        [0, 0, 2, 0],
+        &quote,
+    );
+    let mut out = IpOutput::default();
+    core.handle_packet(Instant::now(), pkt, &Pool::default(), &mut out);
+    assert!(out.deliver.is_empty(), "{:?}", out.deliver);
+    assert_eq!(core.stats.rx_icmp_errors, 1);
+    assert_eq!(core.stats.rx_icmp_bad, 1, "a quote of the wrong family is a bad one");
+}
+
+/// Linux's `icmp_rcv` drops ICMP errors sent to a broadcast address: a port unreachable
+/// or "fragmentation needed" broadcast to the subnet is nobody's news about our packets.
+#[test]
+fn an_icmp_error_to_a_broadcast_address_is_ignored() {
+    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    let (us, them) = (Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 1));
+    let mut tcp = [0u8; 20];
+    tcp[..4].copy_from_slice(&[0x1f, 0x90, 0xc0, 0x00]);
+    let quote = v4_packet(us, them, 6, &tcp);
+    for dst in [Ipv4Addr::new(10, 0, 0, 255), Ipv4Addr::BROADCAST] {
+        let pkt = icmp4_error(dst, [icmp4::DEST_UNREACHABLE, icmp4::CODE_FRAG_NEEDED], [0, 0, 2, 0], &quote[..28]);
+        let mut out = IpOutput::default();
+        core.handle_packet(Instant::now(), pkt, &Pool::default(), &mut out);
+        assert!(out.deliver.is_empty(), "to {dst}: {:?}", out.deliver);
+    }
+    assert_eq!(core.stats.rx_icmp_ignored, 2);
+    // The same error to our address is delivered.
+    let pkt = icmp4_error(us, [icmp4::DEST_UNREACHABLE, icmp4::CODE_FRAG_NEEDED], [0, 0, 2, 0], &quote[..28]);
+    let mut out = IpOutput::default();
+    core.handle_packet(Instant::now(), pkt, &Pool::default(), &mut out);
+    assert!(matches!(out.deliver[..], [Deliver::TcpIcmp { class: IcmpErrorClass::PacketTooBig(512), .. }]));
+}
+
+/// RFC 4291 §2.5.5.2: IPv4-mapped addresses are for the socket API, not the wire; Linux's
+/// `ipv6_rcv` drops packets from them (a dual-stack socket would see ::ffff:127.0.0.1
+/// as a local peer).
+#[test]
+fn an_ipv4_mapped_source_is_dropped() {
+    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    core.udp.bind("[::]:53".parse().unwrap()).unwrap();
+    let src: Ipv6Addr = "::ffff:127.0.0.1".parse().unwrap();
+    let udp = udp_segment(IpAddr::V6(src), "fd00::2".parse().unwrap(), 1000, 53, b"x");
+    let mut pkt = v6_packet(17, &udp);
+    pkt[8..24].copy_from_slice(&src.octets());
+    let mut out = IpOutput::default();
+    core.handle_packet(Instant::now(), pkt, &Pool::default(), &mut out);
+    assert!(out.deliver.is_empty() && out.tx.is_empty());
+    assert_eq!(core.stats.rx_bad_source, 1);
+}
+
+/// RFC 3021 §2.2: a /31 has no directed broadcast address, its two addresses are the two
+/// hosts (as the link layer's `is_subnet_broadcast` knows); a /32 has none either. The
+/// peer of 10.0.0.2/31 is 10.0.0.3: its echo request is answered, its UDP delivered.
+#[test]
+fn a_slash_31_peer_is_not_a_broadcast_address() {
+    let (us, peer) = (Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 3));
+    for prefix in [31, 32] {
+        let mut core = IpCore::new(IpConfig { v4: vec![us], v4_prefix: prefix, ..IpConfig::default() }, 1, 1);
+        let mut echo = v4_echo(1);
+        echo[12..16].copy_from_slice(&peer.octets());
+        echo[10..12].copy_from_slice(&[0, 0]);
+        let c = !wire::ones_sum(&echo[..20]);
+        echo[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut out = IpOutput::default();
+        core.handle_packet(Instant::now(), echo, &Pool::default(), &mut out);
+        assert_eq!(out.tx.len(), 1, "/{prefix}: no echo reply");
+        assert_eq!(out.tx[0][16..20], peer.octets());
+        let (sock, _) = core.udp.bind("0.0.0.0:9".parse().unwrap()).unwrap();
+        let udp = udp_segment(IpAddr::V4(peer), IpAddr::V4(us), 1000, 9, b"x");
+        core.handle_packet(Instant::now(), v4_packet(peer, us, 17, &udp), &Pool::default(), &mut out);
+        assert!(matches!(out.deliver[..], [Deliver::Udp { sock: s, .. }] if s == sock), "/{prefix}: {:?}", out.deliver);
+        assert_eq!(core.stats.rx_bad_source, 0);
+    }
+}
+
+/// TCP to a broadcast address is dropped (a connection joins two unicast addresses; Linux's
+/// `tcp_v4_conn_request` drops a SYN routed as broadcast) and counted as a packet that is
+/// not ours (IpInAddrErrors), not as an unknown protocol (IpInUnknownProtos): TCP is known.
+#[test]
+fn tcp_to_a_broadcast_address_is_not_an_unknown_protocol() {
+    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    let pkt = v4_packet(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 255), 6, &[0; 20]);
+    let mut out = IpOutput::default();
+    core.handle_packet(Instant::now(), pkt, &Pool::default(), &mut out);
+    assert!(out.deliver.is_empty() && out.tx.is_empty());
+    assert_eq!((core.stats.rx_unknown_protocol, core.stats.rx_not_ours), (0, 1));
+}
+
+/// RFC 8200 §4.5: a fragment that would make the reassembled packet's Payload Length pass
+/// 65,535 is discarded; that length counts the unfragmentable part's headers as well as
+/// the fragmentable part (which reassembly alone bounds by 65,535).
+#[test]
+fn an_ipv6_fragment_past_65535_with_its_unfragmentable_headers_is_dropped() {
+    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    // Hop-by-hop (8 bytes), then the last fragment at 65,520: 65,528 bytes of fragmentable
+    // part, 65,536 of payload. Then the same fragment without the hop-by-hop header.
+    let frag = |hbh: bool| {
+        let [a, b] = 65_520u16.to_be_bytes(); // M = 0
+        let f = [&[17u8, 0, a, b, 0, 0, 0, 9][..], &[0; 8]].concat();
+        match hbh {
+            true => v6_packet(ext::HOP_BY_HOP, &[&options_header(ext::FRAGMENT, 1)[..], &f].concat()),
+            false => v6_packet(ext::FRAGMENT, &f),
+        }
+    };
+    let mut out = IpOutput::default();
+    core.handle_packet(Instant::now(), frag(true), &Pool::default(), &mut out);
+    assert_eq!((core.stats.rx_frag_dropped, core.stats.rx_frag_pending), (1, 0));
+    core.handle_packet(Instant::now(), frag(false), &Pool::default(), &mut out);
+    assert_eq!((core.stats.rx_frag_dropped, core.stats.rx_frag_pending), (1, 1));
 }
