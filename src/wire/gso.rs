@@ -49,7 +49,6 @@ struct Pending {
 #[derive(Default)]
 pub struct Coalescer {
     cur: Option<Pending>,
-    ident: u16,
     /// Super-segments sent and segments they carried (for counters and tests).
     pub supers: u64,
     pub joined: u64,
@@ -70,7 +69,7 @@ impl Coalescer {
         out: &mut Batch,
         src: IpAddr,
         dst: IpAddr,
-        ttl: u8,
+        (ident, ttl): (u16, u8),
         repr: &TcpRepr,
         payload: &[u8],
     ) {
@@ -99,7 +98,7 @@ impl Coalescer {
             }
             self.flush(out);
         }
-        let pkt = self.build(bufs, src, dst, ttl, repr, payload);
+        let pkt = Self::build(bufs, src, dst, (ident, ttl), repr, payload);
         if plain_data(repr) && !payload.is_empty() {
             self.cur = Some(Pending {
                 pkt,
@@ -166,18 +165,9 @@ impl Coalescer {
     }
 
     /// IP header + TCP segment with full checksums, in a buffer with room to grow.
-    fn build(
-        &mut self,
-        bufs: &dyn Buffers,
-        src: IpAddr,
-        dst: IpAddr,
-        ttl: u8,
-        repr: &TcpRepr,
-        payload: &[u8],
-    ) -> Vec<u8> {
+    fn build(bufs: &dyn Buffers, src: IpAddr, dst: IpAddr, ip: (u16, u8), repr: &TcpRepr, payload: &[u8]) -> Vec<u8> {
         let mut b = if payload.is_empty() { bufs.small() } else { bufs.large() };
-        self.ident = self.ident.wrapping_add(1);
-        build_packet_with_ttl(&mut b, (self.ident, ttl), src, dst, repr, payload);
+        build_packet_with_ttl(&mut b, ip, src, dst, repr, payload);
         b
     }
 }
@@ -285,13 +275,15 @@ mod tests {
         let mut out = Vec::new();
         let data: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
         let mut seq = 1000u32;
+        let mut ident = 100u16; // the connection's counter: one per segment
         for chunk in data.chunks(1448) {
             let last = chunk.len() < 1448;
-            c.push(&pool, &mut out, src, dst, 64, &seg(seq, last), chunk);
+            ident += 1;
+            c.push(&pool, &mut out, src, dst, (ident, 64), &seg(seq, last), chunk);
             seq = seq.wrapping_add(chunk.len() as u32);
         }
         // a pure ACK ends the run and goes out alone
-        c.push(&pool, &mut out, src, dst, 64, &seg(seq, false), &[]);
+        c.push(&pool, &mut out, src, dst, (ident + 1, 64), &seg(seq, false), &[]);
         c.flush(&mut out);
         assert_eq!(out.len(), 2);
         assert_eq!((c.supers, c.joined), (1, 7));
@@ -307,6 +299,10 @@ mod tests {
         let p = crate::wire::Ipv4Packet::new_checked(&out[0][..out[0].len() - 11]).unwrap();
         assert!(p.verify_checksum());
         assert_eq!(p.total_len() as usize, out[0].len() - 11);
+        // The super-segment carries its first segment's identification (the device numbers
+        // the pieces on from it); the ACK its own.
+        assert_eq!(p.ident(), 101);
+        assert_eq!(crate::wire::Ipv4Packet::new_checked(&out[1][..out[1].len() - 1]).unwrap().ident(), 108);
     }
 
     #[test]
@@ -315,12 +311,12 @@ mod tests {
         let (src, dst): (IpAddr, IpAddr) = ("fd00::2".parse().unwrap(), "fd00::1".parse().unwrap());
         let mut c = Coalescer::default();
         let mut out = Vec::new();
-        c.push(&pool, &mut out, src, dst, 64, &seg(0, false), &[1; 1000]);
-        c.push(&pool, &mut out, src, dst, 64, &seg(1000, false), &[2; 1000]);
-        c.push(&pool, &mut out, src, dst, 64, &seg(5000, false), &[3; 1000]); // gap: new run
+        c.push(&pool, &mut out, src, dst, (1, 64), &seg(0, false), &[1; 1000]);
+        c.push(&pool, &mut out, src, dst, (1, 64), &seg(1000, false), &[2; 1000]);
+        c.push(&pool, &mut out, src, dst, (1, 64), &seg(5000, false), &[3; 1000]); // gap: new run
         let mut other = seg(6000, false);
         other.window = 99; // window changed: new run
-        c.push(&pool, &mut out, src, dst, 64, &other, &[4; 1000]);
+        c.push(&pool, &mut out, src, dst, (1, 64), &other, &[4; 1000]);
         c.flush(&mut out);
         assert_eq!(out.len(), 3);
         assert_eq!(resegment(&out[0], src, dst).len(), 2);

@@ -37,8 +37,11 @@ const EPHEMERAL_N: u32 = 16384;
 
 /// The segment sink of [`Endpoint::poll_transmit`]: `(src ip, dst ip, header, payload)`.
 pub type TxFn<'a> = dyn FnMut(IpAddr, IpAddr, &TcpRepr, &[u8]) + 'a;
-/// [`TxFn`] with the IPv4 TTL / IPv6 hop limit of the segment's connection.
-pub(crate) type TtlTxFn<'a> = dyn FnMut(IpAddr, IpAddr, u8, &TcpRepr, &[u8]) + 'a;
+/// [`TxFn`] with the IP header's fields a connection chooses: `(identification, TTL)`, the
+/// IPv4 identification from the connection's own counter (0 for a segment without one,
+/// as Linux: RFC 6864 §4.1 lets an atomic datagram carry any value) and the IPv4 TTL /
+/// IPv6 hop limit.
+pub(crate) type IpTxFn<'a> = dyn FnMut(IpAddr, IpAddr, (u16, u8), &TcpRepr, &[u8]) + 'a;
 
 /// The endpoint's bookkeeping on one connection, so that each list and count holds it at
 /// most once and lets it go exactly once (`Endpoint::after`, `Endpoint::remove`).
@@ -171,7 +174,7 @@ impl Endpoint {
             orphans: Default::default(),
             diag: None,
             trace: None,
-            packets: super::packets::PacketOut::new(u16::from_le_bytes([isn_key[0], isn_key[1]]), false),
+            packets: super::packets::PacketOut::new(false),
             local_v4: Vec::new(),
             local_v6: Vec::new(),
             stats: TcpStats::default(),
@@ -692,14 +695,14 @@ impl Endpoint {
     /// segment; `payload` borrows the send buffer. All segments handled since the last
     /// poll are answered by at most one ACK per connection (M-58/M-59).
     pub fn poll_transmit(&mut self, now: Instant, tx: &mut TxFn) {
-        self.poll_transmit_ttl(now, &mut |s, d, _, r, p| tx(s, d, r, p));
+        self.poll_transmit_ip(now, &mut |s, d, _, r, p| tx(s, d, r, p));
     }
 
     /// [`Endpoint::poll_transmit`] with each segment's TTL (resets without a connection: the
     /// default).
-    pub(crate) fn poll_transmit_ttl(&mut self, now: Instant, tx: &mut TtlTxFn) {
+    pub(crate) fn poll_transmit_ip(&mut self, now: Instant, tx: &mut IpTxFn) {
         while let Some((s, d, r)) = self.ctl.pop_front() {
-            tx(s, d, DEFAULT_HOP_LIMIT, &r, &[]);
+            tx(s, d, (0, DEFAULT_HOP_LIMIT), &r, &[]);
             self.stats.segments_out += 1;
             self.stats.rst_out += u64::from(r.flags.rst);
         }
@@ -707,13 +710,20 @@ impl Endpoint {
             let Some(t) = self.conns.get_mut(&id) else { continue };
             t.marks.in_dirty = false;
             let (l, r, ttl) = (t.local.ip(), t.remote.ip(), t.ttl);
+            // One identification per segment, so that a super-segment the device cuts up
+            // (each piece the next number) stays in step with the counter.
+            let mut ident = t.ip_ident;
             let mut ctx = ctx!(self);
-            t.poll_transmit(now, &mut ctx, &mut |repr, payload| tx(l, r, ttl, repr, payload));
+            t.poll_transmit(now, &mut ctx, &mut |repr, payload| {
+                ident = ident.wrapping_add(1);
+                tx(l, r, (ident, ttl), repr, payload)
+            });
+            t.ip_ident = ident;
             self.after(now, id, false);
         }
         // Aborted TCBs may have left RSTs.
         while let Some((s, d, r)) = self.ctl.pop_front() {
-            tx(s, d, DEFAULT_HOP_LIMIT, &r, &[]);
+            tx(s, d, (0, DEFAULT_HOP_LIMIT), &r, &[]);
             self.stats.segments_out += 1;
             self.stats.rst_out += u64::from(r.flags.rst);
         }

@@ -282,6 +282,11 @@ pub struct Tcb {
     /// IPv4 TTL / IPv6 hop limit of this connection's segments (`TcpStream::set_ttl`, or
     /// the listener's).
     pub(crate) ttl: u8,
+    /// IPv4 identification of this connection's last segment. Each connection counts on its
+    /// own from a start derived from its ISN (as Linux's per-socket `inet_id`): one counter
+    /// shared by every packet told an observer how many packets the stack sent to anyone
+    /// (the idle scan, `nmap -sI`).
+    pub(crate) ip_ident: u16,
     /// What [`Tcb::info`] reports beyond the state above.
     counters: ConnCounters,
     /// The state and timeout count last reported as diagnostics ([`Tcb::take_diag`]).
@@ -488,6 +493,7 @@ impl Tcb {
             syn_retries: cfg.syn_retries,
             soft_error: None,
             ttl: crate::wire::DEFAULT_HOP_LIMIT,
+            ip_ident: (iss >> 16) as u16 ^ iss as u16,
             counters: ConnCounters::default(),
             logged: (state, 0),
         }

@@ -1157,3 +1157,56 @@ fn packets_carry_ttls_and_sources_follow_scope() {
     assert_eq!(ttl_of(&out[0]), 200);
     assert_eq!((&out[0][12..16], &out[0][16..20]), (&[10, 0, 0, 1][..], &[10, 0, 0, 2][..]), "addresses");
 }
+
+/// IPv4 identification (RFC 6864 §4.1: any value for an atomic datagram): each connection
+/// counts on its own, and a segment without a connection (a RST for a closed port) carries
+/// 0, as Linux does. With one counter shared by every packet, a prober reading the
+/// identification of two RSTs learned how many packets the stack had sent to others in
+/// between (the idle scan, `nmap -sI`).
+#[test]
+fn ipv4_identification_tells_a_prober_nothing() {
+    use crate::buf::Pool;
+    let now = Instant::now();
+    let mut ep = Endpoint::new(TcpConfig::default(), [3; 16], now);
+    ep.set_local_addrs(vec![Ipv4Addr::new(10, 0, 0, 1)], vec![]);
+    let pool = Pool::default();
+    let ident_of = |p: &[u8]| u16::from_be_bytes([p[4], p[5]]); // RFC 791 §3.1
+    let packets = |ep: &mut Endpoint, now: Instant| {
+        let mut out = Vec::new();
+        ep.poll_packets(now, &pool, &mut out);
+        out
+    };
+    let probe = |ep: &mut Endpoint, port: u16| {
+        let mut synack = TcpRepr {
+            src_port: 9999,
+            dst_port: port,
+            seq: 5,
+            ack: 77,
+            flags: flags("SA"),
+            window: 65535,
+            urgent: 0,
+            options: TcpOptions::default(),
+        };
+        synack.flags.syn = true;
+        ep.handle_segment(now, Ipv4Addr::new(10, 0, 0, 9).into(), US, &synack, &[]);
+    };
+    probe(&mut ep, 1);
+    let before = packets(&mut ep, now);
+    // Two connections send their SYNs and resend them in between.
+    let a = ep.connect(now, US, SocketAddr::new(PEER, 81)).unwrap();
+    let b = ep.connect(now, US, SocketAddr::new(PEER, 82)).unwrap();
+    let syns = packets(&mut ep, now);
+    let later = now + Duration::from_secs(2);
+    ep.handle_timeout(later, a);
+    ep.handle_timeout(later, b);
+    let resent = packets(&mut ep, later);
+    probe(&mut ep, 2);
+    let after = packets(&mut ep, later);
+    assert_eq!((before.len(), syns.len(), after.len()), (1, 2, 1), "RST, two SYNs, RST");
+    assert_eq!((ident_of(&before[0]), ident_of(&after[0])), (0, 0), "a RST without a connection");
+    assert_eq!(resent.len(), 2, "both SYNs resent");
+    for (syn, again) in syns.iter().zip(&resent) {
+        assert_eq!(ident_of(again), ident_of(syn).wrapping_add(1), "each connection counts alone");
+    }
+    assert_ne!(ident_of(&syns[0]).wrapping_add(1), ident_of(&syns[1]), "not one shared counter");
+}
