@@ -145,8 +145,9 @@ fn udp_bounds_errors_and_addresses() {
     let mut buf = [0u8; 8];
     assert_eq!(sc.recv(&mut buf).unwrap_err().kind(), ErrorKind::WouldBlock);
 
-    // A flood of empty datagrams at a socket nobody reads: the queue is bounded (each
-    // datagram is charged a fixed overhead), the rest counted as dropped.
+    // A flood of empty datagrams at a socket nobody reads: the queue is bounded in the
+    // memory it holds (each datagram is charged its packet buffer and a fixed overhead, as
+    // Linux charges truesize), the rest counted as dropped.
     let sink = UdpSocket::bind(&a, "10.0.0.2:6000").unwrap();
     let src = UdpSocket::bind(&b, "10.0.0.1:6001").unwrap();
     for _ in 0..20_000 {
@@ -158,9 +159,30 @@ fn udp_bounds_errors_and_addresses() {
         assert!(std::time::Instant::now() < deadline, "queue never filled");
         std::thread::sleep(Duration::from_millis(10));
     }
-    // What was queued is still delivered, and empty.
+    // Let the flood end before reading, so that nothing refills the queue meanwhile.
+    let mut last = full();
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = full();
+        if now == last {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the flood never ended");
+        last = now;
+    }
+    // What was queued is still delivered, and empty; the buffers it held stayed within
+    // the bound (each empty datagram sits in a pooled packet buffer: charged only 256
+    // bytes, 4,096 of them held 8 MiB against a 1 MiB bound).
     sink.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
     assert_eq!(sink.recv(&mut buf).unwrap(), 0);
+    sink.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut queued = 1;
+    while sink.recv(&mut buf).is_ok() {
+        queued += 1;
+    }
+    let held = queued * netstack::buf::DEFAULT_BUF_SIZE;
+    let bound = netstack::proto::ip::IpConfig::default().udp_queue_bytes;
+    assert!(held <= bound, "{queued} datagrams held {held} bytes of buffers, bound {bound}");
 }
 
 /// A pending ICMP-reported error comes before the datagrams already queued, as in Linux

@@ -380,8 +380,8 @@ impl IpActor {
         let (udp_limit, raw_limit) = (cfg.udp_queue_bytes as u64, cfg.raw_queue_bytes as u64);
         let (udp, raw, pool, stats) = (&self.udp, &self.raw, &self.pool, &mut self.core.stats);
         self.admitted = retain_from(&mut self.out.deliver, self.admitted, |d| match d {
-            Deliver::Udp { sock, buf, start, end, .. } => {
-                match udp.get(sock).map(|(_, q)| q.try_charge(udp_charge(*end - *start), udp_limit)) {
+            Deliver::Udp { sock, buf, .. } => {
+                match udp.get(sock).map(|(_, q)| q.try_charge(udp_charge(buf.capacity()), udp_limit)) {
                     Some(false) => {
                         stats.rx_udp_queue_full += 1;
                         pool.put(std::mem::take(buf));
@@ -421,8 +421,9 @@ impl IpActor {
                         self.pool.put(buf);
                         continue;
                     };
+                    let cost = udp_charge(buf.capacity());
                     if let Err(e) = tx.send(UdpEvent::Datagram { from, buf, start, end }) {
-                        queue.uncharge(udp_charge(end - start));
+                        queue.uncharge(cost);
                         if let UdpEvent::Datagram { buf, .. } = e.into_inner() {
                             self.pool.put(buf);
                         }

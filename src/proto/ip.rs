@@ -53,7 +53,7 @@ pub struct IpConfig {
     /// link from TCP.
     pub echo_rate: u32,
     pub echo_burst: u32,
-    /// Bound on bytes queued for one UDP socket.
+    /// Bound on the memory queued for one UDP socket (each datagram's buffer, [`udp_charge`]).
     pub udp_queue_bytes: usize,
     /// Bound on bytes queued for one raw ICMP socket (each message charged as a UDP
     /// datagram, [`udp_charge`]).
@@ -188,7 +188,7 @@ pub enum Deliver {
     /// vouched for its checksum, so the engine need not verify it.
     Tcp { src: IpAddr, dst: IpAddr, buf: Vec<u8>, start: usize, end: usize, csum_ok: bool },
     /// A UDP datagram for socket `sock`: payload is `buf[start..end]`. The ip actor queues
-    /// it if the socket's queue has room for [`udp_charge`] more bytes (`udp_queue_bytes`;
+    /// it if the socket's queue has room for [`udp_charge`] of `buf`'s capacity (`udp_queue_bytes`;
     /// otherwise `rx_udp_queue_full`), as Linux's socket layer checks `sk_rcvbuf`.
     Udp { sock: UdpSockId, from: SocketAddr, to: SocketAddr, buf: Vec<u8>, start: usize, end: usize },
     /// ICMP port unreachable for a connected UDP socket: the actor sets its pending error
@@ -240,16 +240,19 @@ impl TokenBucket {
 /// A UDP socket's pending error (`buf::RecvQueue::set_error`) for "connection refused"
 /// (ICMP port unreachable).
 pub const UDP_ERR_REFUSED: u8 = 1;
-/// Fixed cost charged per queued datagram besides its payload, so that empty or tiny
-/// datagrams cannot queue without bound (Linux charges the buffer's truesize).
+/// Fixed cost charged per queued datagram besides the memory holding it (the queue's own
+/// bookkeeping), so that nothing queues for free.
 pub const UDP_DATAGRAM_OVERHEAD: u64 = 256;
 /// A payload smaller than its buffer by more than this is copied out, so a small datagram
 /// does not pin a 64 KiB offload buffer while it waits.
 const UDP_COPY_SLACK: usize = 2048;
 
-/// Bytes charged to a socket's queue for a datagram of `len` bytes.
-pub fn udp_charge(len: usize) -> u64 {
-    len as u64 + UDP_DATAGRAM_OVERHEAD
+/// Bytes charged to a socket's queue for a message held in `held` bytes of memory: for a
+/// UDP datagram its packet buffer's capacity, not its payload (Linux charges the buffer's
+/// truesize), so that a flood of tiny datagrams cannot hold 2 KiB buffers at 256 bytes
+/// each; for a raw socket's message its copy.
+pub fn udp_charge(held: usize) -> u64 {
+    held as u64 + UDP_DATAGRAM_OVERHEAD
 }
 
 pub struct IpCore {

@@ -280,7 +280,7 @@ impl UdpSocket {
         if peek {
             *turn = Some((from, buf, start, end));
         } else {
-            self.inner.shared.uncharge(udp_charge(end - start));
+            self.inner.shared.uncharge(udp_charge(buf.capacity()));
             self.inner.stack.pool.put(buf);
         }
         Ok((n, from))
