@@ -353,3 +353,43 @@ fn tap_garp_flood_cannot_take_over_a_neighbour_in_use() {
         assert_eq!(o.ip_to_evil, 0, "IP packets the stack sent to the spoofer's MAC");
     });
 }
+
+/// RFC 1122 §3.2.2: no ICMP error about a datagram that came in a link-layer broadcast. A
+/// UDP datagram to a closed port of ours, written onto tap0 in an Ethernet broadcast frame
+/// (a way to make every host on a segment answer one frame), draws no port unreachable;
+/// the same datagram in a frame to our MAC does.
+#[test]
+fn tap_no_icmp_error_about_a_link_broadcast() {
+    in_netns("tap_no_icmp_error_about_a_link_broadcast", || {
+        let stack = tap_stack(LinkConfig::default());
+        let us = stack.config().link.as_ref().unwrap().mac;
+        let sock = packet_socket();
+        let ip_stat = |name: &str| stack.stats.ip.snapshot().into_iter().find(|(k, _)| *k == name).unwrap().1;
+        let mut datagram = vec![0u8; 28];
+        let h = netstack::wire::Ipv4Header {
+            src: Ipv4Addr::new(10, 0, 0, 1),
+            dst: Ipv4Addr::new(10, 0, 0, 2),
+            proto: netstack::wire::IpProtocol::Udp,
+            ident: 1,
+            frag_offset: 0,
+            more_frags: false,
+            dont_frag: false,
+            ttl: 64,
+        };
+        netstack::wire::emit_ipv4_header(&mut datagram, &h, 8);
+        // UDP 5000 → 9 (nothing bound), length 8, no checksum (RFC 768).
+        datagram[20..28].copy_from_slice(&[0x13, 0x88, 0, 9, 0, 8, 0, 0]);
+        let src = Mac([0x02, 0x11, 0x11, 0x11, 0x11, 0x11]);
+        for (dst, errors) in [(BROADCAST, 0), (us, 1)] {
+            let (udp, icmp) = (ip_stat("rx_udp"), ip_stat("tx_icmp_errors"));
+            sock.send(&ethernet::frame(dst, src, EthernetProtocol::Ipv4, &datagram)).expect("write the frame");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while ip_stat("rx_udp") == udp {
+                assert!(Instant::now() < deadline, "the datagram to {dst} never reached the IP layer");
+                thread::sleep(Duration::from_millis(10));
+            }
+            thread::sleep(Duration::from_millis(100));
+            assert_eq!(ip_stat("tx_icmp_errors") - icmp, errors, "ICMP errors about the datagram in a frame to {dst}");
+        }
+    });
+}

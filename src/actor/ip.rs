@@ -295,14 +295,13 @@ impl IpActor {
         // before it (the old per-packet atomic's rule).
         core.accept_any_tcp = self.shared.any_tcp.load(Relaxed);
         for p in batch.drain(..) {
-            let p = match self.link.as_mut() {
+            match self.link.as_mut() {
                 Some(l) => match l.rx(now, p, pool) {
-                    Some(p) => p,
+                    Some((p, link_group)) => core.handle_link_packet(now, p, link_group, pool, out),
                     None => continue,
                 },
-                None => p,
-            };
-            core.handle_packet(now, p, pool, out);
+                None => core.handle_packet(now, p, pool, out),
+            }
         }
         self.recycle.rx.put(batch);
         // The DHCP client's datagrams first (its socket is not in `udp`), so that what

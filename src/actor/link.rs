@@ -118,14 +118,15 @@ impl LinkShell {
     }
 
     /// A received frame: the IP packet it carries, moved to the front of the same buffer,
-    /// or `None` (the buffer back in `pool`) when the link core consumed or dropped it.
-    pub fn rx(&mut self, now: Instant, mut frame: Vec<u8>, pool: &Pool) -> Option<Vec<u8>> {
+    /// and whether the frame was sent to a link-layer group (broadcast or multicast); or
+    /// `None` (the buffer back in `pool`) when the link core consumed or dropped it.
+    pub fn rx(&mut self, now: Instant, mut frame: Vec<u8>, pool: &Pool) -> Option<(Vec<u8>, bool)> {
         match self.core.handle_frame(now, &frame) {
             Some(r) => {
                 let len = r.payload.len();
                 frame.copy_within(r.payload, 0);
                 frame.truncate(len);
-                Some(frame)
+                Some((frame, crate::proto::link::ethernet::is_group(r.dst_mac)))
             }
             None => {
                 pool.put(frame);

@@ -281,6 +281,9 @@ struct Io<'a> {
     /// IPv6: offset of the Next Header field that named the upper-layer protocol (for a
     /// parameter problem's pointer, RFC 8200 §4).
     nh_field: usize,
+    /// The frame that carried it went to a link-layer broadcast or multicast address: no
+    /// ICMP error about it (RFC 1122 §3.2.2, RFC 4443 §2.4(e.3)).
+    link_group: bool,
 }
 
 /// What an IPv6 packet's fixed header said, carried along its extension headers.
@@ -487,10 +490,23 @@ impl IpCore {
     /// Process one packet read from the device. The buffer is either moved into a delivery
     /// or handed back to `pool`.
     pub fn handle_packet(&mut self, now: Instant, buf: Vec<u8>, pool: &dyn Buffers, out: &mut IpOutput) {
+        self.handle_link_packet(now, buf, false, pool, out)
+    }
+
+    /// [`Self::handle_packet`] for a packet a link-layer frame carried (TAP): `link_group`
+    /// when the frame went to a broadcast or multicast MAC address.
+    pub fn handle_link_packet(
+        &mut self,
+        now: Instant,
+        buf: Vec<u8>,
+        link_group: bool,
+        pool: &dyn Buffers,
+        out: &mut IpOutput,
+    ) {
         self.stats.rx_packets += 1;
         let mut buf = buf;
         let csum_ok = self.cfg.rx_trailer && buf.pop() == Some(1);
-        let mut io = Io { now, pool, out, csum_ok, nh_field: 6 };
+        let mut io = Io { now, pool, out, csum_ok, nh_field: 6, link_group };
         match buf.first().map(|b| b >> 4) {
             Some(4) => self.rx_v4(&mut io, buf),
             Some(6) => self.rx_v6(&mut io, buf),
@@ -1075,6 +1091,9 @@ impl IpCore {
     /// ICMPv4 error `[type, code]` about `orig` (a whole IPv4 packet as received).
     fn icmp4_error(&mut self, io: &mut Io, orig: &[u8], type_code: [u8; 2]) {
         let Ok(p) = Ipv4Packet::new_checked(orig) else { return };
+        if io.link_group {
+            return; // RFC 1122 §3.2.2: never about a link-layer broadcast or multicast
+        }
         let is_icmp_error = u8::from(p.next_header()) == 1
             && orig.get(p.header_len() as usize).is_some_and(|t| ![icmp4::ECHO_REPLY, icmp4::ECHO_REQUEST].contains(t));
         if p.frag_offset() != 0 || is_icmp_error {
@@ -1097,8 +1116,8 @@ impl IpCore {
     /// ICMPv6 error `[type, code]` about `orig` with the 32-bit parameter `param`.
     fn icmp6_error(&mut self, io: &mut Io, orig: &[u8], type_code: [u8; 2], param: u32) {
         let Ok(p) = Ipv6Packet::new_checked(orig) else { return };
-        if p.dst_addr().is_multicast() || p.src_addr().is_unspecified() {
-            return; // RFC 4443 §2.4(e)
+        if p.dst_addr().is_multicast() || p.src_addr().is_unspecified() || io.link_group {
+            return; // RFC 4443 §2.4(e.3)-(e.5)
         }
         // RFC 4443 §2.4(e.1): never about an ICMPv6 error message (types below 128, §2.1),
         // found past the extension headers as Linux's `is_ineligible` finds it: a header in

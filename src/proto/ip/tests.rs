@@ -571,3 +571,21 @@ fn an_ipv6_fragment_past_65535_with_its_unfragmentable_headers_is_dropped() {
     core.handle_packet(Instant::now(), frag(false), &Pool::default(), &mut out);
     assert_eq!((core.stats.rx_frag_dropped, core.stats.rx_frag_pending), (1, 1));
 }
+
+/// RFC 4443 §2.4(e.3): no ICMPv6 error about a packet that came in a link-layer broadcast
+/// or multicast frame (TAP); the same datagram to a closed port in a unicast frame draws a
+/// port unreachable.
+#[test]
+fn no_icmpv6_error_about_a_link_group_frame() {
+    let (s, d): (Ipv6Addr, Ipv6Addr) = ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap());
+    let mut udp = vec![0x13, 0x88, 0, 9, 0, 12, 0, 0, b'p', b'i', b'n', b'g'];
+    let c = wire::transport_checksum(s.into(), d.into(), IpProtocol::Udp, &udp);
+    udp[6..8].copy_from_slice(&c.to_be_bytes());
+    for (link_group, sent) in [(true, 0), (false, 1)] {
+        let mut core = IpCore::new(IpConfig::default(), 1, 1);
+        let mut out = IpOutput::default();
+        core.handle_link_packet(Instant::now(), v6_packet(17, &udp), link_group, &Pool::default(), &mut out);
+        assert_eq!(core.stats.rx_udp, 1, "the datagram reached UDP");
+        assert_eq!(out.tx.len(), sent, "ICMPv6 errors with link_group {link_group}");
+    }
+}

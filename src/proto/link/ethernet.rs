@@ -23,6 +23,11 @@ pub const BROADCAST: Mac = Mac([0xff; 6]);
 const GROUP_BIT: u8 = 0x01;
 const LOCAL_BIT: u8 = 0x02;
 
+/// A broadcast or multicast address: the I/G bit, the first octet's lowest (IEEE 802 §8.2).
+pub fn is_group(mac: Mac) -> bool {
+    mac.0[0] & GROUP_BIT != 0
+}
+
 /// A locally administered unicast MAC built from 6 caller-chosen bytes (the caller passes
 /// random ones: the core holds no randomness). IEEE 802 §8.2: U/L bit set, I/G bit clear.
 pub fn local_mac(seed: [u8; 6]) -> Mac {
@@ -85,14 +90,14 @@ pub fn parse(frame: &[u8], ours: Mac, joined: &[Mac]) -> Result<Rx, RxDrop> {
 pub fn accept(frame: &[u8], ours: Mac, joined: &[Mac]) -> Result<Rx, RxDrop> {
     let f = EthernetFrame::new_checked(frame).map_err(|_| RxDrop::Malformed)?;
     let (dst, src) = (f.dst_addr(), f.src_addr());
-    if src.0[0] & GROUP_BIT != 0 {
+    if is_group(src) {
         return Err(RxDrop::BadSource);
     }
     if src == ours {
         return Err(RxDrop::OwnSource);
     }
     if dst != ours && dst != BROADCAST {
-        if dst.0[0] & GROUP_BIT == 0 {
+        if !is_group(dst) {
             return Err(RxDrop::NotForUs);
         }
         if !joined.contains(&dst) {
