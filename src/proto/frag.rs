@@ -1,9 +1,10 @@
 //! IP fragment reassembly (RFC 791 §3.2, RFC 815, RFC 8200 §4.5) with bounded memory.
 //!
 //! Invariants:
-//! * the bytes held by all partial datagrams never exceed `max_bytes`; a fragment that would
-//!   pass the bound first evicts the partial datagrams closest to their deadline, and is
-//!   dropped (counted) if it still does not fit;
+//! * the memory held by all partial datagrams, charged as what their fragments brought
+//!   (never what their offsets span) plus bookkeeping per piece and per datagram, never
+//!   exceeds `max_bytes`; a fragment that would pass the bound first evicts the partial
+//!   datagrams closest to their deadline, and is dropped (counted) if it still does not fit;
 //! * at most `max_datagrams` partial datagrams exist at once;
 //! * an IPv6 datagram never exceeds 65,535 bytes of payload, an IPv4 one 65,535 bytes with
 //!   a 20-byte header (fragments past that are dropped);
@@ -37,6 +38,10 @@ pub const MAX_DIST: u64 = 1024;
 /// Sources whose fragment counts are remembered; beyond it the counts restart (partial
 /// datagrams then look too far and restart too: the safe direction).
 const MAX_PEERS: usize = 4096;
+/// Charged per stored piece besides its bytes (its `Vec` and its place in the list).
+const PIECE_OVERHEAD: usize = 64;
+/// Charged per partial datagram besides its pieces (its table entry and ranges).
+const PARTIAL_OVERHEAD: usize = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FragKey {
@@ -73,8 +78,9 @@ pub struct FragStats {
 }
 
 struct Partial {
-    /// Payload bytes by offset; `data.len()` is the furthest end seen.
-    data: Vec<u8>,
+    /// The bytes received, as `(offset, bytes)` pieces that never overlap (a fragment keeps
+    /// only what no earlier one brought), in arrival order; joined when complete.
+    pieces: Vec<(usize, Vec<u8>)>,
     /// Received ranges, sorted and merged, half-open.
     have: Vec<(usize, usize)>,
     /// Total payload length, once the last fragment arrived.
@@ -84,12 +90,14 @@ struct Partial {
     deadline: Instant,
     /// The source's fragment count at this datagram's latest fragment.
     src_seq: u64,
+    /// Memory charged against the bound: the pieces and [`PARTIAL_OVERHEAD`] (0 until the
+    /// first fragment is stored).
+    charge: usize,
 }
 
 impl Partial {
-    /// Copy `data` at `offset` into the gaps only: the first data received for a byte wins.
-    fn fill(&mut self, offset: usize, data: &[u8]) {
-        let end = offset + data.len();
+    /// The parts of `[offset, end)` not received yet.
+    fn gaps(&self, offset: usize, end: usize) -> Vec<(usize, usize)> {
         let mut pos = offset;
         let mut gaps = Vec::new();
         for &(s, e) in &self.have {
@@ -107,10 +115,33 @@ impl Partial {
         if pos < end {
             gaps.push((pos, end));
         }
+        gaps
+    }
+
+    /// What storing `gaps` costs: their bytes and a piece's bookkeeping each, and the
+    /// datagram's own on its first piece.
+    fn cost(&self, gaps: &[(usize, usize)]) -> usize {
+        let first = if self.charge == 0 { PARTIAL_OVERHEAD } else { 0 };
+        first + gaps.iter().map(|&(s, e)| e - s + PIECE_OVERHEAD).sum::<usize>()
+    }
+
+    /// Store `data` (at `offset`) where it fills `gaps`: the first data received for a byte
+    /// wins. `cost` is what [`Self::cost`] said for them.
+    fn fill(&mut self, offset: usize, data: &[u8], gaps: Vec<(usize, usize)>, cost: usize) {
         for (s, e) in gaps {
-            self.data[s..e].copy_from_slice(&data[s - offset..e - offset]);
+            self.pieces.push((s, data[s - offset..e - offset].to_vec()));
             insert_range(&mut self.have, s, e);
         }
+        self.charge += cost;
+    }
+
+    /// The whole payload, `total` bytes (every byte of it received).
+    fn join(self, total: usize) -> Vec<u8> {
+        let mut payload = vec![0; total];
+        for (s, b) in self.pieces {
+            payload[s..s + b.len()].copy_from_slice(&b);
+        }
+        payload
     }
 }
 
@@ -156,7 +187,7 @@ impl Reassembler {
         }
     }
 
-    /// Bytes currently held by partial datagrams.
+    /// Memory charged to partial datagrams now (their bytes and bookkeeping).
     pub fn held_bytes(&self) -> usize {
         self.bytes
     }
@@ -177,7 +208,7 @@ impl Reassembler {
         self.parts.retain(|_, p| {
             let keep = p.deadline > now;
             if !keep {
-                freed += p.data.capacity();
+                freed += p.charge;
             }
             keep
         });
@@ -216,10 +247,9 @@ impl Reassembler {
             if self.parts.len() >= self.max_datagrams {
                 self.evict_one();
             }
-            self.parts.insert(
-                key,
-                Partial { data: Vec::new(), have: Vec::new(), total: None, proto, deadline: now + timeout, src_seq },
-            );
+            let deadline = now + timeout;
+            let p = Partial { pieces: Vec::new(), have: Vec::new(), total: None, proto, deadline, src_seq, charge: 0 };
+            self.parts.insert(key, p);
         }
         if let Some(p) = self.parts.get_mut(&key) {
             p.src_seq = src_seq;
@@ -240,24 +270,20 @@ impl Reassembler {
                 return Err(FragDrop::Overlap);
             }
         }
-        // Memory: grow the buffer to `end`, within the bound.
-        let cur_cap = self.parts.get(&key).map_or(0, |p| p.data.capacity());
-        let need = end.max(cur_cap);
-        if need > cur_cap {
-            let extra = need - cur_cap;
-            while self.bytes + extra > self.max_bytes {
-                if !self.evict_other(&key) {
-                    self.discard(&key);
-                    return Err(FragDrop::NoRoom);
-                }
+        // Memory: what the new bytes cost, within the bound.
+        let (gaps, cost) = {
+            let p = self.parts.get(&key).ok_or(FragDrop::NoRoom)?;
+            let gaps = p.gaps(offset, end);
+            let cost = p.cost(&gaps);
+            (gaps, cost)
+        };
+        while self.bytes + cost > self.max_bytes {
+            if !self.evict_other(&key) {
+                self.discard(&key);
+                return Err(FragDrop::NoRoom);
             }
         }
         let p = self.parts.get_mut(&key).ok_or(FragDrop::NoRoom)?;
-        if p.data.len() < end {
-            p.data.reserve_exact(end - p.data.len());
-            p.data.resize(end, 0);
-        }
-        let grown = p.data.capacity() - cur_cap;
         if !more {
             p.total = Some(end);
         }
@@ -265,15 +291,14 @@ impl Reassembler {
             // RFC 8200 §4.5: the upper-layer protocol is the offset-0 fragment's.
             p.proto = proto;
         }
-        p.fill(offset, data);
-        self.bytes += grown;
+        p.fill(offset, data, gaps, cost);
+        self.bytes += cost;
         let complete = matches!(p.total, Some(t) if p.have.len() == 1 && p.have[0] == (0, t));
         if complete {
             let p = self.parts.remove(&key).ok_or(FragDrop::NoRoom)?;
-            self.bytes -= p.data.capacity();
-            let mut payload = p.data;
-            payload.truncate(p.total.unwrap_or(0));
-            return Ok(Some(Reassembled { proto: p.proto, payload }));
+            self.bytes -= p.charge;
+            let (proto, total) = (p.proto, p.total.unwrap_or(0));
+            return Ok(Some(Reassembled { proto, payload: p.join(total) }));
         }
         Ok(None)
     }
@@ -300,7 +325,7 @@ impl Reassembler {
 
     fn discard(&mut self, key: &FragKey) {
         if let Some(p) = self.parts.remove(key) {
-            self.bytes -= p.data.capacity();
+            self.bytes -= p.charge;
         }
     }
 
@@ -498,6 +523,28 @@ mod tests {
         assert!(r.insert(now, last(key(12), 3)).unwrap().is_none(), "65,515 bytes: waits for the middle");
         r.insert(now, first(key6(13))).unwrap();
         assert!(r.insert(now, last(key6(13), 23)).unwrap().is_none(), "IPv6: 65,535 bytes");
+    }
+
+    /// A fragment is charged what it holds, not its offset: 65 eight-byte fragments far
+    /// into their datagrams (about 1.8 KB on the wire) once cost 64 KiB each, took the
+    /// 4 MiB bound and evicted a real datagram half received (found by review 18).
+    fn frag(key: FragKey, offset: usize, more: bool, data: &[u8]) -> Fragment<'_> {
+        Fragment { key, proto: 17, offset, more, data }
+    }
+
+    #[test]
+    fn tiny_fragments_far_out_cost_what_they_hold() {
+        let now = Instant::now();
+        let mut r = Reassembler::new(4 << 20, 256);
+        let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        assert!(r.insert(now, frag(key(1), 0, true, &data[..1480])).unwrap().is_none());
+        for id in 100..165 {
+            assert!(r.insert(now, frag(key(id), 64_000, true, &[0xee; 8])).unwrap().is_none());
+        }
+        assert!(r.held_bytes() < 66 * 2048, "65 tiny fragments hold {} bytes", r.held_bytes());
+        let d = r.insert(now, frag(key(1), 1480, false, &data[1480..])).unwrap().expect("the real datagram completes");
+        assert_eq!(d.payload, data);
+        assert_eq!(r.stats.evicted, 0);
     }
 
     #[test]
