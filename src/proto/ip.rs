@@ -281,9 +281,9 @@ struct Io<'a> {
     /// IPv6: offset of the Next Header field that named the upper-layer protocol (for a
     /// parameter problem's pointer, RFC 8200 §4).
     nh_field: usize,
-    /// The frame that carried it went to a link-layer broadcast or multicast address: no
-    /// ICMP error about it (RFC 1122 §3.2.2; RFC 4443 §2.4(e.4)/(e.5) but for their one
-    /// exception, [`IpCore::icmp6_error`]).
+    /// The frame that carried it went to a link-layer broadcast or multicast address: not
+    /// for TCP, and no ICMP error about it (RFC 1122 §3.2.2; RFC 4443 §2.4(e.4)/(e.5) but
+    /// for their one exception, [`IpCore::icmp6_error`]).
     link_group: bool,
 }
 
@@ -748,7 +748,7 @@ impl IpCore {
             return io.pool.recycle(up.buf);
         }
         match (proto, up.src) {
-            (6, _) if !up.broadcast => {
+            (6, _) if !up.broadcast && !io.link_group => {
                 self.stats.rx_tcp += 1;
                 let Up { src, dst, buf, start, end, whole, .. } = up;
                 // Only a packet as the device delivered it carries the device's word.
@@ -756,7 +756,9 @@ impl IpCore {
                 io.out.deliver.push(Deliver::Tcp { src, dst, buf, start, end, csum_ok });
             }
             (6, _) => {
-                // To a broadcast address: not for any connection, yet not an unknown protocol.
+                // To a broadcast address, or in a link-layer group frame (Linux's `tcp_v4_rcv`
+                // discards what is not `PACKET_HOST`): not for any connection, yet not an
+                // unknown protocol.
                 self.stats.rx_not_ours += 1;
                 io.pool.recycle(up.buf);
             }

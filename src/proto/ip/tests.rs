@@ -610,3 +610,21 @@ fn parameter_problem_for_a_10_option_even_about_a_link_group_frame() {
         }
     }
 }
+
+/// A TCP segment to our unicast address in a link-layer broadcast or multicast frame is
+/// not for a connection: Linux's `tcp_v4_rcv`/`tcp_v6_rcv` discard what is not
+/// `PACKET_HOST` before any lookup, so such a frame draws neither a SYN-ACK nor a RST.
+#[test]
+fn tcp_in_a_link_group_frame_is_not_ours() {
+    let v4 = v4_packet(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2), 6, &[0; 20]);
+    let v6 = v6_packet(6, &[0; 20]);
+    for (pkt, link_group, delivered) in [(&v4, true, 0), (&v4, false, 1), (&v6, true, 0), (&v6, false, 1)] {
+        let mut core = IpCore::new(IpConfig::default(), 1, 1);
+        let mut out = IpOutput::default();
+        core.handle_link_packet(Instant::now(), pkt.clone(), link_group, &Pool::default(), &mut out);
+        let v = if pkt[0] >> 4 == 4 { "IPv4" } else { "IPv6" };
+        assert_eq!(out.deliver.len(), delivered, "{v}, link group {link_group}");
+        assert_eq!(core.stats.rx_not_ours, 1 - delivered as u64, "{v}, link group {link_group}: counted");
+        assert!(out.tx.is_empty());
+    }
+}
