@@ -281,8 +281,9 @@ struct Io<'a> {
     /// IPv6: offset of the Next Header field that named the upper-layer protocol (for a
     /// parameter problem's pointer, RFC 8200 §4).
     nh_field: usize,
-    /// The frame that carried it went to a link-layer broadcast or multicast address: no
-    /// ICMP error about it (RFC 1122 §3.2.2, RFC 4443 §2.4(e.3)).
+    /// The frame that carried it went to a link-layer broadcast or multicast address: not
+    /// for TCP, and no ICMP error about it (RFC 1122 §3.2.2; RFC 4443 §2.4(e.4)/(e.5) but
+    /// for their one exception, [`IpCore::icmp6_error`]).
     link_group: bool,
 }
 
@@ -747,7 +748,7 @@ impl IpCore {
             return io.pool.recycle(up.buf);
         }
         match (proto, up.src) {
-            (6, _) if !up.broadcast => {
+            (6, _) if !up.broadcast && !io.link_group => {
                 self.stats.rx_tcp += 1;
                 let Up { src, dst, buf, start, end, whole, .. } = up;
                 // Only a packet as the device delivered it carries the device's word.
@@ -755,7 +756,9 @@ impl IpCore {
                 io.out.deliver.push(Deliver::Tcp { src, dst, buf, start, end, csum_ok });
             }
             (6, _) => {
-                // To a broadcast address: not for any connection, yet not an unknown protocol.
+                // To a broadcast address, or in a link-layer group frame (Linux's `tcp_v4_rcv`
+                // discards what is not `PACKET_HOST`): not for any connection, yet not an
+                // unknown protocol.
                 self.stats.rx_not_ours += 1;
                 io.pool.recycle(up.buf);
             }
@@ -1116,8 +1119,16 @@ impl IpCore {
     /// ICMPv6 error `[type, code]` about `orig` with the 32-bit parameter `param`.
     fn icmp6_error(&mut self, io: &mut Io, orig: &[u8], type_code: [u8; 2], param: u32) {
         let Ok(p) = Ipv6Packet::new_checked(orig) else { return };
-        if p.dst_addr().is_multicast() || p.src_addr().is_unspecified() || io.link_group {
-            return; // RFC 4443 §2.4(e.3)-(e.5)
+        // RFC 4443 §2.4(e.3)-(e.5), and the exception that (e.4)/(e.5) keep for link-layer
+        // group frames: a parameter problem (code 2) about an option whose type's high bits
+        // are 10 (RFC 8200 §4.2: "regardless of" a multicast destination; Linux's
+        // `opt_unrec`). Packet Too Big, the other exception, is a router's. A multicast
+        // destination is never ours (dropped as not ours before this): its error would have
+        // no unicast source, so none is sent.
+        let option_10 = type_code == [icmp6::PARAM_PROBLEM, icmp6::CODE_UNRECOGNIZED_OPTION]
+            && orig.get(param as usize).is_some_and(|t| t >> 6 == 0b10);
+        if p.dst_addr().is_multicast() || p.src_addr().is_unspecified() || (io.link_group && !option_10) {
+            return;
         }
         // RFC 4443 §2.4(e.1): never about an ICMPv6 error message (types below 128, §2.1),
         // found past the extension headers as Linux's `is_ineligible` finds it: a header in

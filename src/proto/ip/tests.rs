@@ -572,7 +572,7 @@ fn an_ipv6_fragment_past_65535_with_its_unfragmentable_headers_is_dropped() {
     assert_eq!((core.stats.rx_frag_dropped, core.stats.rx_frag_pending), (1, 1));
 }
 
-/// RFC 4443 §2.4(e.3): no ICMPv6 error about a packet that came in a link-layer broadcast
+/// RFC 4443 §2.4(e.4)/(e.5): no ICMPv6 error about a packet that came in a link-layer broadcast
 /// or multicast frame (TAP); the same datagram to a closed port in a unicast frame draws a
 /// port unreachable.
 #[test]
@@ -587,5 +587,44 @@ fn no_icmpv6_error_about_a_link_group_frame() {
         core.handle_link_packet(Instant::now(), v6_packet(17, &udp), link_group, &Pool::default(), &mut out);
         assert_eq!(core.stats.rx_udp, 1, "the datagram reached UDP");
         assert_eq!(out.tx.len(), sent, "ICMPv6 errors with link_group {link_group}");
+    }
+}
+
+/// RFC 8200 §4.2 and RFC 4443 §2.4(e.4)/(e.5): an unrecognized option whose type's high
+/// bits are 10 draws a parameter problem (code 2) even about a packet that came in a
+/// link-layer multicast or broadcast frame (the exception of §2.4(e.3) applies there too;
+/// Linux's `icmp6_send`: `opt_unrec`); with high bits 11, or any other error, it does not.
+#[test]
+fn parameter_problem_for_a_10_option_even_about_a_link_group_frame() {
+    for (opt, link_group, sent) in [(0x9e, true, 1), (0x9e, false, 1), (0xde, true, 0), (0xde, false, 1)] {
+        let pkt = v6_packet(ext::DEST_OPTS, &[&options_header(17, opt)[..], &[0; 8]].concat());
+        let mut core = IpCore::new(IpConfig::default(), 1, 1);
+        let mut out = IpOutput::default();
+        core.handle_link_packet(Instant::now(), pkt, link_group, &Pool::default(), &mut out);
+        let case = format!("option {opt:#x}, link group {link_group}");
+        assert_eq!(core.stats.rx_bad_ext_header, 1, "{case}: dropped");
+        assert_eq!(out.tx.len(), sent, "{case}: errors sent");
+        if let [m] = &out.tx[..] {
+            assert_eq!((m[40], m[41]), (icmp6::PARAM_PROBLEM, icmp6::CODE_UNRECOGNIZED_OPTION), "{case}");
+            assert_eq!(u32::from_be_bytes([m[44], m[45], m[46], m[47]]), 42, "{case}: pointer");
+        }
+    }
+}
+
+/// A TCP segment to our unicast address in a link-layer broadcast or multicast frame is
+/// not for a connection: Linux's `tcp_v4_rcv`/`tcp_v6_rcv` discard what is not
+/// `PACKET_HOST` before any lookup, so such a frame draws neither a SYN-ACK nor a RST.
+#[test]
+fn tcp_in_a_link_group_frame_is_not_ours() {
+    let v4 = v4_packet(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2), 6, &[0; 20]);
+    let v6 = v6_packet(6, &[0; 20]);
+    for (pkt, link_group, delivered) in [(&v4, true, 0), (&v4, false, 1), (&v6, true, 0), (&v6, false, 1)] {
+        let mut core = IpCore::new(IpConfig::default(), 1, 1);
+        let mut out = IpOutput::default();
+        core.handle_link_packet(Instant::now(), pkt.clone(), link_group, &Pool::default(), &mut out);
+        let v = if pkt[0] >> 4 == 4 { "IPv4" } else { "IPv6" };
+        assert_eq!(out.deliver.len(), delivered, "{v}, link group {link_group}");
+        assert_eq!(core.stats.rx_not_ours, 1 - delivered as u64, "{v}, link group {link_group}: counted");
+        assert!(out.tx.is_empty());
     }
 }
