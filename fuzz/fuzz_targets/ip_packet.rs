@@ -9,7 +9,7 @@ fuzz_target!(|data: &[u8]| {
     let mut cfg = IpConfig::default();
     cfg.reassembly_bytes = 64 * 1024;
     let bound = cfg.reassembly_bytes;
-    let mut core = IpCore::new(cfg, 1, 1);
+    let mut core = IpCore::new(cfg, 1);
     let pool = Pool::new(16, 2048);
     let mut out = IpOutput::default();
     let t0 = Instant::now();

@@ -483,7 +483,7 @@ impl Stack {
         let (tcp_tx, tcp_rx) = bounded::<tcp::TcpMsg>(INBOX_DEPTH);
         let (devtx_tx, devtx_rx) = bounded::<Batch>(INBOX_DEPTH);
         let (timer_tx, timer_rx) = bounded::<timer::TimerMsg>(INBOX_DEPTH);
-        let mut ip_core = crate::proto::ip::IpCore::new(cfg.ip.clone(), rand::random(), rand::random());
+        let mut ip_core = crate::proto::ip::IpCore::new(cfg.ip.clone(), rand::random());
         let (dhcp, dhcp_shared) = dhcp_shell(&cfg, &mut ip_core, &log)?;
         let stats = Arc::new(StackStats::new(cfg.inbox_bytes, link.as_ref().map(|l| l.counters())));
         let routes = route_view(&cfg, &stats.ip, link.as_mut());

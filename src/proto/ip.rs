@@ -19,6 +19,7 @@
 //!   as `sk_rcvbuf` is Linux's socket layer's, since the socket drains it in its own thread.
 
 use super::frag::{fragment_ranges, FragKey, Fragment, Reassembler, MAX_DATAGRAM};
+use super::ident::IdentGen;
 use super::raw::{RawSockId, RawTable};
 use super::udp::{bad_source, UdpSockId, UdpTable};
 use crate::buf::{Batch, Buffers};
@@ -258,8 +259,8 @@ pub fn udp_charge(held: usize) -> u64 {
 pub struct IpCore {
     cfg: IpConfig,
     reasm: Reassembler,
-    ident: u16,
-    v6_frag_id: u32,
+    /// IPv4 and IPv6 fragment identifications, per destination (`proto::ident`).
+    idents: IdentGen,
     icmp_bucket: TokenBucket,
     echo_bucket: TokenBucket,
     pub udp: UdpTable,
@@ -363,21 +364,22 @@ pub const IPV6_MIN_MTU: usize = 1280;
 const ICMPV4_ERROR_MAX: usize = 576;
 
 impl IpCore {
-    /// A new core. The caller chooses the first IPv4 Identification and IPv6 fragment
-    /// Identification values (the ip actor passes random ones, RFC 6864 §4.1 / RFC 7739
-    /// §5; a simulation passes fixed ones), so the core holds no source of randomness.
-    pub fn new(cfg: IpConfig, ident: u16, v6_frag_id: u32) -> IpCore {
+    /// A new core. The caller passes the secret that keys the identifications it gives its
+    /// packets (`proto::ident`; the ip actor passes a random one, RFC 6864 §4.2 / RFC 7739
+    /// §5; a test a fixed one), so the core holds no source of randomness.
+    pub fn new(cfg: IpConfig, secret: u128) -> IpCore {
+        let idents = IdentGen::new(secret);
         let icmp_bucket = TokenBucket::new(cfg.icmp_rate, cfg.icmp_burst);
         let echo_bucket = TokenBucket::new(cfg.echo_rate, cfg.echo_burst);
         IpCore {
             reasm: Reassembler::new(cfg.reassembly_bytes, 256),
             cfg,
-            ident,
-            v6_frag_id,
             icmp_bucket,
             echo_bucket,
             udp: UdpTable::new(),
-            raw: RawTable::new(ident ^ v6_frag_id as u16),
+            // The first automatic ping identifier: on the wire, so derived, not the key.
+            raw: RawTable::new(idents.first_ping_ident()),
+            idents,
             stats: IpStats::default(),
             accept_any_tcp: false,
         }
@@ -880,7 +882,7 @@ impl IpCore {
                     src: d,
                     dst: s,
                     proto: IpProtocol::Icmp,
-                    ident: self.next_ident(),
+                    ident: self.next_ident(s, IpProtocol::Icmp),
                     frag_offset: 0,
                     more_frags: false,
                     dont_frag: false,
@@ -1086,9 +1088,9 @@ impl IpCore {
 
     // ---------------------------------------------------------------- send path
 
-    fn next_ident(&mut self) -> u16 {
-        self.ident = self.ident.wrapping_add(1);
-        self.ident
+    /// The IPv4 Identification of the next datagram to `dst` carrying `proto`.
+    fn next_ident(&mut self, dst: Ipv4Addr, proto: IpProtocol) -> u16 {
+        self.idents.next(IpAddr::V4(dst), u8::from(proto)) as u16
     }
 
     /// ICMPv4 error `[type, code]` about `orig` (a whole IPv4 packet as received).
@@ -1237,7 +1239,7 @@ impl IpCore {
                     src: s,
                     dst: d,
                     proto,
-                    ident: self.next_ident(),
+                    ident: self.next_ident(d, proto),
                     frag_offset: 0,
                     more_frags: false,
                     dont_frag: false,
@@ -1286,7 +1288,7 @@ impl IpCore {
         }
         match (src, dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
-                let ident = self.next_ident();
+                let ident = self.next_ident(d, proto);
                 for (off, len, more) in fragment_ranges(payload.len(), self.cfg.mtu - hlen) {
                     let mut b = pool.small();
                     b.resize(hlen + len, 0);
@@ -1307,8 +1309,7 @@ impl IpCore {
                 }
             }
             (IpAddr::V6(s), IpAddr::V6(d)) => {
-                self.v6_frag_id = self.v6_frag_id.wrapping_add(1);
-                let id = self.v6_frag_id;
+                let id = self.idents.next(IpAddr::V6(d), u8::from(proto));
                 let fh = hlen + wire::IPV6_FRAG_HEADER_LEN;
                 let max_payload = self.cfg.mtu.max(IPV6_MIN_MTU) - fh;
                 for (off, len, more) in fragment_ranges(payload.len(), max_payload) {

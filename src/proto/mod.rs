@@ -52,6 +52,7 @@ macro_rules! counters {
 pub mod dhcp;
 pub mod dns;
 pub mod frag;
+pub mod ident;
 pub mod ip;
 pub mod link;
 pub mod raw;

@@ -184,7 +184,7 @@ mod tests {
     #[test]
     fn echo_reply_by_identifier() {
         let pool = Pool::default();
-        let mut core = IpCore::new(IpConfig::default(), 1, 1);
+        let mut core = IpCore::new(IpConfig::default(), 1);
         let (a, ia) = core.raw.bind(false, 0).unwrap();
         let (_b, ib) = core.raw.bind(false, 0).unwrap();
         let mut out = IpOutput::default();
@@ -211,7 +211,7 @@ mod tests {
     #[test]
     fn errors_by_what_they_quote() {
         let pool = Pool::default();
-        let mut core = IpCore::new(IpConfig::default(), 1, 1);
+        let mut core = IpCore::new(IpConfig::default(), 1);
         let (a, ia) = core.raw.bind(false, 0).unwrap();
         let (b, _) = core.raw.bind(false, 0).unwrap();
         // Time exceeded (RFC 792) quoting our echo request with a's identifier.
@@ -258,7 +258,7 @@ mod tests {
     #[test]
     fn send_fills_identifier_and_checksum() {
         let pool = Pool::default();
-        let mut core = IpCore::new(IpConfig::default(), 1, 1);
+        let mut core = IpCore::new(IpConfig::default(), 1);
         let (a4, i4) = core.raw.bind(false, 0).unwrap();
         let (a6, i6) = core.raw.bind(true, 0).unwrap();
         let mut out = IpOutput::default();

@@ -29,7 +29,7 @@ fn unknown_next_header_pointer() {
         // destination options, an atomic fragment, then protocol 253
         (v6_packet(60, &[44, 0, 1, 4, 0, 0, 0, 0, 253, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 0]), 48),
     ] {
-        let mut core = IpCore::new(IpConfig::default(), 1, 1);
+        let mut core = IpCore::new(IpConfig::default(), 1);
         let mut out = IpOutput::default();
         core.handle_packet(Instant::now(), pkt, &pool, &mut out);
         assert_eq!(out.tx.len(), 1, "one ICMPv6 error");
@@ -114,7 +114,7 @@ fn ipv6_extension_headers_are_walked_by_the_rfc() {
         ("options longer than the packet", ext::HOP_BY_HOP, vec![6, 1, PADN, 4, 0, 0, 0, 0], Fate::BadExtHeader),
         ("truncated fragment header", ext::FRAGMENT, vec![6, 0, 0, 1], Fate::BadExtHeader),
     ];
-    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    let mut core = IpCore::new(IpConfig::default(), 1);
     for (name, next, payload, want) in cases {
         assert_eq!(fate_of(&mut core, v6_packet(next, &payload)), want, "{name}");
     }
@@ -126,7 +126,7 @@ fn ipv6_extension_headers_are_walked_by_the_rfc() {
 #[test]
 fn hop_by_hop_after_an_atomic_fragment_is_dropped() {
     let payload = [&[ext::HOP_BY_HOP, 0, 0, 0, 0, 0, 0, 7][..], &options_header(6, 1), &[0; 20]].concat();
-    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    let mut core = IpCore::new(IpConfig::default(), 1);
     assert_eq!(fate_of(&mut core, v6_packet(ext::FRAGMENT, &payload)), Fate::BadExtHeader);
 }
 
@@ -136,7 +136,7 @@ fn hop_by_hop_after_an_atomic_fragment_is_dropped() {
 fn ipv6_fragments_are_reassembled_past_their_options() {
     let body = [&options_header(6, 1)[..], &[0xab; 40]].concat();
     let frag = |offset, more, data: &[u8]| v6_fragment(ext::DEST_OPTS, offset, more, data);
-    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    let mut core = IpCore::new(IpConfig::default(), 1);
     let mut out = IpOutput::default();
     core.handle_packet(Instant::now(), frag(0, true, &body[..24]), &Pool::default(), &mut out);
     assert!(out.deliver.is_empty() && out.tx.is_empty());
@@ -165,7 +165,7 @@ fn a_reassembled_datagrams_headers_are_checked() {
     ];
     for (name, nh, header) in cases {
         let body = [&header[..], &tcp].concat();
-        let mut core = IpCore::new(IpConfig::default(), 1, 1);
+        let mut core = IpCore::new(IpConfig::default(), 1);
         let mut out = IpOutput::default();
         core.handle_packet(Instant::now(), v6_fragment(nh, 0, true, &body[..16]), &Pool::default(), &mut out);
         assert!(out.deliver.is_empty() && out.tx.is_empty(), "{name}: first fragment");
@@ -179,7 +179,7 @@ fn a_reassembled_datagrams_headers_are_checked() {
 /// that asks for a parameter problem gets none sent from that address.
 #[test]
 fn no_parameter_problem_from_a_foreign_address() {
-    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    let mut core = IpCore::new(IpConfig::default(), 1);
     core.accept_any_tcp = true;
     for upper in [17u8, 6] {
         let mut pkt = v6_packet(ext::HOP_BY_HOP, &[&options_header(upper, 0x9e)[..], &[0; 20]].concat());
@@ -191,9 +191,14 @@ fn no_parameter_problem_from_a_foreign_address() {
 
 /// An IPv4 echo request from 10.0.0.1 to 10.0.0.2 with sequence number `seq`.
 fn v4_echo(seq: u16) -> Vec<u8> {
+    v4_echo_from(Ipv4Addr::new(10, 0, 0, 1), seq)
+}
+
+/// An IPv4 echo request from `src` to 10.0.0.2 with sequence number `seq`.
+fn v4_echo_from(src: Ipv4Addr, seq: u16) -> Vec<u8> {
     let mut b = vec![0u8; 20 + 16];
     let h = Ipv4Header {
-        src: Ipv4Addr::new(10, 0, 0, 1),
+        src,
         dst: Ipv4Addr::new(10, 0, 0, 2),
         proto: IpProtocol::Icmp,
         ident: seq,
@@ -217,7 +222,7 @@ fn v4_echo(seq: u16) -> Vec<u8> {
 #[test]
 fn packets_for_an_offloading_device_carry_the_trailer() {
     let pool = Pool::default();
-    let mut core = IpCore::new(IpConfig { tx_trailer: true, ..IpConfig::default() }, 1, 1);
+    let mut core = IpCore::new(IpConfig { tx_trailer: true, ..IpConfig::default() }, 1);
     let mut out = IpOutput::default();
     core.handle_packet(Instant::now(), v4_echo(1), &pool, &mut out);
     let from = "10.0.0.2:5000".parse().unwrap();
@@ -235,7 +240,7 @@ fn packets_for_an_offloading_device_carry_the_trailer() {
 fn echo_replies_are_rate_limited() {
     let pool = Pool::default();
     let cfg = IpConfig { echo_rate: 1000, echo_burst: 50, ..IpConfig::default() };
-    let mut core = IpCore::new(cfg, 1, 1);
+    let mut core = IpCore::new(cfg, 1);
     let t0 = Instant::now();
     let mut out = IpOutput::default();
     for i in 0..200 {
@@ -267,7 +272,7 @@ fn echo_replies_are_rate_limited() {
 #[test]
 fn udp_ttl_is_the_callers() {
     let (pool, mut out) = (Pool::default(), IpOutput::default());
-    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    let mut core = IpCore::new(IpConfig::default(), 1);
     let (v4, v6): (SocketAddr, SocketAddr) = ("10.0.0.1:33434".parse().unwrap(), "[fd00::1]:9".parse().unwrap());
     core.send_udp_ttl("0.0.0.0:5000".parse().unwrap(), v4, &[0; 32], 1, &pool, &mut out).unwrap();
     core.send_udp_ttl("0.0.0.0:5000".parse().unwrap(), v4, &[0; 3000], 7, &pool, &mut out).unwrap();
@@ -282,10 +287,10 @@ fn udp_ttl_is_the_callers() {
 #[test]
 fn limited_broadcast_udp_both_ways() {
     let any = |port| SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
-    let mut client = IpCore::new(IpConfig::default(), 1, 1);
+    let mut client = IpCore::new(IpConfig::default(), 1);
     client.set_v4(vec![], 24);
     let (csock, _) = client.udp.bind(any(68)).unwrap();
-    let mut server = IpCore::new(IpConfig { v4: vec![Ipv4Addr::new(10, 0, 0, 1)], ..IpConfig::default() }, 2, 2);
+    let mut server = IpCore::new(IpConfig { v4: vec![Ipv4Addr::new(10, 0, 0, 1)], ..IpConfig::default() }, 2);
     let (ssock, _) = server.udp.bind(any(67)).unwrap();
     fn exchange(from: &mut IpCore, to: &mut IpCore, src: std::net::SocketAddrV4, port: u16, want: UdpSockId) {
         let pool = Pool::default();
@@ -311,7 +316,7 @@ fn limited_broadcast_udp_both_ways() {
 #[test]
 fn foreign_destination_only_for_tcp() {
     let pool = Pool::default();
-    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    let mut core = IpCore::new(IpConfig::default(), 1);
     core.accept_any_tcp = true;
     let mut echo = vec![128u8, 0, 0, 0, 0, 1, 0, 1];
     let mut pkt = v6_packet(58, &echo);
@@ -357,7 +362,7 @@ fn udp_segment(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, data: &[u8]) ->
 /// `is_ineligible`). An echo request behind the same header still gets its problem.
 #[test]
 fn no_parameter_problem_about_an_icmpv6_error() {
-    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    let mut core = IpCore::new(IpConfig::default(), 1);
     // A destination unreachable (type 1) quoting something, behind hop-by-hop options
     // with an option whose type asks for a parameter problem.
     let unreachable = [&[icmp6::DEST_UNREACHABLE, 4, 0, 0, 0, 0, 0, 0][..], &[0x60; 48]].concat();
@@ -384,7 +389,7 @@ fn ipv6_udp_with_a_zero_checksum_is_dropped() {
     udp[8..10].copy_from_slice(&word.to_be_bytes());
     assert!(wire::transport_checksum_ok(s, d, IpProtocol::Udp, &udp), "zero passes the sum");
     for offload in [false, true] {
-        let mut core = IpCore::new(IpConfig { rx_trailer: offload, ..IpConfig::default() }, 1, 1);
+        let mut core = IpCore::new(IpConfig { rx_trailer: offload, ..IpConfig::default() }, 1);
         core.udp.bind("[::]:53".parse().unwrap()).unwrap();
         let mut pkt = v6_packet(17, &udp);
         if offload {
@@ -402,7 +407,7 @@ fn ipv6_udp_with_a_zero_checksum_is_dropped() {
 /// which Linux drops as martian: the engine would answer from them.
 #[test]
 fn bind_any_takes_no_tcp_for_loopback_or_unspecified() {
-    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    let mut core = IpCore::new(IpConfig::default(), 1);
     core.accept_any_tcp = true;
     let them = Ipv4Addr::new(10, 0, 0, 1);
     let fate = |core: &mut IpCore, pkt: Vec<u8>| {
@@ -429,7 +434,7 @@ fn bind_any_takes_no_tcp_for_loopback_or_unspecified() {
 /// deliver such a packet nor answer it with a port unreachable.
 #[test]
 fn a_source_in_0_slash_8_is_dropped() {
-    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    let mut core = IpCore::new(IpConfig::default(), 1);
     let (src, us) = (Ipv4Addr::new(0, 0, 0, 5), Ipv4Addr::new(10, 0, 0, 2));
     let udp = udp_segment(IpAddr::V4(src), IpAddr::V4(us), 1000, 9, b"x");
     for (proto, payload) in [(17u8, udp), (6, vec![0; 20])] {
@@ -454,7 +459,7 @@ fn icmp4_error(dst: Ipv4Addr, type_code: [u8; 2], rest: [u8; 4], quote: &[u8]) -
 /// must not reach a TCP connection as that family's path MTU news.
 #[test]
 fn an_icmpv4_error_quoting_an_ipv6_packet_is_not_routed() {
-    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    let mut core = IpCore::new(IpConfig::default(), 1);
     let mut quote = vec![0u8; 40 + 8];
     wire::emit_ipv6_header(&mut quote, "fd00::2".parse().unwrap(), "fd00::1".parse().unwrap(), IpProtocol::Tcp, 8, 64);
     quote[40..44].copy_from_slice(&[0x1f, 0x90, 0xc0, 0x00]); // ports 8080 -> 49152
@@ -475,7 +480,7 @@ fn an_icmpv4_error_quoting_an_ipv6_packet_is_not_routed() {
 /// or "fragmentation needed" broadcast to the subnet is nobody's news about our packets.
 #[test]
 fn an_icmp_error_to_a_broadcast_address_is_ignored() {
-    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    let mut core = IpCore::new(IpConfig::default(), 1);
     let (us, them) = (Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 1));
     let mut tcp = [0u8; 20];
     tcp[..4].copy_from_slice(&[0x1f, 0x90, 0xc0, 0x00]);
@@ -499,7 +504,7 @@ fn an_icmp_error_to_a_broadcast_address_is_ignored() {
 /// as a local peer).
 #[test]
 fn an_ipv4_mapped_source_is_dropped() {
-    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    let mut core = IpCore::new(IpConfig::default(), 1);
     core.udp.bind("[::]:53".parse().unwrap()).unwrap();
     let src: Ipv6Addr = "::ffff:127.0.0.1".parse().unwrap();
     let udp = udp_segment(IpAddr::V6(src), "fd00::2".parse().unwrap(), 1000, 53, b"x");
@@ -518,7 +523,7 @@ fn an_ipv4_mapped_source_is_dropped() {
 fn a_slash_31_peer_is_not_a_broadcast_address() {
     let (us, peer) = (Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 3));
     for prefix in [31, 32] {
-        let mut core = IpCore::new(IpConfig { v4: vec![us], v4_prefix: prefix, ..IpConfig::default() }, 1, 1);
+        let mut core = IpCore::new(IpConfig { v4: vec![us], v4_prefix: prefix, ..IpConfig::default() }, 1);
         let mut echo = v4_echo(1);
         echo[12..16].copy_from_slice(&peer.octets());
         echo[10..12].copy_from_slice(&[0, 0]);
@@ -541,7 +546,7 @@ fn a_slash_31_peer_is_not_a_broadcast_address() {
 /// not ours (IpInAddrErrors), not as an unknown protocol (IpInUnknownProtos): TCP is known.
 #[test]
 fn tcp_to_a_broadcast_address_is_not_an_unknown_protocol() {
-    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    let mut core = IpCore::new(IpConfig::default(), 1);
     let pkt = v4_packet(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 255), 6, &[0; 20]);
     let mut out = IpOutput::default();
     core.handle_packet(Instant::now(), pkt, &Pool::default(), &mut out);
@@ -554,7 +559,7 @@ fn tcp_to_a_broadcast_address_is_not_an_unknown_protocol() {
 /// the fragmentable part (which reassembly alone bounds by 65,535).
 #[test]
 fn an_ipv6_fragment_past_65535_with_its_unfragmentable_headers_is_dropped() {
-    let mut core = IpCore::new(IpConfig::default(), 1, 1);
+    let mut core = IpCore::new(IpConfig::default(), 1);
     // Hop-by-hop (8 bytes), then the last fragment at 65,520: 65,528 bytes of fragmentable
     // part, 65,536 of payload. Then the same fragment without the hop-by-hop header.
     let frag = |hbh: bool| {
@@ -582,7 +587,7 @@ fn no_icmpv6_error_about_a_link_group_frame() {
     let c = wire::transport_checksum(s.into(), d.into(), IpProtocol::Udp, &udp);
     udp[6..8].copy_from_slice(&c.to_be_bytes());
     for (link_group, sent) in [(true, 0), (false, 1)] {
-        let mut core = IpCore::new(IpConfig::default(), 1, 1);
+        let mut core = IpCore::new(IpConfig::default(), 1);
         let mut out = IpOutput::default();
         core.handle_link_packet(Instant::now(), v6_packet(17, &udp), link_group, &Pool::default(), &mut out);
         assert_eq!(core.stats.rx_udp, 1, "the datagram reached UDP");
@@ -598,7 +603,7 @@ fn no_icmpv6_error_about_a_link_group_frame() {
 fn parameter_problem_for_a_10_option_even_about_a_link_group_frame() {
     for (opt, link_group, sent) in [(0x9e, true, 1), (0x9e, false, 1), (0xde, true, 0), (0xde, false, 1)] {
         let pkt = v6_packet(ext::DEST_OPTS, &[&options_header(17, opt)[..], &[0; 8]].concat());
-        let mut core = IpCore::new(IpConfig::default(), 1, 1);
+        let mut core = IpCore::new(IpConfig::default(), 1);
         let mut out = IpOutput::default();
         core.handle_link_packet(Instant::now(), pkt, link_group, &Pool::default(), &mut out);
         let case = format!("option {opt:#x}, link group {link_group}");
@@ -619,7 +624,7 @@ fn tcp_in_a_link_group_frame_is_not_ours() {
     let v4 = v4_packet(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2), 6, &[0; 20]);
     let v6 = v6_packet(6, &[0; 20]);
     for (pkt, link_group, delivered) in [(&v4, true, 0), (&v4, false, 1), (&v6, true, 0), (&v6, false, 1)] {
-        let mut core = IpCore::new(IpConfig::default(), 1, 1);
+        let mut core = IpCore::new(IpConfig::default(), 1);
         let mut out = IpOutput::default();
         core.handle_link_packet(Instant::now(), pkt.clone(), link_group, &Pool::default(), &mut out);
         let v = if pkt[0] >> 4 == 4 { "IPv4" } else { "IPv6" };
@@ -627,4 +632,26 @@ fn tcp_in_a_link_group_frame_is_not_ours() {
         assert_eq!(core.stats.rx_not_ours, 1 - delivered as u64, "{v}, link group {link_group}: counted");
         assert!(out.tx.is_empty());
     }
+}
+
+/// The identification of the packets the core sends counts per destination (keyed, as
+/// Linux's `ip_idents`): a prober pinging us twice sees consecutive values however many
+/// replies went to others in between. With one counter for all it read how many packets
+/// the stack had sent meanwhile (an idle scan over ICMP or UDP; review 19).
+#[test]
+fn echo_reply_identifications_tell_a_prober_nothing() {
+    let mut core = IpCore::new(IpConfig::default(), 7);
+    let pool = Pool::default();
+    let reply_ident = |core: &mut IpCore, src: Ipv4Addr, seq: u16| {
+        let mut out = IpOutput::default();
+        core.handle_packet(Instant::now(), v4_echo_from(src, seq), &pool, &mut out);
+        assert_eq!(out.tx.len(), 1, "an echo reply");
+        u16::from_be_bytes([out.tx[0][4], out.tx[0][5]])
+    };
+    let prober = Ipv4Addr::new(10, 0, 0, 1);
+    let first = reply_ident(&mut core, prober, 1);
+    for (i, host) in (3..23).enumerate() {
+        reply_ident(&mut core, Ipv4Addr::new(10, 0, 0, host), i as u16);
+    }
+    assert_eq!(reply_ident(&mut core, prober, 2), first.wrapping_add(1), "20 replies to others in between");
 }
