@@ -5,7 +5,9 @@
 //!   (never what their offsets span) plus bookkeeping per piece and per datagram, never
 //!   exceeds `max_bytes`; a fragment that would pass the bound first evicts the partial
 //!   datagrams closest to their deadline, and is dropped (counted) if it still does not fit;
-//! * at most `max_datagrams` partial datagrams exist at once;
+//! * at most `max_datagrams` partial datagrams exist at once; a new one past that evicts
+//!   the one holding the least data (the oldest of those), so a flood of one-fragment
+//!   datagrams under fresh IDs evicts its own kind before a datagram well on its way;
 //! * an IPv6 datagram never exceeds 65,535 bytes of payload, an IPv4 one 65,535 bytes with
 //!   a 20-byte header (fragments past that are dropped);
 //! * every partial datagram has a deadline (`timeout` after its first fragment) and is
@@ -38,8 +40,10 @@ pub const MAX_DIST: u64 = 1024;
 /// Sources whose fragment counts are remembered; beyond it the counts restart (partial
 /// datagrams then look too far and restart too: the safe direction).
 const MAX_PEERS: usize = 4096;
-/// Charged per stored piece besides its bytes (its `Vec` and its place in the list).
-const PIECE_OVERHEAD: usize = 64;
+/// Charged per stored piece besides its bytes: its `Vec` and its place in the list, the
+/// allocator's minimum chunk and the range list's share (an 8-byte piece costs about
+/// 80–110 bytes in all).
+const PIECE_OVERHEAD: usize = 128;
 /// Charged per partial datagram besides its pieces (its table entry and ranges).
 const PARTIAL_OVERHEAD: usize = 256;
 
@@ -329,8 +333,10 @@ impl Reassembler {
         }
     }
 
+    /// Make room for one more partial datagram: evict the one holding the least, the
+    /// oldest of those.
     fn evict_one(&mut self) -> bool {
-        let victim = self.parts.iter().min_by_key(|(_, p)| p.deadline).map(|(k, _)| *k);
+        let victim = self.parts.iter().min_by_key(|(_, p)| (p.charge, p.deadline)).map(|(k, _)| *k);
         match victim {
             Some(k) => {
                 self.discard(&k);
@@ -545,6 +551,26 @@ mod tests {
         let d = r.insert(now, frag(key(1), 1480, false, &data[1480..])).unwrap().expect("the real datagram completes");
         assert_eq!(d.payload, data);
         assert_eq!(r.stats.evicted, 0);
+    }
+
+    /// At the datagram-count bound a flood of one-fragment datagrams under fresh IDs evicts
+    /// its own kind, not a datagram half received (before, the oldest went: the real one).
+    #[test]
+    fn a_flood_of_fresh_ids_evicts_its_own_kind() {
+        let now = Instant::now();
+        let mut r = Reassembler::new(4 << 20, 16);
+        let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        assert!(r.insert(now, frag(key(1), 0, true, &data[..1480])).unwrap().is_none());
+        let later = |ms: u64| now + Duration::from_millis(ms);
+        for id in 100..400 {
+            assert!(r.insert(later(u64::from(id)), frag(key(id), 8, true, &[0xee; 8])).unwrap().is_none());
+        }
+        assert_eq!(r.partials(), 16);
+        let d = r
+            .insert(later(500), frag(key(1), 1480, false, &data[1480..]))
+            .unwrap()
+            .expect("the real datagram completes");
+        assert_eq!(d.payload, data);
     }
 
     #[test]
