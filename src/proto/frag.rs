@@ -531,25 +531,37 @@ mod tests {
         assert!(r.insert(now, last(key6(13), 23)).unwrap().is_none(), "IPv6: 65,535 bytes");
     }
 
-    /// A fragment is charged what it holds, not its offset: 65 eight-byte fragments far
-    /// into their datagrams (about 1.8 KB on the wire) once cost 64 KiB each, took the
-    /// 4 MiB bound and evicted a real datagram half received (found by review 18).
     fn frag(key: FragKey, offset: usize, more: bool, data: &[u8]) -> Fragment<'_> {
         Fragment { key, proto: 17, offset, more, data }
     }
 
+    /// A reassembler with room for `max_datagrams` partial datagrams holding the first half
+    /// of a real one (id 1), and that datagram's bytes.
+    fn half_received(max_datagrams: usize, now: Instant) -> (Reassembler, Vec<u8>) {
+        let mut r = Reassembler::new(4 << 20, max_datagrams);
+        let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        assert!(r.insert(now, frag(key(1), 0, true, &data[..1480])).unwrap().is_none());
+        (r, data)
+    }
+
+    /// The real datagram's second half arrives at `at`: it completes, exact.
+    fn completes(r: &mut Reassembler, data: &[u8], at: Instant) {
+        let d = r.insert(at, frag(key(1), 1480, false, &data[1480..])).unwrap().expect("the real datagram completes");
+        assert_eq!(d.payload, data);
+    }
+
+    /// A fragment is charged what it holds, not its offset: 65 eight-byte fragments far
+    /// into their datagrams (about 1.8 KB on the wire) once cost 64 KiB each, took the
+    /// 4 MiB bound and evicted a real datagram half received (found by review 18).
     #[test]
     fn tiny_fragments_far_out_cost_what_they_hold() {
         let now = Instant::now();
-        let mut r = Reassembler::new(4 << 20, 256);
-        let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
-        assert!(r.insert(now, frag(key(1), 0, true, &data[..1480])).unwrap().is_none());
+        let (mut r, data) = half_received(256, now);
         for id in 100..165 {
             assert!(r.insert(now, frag(key(id), 64_000, true, &[0xee; 8])).unwrap().is_none());
         }
         assert!(r.held_bytes() < 66 * 2048, "65 tiny fragments hold {} bytes", r.held_bytes());
-        let d = r.insert(now, frag(key(1), 1480, false, &data[1480..])).unwrap().expect("the real datagram completes");
-        assert_eq!(d.payload, data);
+        completes(&mut r, &data, now);
         assert_eq!(r.stats.evicted, 0);
     }
 
@@ -558,19 +570,13 @@ mod tests {
     #[test]
     fn a_flood_of_fresh_ids_evicts_its_own_kind() {
         let now = Instant::now();
-        let mut r = Reassembler::new(4 << 20, 16);
-        let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
-        assert!(r.insert(now, frag(key(1), 0, true, &data[..1480])).unwrap().is_none());
+        let (mut r, data) = half_received(16, now);
         let later = |ms: u64| now + Duration::from_millis(ms);
         for id in 100..400 {
             assert!(r.insert(later(u64::from(id)), frag(key(id), 8, true, &[0xee; 8])).unwrap().is_none());
         }
         assert_eq!(r.partials(), 16);
-        let d = r
-            .insert(later(500), frag(key(1), 1480, false, &data[1480..]))
-            .unwrap()
-            .expect("the real datagram completes");
-        assert_eq!(d.payload, data);
+        completes(&mut r, &data, later(500));
     }
 
     #[test]
