@@ -300,7 +300,18 @@ impl Engine {
             TcpMsg::Accepted(id) => self.ep.listener_accepted(id),
             TcpMsg::SetConnTtl(conn, ttl) => self.ep.set_conn_ttl(conn, ttl),
             TcpMsg::SetListenerTtl(id, ttl) => self.ep.set_listener_ttl(id, ttl),
-            TcpMsg::App(conn, cmd) => self.ep.handle_app(now, conn, cmd),
+            TcpMsg::App(conn, cmd) => {
+                let shutdown = matches!(cmd, AppCommand::ShutdownRead | AppCommand::ShutdownWrite);
+                self.ep.handle_app(now, conn, cmd);
+                if shutdown {
+                    // Wake a thread of the socket blocked on its event channel, so it sees the
+                    // shutdown another thread made (Linux wakes a blocked recv/send likewise).
+                    // No credit: a no-op event, harmless in any order.
+                    if let Some(tx) = self.conns.get(&conn) {
+                        let _ = tx.send(SocketEvent::SendCredit(0));
+                    }
+                }
+            }
             TcpMsg::Sockets(reply) => {
                 let _ = reply.try_send(self.ep.sockets());
             }

@@ -369,6 +369,9 @@ impl TcpStream {
             st.write_shut = true;
             self.inner.send(AppCommand::ShutdownWrite)?;
         }
+        // Threads blocked in read or write see the shutdown: those on the condition
+        // variable now, the one polling the channel when the engine's nudge comes.
+        self.inner.cv.notify_all();
         Ok(())
     }
 
@@ -456,9 +459,14 @@ impl TcpStream {
             return Err(err(io::ErrorKind::BrokenPipe));
         }
         let deadline = Inner::deadline(&st, st.write_timeout);
-        let (mut st, _) = self.inner.wait(st, deadline, |s| s.credit > 0 || s.error.is_some() || s.closed)?;
+        let (mut st, _) =
+            self.inner.wait(st, deadline, |s| s.credit > 0 || s.error.is_some() || s.closed || s.write_shut)?;
         if let Some(e) = st.error {
             return Err(err(e));
+        }
+        // Another thread shut writing down while this one waited (Linux: EPIPE).
+        if st.write_shut {
+            return Err(err(io::ErrorKind::BrokenPipe));
         }
         // The engine resets every connection when the device dies: say why, not BrokenPipe.
         self.inner.stack.check_device()?;
