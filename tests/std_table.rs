@@ -443,6 +443,11 @@ const ROWS: &[Row] = &[
         c.set_nonblocking(true).unwrap();
         kind(c.send(b"abc"))
     }),
+    ("send_to 65,508 bytes (over the IPv4 maximum)", |net| {
+        let u = net.udp(true).unwrap();
+        let c = net.udp(false).unwrap();
+        kind(c.send_to(&[0; 65_508], u.local_addr().unwrap()))
+    }),
     ("peer_addr of an unconnected UDP socket", |net| {
         let c = net.udp(false).unwrap();
         kind(c.peer_addr()).map(|_| 0)

@@ -53,7 +53,10 @@ fn udp_api_shape() {
     // As std on Linux: EDESTADDRREQ (kind Uncategorized), not NotConnected.
     assert_eq!(sa.send(b"x").unwrap_err().raw_os_error(), Some(libc::EDESTADDRREQ));
     assert_eq!(sa.set_read_timeout(Some(Duration::ZERO)).unwrap_err().kind(), ErrorKind::InvalidInput);
-    assert_eq!(sa.send_to(&vec![0u8; 65_508], "10.0.0.1:9").unwrap_err().kind(), ErrorKind::InvalidInput);
+    // Over the IPv4 maximum (65,507): EMSGSIZE, as std on Linux (kind Uncategorized).
+    assert_eq!(sa.send_to(&vec![0u8; 65_508], "10.0.0.1:9").unwrap_err().raw_os_error(), Some(libc::EMSGSIZE));
+    let s6 = UdpSocket::bind(&a, "[fd00::2]:0").unwrap();
+    assert_eq!(s6.send_to(&vec![0u8; 65_528], "[fd00::1]:9").unwrap_err().raw_os_error(), Some(libc::EMSGSIZE));
     // read timeout -> WouldBlock, like std on Unix
     sa.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
     let mut buf = [0u8; 16];

@@ -191,7 +191,8 @@ impl UdpSocket {
             SocketAddr::V6(_) => 65_535 - wire::UDP_HEADER_LEN,
         };
         if buf.len() > max {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "message too long"));
+            // Linux's EMSGSIZE, as std reports it (an OS error of kind `Uncategorized`).
+            return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
         }
         if to.is_ipv4() != self.inner.local.is_ipv4() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "address family mismatch"));
