@@ -23,6 +23,7 @@ trait Stream: Send {
     fn set_nonblocking(&self, nb: bool) -> io::Result<()>;
     fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()>;
     fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()>;
+    fn take_error(&self) -> io::Result<Option<io::Error>>;
 }
 
 trait Listener: Send {
@@ -68,6 +69,9 @@ macro_rules! impl_sockets {
             }
             fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
                 <$stream>::set_write_timeout(self, t)
+            }
+            fn take_error(&self) -> io::Result<Option<io::Error>> {
+                <$stream>::take_error(self)
             }
         }
         impl Listener for $listener {
@@ -222,6 +226,18 @@ fn fill(s: &dyn Stream) -> (Outcome, usize) {
         }
     }
     (Ok(total), total)
+}
+
+/// The client side of a pair whose server side closed with unread data (an RST, as
+/// Linux sends), once that RST had time to arrive. Reads time out after 5 s.
+fn reset_by_peer(net: &dyn Net) -> Box<dyn Stream> {
+    let (s, c) = tcp_pair(net);
+    c.write(b"unread").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    drop(s);
+    std::thread::sleep(Duration::from_millis(50));
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c
 }
 
 type Row = (&'static str, fn(&dyn Net) -> Outcome);
@@ -442,6 +458,37 @@ const ROWS: &[Row] = &[
         c.connect(&[u.local_addr().unwrap()]).unwrap();
         c.set_nonblocking(true).unwrap();
         kind(c.send(b"abc"))
+    }),
+    ("read after the peer's RST", |net| {
+        let c = reset_by_peer(net);
+        kind(c.read(&mut [0; 16]))
+    }),
+    ("read again after the peer's RST was reported", |net| {
+        let c = reset_by_peer(net);
+        let _ = c.read(&mut [0; 16]);
+        kind(c.read(&mut [0; 16]))
+    }),
+    ("write after the peer's RST was reported", |net| {
+        let c = reset_by_peer(net);
+        let _ = c.read(&mut [0; 16]);
+        kind(c.write(b"late"))
+    }),
+    ("shutdown after the peer's RST was reported", |net| {
+        let c = reset_by_peer(net);
+        let _ = c.read(&mut [0; 16]);
+        kind(c.shutdown(Shutdown::Write)).map(|_| 0)
+    }),
+    ("take_error after the peer's RST was reported by a read", |net| {
+        let c = reset_by_peer(net);
+        let _ = c.read(&mut [0; 16]);
+        // 0: nothing pending; 1: the reset again; 2: something else.
+        kind(c.take_error()).map(|e| e.map_or(0, |e| if e.kind() == ErrorKind::ConnectionReset { 1 } else { 2 }))
+    }),
+    ("read after take_error took the peer's RST", |net| {
+        let c = reset_by_peer(net);
+        let e = c.take_error().unwrap().map(|e| e.kind());
+        assert_eq!(e, Some(ErrorKind::ConnectionReset), "take_error did not see the RST");
+        kind(c.read(&mut [0; 16]))
     }),
     ("send_to 65,508 bytes (over the IPv4 maximum)", |net| {
         let u = net.udp(true).unwrap();

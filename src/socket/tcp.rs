@@ -59,8 +59,12 @@ struct State {
     /// Bytes read but not yet credited back to the engine.
     uncredited: usize,
     eof: bool,
-    /// A fatal error: every later read/write reports it.
+    /// A fatal error (reset, timeout) not yet reported: the next read, write or `take_error`
+    /// reports it once (`State::take_fatal`), as Linux's `sk_err`.
     error: Option<io::ErrorKind>,
+    /// The fatal error was reported: the connection is over (Linux's `tcp_done` shut both
+    /// halves): reads give EOF, writes `BrokenPipe`, `shutdown` `NotConnected`.
+    aborted: bool,
     /// An error not yet reported through `take_error`.
     pending_error: Option<io::ErrorKind>,
     closed: bool,
@@ -108,6 +112,22 @@ impl State {
             }
             SocketEvent::Closed => self.closed = true,
         }
+    }
+}
+
+impl State {
+    /// The fatal error, once: afterwards the connection reads as EOF and writes fail with
+    /// `BrokenPipe`, as on Linux (`sock_error` clears `sk_err`; `tcp_done` set
+    /// `SHUTDOWN_MASK`), where a second read after a reset returns 0.
+    fn take_fatal(&mut self) -> Option<io::ErrorKind> {
+        let k = self.error.take()?;
+        self.aborted = true;
+        self.eof = true;
+        self.write_shut = true;
+        if self.pending_error == Some(k) {
+            self.pending_error = None;
+        }
+        Some(k)
     }
 }
 
@@ -353,12 +373,18 @@ impl TcpStream {
                 st.apply(ev);
             }
         }
-        Ok(st.pending_error.take().map(err))
+        // One error, reported once (Linux's SO_ERROR clears `sk_err`): taking the fatal
+        // one here ends the connection as a read reporting it would.
+        let e = st.pending_error.take();
+        if e.is_some() && e == st.error {
+            st.take_fatal();
+        }
+        Ok(e.map(err))
     }
 
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         let mut st = self.inner.st.lock();
-        if st.error.is_some() || st.closed {
+        if st.error.is_some() || st.closed || st.aborted {
             return Err(err(io::ErrorKind::NotConnected));
         }
         if matches!(how, Shutdown::Read | Shutdown::Both) && !st.read_shut {
@@ -392,8 +418,8 @@ impl TcpStream {
         let (mut st, ready) =
             self.inner.wait(st, deadline, |s| !s.rx.is_empty() || s.eof || s.error.is_some() || s.read_shut)?;
         if st.rx.is_empty() {
-            // A connection error that arrived first (a reset) is reported as it is.
-            if let Some(e) = st.error {
+            // A connection error that arrived first (a reset) is reported as it is, once.
+            if let Some(e) = st.take_fatal() {
                 return Err(err(e));
             }
             if !st.eof {
@@ -461,7 +487,7 @@ impl TcpStream {
         let deadline = Inner::deadline(&st, st.write_timeout);
         let (mut st, _) =
             self.inner.wait(st, deadline, |s| s.credit > 0 || s.error.is_some() || s.closed || s.write_shut)?;
-        if let Some(e) = st.error {
+        if let Some(e) = st.take_fatal() {
             return Err(err(e));
         }
         // Another thread shut writing down while this one waited (Linux: EPIPE).
@@ -752,5 +778,17 @@ mod tests {
         assert_eq!(st.error, None);
         st.apply(SocketEvent::Error(io::ErrorKind::ConnectionReset));
         assert_eq!(st.error, Some(io::ErrorKind::ConnectionReset));
+    }
+
+    /// A fatal error is reported once, then the connection is over (Linux: a second read
+    /// after a reset returns 0, a write EPIPE).
+    #[test]
+    fn a_fatal_error_is_reported_once() {
+        let mut st = State::default();
+        st.apply(SocketEvent::Error(io::ErrorKind::ConnectionReset));
+        assert_eq!(st.take_fatal(), Some(io::ErrorKind::ConnectionReset));
+        assert_eq!(st.take_fatal(), None);
+        assert_eq!(st.pending_error, None, "take_error would report it a second time");
+        assert!(st.eof && st.write_shut && st.aborted);
     }
 }
