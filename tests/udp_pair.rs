@@ -207,3 +207,39 @@ fn an_icmp_error_is_reported_before_queued_datagrams() {
     assert_eq!(sc.recv(&mut buf).unwrap(), 6, "then the datagram queued before it");
     assert_eq!(&buf[..6], b"queued");
 }
+
+/// Review 20: one thread blocked in `recv` held the receive turn while it waited, so a
+/// second thread's non-blocking or timed `recv` on a clone waited behind it, past its own
+/// timeout, for as long as no datagram came. Linux answers the second at once (EAGAIN) or
+/// at its timeout. Then a datagram still reaches exactly one of them.
+#[test]
+fn a_blocked_recv_does_not_hold_up_a_timed_or_non_blocking_one() {
+    use std::sync::mpsc;
+    let (a, b) = stack_pair(FaultConfig::default(), FaultConfig::default());
+    let u = UdpSocket::bind(&a, "10.0.0.2:7997").unwrap();
+    let blocked = u.try_clone().unwrap();
+    let first = std::thread::spawn(move || blocked.recv(&mut [0u8; 16]).map_err(|e| e.kind()));
+    std::thread::sleep(Duration::from_millis(100)); // `first` waits by now
+    let (tx, rx) = mpsc::channel();
+    let other = u.try_clone().unwrap();
+    std::thread::spawn(move || {
+        other.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let timed = other.recv(&mut [0u8; 16]).map_err(|e| e.kind());
+        other.set_nonblocking(true).unwrap();
+        let nonblocking = other.recv(&mut [0u8; 16]).map_err(|e| e.kind());
+        other.set_nonblocking(false).unwrap();
+        let _ = tx.send((timed, nonblocking));
+    });
+    let got = rx.recv_timeout(Duration::from_secs(5));
+    // Release `first` whatever happened, so no thread stays blocked.
+    let src = UdpSocket::bind(&b, "10.0.0.1:0").unwrap();
+    src.send_to(b"one", "10.0.0.2:7997").unwrap();
+    let (timed, nonblocking) = got.expect("a timed recv waited behind a blocked one for 5 s");
+    assert_eq!(timed, Err(ErrorKind::WouldBlock));
+    assert_eq!(nonblocking, Err(ErrorKind::WouldBlock));
+    let (done_tx, done) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(first.join().unwrap());
+    });
+    assert_eq!(done.recv_timeout(Duration::from_secs(5)).expect("first recv never returned"), Ok(3));
+}

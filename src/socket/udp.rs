@@ -32,7 +32,8 @@ struct Inner {
     ttl: AtomicU8,
     st: Mutex<State>,
     /// Held by one receiver at a time across "peeked?" and the receive, so concurrent
-    /// `recv`/`peek` calls neither lose nor reorder datagrams.
+    /// `recv`/`peek` calls neither lose nor reorder datagrams. A receiver waits for the turn
+    /// no longer than for a datagram (its timeout; not at all when non-blocking).
     rx_turn: Mutex<Option<Peeked>>,
 }
 
@@ -229,7 +230,19 @@ impl UdpSocket {
     }
 
     fn recv_inner(&self, out: &mut [u8], peek: bool) -> io::Result<(usize, SocketAddr)> {
-        let mut turn = self.inner.rx_turn.lock();
+        let (deadline, nonblocking) = {
+            let st = self.inner.st.lock();
+            (st.read_timeout.map(|t| std::time::Instant::now() + t), st.nonblocking)
+        };
+        // Another receiver may hold the turn while it waits for a datagram: wait for it no
+        // longer than this call may wait at all (nothing is queued meanwhile, or the holder
+        // would have taken it).
+        let turn = match (nonblocking, deadline) {
+            (true, _) => self.inner.rx_turn.try_lock().ok_or_else(not_ready),
+            (false, Some(d)) => self.inner.rx_turn.try_lock_until(d).ok_or_else(would_block),
+            (false, None) => Ok(self.inner.rx_turn.lock()),
+        };
+        let mut turn = turn?;
         // A pending ICMP-reported error comes before the datagrams already queued, as in
         // Linux (`__skb_recv_udp` checks `sock_error` first); peeking takes it too.
         if let Some(e) = self.take_pending_error() {
@@ -238,10 +251,6 @@ impl UdpSocket {
         let (from, buf, start, end) = match turn.take() {
             Some(p) => p,
             None => {
-                let (deadline, nonblocking) = {
-                    let st = self.inner.st.lock();
-                    (st.read_timeout.map(|t| std::time::Instant::now() + t), st.nonblocking)
-                };
                 loop {
                     // What already arrived is received first; then a stopped device fails.
                     let ev = match self.inner.rx.try_recv() {
