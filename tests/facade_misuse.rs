@@ -248,3 +248,35 @@ fn eof_repeats_and_a_dropped_clone_leaves_the_stream_open() {
     c.shutdown(Shutdown::Write).unwrap();
     assert_eq!((&c).write(b"late").unwrap_err().kind(), ErrorKind::BrokenPipe);
 }
+
+/// A write racing `shutdown(Write)` on another thread: every byte a write reported as
+/// written reaches the peer before the FIN (on Linux the socket lock orders the two; a
+/// write that loses the race fails with EPIPE and writes nothing).
+#[test]
+fn a_write_racing_shutdown_loses_no_acknowledged_byte() {
+    let (a, b) = stack_pair(FaultConfig::default(), FaultConfig::default());
+    for i in 0..40u16 {
+        let (s, c) = connected(&a, &b, 7200 + i);
+        let w = c.try_clone().unwrap();
+        let writer = thread::spawn(move || {
+            let mut sent = 0usize;
+            let end = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < end {
+                match (&w).write(&[5u8; 100]) {
+                    Ok(n) => sent += n,
+                    Err(e) if e.kind() == ErrorKind::BrokenPipe => break,
+                    Err(e) => panic!("write: {e}"),
+                }
+            }
+            sent
+        });
+        let reader = thread::spawn(move || {
+            let mut v = Vec::new();
+            (&s).read_to_end(&mut v).map(|_| v.len()).map_err(|e| e.kind())
+        });
+        thread::sleep(Duration::from_millis(2 + u64::from(i % 5)));
+        c.shutdown(Shutdown::Write).unwrap();
+        let (sent, got) = within(10, "write racing shutdown", move || (writer.join().unwrap(), reader.join().unwrap()));
+        assert_eq!(got, Ok(sent), "round {i}: bytes acknowledged to the writer vs received");
+    }
+}

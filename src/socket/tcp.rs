@@ -507,6 +507,15 @@ impl TcpStream {
         drop(st);
         let mut data = write_chunk(&self.inner.stack.tx_chunks, n);
         data.extend_from_slice(&buf[..n]);
+        // Sent under the lock, as `shutdown` sends its command: a shutdown(Write) from
+        // another thread comes wholly before this write (which then fails, as Linux's EPIPE)
+        // or after it, never between the check and the send (the engine would drop bytes
+        // this call reported written).
+        let mut st = self.inner.st.lock();
+        if st.write_shut {
+            st.credit += n;
+            return Err(err(io::ErrorKind::BrokenPipe));
+        }
         self.inner.send(AppCommand::Write(data))?;
         Ok(n)
     }
