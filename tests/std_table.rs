@@ -329,6 +329,22 @@ const ROWS: &[Row] = &[
         c.shutdown(Shutdown::Read).unwrap();
         kind(c.read(&mut [0; 16]))
     }),
+    ("write with an empty buffer after own shutdown(Write)", |net| {
+        let (_s, c) = tcp_pair(net);
+        c.shutdown(Shutdown::Write).unwrap();
+        kind(c.write(&[]))
+    }),
+    ("shutdown(Write) twice", |net| {
+        let (_s, c) = tcp_pair(net);
+        c.shutdown(Shutdown::Write).unwrap();
+        kind(c.shutdown(Shutdown::Write)).map(|_| 0)
+    }),
+    ("peek after the peer's FIN", |net| {
+        let (s, c) = tcp_pair(net);
+        s.shutdown(Shutdown::Write).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        kind(c.peek(&mut [0; 4]))
+    }),
     ("write after own shutdown(Write)", |net| {
         let (_s, c) = tcp_pair(net);
         c.shutdown(Shutdown::Write).unwrap();

@@ -476,13 +476,14 @@ impl TcpStream {
     }
 
     fn write_inner(&self, buf: &[u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
         self.inner.stack.check_device()?;
         let st = self.inner.st.lock();
+        // Before the empty write's Ok(0): Linux checks SEND_SHUTDOWN first (EPIPE).
         if st.write_shut {
             return Err(err(io::ErrorKind::BrokenPipe));
+        }
+        if buf.is_empty() {
+            return Ok(0);
         }
         let deadline = Inner::deadline(&st, st.write_timeout);
         let (mut st, _) =
