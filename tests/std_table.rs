@@ -511,6 +511,25 @@ const ROWS: &[Row] = &[
         let c = net.udp(false).unwrap();
         kind(c.send_to(&[0; 65_508], u.local_addr().unwrap()))
     }),
+    ("recv_from with a short buffer: truncated, the rest discarded", |net| {
+        let u = net.udp(true).unwrap();
+        let c = net.udp(false).unwrap();
+        u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.send_to(b"0123456789", u.local_addr().unwrap()).unwrap();
+        c.send_to(b"ab", u.local_addr().unwrap()).unwrap();
+        let first = kind(u.recv_from(&mut [0; 4]))?.0;
+        let second = kind(u.recv_from(&mut [0; 16]))?.0;
+        Ok(first * 100 + second)
+    }),
+    ("send_to another address on a connected UDP socket", |net| {
+        let u1 = net.udp(true).unwrap();
+        let u2 = net.udp(true).unwrap();
+        let c = net.udp(false).unwrap();
+        c.connect(&[u1.local_addr().unwrap()]).unwrap();
+        u2.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        kind(c.send_to(b"elsewhere", u2.local_addr().unwrap()))?;
+        kind(u2.recv_from(&mut [0; 16])).map(|(n, _)| n)
+    }),
     ("peer_addr of an unconnected UDP socket", |net| {
         let c = net.udp(false).unwrap();
         kind(c.peer_addr()).map(|_| 0)
