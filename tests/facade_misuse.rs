@@ -280,3 +280,48 @@ fn a_write_racing_shutdown_loses_no_acknowledged_byte() {
         assert_eq!(got, Ok(sent), "round {i}: bytes acknowledged to the writer vs received");
     }
 }
+
+/// Two threads blocked in `accept` on clones of one listener: two connections, one each
+/// (neither lost nor handed out twice); then a third accept on the listener times out.
+#[test]
+fn two_threads_accept_from_one_listener() {
+    let (a, b) = stack_pair(FaultConfig::default(), FaultConfig::default());
+    let l = TcpListener::bind(&a, "10.0.0.2:7300").unwrap();
+    let acceptors: Vec<_> = (0..2)
+        .map(|_| {
+            let l = l.try_clone().unwrap();
+            thread::spawn(move || l.accept().map(|(_, peer)| peer).map_err(|e| e.kind()))
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(50));
+    let c1 = TcpStream::connect(&b, "10.0.0.2:7300").unwrap();
+    let c2 = TcpStream::connect(&b, "10.0.0.2:7300").unwrap();
+    let mut peers =
+        within(5, "two accepts", move || acceptors.into_iter().map(|t| t.join().unwrap().unwrap()).collect::<Vec<_>>());
+    peers.sort();
+    let mut want = vec![c1.local_addr().unwrap(), c2.local_addr().unwrap()];
+    want.sort();
+    assert_eq!(peers, want);
+    assert_eq!(l.accept_timeout(Duration::from_millis(100)).unwrap_err().kind(), ErrorKind::WouldBlock);
+}
+
+/// `set_nonblocking(true)` from another thread does not turn a read already blocked into
+/// `WouldBlock` (Linux decides the wait when the call starts); the read returns the data
+/// when it comes, and the next read is non-blocking.
+#[test]
+fn set_nonblocking_while_a_read_is_blocked() {
+    let (a, b) = stack_pair(FaultConfig::default(), FaultConfig::default());
+    let (s, c) = connected(&a, &b, 7301);
+    let r = s.try_clone().unwrap();
+    let reader = thread::spawn(move || {
+        let mut buf = [0u8; 16];
+        (&r).read(&mut buf).map(|n| buf[..n].to_vec()).map_err(|e| e.kind())
+    });
+    thread::sleep(Duration::from_millis(100));
+    s.set_nonblocking(true).unwrap();
+    thread::sleep(Duration::from_millis(50));
+    (&c).write_all(b"late").unwrap();
+    let got = within(5, "blocked read", move || reader.join().unwrap());
+    assert_eq!(got, Ok(b"late".to_vec()));
+    assert_eq!((&s).read(&mut [0u8; 4]).unwrap_err().kind(), ErrorKind::WouldBlock);
+}
