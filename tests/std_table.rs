@@ -329,6 +329,22 @@ const ROWS: &[Row] = &[
         c.shutdown(Shutdown::Read).unwrap();
         kind(c.read(&mut [0; 16]))
     }),
+    // Linux's SHUT_RD only ends reading once nothing is queued: data already received, and
+    // data that arrives after it, are still read.
+    ("read after own shutdown(Read), data queued before", |net| {
+        let (s, c) = tcp_pair(net);
+        s.write(b"data").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        c.shutdown(Shutdown::Read).unwrap();
+        kind(c.read(&mut [0; 16]))
+    }),
+    ("read after own shutdown(Read), data arriving after", |net| {
+        let (s, c) = tcp_pair(net);
+        c.shutdown(Shutdown::Read).unwrap();
+        s.write(b"data").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        kind(c.read(&mut [0; 16]))
+    }),
     ("write with an empty buffer after own shutdown(Write)", |net| {
         let (_s, c) = tcp_pair(net);
         c.shutdown(Shutdown::Write).unwrap();

@@ -409,11 +409,11 @@ impl TcpStream {
     /// An empty `buf` reads nothing but waits as a full one, as Linux's `recv` with length
     /// 0 on a TCP socket does: `WouldBlock` when non-blocking, else `Ok(0)` once data, EOF
     /// or the read timeout comes.
+    ///
+    /// After `shutdown(Read)` it never waits: data already received, or arriving since, is
+    /// still read, then `Ok(0)` (Linux's SHUT_RD).
     fn read_inner(&self, buf: &mut [u8], peek: bool) -> io::Result<usize> {
         let st = self.inner.st.lock();
-        if st.read_shut {
-            return Ok(0);
-        }
         let deadline = Inner::deadline(&st, st.read_timeout);
         let (mut st, ready) =
             self.inner.wait(st, deadline, |s| !s.rx.is_empty() || s.eof || s.error.is_some() || s.read_shut)?;

@@ -292,7 +292,9 @@ pub enum AppCommand {
     ReadCredit(usize),
     /// Send a FIN after the queued data (half-close; reading continues).
     ShutdownWrite,
-    /// Further incoming data is discarded (still acknowledged).
+    /// The application shut reading down. Nothing changes in TCP (as Linux's SHUT_RD):
+    /// the socket still reads what is queued and what arrives, then end of file. The engine
+    /// only nudges the socket's threads so a blocked reader sees it.
     ShutdownRead,
     /// The handle was dropped: graceful close of both directions; RST instead if
     /// delivered data was never credited (unread), as Linux.

@@ -598,8 +598,8 @@ impl Tcb {
     /// full; charged in bytes of memory, which closes the window (`rcvqueue`).
     fn deliver(&mut self, ctx: &mut Ctx, d: &[u8]) {
         self.counters.bytes_received += d.len() as u64;
-        if d.is_empty() || self.read_shutdown {
-            return; // discarded after ShutdownRead (still ACKed)
+        if d.is_empty() {
+            return;
         }
         if let Some(full) = self.rcvq.push(d, ctx.spare_chunks) {
             self.push_event(SocketEvent::Data(full));

@@ -182,7 +182,6 @@ pub struct Tcb {
     ooo_cap: usize,
     ooo_fin: Option<u32>,
     recent_blocks: RecentBlocks,
-    read_shutdown: bool,
     /// The application dropped its handle (Close): new data is answered with RST.
     orphaned: bool,
 
@@ -434,7 +433,6 @@ impl Tcb {
             ooo_cap,
             ooo_fin: None,
             recent_blocks: RecentBlocks::default(),
-            read_shutdown: false,
             orphaned: false,
             our_mss,
             peer_mss,
@@ -979,13 +977,9 @@ impl Tcb {
                 }
             }
             AppCommand::ShutdownWrite => self.shutdown_write(now),
-            AppCommand::ShutdownRead => {
-                self.read_shutdown = true;
-                self.rcvq.clear();
-                if self.window_update_due() {
-                    self.ack_now = true;
-                }
-            }
+            // Linux's SHUT_RD is the socket's alone: it reads what is queued and what still
+            // arrives (charged and windowed as before), then end of file. Nothing changes here.
+            AppCommand::ShutdownRead => {}
             AppCommand::Close => {
                 // Unread data: abort like Linux (RFC 2525 §2.17). Not in TIME-WAIT: both
                 // directions are closed, nothing is left to reset, and 2*MSL must run out
@@ -998,7 +992,6 @@ impl Tcb {
                     return;
                 }
                 self.orphaned = true;
-                self.read_shutdown = true;
                 if self.state == State::SynSent {
                     self.close_with(None);
                     return;

@@ -32,7 +32,7 @@ impl Tcb {
         }
         let edge = self.rcv_nxt.wrapping_add(max_wnd as u32);
         let threshold = (self.recv_buf / 2).min(self.our_mss).max(1);
-        let target = if seq::dist(self.rcv_adv, edge) >= threshold || self.read_shutdown { edge } else { self.rcv_adv };
+        let target = if seq::dist(self.rcv_adv, edge) >= threshold || self.orphaned { edge } else { self.rcv_adv };
         let wnd = seq::dist(self.rcv_nxt, target);
         let mut field = (wnd >> s).min(0xffff);
         // Rounding down must not shrink the window the peer sees (RFC 9293 §3.8.6.2.2): round
