@@ -300,18 +300,7 @@ impl Engine {
             TcpMsg::Accepted(id) => self.ep.listener_accepted(id),
             TcpMsg::SetConnTtl(conn, ttl) => self.ep.set_conn_ttl(conn, ttl),
             TcpMsg::SetListenerTtl(id, ttl) => self.ep.set_listener_ttl(id, ttl),
-            TcpMsg::App(conn, cmd) => {
-                let shutdown = matches!(cmd, AppCommand::ShutdownRead | AppCommand::ShutdownWrite);
-                self.ep.handle_app(now, conn, cmd);
-                if shutdown {
-                    // Wake a thread of the socket blocked on its event channel, so it sees the
-                    // shutdown another thread made (Linux wakes a blocked recv/send likewise).
-                    // No credit: a no-op event, harmless in any order.
-                    if let Some(tx) = self.conns.get(&conn) {
-                        let _ = tx.send(SocketEvent::SendCredit(0));
-                    }
-                }
-            }
+            TcpMsg::App(conn, cmd) => self.app(now, conn, cmd),
             TcpMsg::Sockets(reply) => {
                 let _ = reply.try_send(self.ep.sockets());
             }
@@ -322,6 +311,19 @@ impl Engine {
             TcpMsg::Shutdown => return false,
         }
         true
+    }
+
+    /// A socket's command for its connection. After a shutdown, a thread of the socket
+    /// blocked on its event channel is woken so it sees the shutdown another thread made
+    /// (Linux wakes a blocked recv/send likewise): a `SendCredit(0)`, a no-op in any order.
+    fn app(&mut self, now: Instant, conn: ConnId, cmd: AppCommand) {
+        let shutdown = matches!(cmd, AppCommand::ShutdownRead | AppCommand::ShutdownWrite);
+        self.ep.handle_app(now, conn, cmd);
+        if shutdown {
+            if let Some(tx) = self.conns.get(&conn) {
+                let _ = tx.send(SocketEvent::SendCredit(0));
+            }
+        }
     }
 
     /// Emit every ready segment into `out`: one packet each, or joined into super-segments

@@ -520,6 +520,17 @@ impl IpCore {
         }
     }
 
+    /// RFC 1122 §3.2.1.3: a datagram never comes from a broadcast, multicast, loopback,
+    /// class E or 0/8 ({0, host}) address, nor from ours; 0.0.0.0 only for UDP (DHCP-style).
+    fn v4_source_bogus(&self, src: Ipv4Addr, proto: u8) -> bool {
+        bad_source(IpAddr::V4(src))
+            || self.v4_broadcast(src)
+            || src.is_loopback()
+            || src.octets()[0] >= 240
+            || src.octets()[0] == 0 && !(src.is_unspecified() && proto == 17)
+            || self.cfg.v4.contains(&src)
+    }
+
     fn rx_v4(&mut self, io: &mut Io, mut buf: Vec<u8>) {
         let (now, pool) = (io.now, io.pool);
         let (src, dst, proto, hlen, total, frag_off, more, ident, ttl) = {
@@ -555,15 +566,7 @@ impl IpCore {
             self.stats.rx_not_ours += 1;
             return pool.recycle(buf);
         }
-        // RFC 1122 §3.2.1.3: never from broadcast, multicast, loopback, class E, 0/8
-        // ({0, host}) or ourselves; 0.0.0.0 only for UDP (DHCP-style).
-        let bogus = bad_source(IpAddr::V4(src))
-            || self.v4_broadcast(src)
-            || src.is_loopback()
-            || src.octets()[0] >= 240
-            || src.octets()[0] == 0 && !(src.is_unspecified() && proto == 17)
-            || self.cfg.v4.contains(&src);
-        if bogus {
+        if self.v4_source_bogus(src, proto) {
             self.stats.rx_bad_source += 1;
             return pool.recycle(buf);
         }
@@ -846,7 +849,7 @@ impl IpCore {
     }
 
     fn rx_icmp4(&mut self, io: &mut Io, up: Up) {
-        let Up { src, dst, mut buf, start, end, broadcast, whole, ttl, .. } = up;
+        let Up { src, dst, buf, start, end, broadcast, whole, ttl, .. } = up;
         let msg = &buf[start..end];
         if msg.len() < wire::ICMP_HEADER_LEN || wire::ones_sum(msg) != !0 {
             self.stats.rx_icmp_bad += 1;
@@ -877,32 +880,7 @@ impl IpCore {
                     io.pool.recycle(buf);
                     return self.send_icmp4(io, s, d, [icmp4::ECHO_REPLY, 0], &data);
                 }
-                // Reply in place: swap addresses, change the type, fix both checksums.
-                let hdr = Ipv4Header {
-                    src: d,
-                    dst: s,
-                    proto: IpProtocol::Icmp,
-                    ident: self.next_ident(s, IpProtocol::Icmp),
-                    frag_offset: 0,
-                    more_frags: false,
-                    dont_frag: false,
-                    ttl: wire::DEFAULT_HOP_LIMIT,
-                };
-                // Keep the 20-byte header form: move the ICMP message right after it.
-                if start != wire::IPV4_HEADER_LEN {
-                    buf.copy_within(start..end, wire::IPV4_HEADER_LEN);
-                    buf.truncate(wire::IPV4_HEADER_LEN + (end - start));
-                }
-                let ilen = buf.len() - wire::IPV4_HEADER_LEN;
-                wire::emit_ipv4_header(&mut buf, &hdr, ilen);
-                let m = &mut buf[wire::IPV4_HEADER_LEN..];
-                m[0] = icmp4::ECHO_REPLY;
-                m[2] = 0;
-                m[3] = 0;
-                let c = !wire::ones_sum(m);
-                m[2..4].copy_from_slice(&c.to_be_bytes());
-                self.stats.tx_echo_replies += 1;
-                self.transmit(io.out, buf);
+                self.echo_reply4_in_place(io, (d, s), buf, start..end);
             }
             icmp4::DEST_UNREACHABLE | icmp4::TIME_EXCEEDED | icmp4::PARAM_PROBLEM => {
                 self.stats.rx_icmp_errors += 1;
@@ -929,6 +907,43 @@ impl IpCore {
                 io.pool.recycle(buf);
             }
         }
+    }
+
+    /// The echo reply to a request that arrived whole (its 20-byte-or-longer IPv4 header
+    /// at the front of `buf`, the message at `msg`), built in the request's own buffer: the
+    /// addresses swapped, the type changed, both checksums redone.
+    fn echo_reply4_in_place(
+        &mut self,
+        io: &mut Io,
+        (us, them): (Ipv4Addr, Ipv4Addr),
+        mut buf: Vec<u8>,
+        msg: std::ops::Range<usize>,
+    ) {
+        let hdr = Ipv4Header {
+            src: us,
+            dst: them,
+            proto: IpProtocol::Icmp,
+            ident: self.next_ident(them, IpProtocol::Icmp),
+            frag_offset: 0,
+            more_frags: false,
+            dont_frag: false,
+            ttl: wire::DEFAULT_HOP_LIMIT,
+        };
+        // Keep the 20-byte header form: move the ICMP message right after it.
+        if msg.start != wire::IPV4_HEADER_LEN {
+            buf.copy_within(msg.clone(), wire::IPV4_HEADER_LEN);
+            buf.truncate(wire::IPV4_HEADER_LEN + msg.len());
+        }
+        let ilen = buf.len() - wire::IPV4_HEADER_LEN;
+        wire::emit_ipv4_header(&mut buf, &hdr, ilen);
+        let m = &mut buf[wire::IPV4_HEADER_LEN..];
+        m[0] = icmp4::ECHO_REPLY;
+        m[2] = 0;
+        m[3] = 0;
+        let c = !wire::ones_sum(m);
+        m[2..4].copy_from_slice(&c.to_be_bytes());
+        self.stats.tx_echo_replies += 1;
+        self.transmit(io.out, buf);
     }
 
     fn rx_icmp6(&mut self, io: &mut Io, up: Up) {
