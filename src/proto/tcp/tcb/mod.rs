@@ -670,13 +670,7 @@ impl Tcb {
         }
         self.push_event(SocketEvent::Closed);
         self.state = State::Closed;
-        self.timers.rto = None;
-        self.timers.rack = None;
-        self.timers.pto = None;
-        self.timers.persist = None;
-        self.timers.delack = None;
-        self.timers.keepalive = None;
-        self.timers.close = None;
+        self.timers = Timers::default();
         self.ooo.clear();
     }
 
@@ -743,13 +737,9 @@ impl Tcb {
 
     fn enter_time_wait(&mut self, now: Instant) {
         self.state = State::TimeWait;
-        // M-13: 2*MSL.
-        self.timers.close = Some(now + self.msl * 2);
-        self.timers.rto = None;
-        self.timers.rack = None;
-        self.timers.pto = None;
-        self.timers.persist = None;
-        self.timers.keepalive = None;
+        // M-13: 2*MSL; only the delayed ACK of the peer's FIN may still be due.
+        let delack = self.timers.delack;
+        self.timers = Timers { delack, close: Some(now + self.msl * 2), ..Timers::default() };
         // Our FIN is acknowledged, so nothing is left to send or retransmit, and no new data
         // is accepted: give back what the send side and the out-of-order queue kept, so
         // that 2*MSL of TIME-WAIT costs little more than the TCB (a server that closes first
@@ -790,10 +780,11 @@ impl Tcb {
             // A closed connection wants nothing more; in TIME-WAIT and LISTEN only the
             // delayed ACK and the close deadline stay.
             let Timers { delack, close, .. } = self.timers;
-            self.timers = Timers::default();
-            if self.state != State::Closed {
-                self.timers = Timers { delack, close, ..Timers::default() };
-            }
+            self.timers = if self.state == State::Closed {
+                Timers::default()
+            } else {
+                Timers { delack, close, ..Timers::default() }
+            };
             return;
         }
         // Retransmission timer: runs iff something is in flight (RFC 6298 §5.1, §5.2).
