@@ -641,7 +641,7 @@ impl IpCore {
         loop {
             let hlen = match next {
                 ext::HOP_BY_HOP | ext::DEST_OPTS | ext::ROUTING => {
-                    let Some((nh, hlen)) = self.rx_v6_option_header(io, &buf, off, next, first, meta.foreign) else {
+                    let Some((nh, hlen)) = self.rx_v6_option_header(io, &buf, off, next, first) else {
                         return pool.recycle(buf);
                     };
                     next = nh;
@@ -674,8 +674,7 @@ impl IpCore {
 
     /// A hop-by-hop, destination-options or routing header at `off`: its next header and
     /// length, or `None` when the packet is to be dropped (counted; a parameter problem sent
-    /// for an option that asks for one, unless the packet is `foreign`: only TCP answers for
-    /// an address that is not ours).
+    /// for an option that asks for one).
     fn rx_v6_option_header(
         &mut self,
         io: &mut Io,
@@ -683,13 +682,12 @@ impl IpCore {
         off: usize,
         kind: u8,
         first: bool,
-        foreign: bool,
     ) -> Option<(u8, usize)> {
         match option_header(buf, off, kind, first) {
             Ok(h) => Some(h),
             Err(ptr) => {
                 self.stats.rx_bad_ext_header += 1;
-                if let Some(pointer) = ptr.filter(|_| !foreign) {
+                if let Some(pointer) = ptr {
                     let tc = [icmp6::PARAM_PROBLEM, icmp6::CODE_UNRECOGNIZED_OPTION];
                     self.icmp6_error(io, buf, tc, pointer as u32);
                 }
@@ -1111,8 +1109,11 @@ impl IpCore {
     /// ICMPv4 error `[type, code]` about `orig` (a whole IPv4 packet as received).
     fn icmp4_error(&mut self, io: &mut Io, orig: &[u8], type_code: [u8; 2]) {
         let Ok(p) = Ipv4Packet::new_checked(orig) else { return };
-        if io.link_group {
-            return; // RFC 1122 §3.2.2: never about a link-layer broadcast or multicast
+        // RFC 1122 §3.2.2: never about a link-layer broadcast or multicast; and an error
+        // comes from the address the packet was sent to, so only about one sent to ours
+        // (not a broadcast, nor a foreign address `bind_any` lets TCP take).
+        if io.link_group || !self.cfg.v4.contains(&p.dst_addr()) {
+            return;
         }
         let is_icmp_error = u8::from(p.next_header()) == 1
             && orig.get(p.header_len() as usize).is_some_and(|t| ![icmp4::ECHO_REPLY, icmp4::ECHO_REQUEST].contains(t));
@@ -1139,12 +1140,14 @@ impl IpCore {
         // RFC 4443 §2.4(e.3)-(e.5), and the exception that (e.4)/(e.5) keep for link-layer
         // group frames: a parameter problem (code 2) about an option whose type's high bits
         // are 10 (RFC 8200 §4.2: "regardless of" a multicast destination; Linux's
-        // `opt_unrec`). Packet Too Big, the other exception, is a router's. A multicast
-        // destination is never ours (dropped as not ours before this): its error would have
-        // no unicast source, so none is sent.
+        // `opt_unrec`). Packet Too Big, the other exception, is a router's.
         let option_10 = type_code == [icmp6::PARAM_PROBLEM, icmp6::CODE_UNRECOGNIZED_OPTION]
             && orig.get(param as usize).is_some_and(|t| t >> 6 == 0b10);
-        if p.dst_addr().is_multicast() || p.src_addr().is_unspecified() || (io.link_group && !option_10) {
+        // An error comes from the address the packet was sent to: only ours (not a multicast
+        // group, which would leave it no unicast source, nor a foreign address `bind_any`
+        // lets TCP take).
+        let ours = self.cfg.v6.contains(&p.dst_addr());
+        if !ours || p.src_addr().is_unspecified() || (io.link_group && !option_10) {
             return;
         }
         // RFC 4443 §2.4(e.1): never about an ICMPv6 error message (types below 128, §2.1),
