@@ -32,6 +32,7 @@ impl Tcb {
         }
         let edge = self.rcv_nxt.wrapping_add(max_wnd as u32);
         let threshold = (self.recv_buf / 2).min(self.our_mss).max(1);
+        // An orphan reads nothing more (data is answered with RST): no reader to wait for.
         let target = if seq::dist(self.rcv_adv, edge) >= threshold || self.orphaned { edge } else { self.rcv_adv };
         let wnd = seq::dist(self.rcv_nxt, target);
         let mut field = (wnd >> s).min(0xffff);
