@@ -21,6 +21,9 @@ fuzz_target!(|data: &[u8]| {
         repr.emit(&mut out, payload, src, dst);
         let (again, h2) = TcpRepr::parse(&out, src, dst).expect("emitted segment parses");
         assert_eq!(&out[h2..], payload);
-        assert_eq!((again.seq, again.ack, again.window, again.src_port), (repr.seq, repr.ack, repr.window, repr.src_port));
+        assert_eq!(
+            (again.seq, again.ack, again.window, again.src_port),
+            (repr.seq, repr.ack, repr.window, repr.src_port)
+        );
     }
 });
