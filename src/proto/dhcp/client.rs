@@ -2,8 +2,8 @@
 //!
 //! INIT → SELECTING (DISCOVER, broadcast) → REQUESTING (REQUEST with the offer's server id
 //! and address, broadcast) → BOUND → RENEWING at T1 (REQUEST unicast to the server) →
-//! REBINDING at T2 (REQUEST broadcast) → lease expiry → INIT; a NAK → INIT; [`Client::release`]
-//! sends a RELEASE and stops. Invariants:
+//! REBINDING at T2 (REQUEST broadcast) → lease expiry → INIT; a NAK → INIT (NAKs in a row:
+//! after a back-off); [`Client::release`] sends a RELEASE and stops. Invariants:
 //! * every message from the network is either taken or counted in [`DhcpStats`] under the
 //!   reason it was not (malformed, not ours, not expected in this state, an unusable ACK);
 //! * a message is taken only with the current transaction's `xid` and our `chaddr`;
@@ -155,6 +155,8 @@ pub struct Client {
     /// When the REQUEST that led to the lease went out (RFC 2131 §4.4.1: the lease runs
     /// from there).
     requested_at: Instant,
+    /// NAKs taken since the last ACK: from the second on, the restart waits a back-off.
+    naks: u32,
     lease: Option<(Lease, Timers)>,
     tx: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -203,6 +205,7 @@ impl Client {
             next_tx: Some(now),
             offer: None,
             requested_at: now,
+            naks: 0,
             lease: None,
             tx: VecDeque::new(),
             events: VecDeque::new(),
@@ -345,13 +348,33 @@ impl Client {
 
     /// Start over from INIT: a new transaction, a DISCOVER now.
     fn restart(&mut self, now: Instant) {
+        self.restart_after(now, Duration::ZERO);
+    }
+
+    /// Start over from INIT with the DISCOVER after `wait` (at once when zero).
+    fn restart_after(&mut self, now: Instant, wait: Duration) {
         if self.lease.take().is_some() {
             self.push_event(Event::Deconfigured);
         }
         self.stats.restarts += 1;
         self.state = State::Init;
         self.offer = None;
-        self.discover(now);
+        if wait.is_zero() {
+            self.discover(now);
+        } else {
+            self.next_tx = Some(now + wait);
+        }
+    }
+
+    /// A NAK (RFC 2131 §3.1 step 5, §4.4.4): restart, at once the first time (a stale
+    /// address is the usual cause), after the §4.1 back-off (4 s doubling to 64 s) when
+    /// NAKs come in a row, as systemd-networkd delays its restart after a NAK: a server that
+    /// offers and then NAKs every REQUEST would otherwise make us storm without pause.
+    fn restart_after_nak(&mut self, now: Instant) {
+        self.stats.rx_nak += 1;
+        self.naks = self.naks.saturating_add(1);
+        let wait = if self.naks == 1 { Duration::ZERO } else { self.backoff(self.naks - 2) };
+        self.restart_after(now, wait);
     }
 
     fn discover(&mut self, now: Instant) {
@@ -434,8 +457,7 @@ impl Client {
                     self.stats.rx_unexpected += 1;
                     return;
                 }
-                self.stats.rx_nak += 1;
-                self.restart(now);
+                self.restart_after_nak(now);
             }
             _ => self.stats.rx_unexpected += 1,
         }
@@ -464,6 +486,7 @@ impl Client {
             return;
         };
         self.stats.rx_ack += 1;
+        self.naks = 0;
         if self.state == State::Requesting {
             self.stats.leases += 1;
         } else {

@@ -553,3 +553,53 @@ fn router_equal_to_the_leased_address_is_not_a_gateway() {
     assert_eq!(c.state(), State::Bound);
     assert_eq!(c.lease().unwrap().gateway, None);
 }
+
+/// A client in REQUESTING after taking `reply`'s OFFER: its REQUEST's xid.
+fn requesting(t0: Instant) -> (Client, u32) {
+    let mut c = client(t0);
+    c.handle_timeout(t0);
+    let (_, _, xid) = sent(&mut c);
+    c.handle_packet(t0, &reply(MessageType::Offer, xid, None, None));
+    sent(&mut c);
+    (c, xid)
+}
+
+/// REVIEW21 FINDING (fails on main 5f16cad): a server that OFFERs and then NAKs every
+/// REQUEST (broken, or hostile on the link) kept the client in a loop without any time
+/// passing: NAK, DISCOVER at once, OFFER, REQUEST, NAK, … — a broadcast storm. A NAK
+/// restarts at once the first time only; NAKs in a row wait a growing back-off, as
+/// systemd-networkd does (RESTART_AFTER_NAK, 1 s doubling).
+#[test]
+fn naks_in_a_row_do_not_storm() {
+    let t0 = Instant::now();
+    let mut c = client(t0);
+    let mut now = t0;
+    let (mut n, mut naks) = (0, 0);
+    for _ in 0..10_000 {
+        if let Some(t) = c.poll_transmit() {
+            n += 1;
+            let r = wire::parse(&t.payload).unwrap();
+            let mut a = DhcpRepr::new(MessageType::Offer, r.xid, MAC);
+            (a.yiaddr, a.server_id) = (ADDR, Some(SERVER));
+            if r.message_type == MessageType::Request {
+                (a.message_type, a.yiaddr) = (MessageType::Nak, Ipv4Addr::UNSPECIFIED);
+                naks += 1;
+            }
+            c.handle_packet(now, &a.to_bytes());
+            continue;
+        }
+        match c.poll_timeout() {
+            Some(t) if t <= t0 + secs(60) => {
+                now = now.max(t);
+                c.handle_timeout(now);
+            }
+            _ => break,
+        }
+    }
+    assert!(n <= 20, "{n} messages ({naks} NAKs) in 60 s");
+    assert!(naks >= 2, "the client kept trying ({naks} NAKs)");
+    // The first NAK still restarts at once (a stale address is the usual cause).
+    let (mut c, xid) = requesting(t0);
+    c.handle_packet(t0, &reply(MessageType::Nak, xid, None, None));
+    assert_eq!(sent(&mut c).1, MessageType::Discover);
+}
