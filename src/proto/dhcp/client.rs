@@ -6,7 +6,8 @@
 //! after a back-off); [`Client::release`] sends a RELEASE and stops. Invariants:
 //! * every message from the network is either taken or counted in [`DhcpStats`] under the
 //!   reason it was not (malformed, not ours, not expected in this state, an unusable ACK);
-//! * a message is taken only with the current transaction's `xid` and our `chaddr`;
+//! * a message is taken only with the current transaction's `xid` and our `chaddr`, and an
+//!   ACK or NAK in REQUESTING or RENEWING only from the server asked;
 //! * [`Event::Configured`] is emitted on every ACK (a renewal refreshes the lease), and
 //!   [`Event::Deconfigured`] exactly when a lease we announced ends (expiry, NAK, release);
 //! * the transmit and event queues are bounded ([`MAX_QUEUE`]); the core holds no clock and
@@ -443,21 +444,24 @@ impl Client {
         use MessageType::*;
         match (self.state, r.message_type) {
             (State::Selecting, Offer) => self.take_offer(now, &r),
-            (State::Requesting | State::Renewing | State::Rebinding, Ack) => self.take_ack(&r),
-            (State::Requesting | State::Renewing | State::Rebinding, Nak) => {
-                // In REQUESTING and RENEWING only the server we asked may refuse (RFC 2131
-                // §4.3.2; the RENEWING REQUEST went to it alone), and a NAK names its server
-                // (Table 3: MUST). In REBINDING any server may.
+            (State::Requesting | State::Renewing | State::Rebinding, Ack | Nak) => {
+                // In REQUESTING and RENEWING only the server we asked may answer (RFC 2131
+                // §4.3.2: the REQUEST names it, or went to it alone); in REBINDING any may.
+                // A NAK must name its server (Table 3: MUST); an ACK without one is taken
+                // as our server's (lenient, as the lease falls back to it).
                 let asked = match self.state {
                     State::Requesting => self.offer.map(|(_, s)| s),
                     State::Renewing => self.lease.as_ref().map(|(l, _)| l.server),
                     _ => None,
                 };
-                if asked.is_some() && r.server_id != asked {
+                let unnamed_ack = r.message_type == Ack && r.server_id.is_none();
+                if asked.is_some() && r.server_id != asked && !unnamed_ack {
                     self.stats.rx_unexpected += 1;
-                    return;
+                } else if r.message_type == Ack {
+                    self.take_ack(&r);
+                } else {
+                    self.restart_after_nak(now);
                 }
-                self.restart_after_nak(now);
             }
             _ => self.stats.rx_unexpected += 1,
         }

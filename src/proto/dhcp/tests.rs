@@ -603,3 +603,45 @@ fn naks_in_a_row_do_not_storm() {
     c.handle_packet(t0, &reply(MessageType::Nak, xid, None, None));
     assert_eq!(sent(&mut c).1, MessageType::Discover);
 }
+
+/// An ACK of `xid` for ADDR/24 from SERVER with a 120 s lease, to be edited.
+fn ack(xid: u32) -> DhcpRepr<'static> {
+    let mut r = DhcpRepr::new(MessageType::Ack, xid, MAC);
+    (r.yiaddr, r.server_id, r.lease_time) = (ADDR, Some(SERVER), Some(120));
+    r.subnet_mask = Some(Ipv4Addr::new(255, 255, 255, 0));
+    r
+}
+
+/// REVIEW21 FINDING (fails on main 5f16cad): in REQUESTING (the REQUEST names the server
+/// chosen) and RENEWING (it went to that server alone) an ACK naming another server was
+/// taken, and even made that server the lease's — while the same server's NAK is ignored
+/// (RFC 2131 §4.3.2: only the selected server commits). In REBINDING any server may.
+#[test]
+fn ack_from_another_server_is_not_taken() {
+    let t0 = Instant::now();
+    let other = Ipv4Addr::new(10, 0, 0, 66);
+    let (mut c, xid) = requesting(t0);
+    let mut a = ack(xid);
+    a.server_id = Some(other);
+    c.handle_packet(t0, &a.to_bytes());
+    assert_eq!((c.state(), c.stats.rx_unexpected), (State::Requesting, 1));
+    assert!(c.poll_event().is_none());
+    c.handle_packet(t0, &ack(xid).to_bytes());
+    assert_eq!(c.lease().map(|l| l.server), Some(SERVER));
+
+    let (mut c, xid) = renewing(t0);
+    let mut a = ack(xid);
+    a.server_id = Some(other);
+    c.handle_packet(t0 + secs(60), &a.to_bytes());
+    assert_eq!(c.state(), State::Renewing);
+    assert_eq!(c.lease().map(|l| l.server), Some(SERVER));
+    assert!(c.poll_event().is_none());
+    // REBINDING: the REQUEST was broadcast, any server may extend the lease.
+    c.handle_timeout(t0 + Duration::from_millis(105_000));
+    let (_, _, xid) = sent(&mut c);
+    assert_eq!(c.state(), State::Rebinding);
+    let mut a = ack(xid);
+    a.server_id = Some(other);
+    c.handle_packet(t0 + secs(106), &a.to_bytes());
+    assert_eq!((c.state(), c.lease().map(|l| l.server)), (State::Bound, Some(other)));
+}
