@@ -76,6 +76,7 @@ pub struct Lease {
     pub addr: Ipv4Addr,
     pub prefix: u8,
     pub gateway: Option<Ipv4Addr>,
+    /// Option 6's unicast addresses (at most `wire::MAX_DNS_SERVERS`).
     pub dns: Vec<Ipv4Addr>,
     pub server: Ipv4Addr,
     /// `None`: infinite.
@@ -526,7 +527,10 @@ impl Client {
         let (lease, t1, t2) = lease_times(secs, r.renewal_time, r.rebinding_time);
         // A router that is the leased address itself would make us our own gateway.
         let gateway = r.router.filter(|g| *g != r.yiaddr);
-        Some(Lease { addr: r.yiaddr, prefix, gateway, dns: r.dns().collect(), server, lease, t1, t2 })
+        // Queries to 0.0.0.0, a broadcast, a multicast group or loopback go nowhere useful, or
+        // to the whole link: only unicast servers are kept (systemd-networkd keeps non-local).
+        let dns = r.dns().filter(|a| usable_addr(*a)).collect();
+        Some(Lease { addr: r.yiaddr, prefix, gateway, dns, server, lease, t1, t2 })
     }
 
     /// Give the lease back (RFC 2131 §4.4.6: a RELEASE unicast to the server, `ciaddr` our

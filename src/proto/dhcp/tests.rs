@@ -645,3 +645,21 @@ fn ack_from_another_server_is_not_taken() {
     c.handle_packet(t0 + secs(106), &a.to_bytes());
     assert_eq!((c.state(), c.lease().map(|l| l.server)), (State::Bound, Some(other)));
 }
+
+/// REVIEW21 FINDING (fails on main 5f16cad): option 6 was taken whole, so a server could
+/// make the resolver send every query to 0.0.0.0, to 255.255.255.255 (each name looked up
+/// broadcast to the whole link), to a multicast group or to loopback. Only unicast
+/// addresses are kept, as systemd-networkd keeps only non-local ones.
+#[test]
+fn bogus_dns_servers_are_not_kept() {
+    let t0 = Instant::now();
+    let good = Ipv4Addr::new(10, 0, 0, 53);
+    let bogus = [Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST, Ipv4Addr::new(224, 0, 0, 251), Ipv4Addr::LOCALHOST];
+    for pair in bogus.windows(2) {
+        let (mut c, xid) = requesting(t0);
+        let mut a = ack(xid);
+        a.dns_servers = [Some(pair[0]), Some(good), Some(pair[1])];
+        c.handle_packet(t0, &a.to_bytes());
+        assert_eq!(c.lease().map(|l| l.dns.clone()), Some(vec![good]), "{pair:?}");
+    }
+}
