@@ -525,8 +525,11 @@ impl Client {
         let held = self.lease.as_ref().map(|(l, _)| l.server).or(self.offer.map(|(_, s)| s));
         let server = r.server_id.or(held)?;
         let (lease, t1, t2) = lease_times(secs, r.renewal_time, r.rebinding_time);
-        // A router that is the leased address itself would make us our own gateway.
-        let gateway = r.router.filter(|g| *g != r.yiaddr);
+        // A router that is the leased address itself would make us our own gateway; one
+        // outside the subnet is never resolved (ARP from off-subnet senders is not learnt),
+        // and a subnet's network or broadcast address is no host. None is taken (the lease
+        // is), as `ip route add` refuses an unreachable gateway under dhclient-script.
+        let gateway = r.router.filter(|g| *g != r.yiaddr && usable_addr(*g) && host_of_subnet(*g, r.yiaddr, prefix));
         // Queries to 0.0.0.0, a broadcast, a multicast group or loopback go nowhere useful, or
         // to the whole link: only unicast servers are kept (systemd-networkd keeps non-local).
         let dns = r.dns().filter(|a| usable_addr(*a)).collect();
@@ -556,6 +559,14 @@ impl Client {
 /// A unicast address a server may hand out.
 fn usable_addr(a: Ipv4Addr) -> bool {
     !(a.is_unspecified() || a.is_broadcast() || a.is_multicast() || a.is_loopback() || a.octets()[0] >= 240)
+}
+
+/// Whether `a` is a host of `ours`'s subnet of `prefix` bits: inside it, and neither its
+/// network nor its broadcast address (host part all zeros or all ones, RFC 950 §2.1).
+fn host_of_subnet(a: Ipv4Addr, ours: Ipv4Addr, prefix: u8) -> bool {
+    let host = u32::MAX.checked_shr(u32::from(prefix)).unwrap_or(0);
+    let (a, o) = (u32::from(a), u32::from(ours));
+    a & !host == o & !host && a & host != 0 && a & host != host
 }
 
 /// (lease, T1, T2) from the options (`None`: infinite). RFC 2131 §4.4.5: T1 defaults to

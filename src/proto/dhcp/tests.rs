@@ -663,3 +663,36 @@ fn bogus_dns_servers_are_not_kept() {
         assert_eq!(c.lease().map(|l| l.dns.clone()), Some(vec![good]), "{pair:?}");
     }
 }
+
+/// REVIEW21 FINDING (fails on main 5f16cad): the router option was installed as the
+/// default gateway whatever it was: outside the leased subnet (the link core then never
+/// learns its MAC: ARP from off-subnet senders is refused, so everything off-link is
+/// silently lost), 0.0.0.0, 255.255.255.255, or the subnet's own network or broadcast
+/// address (the latter is resolved by ARP from whoever answers for it). Such a router is
+/// not taken (the lease is), as dhclient's `ip route add` would refuse it.
+#[test]
+fn router_outside_the_subnet_or_not_unicast_is_not_a_gateway() {
+    let t0 = Instant::now();
+    let bad = [
+        Ipv4Addr::new(192, 168, 1, 1),
+        Ipv4Addr::new(10, 0, 1, 1),
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::BROADCAST,
+        Ipv4Addr::new(10, 0, 0, 0),
+        Ipv4Addr::new(10, 0, 0, 255),
+        Ipv4Addr::new(224, 0, 0, 1),
+    ];
+    for router in bad {
+        let (mut c, xid) = requesting(t0);
+        let mut a = ack(xid);
+        a.router = Some(router);
+        c.handle_packet(t0, &a.to_bytes());
+        assert_eq!(c.state(), State::Bound, "{router}");
+        assert_eq!(c.lease().unwrap().gateway, None, "{router}");
+    }
+    let (mut c, xid) = requesting(t0);
+    let mut a = ack(xid);
+    a.router = Some(Ipv4Addr::new(10, 0, 0, 254));
+    c.handle_packet(t0, &a.to_bytes());
+    assert_eq!(c.lease().unwrap().gateway, Some(Ipv4Addr::new(10, 0, 0, 254)));
+}
