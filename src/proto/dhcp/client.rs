@@ -511,17 +511,24 @@ impl Client {
     }
 
     /// The lease an ACK grants, or `None` when it is unusable: no usable address, no lease
-    /// time (RFC 2131 Table 3: MUST in an ACK to a REQUEST), a non-contiguous mask, or no
+    /// time (RFC 2131 Table 3: MUST in an ACK to a REQUEST), a non-contiguous mask or one of
+    /// /0, /31 or /32, an address that is its subnet's network or broadcast address, or no
     /// server id where we do not know one.
     fn lease_from(&self, r: &DhcpRepr<'_>) -> Option<Lease> {
         if !usable_addr(r.yiaddr) {
             return None;
         }
         let secs = r.lease_time?;
+        // /0 would make every address on-link (its connected route beats the gateway's
+        // default route). The address must be a host of its subnet: the IP core takes the
+        // subnet's broadcast address as a broadcast, not as ours (/31 and /32 stay refused).
         let prefix = match r.subnet_mask {
-            Some(m) => mask_prefix(m).filter(|p| *p <= 30)?,
+            Some(m) => mask_prefix(m).filter(|p| (1..=30).contains(p))?,
             None => classful_prefix(r.yiaddr),
         };
+        if !host_of_subnet(r.yiaddr, r.yiaddr, prefix) {
+            return None;
+        }
         let held = self.lease.as_ref().map(|(l, _)| l.server).or(self.offer.map(|(_, s)| s));
         let server = r.server_id.or(held)?;
         let (lease, t1, t2) = lease_times(secs, r.renewal_time, r.rebinding_time);

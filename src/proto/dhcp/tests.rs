@@ -696,3 +696,35 @@ fn router_outside_the_subnet_or_not_unicast_is_not_a_gateway() {
     c.handle_packet(t0, &a.to_bytes());
     assert_eq!(c.lease().unwrap().gateway, Some(Ipv4Addr::new(10, 0, 0, 254)));
 }
+
+/// REVIEW21 FINDING (fails on main 5f16cad): a subnet mask of 0.0.0.0 was taken as /0,
+/// whose connected route 0.0.0.0/0 wins over the gateway's default route (same length,
+/// Connected before Static): every IPv4 destination is then ARPed for directly and the
+/// gateway never used, and ARP from any address is learnt as on-link. An address that is
+/// its subnet's network or broadcast address was taken too, though the IP core then
+/// treats every datagram to it as a broadcast. Both ACKs are unusable.
+#[test]
+fn zero_mask_or_address_at_the_subnet_edges_is_unusable() {
+    let t0 = Instant::now();
+    let cases = [
+        (ADDR, Ipv4Addr::new(0, 0, 0, 0)),
+        (Ipv4Addr::new(10, 0, 0, 255), Ipv4Addr::new(255, 255, 255, 0)),
+        (Ipv4Addr::new(10, 0, 0, 0), Ipv4Addr::new(255, 255, 255, 0)),
+        (Ipv4Addr::new(10, 0, 255, 255), Ipv4Addr::new(255, 255, 0, 0)),
+    ];
+    for (addr, mask) in cases {
+        let (mut c, xid) = requesting(t0);
+        let mut a = ack(xid);
+        (a.yiaddr, a.subnet_mask) = (addr, Some(mask));
+        c.handle_packet(t0, &a.to_bytes());
+        assert_eq!((c.state(), c.stats.rx_bad_ack), (State::Requesting, 1), "{addr} mask {mask}");
+        assert!(c.poll_event().is_none());
+    }
+    // Without a mask the classful prefix applies to the same check: 10.255.255.255 is /8's
+    // broadcast address.
+    let (mut c, xid) = requesting(t0);
+    let mut a = ack(xid);
+    (a.yiaddr, a.subnet_mask) = (Ipv4Addr::new(10, 255, 255, 255), None);
+    c.handle_packet(t0, &a.to_bytes());
+    assert_eq!(c.stats.rx_bad_ack, 1);
+}
