@@ -332,8 +332,9 @@ pub fn parse_response(msg: &[u8], id: u16, name: &str, qtype: RecordType) -> Res
     follow_chain(msg, &raw, qname, qtype)
 }
 
-/// The records answering `qname`: CNAMEs from it (at most [`MAX_CNAMES`]), then the
-/// addresses of the last name in the chain. Records for other names are ignored.
+/// The records answering `qname`: CNAMEs from it (at most [`MAX_CNAMES`] + 1: a longer
+/// chain or a loop stops there), then the addresses of the last name in the chain.
+/// Records for other names are ignored.
 fn follow_chain(msg: &[u8], raw: &[RawRecord], qname: String, qtype: RecordType) -> Result<Answer, DnsError> {
     let mut answer = Answer::default();
     let mut owner = qname;
