@@ -474,7 +474,8 @@ impl Client {
             self.stats.rx_unexpected += 1;
             return;
         };
-        if !usable_addr(a) {
+        // The server id is where renewals and the RELEASE go: it must be a host's address.
+        if !usable_addr(a) || !usable_addr(server) {
             self.stats.rx_unexpected += 1;
             return;
         }
@@ -513,7 +514,7 @@ impl Client {
     /// The lease an ACK grants, or `None` when it is unusable: no usable address, no lease
     /// time (RFC 2131 Table 3: MUST in an ACK to a REQUEST), a non-contiguous mask or one of
     /// /0, /31 or /32, an address that is its subnet's network or broadcast address, or no
-    /// server id where we do not know one.
+    /// server id where we do not know one, or one that is no host's address.
     fn lease_from(&self, r: &DhcpRepr<'_>) -> Option<Lease> {
         if !usable_addr(r.yiaddr) {
             return None;
@@ -530,7 +531,7 @@ impl Client {
             return None;
         }
         let held = self.lease.as_ref().map(|(l, _)| l.server).or(self.offer.map(|(_, s)| s));
-        let server = r.server_id.or(held)?;
+        let server = r.server_id.or(held).filter(|s| usable_addr(*s))?;
         let (lease, t1, t2) = lease_times(secs, r.renewal_time, r.rebinding_time);
         // A router that is the leased address itself would make us our own gateway; one
         // outside the subnet is never resolved (ARP from off-subnet senders is not learnt),

@@ -728,3 +728,32 @@ fn zero_mask_or_address_at_the_subnet_edges_is_unusable() {
     c.handle_packet(t0, &a.to_bytes());
     assert_eq!(c.stats.rx_bad_ack, 1);
 }
+
+/// REVIEW21 FINDING (fails on main 5f16cad): a server identifier of 0.0.0.0 (or a
+/// broadcast or multicast address) in an OFFER, or in a REBINDING ACK, was taken as the
+/// lease's server: every RENEWING REQUEST then went to 0.0.0.0 (dropped by the link core)
+/// until T2, and the RELEASE at shutdown too, after waiting to resolve it. Such an offer
+/// is not taken, and such an ACK is unusable.
+#[test]
+fn server_id_that_is_not_unicast_is_not_taken() {
+    let t0 = Instant::now();
+    for sid in [Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST, Ipv4Addr::new(224, 0, 0, 1)] {
+        let mut c = client(t0);
+        c.handle_timeout(t0);
+        let (_, _, xid) = sent(&mut c);
+        let mut o = DhcpRepr::new(MessageType::Offer, xid, MAC);
+        (o.yiaddr, o.server_id) = (ADDR, Some(sid));
+        c.handle_packet(t0, &o.to_bytes());
+        assert_eq!((c.state(), c.stats.rx_unexpected), (State::Selecting, 1), "offer from {sid}");
+        assert!(c.poll_transmit().is_none());
+
+        let (mut c, _) = renewing(t0);
+        c.handle_timeout(t0 + Duration::from_millis(105_000));
+        let (_, _, xid) = sent(&mut c);
+        let mut a = ack(xid);
+        a.server_id = Some(sid);
+        c.handle_packet(t0 + secs(106), &a.to_bytes());
+        assert_eq!((c.state(), c.stats.rx_bad_ack), (State::Rebinding, 1), "ACK from {sid}");
+        assert_eq!(c.lease().map(|l| l.server), Some(SERVER));
+    }
+}
