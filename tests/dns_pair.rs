@@ -93,3 +93,42 @@ fn resolve_and_connect_by_name_over_the_pair() {
     stop.store(true, Relaxed);
     server.join().unwrap();
 }
+
+/// REVIEW21 FINDING (fails on main 5f16cad): each query's socket took the UDP table's next
+/// ephemeral port, and those are handed out in sequence, so an off-path spoofer who saw
+/// (or provoked) one query knew the next one's port and had only the 16-bit ID to guess
+/// (RFC 5452 §9.2, §10: the source port must be unpredictable; the module doc already
+/// said it was "random per try").
+#[test]
+fn query_source_ports_are_unpredictable() {
+    const QUERIES: usize = 8;
+    let (da, db) = pair(1500, FaultConfig::default(), FaultConfig::default());
+    let cfg = StackConfig { dns: vec!["10.0.0.1".parse().unwrap()], ..StackConfig::default() };
+    let a = Stack::new(Box::new(da), cfg, netstack::log::discard()).unwrap();
+    let b = Stack::new(Box::new(db), peer_config(), netstack::log::discard()).unwrap();
+    let sock = UdpSocket::bind(&b, "10.0.0.1:53").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // NXDOMAIN to every query (not cached, so each name is one query), its source port kept.
+    let server = std::thread::spawn(move || {
+        let mut ports = Vec::new();
+        let mut buf = [0u8; 512];
+        while ports.len() < QUERIES {
+            let Ok((n, from)) = sock.recv_from(&mut buf) else { break };
+            let mut r = buf[..n].to_vec();
+            (r[2], r[3]) = (r[2] | 0x80, 0x83);
+            ports.push(from.port());
+            let _ = sock.send_to(&r, from);
+        }
+        ports
+    });
+    for i in 0..QUERIES {
+        let e = a.resolve(&format!("n{i}.test")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    }
+    let ports = server.join().unwrap();
+    assert_eq!(ports.len(), QUERIES);
+    assert!(ports.iter().all(|p| *p >= 49152), "{ports:?}: outside the dynamic range");
+    // Random ports in 49152–65535: two in a row within 16 of each other has odds ~1/1000.
+    let close = ports.windows(2).filter(|w| w[1].wrapping_sub(w[0]) < 16).count();
+    assert!(close <= 1, "{ports:?}: each port follows from the one before");
+}

@@ -78,7 +78,8 @@ impl fmt::Display for RecordType {
 /// Why a name could not be encoded or a response was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DnsError {
-    /// The name is empty, has an empty or over-long label, or is over 255 octets.
+    /// The name is empty, has an empty or over-long label, an octet that is not printable
+    /// ASCII or is `\`, or is over 255 octets.
     BadName,
     /// The message ends inside a field.
     Truncated,
@@ -122,13 +123,16 @@ impl fmt::Display for DnsError {
 impl std::error::Error for DnsError {}
 
 /// `name` lower-cased, without a trailing dot, checked against RFC 1035 §2.3.4's limits.
+/// Labels hold printable ASCII but `\`: the octets `read_name` writes as themselves, so
+/// a question read back equals the one asked exactly when its octets do (RFC 5452 §9.1).
 pub fn normalize_name(name: &str) -> Result<String, DnsError> {
     let n = name.strip_suffix('.').unwrap_or(name);
     // Encoded length: one length octet per label plus the labels plus the root octet.
     if n.is_empty() || n.len() + 2 > MAX_NAME_LEN {
         return Err(DnsError::BadName);
     }
-    if n.split('.').any(|l| l.is_empty() || l.len() > MAX_LABEL_LEN || !l.is_ascii()) {
+    let bad_octet = |b: u8| !b.is_ascii_graphic() || b == b'\\';
+    if n.split('.').any(|l| l.is_empty() || l.len() > MAX_LABEL_LEN || l.bytes().any(bad_octet)) {
         return Err(DnsError::BadName);
     }
     Ok(n.to_ascii_lowercase())
@@ -328,8 +332,9 @@ pub fn parse_response(msg: &[u8], id: u16, name: &str, qtype: RecordType) -> Res
     follow_chain(msg, &raw, qname, qtype)
 }
 
-/// The records answering `qname`: CNAMEs from it (at most [`MAX_CNAMES`]), then the
-/// addresses of the last name in the chain. Records for other names are ignored.
+/// The records answering `qname`: CNAMEs from it (at most [`MAX_CNAMES`] + 1: a longer
+/// chain or a loop stops there), then the addresses of the last name in the chain.
+/// Records for other names are ignored.
 fn follow_chain(msg: &[u8], raw: &[RawRecord], qname: String, qtype: RecordType) -> Result<Answer, DnsError> {
     let mut answer = Answer::default();
     let mut owner = qname;

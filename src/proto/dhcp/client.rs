@@ -2,11 +2,12 @@
 //!
 //! INIT → SELECTING (DISCOVER, broadcast) → REQUESTING (REQUEST with the offer's server id
 //! and address, broadcast) → BOUND → RENEWING at T1 (REQUEST unicast to the server) →
-//! REBINDING at T2 (REQUEST broadcast) → lease expiry → INIT; a NAK → INIT; [`Client::release`]
-//! sends a RELEASE and stops. Invariants:
+//! REBINDING at T2 (REQUEST broadcast) → lease expiry → INIT; a NAK → INIT (NAKs in a row:
+//! after a back-off); [`Client::release`] sends a RELEASE and stops. Invariants:
 //! * every message from the network is either taken or counted in [`DhcpStats`] under the
 //!   reason it was not (malformed, not ours, not expected in this state, an unusable ACK);
-//! * a message is taken only with the current transaction's `xid` and our `chaddr`;
+//! * a message is taken only with the current transaction's `xid` and our `chaddr`, and an
+//!   ACK or NAK in REQUESTING or RENEWING only from the server asked;
 //! * [`Event::Configured`] is emitted on every ACK (a renewal refreshes the lease), and
 //!   [`Event::Deconfigured`] exactly when a lease we announced ends (expiry, NAK, release);
 //! * the transmit and event queues are bounded ([`MAX_QUEUE`]); the core holds no clock and
@@ -75,6 +76,7 @@ pub struct Lease {
     pub addr: Ipv4Addr,
     pub prefix: u8,
     pub gateway: Option<Ipv4Addr>,
+    /// Option 6's unicast addresses (at most `wire::MAX_DNS_SERVERS`).
     pub dns: Vec<Ipv4Addr>,
     pub server: Ipv4Addr,
     /// `None`: infinite.
@@ -155,6 +157,8 @@ pub struct Client {
     /// When the REQUEST that led to the lease went out (RFC 2131 §4.4.1: the lease runs
     /// from there).
     requested_at: Instant,
+    /// NAKs taken since the last ACK: from the second on, the restart waits a back-off.
+    naks: u32,
     lease: Option<(Lease, Timers)>,
     tx: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -203,6 +207,7 @@ impl Client {
             next_tx: Some(now),
             offer: None,
             requested_at: now,
+            naks: 0,
             lease: None,
             tx: VecDeque::new(),
             events: VecDeque::new(),
@@ -345,13 +350,33 @@ impl Client {
 
     /// Start over from INIT: a new transaction, a DISCOVER now.
     fn restart(&mut self, now: Instant) {
+        self.restart_after(now, Duration::ZERO);
+    }
+
+    /// Start over from INIT with the DISCOVER after `wait` (at once when zero).
+    fn restart_after(&mut self, now: Instant, wait: Duration) {
         if self.lease.take().is_some() {
             self.push_event(Event::Deconfigured);
         }
         self.stats.restarts += 1;
         self.state = State::Init;
         self.offer = None;
-        self.discover(now);
+        if wait.is_zero() {
+            self.discover(now);
+        } else {
+            self.next_tx = Some(now + wait);
+        }
+    }
+
+    /// A NAK (RFC 2131 §3.1 step 5, §4.4.4): restart, at once the first time (a stale
+    /// address is the usual cause), after the §4.1 back-off (4 s doubling to 64 s) when
+    /// NAKs come in a row, as systemd-networkd delays its restart after a NAK: a server that
+    /// offers and then NAKs every REQUEST would otherwise make us storm without pause.
+    fn restart_after_nak(&mut self, now: Instant) {
+        self.stats.rx_nak += 1;
+        self.naks = self.naks.saturating_add(1);
+        let wait = if self.naks == 1 { Duration::ZERO } else { self.backoff(self.naks - 2) };
+        self.restart_after(now, wait);
     }
 
     fn discover(&mut self, now: Instant) {
@@ -420,22 +445,24 @@ impl Client {
         use MessageType::*;
         match (self.state, r.message_type) {
             (State::Selecting, Offer) => self.take_offer(now, &r),
-            (State::Requesting | State::Renewing | State::Rebinding, Ack) => self.take_ack(&r),
-            (State::Requesting | State::Renewing | State::Rebinding, Nak) => {
-                // In REQUESTING and RENEWING only the server we asked may refuse (RFC 2131
-                // §4.3.2; the RENEWING REQUEST went to it alone), and a NAK names its server
-                // (Table 3: MUST). In REBINDING any server may.
+            (State::Requesting | State::Renewing | State::Rebinding, Ack | Nak) => {
+                // In REQUESTING and RENEWING only the server we asked may answer (RFC 2131
+                // §4.3.2: the REQUEST names it, or went to it alone); in REBINDING any may.
+                // A NAK must name its server (Table 3: MUST); an ACK without one is taken
+                // as our server's (lenient, as the lease falls back to it).
                 let asked = match self.state {
                     State::Requesting => self.offer.map(|(_, s)| s),
                     State::Renewing => self.lease.as_ref().map(|(l, _)| l.server),
                     _ => None,
                 };
-                if asked.is_some() && r.server_id != asked {
+                let unnamed_ack = r.message_type == Ack && r.server_id.is_none();
+                if asked.is_some() && r.server_id != asked && !unnamed_ack {
                     self.stats.rx_unexpected += 1;
-                    return;
+                } else if r.message_type == Ack {
+                    self.take_ack(&r);
+                } else {
+                    self.restart_after_nak(now);
                 }
-                self.stats.rx_nak += 1;
-                self.restart(now);
             }
             _ => self.stats.rx_unexpected += 1,
         }
@@ -447,7 +474,8 @@ impl Client {
             self.stats.rx_unexpected += 1;
             return;
         };
-        if !usable_addr(a) {
+        // The server id is where renewals and the RELEASE go: it must be a host's address.
+        if !usable_addr(a) || !usable_addr(server) {
             self.stats.rx_unexpected += 1;
             return;
         }
@@ -464,6 +492,7 @@ impl Client {
             return;
         };
         self.stats.rx_ack += 1;
+        self.naks = 0;
         if self.state == State::Requesting {
             self.stats.leases += 1;
         } else {
@@ -483,23 +512,36 @@ impl Client {
     }
 
     /// The lease an ACK grants, or `None` when it is unusable: no usable address, no lease
-    /// time (RFC 2131 Table 3: MUST in an ACK to a REQUEST), a non-contiguous mask, or no
-    /// server id where we do not know one.
+    /// time (RFC 2131 Table 3: MUST in an ACK to a REQUEST), a non-contiguous mask or one of
+    /// /0, /31 or /32, an address that is its subnet's network or broadcast address, or no
+    /// server id where we do not know one, or one that is no host's address.
     fn lease_from(&self, r: &DhcpRepr<'_>) -> Option<Lease> {
         if !usable_addr(r.yiaddr) {
             return None;
         }
         let secs = r.lease_time?;
+        // /0 would make every address on-link (its connected route beats the gateway's
+        // default route). The address must be a host of its subnet: the IP core takes the
+        // subnet's broadcast address as a broadcast, not as ours (/31 and /32 stay refused).
         let prefix = match r.subnet_mask {
-            Some(m) => mask_prefix(m).filter(|p| *p <= 30)?,
+            Some(m) => mask_prefix(m).filter(|p| (1..=30).contains(p))?,
             None => classful_prefix(r.yiaddr),
         };
+        if !host_of_subnet(r.yiaddr, r.yiaddr, prefix) {
+            return None;
+        }
         let held = self.lease.as_ref().map(|(l, _)| l.server).or(self.offer.map(|(_, s)| s));
-        let server = r.server_id.or(held)?;
+        let server = r.server_id.or(held).filter(|s| usable_addr(*s))?;
         let (lease, t1, t2) = lease_times(secs, r.renewal_time, r.rebinding_time);
-        // A router that is the leased address itself would make us our own gateway.
-        let gateway = r.router.filter(|g| *g != r.yiaddr);
-        Some(Lease { addr: r.yiaddr, prefix, gateway, dns: r.dns().collect(), server, lease, t1, t2 })
+        // A router that is the leased address itself would make us our own gateway; one
+        // outside the subnet is never resolved (ARP from off-subnet senders is not learnt),
+        // and a subnet's network or broadcast address is no host. None is taken (the lease
+        // is), as `ip route add` refuses an unreachable gateway under dhclient-script.
+        let gateway = r.router.filter(|g| *g != r.yiaddr && usable_addr(*g) && host_of_subnet(*g, r.yiaddr, prefix));
+        // Queries to 0.0.0.0, a broadcast, a multicast group or loopback go nowhere useful, or
+        // to the whole link: only unicast servers are kept (systemd-networkd keeps non-local).
+        let dns = r.dns().filter(|a| usable_addr(*a)).collect();
+        Some(Lease { addr: r.yiaddr, prefix, gateway, dns, server, lease, t1, t2 })
     }
 
     /// Give the lease back (RFC 2131 §4.4.6: a RELEASE unicast to the server, `ciaddr` our
@@ -525,6 +567,14 @@ impl Client {
 /// A unicast address a server may hand out.
 fn usable_addr(a: Ipv4Addr) -> bool {
     !(a.is_unspecified() || a.is_broadcast() || a.is_multicast() || a.is_loopback() || a.octets()[0] >= 240)
+}
+
+/// Whether `a` is a host of `ours`'s subnet of `prefix` bits: inside it, and neither its
+/// network nor its broadcast address (host part all zeros or all ones, RFC 950 §2.1).
+fn host_of_subnet(a: Ipv4Addr, ours: Ipv4Addr, prefix: u8) -> bool {
+    let host = u32::MAX.checked_shr(u32::from(prefix)).unwrap_or(0);
+    let (a, o) = (u32::from(a), u32::from(ours));
+    a & !host == o & !host && a & host != 0 && a & host != host
 }
 
 /// (lease, T1, T2) from the options (`None`: infinite). RFC 2131 §4.4.5: T1 defaults to

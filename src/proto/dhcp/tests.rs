@@ -553,3 +553,207 @@ fn router_equal_to_the_leased_address_is_not_a_gateway() {
     assert_eq!(c.state(), State::Bound);
     assert_eq!(c.lease().unwrap().gateway, None);
 }
+
+/// A client in REQUESTING after taking `reply`'s OFFER: its REQUEST's xid.
+fn requesting(t0: Instant) -> (Client, u32) {
+    let mut c = client(t0);
+    c.handle_timeout(t0);
+    let (_, _, xid) = sent(&mut c);
+    c.handle_packet(t0, &reply(MessageType::Offer, xid, None, None));
+    sent(&mut c);
+    (c, xid)
+}
+
+/// REVIEW21 FINDING (fails on main 5f16cad): a server that OFFERs and then NAKs every
+/// REQUEST (broken, or hostile on the link) kept the client in a loop without any time
+/// passing: NAK, DISCOVER at once, OFFER, REQUEST, NAK, … — a broadcast storm. A NAK
+/// restarts at once the first time only; NAKs in a row wait a growing back-off, as
+/// systemd-networkd does (RESTART_AFTER_NAK, 1 s doubling).
+#[test]
+fn naks_in_a_row_do_not_storm() {
+    let t0 = Instant::now();
+    let mut c = client(t0);
+    let mut now = t0;
+    let (mut n, mut naks) = (0, 0);
+    for _ in 0..10_000 {
+        if let Some(t) = c.poll_transmit() {
+            n += 1;
+            let r = wire::parse(&t.payload).unwrap();
+            let mut a = DhcpRepr::new(MessageType::Offer, r.xid, MAC);
+            (a.yiaddr, a.server_id) = (ADDR, Some(SERVER));
+            if r.message_type == MessageType::Request {
+                (a.message_type, a.yiaddr) = (MessageType::Nak, Ipv4Addr::UNSPECIFIED);
+                naks += 1;
+            }
+            c.handle_packet(now, &a.to_bytes());
+            continue;
+        }
+        match c.poll_timeout() {
+            Some(t) if t <= t0 + secs(60) => {
+                now = now.max(t);
+                c.handle_timeout(now);
+            }
+            _ => break,
+        }
+    }
+    assert!(n <= 20, "{n} messages ({naks} NAKs) in 60 s");
+    assert!(naks >= 2, "the client kept trying ({naks} NAKs)");
+    // The first NAK still restarts at once (a stale address is the usual cause).
+    let (mut c, xid) = requesting(t0);
+    c.handle_packet(t0, &reply(MessageType::Nak, xid, None, None));
+    assert_eq!(sent(&mut c).1, MessageType::Discover);
+}
+
+/// An ACK of `xid` for ADDR/24 from SERVER with a 120 s lease, to be edited.
+fn ack(xid: u32) -> DhcpRepr<'static> {
+    let mut r = DhcpRepr::new(MessageType::Ack, xid, MAC);
+    (r.yiaddr, r.server_id, r.lease_time) = (ADDR, Some(SERVER), Some(120));
+    r.subnet_mask = Some(Ipv4Addr::new(255, 255, 255, 0));
+    r
+}
+
+/// REVIEW21 FINDING (fails on main 5f16cad): in REQUESTING (the REQUEST names the server
+/// chosen) and RENEWING (it went to that server alone) an ACK naming another server was
+/// taken, and even made that server the lease's — while the same server's NAK is ignored
+/// (RFC 2131 §4.3.2: only the selected server commits). In REBINDING any server may.
+#[test]
+fn ack_from_another_server_is_not_taken() {
+    let t0 = Instant::now();
+    let other = Ipv4Addr::new(10, 0, 0, 66);
+    let (mut c, xid) = requesting(t0);
+    let mut a = ack(xid);
+    a.server_id = Some(other);
+    c.handle_packet(t0, &a.to_bytes());
+    assert_eq!((c.state(), c.stats.rx_unexpected), (State::Requesting, 1));
+    assert!(c.poll_event().is_none());
+    c.handle_packet(t0, &ack(xid).to_bytes());
+    assert_eq!(c.lease().map(|l| l.server), Some(SERVER));
+
+    let (mut c, xid) = renewing(t0);
+    let mut a = ack(xid);
+    a.server_id = Some(other);
+    c.handle_packet(t0 + secs(60), &a.to_bytes());
+    assert_eq!(c.state(), State::Renewing);
+    assert_eq!(c.lease().map(|l| l.server), Some(SERVER));
+    assert!(c.poll_event().is_none());
+    // REBINDING: the REQUEST was broadcast, any server may extend the lease.
+    c.handle_timeout(t0 + Duration::from_millis(105_000));
+    let (_, _, xid) = sent(&mut c);
+    assert_eq!(c.state(), State::Rebinding);
+    let mut a = ack(xid);
+    a.server_id = Some(other);
+    c.handle_packet(t0 + secs(106), &a.to_bytes());
+    assert_eq!((c.state(), c.lease().map(|l| l.server)), (State::Bound, Some(other)));
+}
+
+/// REVIEW21 FINDING (fails on main 5f16cad): option 6 was taken whole, so a server could
+/// make the resolver send every query to 0.0.0.0, to 255.255.255.255 (each name looked up
+/// broadcast to the whole link), to a multicast group or to loopback. Only unicast
+/// addresses are kept, as systemd-networkd keeps only non-local ones.
+#[test]
+fn bogus_dns_servers_are_not_kept() {
+    let t0 = Instant::now();
+    let good = Ipv4Addr::new(10, 0, 0, 53);
+    let bogus = [Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST, Ipv4Addr::new(224, 0, 0, 251), Ipv4Addr::LOCALHOST];
+    for pair in bogus.windows(2) {
+        let (mut c, xid) = requesting(t0);
+        let mut a = ack(xid);
+        a.dns_servers = [Some(pair[0]), Some(good), Some(pair[1])];
+        c.handle_packet(t0, &a.to_bytes());
+        assert_eq!(c.lease().map(|l| l.dns.clone()), Some(vec![good]), "{pair:?}");
+    }
+}
+
+/// REVIEW21 FINDING (fails on main 5f16cad): the router option was installed as the
+/// default gateway whatever it was: outside the leased subnet (the link core then never
+/// learns its MAC: ARP from off-subnet senders is refused, so everything off-link is
+/// silently lost), 0.0.0.0, 255.255.255.255, or the subnet's own network or broadcast
+/// address (the latter is resolved by ARP from whoever answers for it). Such a router is
+/// not taken (the lease is), as dhclient's `ip route add` would refuse it.
+#[test]
+fn router_outside_the_subnet_or_not_unicast_is_not_a_gateway() {
+    let t0 = Instant::now();
+    let bad = [
+        Ipv4Addr::new(192, 168, 1, 1),
+        Ipv4Addr::new(10, 0, 1, 1),
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::BROADCAST,
+        Ipv4Addr::new(10, 0, 0, 0),
+        Ipv4Addr::new(10, 0, 0, 255),
+        Ipv4Addr::new(224, 0, 0, 1),
+    ];
+    for router in bad {
+        let (mut c, xid) = requesting(t0);
+        let mut a = ack(xid);
+        a.router = Some(router);
+        c.handle_packet(t0, &a.to_bytes());
+        assert_eq!(c.state(), State::Bound, "{router}");
+        assert_eq!(c.lease().unwrap().gateway, None, "{router}");
+    }
+    let (mut c, xid) = requesting(t0);
+    let mut a = ack(xid);
+    a.router = Some(Ipv4Addr::new(10, 0, 0, 254));
+    c.handle_packet(t0, &a.to_bytes());
+    assert_eq!(c.lease().unwrap().gateway, Some(Ipv4Addr::new(10, 0, 0, 254)));
+}
+
+/// REVIEW21 FINDING (fails on main 5f16cad): a subnet mask of 0.0.0.0 was taken as /0,
+/// whose connected route 0.0.0.0/0 wins over the gateway's default route (same length,
+/// Connected before Static): every IPv4 destination is then ARPed for directly and the
+/// gateway never used, and ARP from any address is learnt as on-link. An address that is
+/// its subnet's network or broadcast address was taken too, though the IP core then
+/// treats every datagram to it as a broadcast. Both ACKs are unusable.
+#[test]
+fn zero_mask_or_address_at_the_subnet_edges_is_unusable() {
+    let t0 = Instant::now();
+    let cases = [
+        (ADDR, Ipv4Addr::new(0, 0, 0, 0)),
+        (Ipv4Addr::new(10, 0, 0, 255), Ipv4Addr::new(255, 255, 255, 0)),
+        (Ipv4Addr::new(10, 0, 0, 0), Ipv4Addr::new(255, 255, 255, 0)),
+        (Ipv4Addr::new(10, 0, 255, 255), Ipv4Addr::new(255, 255, 0, 0)),
+    ];
+    for (addr, mask) in cases {
+        let (mut c, xid) = requesting(t0);
+        let mut a = ack(xid);
+        (a.yiaddr, a.subnet_mask) = (addr, Some(mask));
+        c.handle_packet(t0, &a.to_bytes());
+        assert_eq!((c.state(), c.stats.rx_bad_ack), (State::Requesting, 1), "{addr} mask {mask}");
+        assert!(c.poll_event().is_none());
+    }
+    // Without a mask the classful prefix applies to the same check: 10.255.255.255 is /8's
+    // broadcast address.
+    let (mut c, xid) = requesting(t0);
+    let mut a = ack(xid);
+    (a.yiaddr, a.subnet_mask) = (Ipv4Addr::new(10, 255, 255, 255), None);
+    c.handle_packet(t0, &a.to_bytes());
+    assert_eq!(c.stats.rx_bad_ack, 1);
+}
+
+/// REVIEW21 FINDING (fails on main 5f16cad): a server identifier of 0.0.0.0 (or a
+/// broadcast or multicast address) in an OFFER, or in a REBINDING ACK, was taken as the
+/// lease's server: every RENEWING REQUEST then went to 0.0.0.0 (dropped by the link core)
+/// until T2, and the RELEASE at shutdown too, after waiting to resolve it. Such an offer
+/// is not taken, and such an ACK is unusable.
+#[test]
+fn server_id_that_is_not_unicast_is_not_taken() {
+    let t0 = Instant::now();
+    for sid in [Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST, Ipv4Addr::new(224, 0, 0, 1)] {
+        let mut c = client(t0);
+        c.handle_timeout(t0);
+        let (_, _, xid) = sent(&mut c);
+        let mut o = DhcpRepr::new(MessageType::Offer, xid, MAC);
+        (o.yiaddr, o.server_id) = (ADDR, Some(sid));
+        c.handle_packet(t0, &o.to_bytes());
+        assert_eq!((c.state(), c.stats.rx_unexpected), (State::Selecting, 1), "offer from {sid}");
+        assert!(c.poll_transmit().is_none());
+
+        let (mut c, _) = renewing(t0);
+        c.handle_timeout(t0 + Duration::from_millis(105_000));
+        let (_, _, xid) = sent(&mut c);
+        let mut a = ack(xid);
+        a.server_id = Some(sid);
+        c.handle_packet(t0 + secs(106), &a.to_bytes());
+        assert_eq!((c.state(), c.stats.rx_bad_ack), (State::Rebinding, 1), "ACK from {sid}");
+        assert_eq!(c.lease().map(|l| l.server), Some(SERVER));
+    }
+}
