@@ -4,9 +4,10 @@
 //! never used: it would ask the host's servers, not the network the stack is on.
 //!
 //! Each lookup tries every server up to [`TRY_TIMEOUTS`]`.len()` times with a fresh random ID
-//! and a random source port (not the UDP table's sequential ephemeral one) per try; datagrams that are not the answer to the current query (wrong
-//! ID, source or question, malformed) are ignored, so a spoofer must guess both. A silent
-//! server costs the sum of the timeouts (5 s) and ends in `TimedOut`.
+//! and a random source port (not the UDP table's sequential ephemeral one) per try;
+//! datagrams that are not the answer to the current query (wrong ID, source or question,
+//! malformed) are ignored, so a spoofer must guess both. A silent server costs the sum of
+//! the timeouts (5 s) and ends in `TimedOut`.
 
 use super::UdpSocket;
 use crate::actor::StackHandle;
