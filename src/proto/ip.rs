@@ -366,7 +366,8 @@ const ICMPV4_ERROR_MAX: usize = 576;
 impl IpCore {
     /// A new core. The caller passes the secret that keys the identifications it gives its
     /// packets (`proto::ident`; the ip actor passes a random one, RFC 6864 §4.2 / RFC 7739
-    /// §5; a test a fixed one), so the core holds no source of randomness.
+    /// §5; a test a fixed one) and its UDP ephemeral ports (RFC 6056 §3.3.1), so the core
+    /// holds no source of randomness.
     pub fn new(cfg: IpConfig, secret: u128) -> IpCore {
         let idents = IdentGen::new(secret);
         let icmp_bucket = TokenBucket::new(cfg.icmp_rate, cfg.icmp_burst);
@@ -376,7 +377,7 @@ impl IpCore {
             cfg,
             icmp_bucket,
             echo_bucket,
-            udp: UdpTable::new(),
+            udp: UdpTable::new(secret),
             // The first automatic ping identifier: on the wire, so derived, not the key.
             raw: RawTable::new(idents.first_ping_ident()),
             idents,

@@ -2,10 +2,14 @@
 //!
 //! Invariants: one socket per (local address, port), where an unspecified address covers
 //! every local address of its family and conflicts with any specific one on the same port;
-//! ephemeral ports come from the IANA dynamic range 49152–65535 (RFC 6335 §6); a connected
-//! socket accepts datagrams only from its peer.
+//! ephemeral ports come from the IANA dynamic range 49152–65535 (RFC 6335 §6), each search
+//! starting at a keyed hash of a counter (RFC 6056 §3.3.1, Algorithm 1; the caller passes the
+//! key, the table draws no random numbers), so one socket's port tells an off-path spoofer
+//! nothing of the next one's (RFC 5452 §9.2); a connected socket accepts datagrams only from
+//! its peer.
 
 use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
@@ -14,6 +18,7 @@ pub type UdpSockId = u64;
 /// RFC 6335 §6: the dynamic/private port range.
 pub const EPHEMERAL_FIRST: u16 = 49152;
 pub const EPHEMERAL_LAST: u16 = 65535;
+const EPHEMERAL_SPAN: u32 = (EPHEMERAL_LAST - EPHEMERAL_FIRST) as u32 + 1;
 
 #[derive(Debug, Clone)]
 pub struct UdpBinding {
@@ -27,12 +32,25 @@ pub struct UdpTable {
     /// (is_v6, port) -> sockets on that port (few: one wildcard or several specific addresses).
     by_port: HashMap<(bool, u16), Vec<UdpSockId>>,
     next_id: UdpSockId,
-    next_ephemeral: u16,
+    /// Keys the start of each ephemeral port search.
+    port_key: u128,
+    /// Ephemeral searches so far (hashed with the key for the next one's start).
+    port_searches: u64,
 }
 
 impl UdpTable {
-    pub fn new() -> UdpTable {
-        UdpTable { next_id: 1, next_ephemeral: EPHEMERAL_FIRST, ..Default::default() }
+    /// A table whose ephemeral ports are chosen under `port_key` (a secret: with it the
+    /// ports are predictable).
+    pub fn new(port_key: u128) -> UdpTable {
+        UdpTable { next_id: 1, port_key, ..Default::default() }
+    }
+
+    /// Where the next ephemeral port search starts: an offset into the dynamic range.
+    fn ephemeral_start(&mut self) -> u32 {
+        let mut h = DefaultHasher::new();
+        (self.port_key, self.port_searches).hash(&mut h);
+        self.port_searches += 1;
+        (h.finish() % EPHEMERAL_SPAN as u64) as u32
     }
 
     fn conflicts(&self, addr: SocketAddr) -> bool {
@@ -47,19 +65,16 @@ impl UdpTable {
     /// Bind `addr` (port 0 picks an ephemeral port). `AddrInUse` if taken.
     pub fn bind(&mut self, mut addr: SocketAddr) -> io::Result<(UdpSockId, SocketAddr)> {
         if addr.port() == 0 {
-            let span = (EPHEMERAL_LAST - EPHEMERAL_FIRST) as u32 + 1;
-            let mut found = false;
-            for _ in 0..span {
-                let p = self.next_ephemeral;
-                self.next_ephemeral = if p == EPHEMERAL_LAST { EPHEMERAL_FIRST } else { p + 1 };
-                addr.set_port(p);
-                if !self.conflicts(addr) {
-                    found = true;
-                    break;
-                }
-            }
-            if !found {
-                return Err(io::Error::new(io::ErrorKind::AddrInUse, "no free ephemeral UDP port"));
+            // RFC 6056 §3.3.1: from a random point, the first free port of the range.
+            let start = self.ephemeral_start();
+            let free =
+                (0..EPHEMERAL_SPAN).map(|i| EPHEMERAL_FIRST + ((start + i) % EPHEMERAL_SPAN) as u16).find(|&p| {
+                    addr.set_port(p);
+                    !self.conflicts(addr)
+                });
+            match free {
+                Some(p) => addr.set_port(p),
+                None => return Err(io::Error::new(io::ErrorKind::AddrInUse, "no free ephemeral UDP port")),
             }
         } else if self.conflicts(addr) {
             return Err(io::Error::new(io::ErrorKind::AddrInUse, format!("UDP {addr} is in use")));
@@ -134,7 +149,7 @@ mod tests {
 
     #[test]
     fn bind_conflicts_and_ephemeral() {
-        let mut t = UdpTable::new();
+        let mut t = UdpTable::new(7);
         let (a, _) = t.bind(sa("0.0.0.0:7")).unwrap();
         assert_eq!(t.bind(sa("10.0.0.2:7")).unwrap_err().kind(), io::ErrorKind::AddrInUse);
         // Same port on v6 is a different table.
@@ -142,6 +157,7 @@ mod tests {
         let (_, e1) = t.bind(sa("0.0.0.0:0")).unwrap();
         let (_, e2) = t.bind(sa("0.0.0.0:0")).unwrap();
         assert!(e1.port() >= EPHEMERAL_FIRST && e2.port() != e1.port());
+        assert!(t.bind(sa("[::]:0")).unwrap().1.port() >= EPHEMERAL_FIRST);
         assert_eq!(t.lookup(sa("10.0.0.1:5000"), sa("10.0.0.2:7")), Some(a));
         t.unbind(a);
         assert_eq!(t.lookup(sa("10.0.0.1:5000"), sa("10.0.0.2:7")), None);
@@ -150,11 +166,39 @@ mod tests {
 
     #[test]
     fn connected_filters_source() {
-        let mut t = UdpTable::new();
+        let mut t = UdpTable::new(7);
         let (a, _) = t.bind(sa("10.0.0.2:9000")).unwrap();
         t.connect(a, Some(sa("10.0.0.1:53")));
         assert_eq!(t.lookup(sa("10.0.0.1:54"), sa("10.0.0.2:9000")), None);
         assert_eq!(t.lookup(sa("10.0.0.1:53"), sa("10.0.0.2:9000")), Some(a));
         assert_eq!(t.lookup_sender(sa("10.0.0.2:9000"), sa("10.0.0.1:53")), Some(a));
+    }
+
+    /// RFC 6056 §3.3.1 / RFC 5452 §9.2: a spoofer who saw one socket's ephemeral port cannot
+    /// name the next one's; before, the table handed them out in sequence (49152, 49153, …).
+    #[test]
+    fn ephemeral_ports_are_unpredictable() {
+        let mut t = UdpTable::new(0x5eed);
+        let ports: Vec<u16> = (0..64).map(|_| t.bind(sa("0.0.0.0:0")).unwrap().1.port()).collect();
+        assert!(ports.iter().all(|p| *p >= EPHEMERAL_FIRST));
+        let steps = ports.windows(2).filter(|w| w[1].wrapping_sub(w[0]) < 16).count();
+        assert!(steps <= 2, "{steps} of 63 ports within 16 of the one before: {ports:?}");
+        // Another key, other ports.
+        let mut u = UdpTable::new(0x5eee);
+        let other: Vec<u16> = (0..64).map(|_| u.bind(sa("0.0.0.0:0")).unwrap().1.port()).collect();
+        assert_ne!(ports, other);
+    }
+
+    /// A nearly full range still finds its last free port.
+    #[test]
+    fn ephemeral_search_finds_the_last_free_port() {
+        let mut t = UdpTable::new(1);
+        for p in EPHEMERAL_FIRST..=EPHEMERAL_LAST {
+            if p != 60000 {
+                t.bind(SocketAddr::from(([0, 0, 0, 0], p))).unwrap();
+            }
+        }
+        assert_eq!(t.bind(sa("0.0.0.0:0")).unwrap().1.port(), 60000);
+        assert_eq!(t.bind(sa("0.0.0.0:0")).unwrap_err().kind(), io::ErrorKind::AddrInUse);
     }
 }

@@ -4,7 +4,7 @@
 //! never used: it would ask the host's servers, not the network the stack is on.
 //!
 //! Each lookup tries every server up to [`TRY_TIMEOUTS`]`.len()` times with a fresh random ID
-//! and a random source port (not the UDP table's sequential ephemeral one) per try;
+//! and a random source port (the UDP table's ephemeral choice) per try;
 //! datagrams that are not the answer to the current query (wrong ID, source or question,
 //! malformed) are ignored, so a spoofer must guess both. A silent server costs the sum of
 //! the timeouts (5 s) and ends in `TimedOut`.
@@ -12,8 +12,6 @@
 use super::UdpSocket;
 use crate::actor::StackHandle;
 use crate::proto::dns::{self, Answer, DnsError, RecordType};
-use crate::proto::udp::{EPHEMERAL_FIRST, EPHEMERAL_LAST};
-use rand::Rng;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
@@ -22,8 +20,6 @@ use std::time::{Duration, Instant};
 /// Per-try receive timeouts, as glibc's resolver (RES_TIMEOUT 5 s split over its attempts):
 /// 1 s, then 2 s, then 2 s.
 pub const TRY_TIMEOUTS: [Duration; 3] = [Duration::from_secs(1), Duration::from_secs(2), Duration::from_secs(2)];
-/// Random ports tried for a query's socket before the table's own ephemeral choice.
-const PORT_TRIES: usize = 8;
 
 impl StackHandle {
     /// The addresses of `name` (an IP literal is returned as is): its A records when the
@@ -91,7 +87,9 @@ impl StackHandle {
 
     /// One query to `server`, waiting up to `timeout` for its answer.
     fn query(&self, server: SocketAddr, qname: &str, qtype: RecordType, timeout: Duration) -> io::Result<Answer> {
-        let sock = self.query_socket(server)?;
+        let any: IpAddr = if server.is_ipv4() { Ipv4Addr::UNSPECIFIED.into() } else { Ipv6Addr::UNSPECIFIED.into() };
+        // The UDP table picks the port at random (RFC 5452 §9.2, RFC 6056 §3.3.1).
+        let sock = UdpSocket::bind(self, SocketAddr::new(any, 0))?;
         sock.connect(server)?; // only the server's datagrams are received
         let id: u16 = rand::random();
         let mut msg = Vec::with_capacity(dns::MAX_UDP_LEN);
@@ -127,21 +125,6 @@ impl StackHandle {
                 Err(_) => continue,
             }
         }
-    }
-
-    /// A socket for one query, on a random port of the dynamic range (RFC 5452 §9.2, RFC
-    /// 6056 §3.2): the UDP table hands its ephemeral ports out in sequence, which would tell
-    /// a spoofer who saw one query the next one's port.
-    fn query_socket(&self, server: SocketAddr) -> io::Result<UdpSocket> {
-        let any: IpAddr = if server.is_ipv4() { Ipv4Addr::UNSPECIFIED.into() } else { Ipv6Addr::UNSPECIFIED.into() };
-        for _ in 0..PORT_TRIES {
-            let port = rand::thread_rng().gen_range(EPHEMERAL_FIRST..=EPHEMERAL_LAST);
-            match UdpSocket::bind(self, SocketAddr::new(any, port)) {
-                Err(e) if e.kind() == io::ErrorKind::AddrInUse => continue,
-                r => return r,
-            }
-        }
-        UdpSocket::bind(self, SocketAddr::new(any, 0)) // nearly full: the table finds one
     }
 
     /// DNS counters: (queries sent, cache hits, cache misses).
