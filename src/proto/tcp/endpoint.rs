@@ -29,11 +29,10 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
 
+use super::ports::PortPicker;
+
 /// Bound on queued control segments (RSTs) awaiting poll_transmit.
 const MAX_CTL: usize = 4096;
-/// Ephemeral port range (RFC 6335 §6).
-const EPHEMERAL_LO: u16 = 49152;
-const EPHEMERAL_N: u32 = 16384;
 
 /// The segment sink of [`Endpoint::poll_transmit`]: `(src ip, dst ip, header, payload)`.
 pub type TxFn<'a> = dyn FnMut(IpAddr, IpAddr, &TcpRepr, &[u8]) + 'a;
@@ -79,7 +78,8 @@ pub struct Endpoint {
     epoch: Instant,
     next_conn: ConnId,
     next_listener: ListenerId,
-    next_port: u32,
+    /// Ephemeral ports (`ports`: per-destination sequences under a key).
+    ports: PortPicker,
     /// Boxed, so an idle map slot costs a pointer, not a whole TCB, and the map's spare
     /// capacity after a burst of connections is small (see [`shrink_if_sparse`]).
     conns: HashMap<ConnId, Box<Tcb>>,
@@ -150,7 +150,6 @@ impl Endpoint {
     pub fn new(mut cfg: TcpConfig, isn_key: [u8; 16], epoch: Instant) -> Self {
         cfg.send_buf = cfg.send_buf.max(super::MIN_SEND_BUF);
         cfg.recv_buf = cfg.recv_buf.max(super::MIN_RECV_BUF);
-        let port_seed = u32::from_be_bytes([isn_key[0], isn_key[1], isn_key[2], isn_key[3]]);
         Endpoint {
             cfg,
             isn: IsnGenerator::new(isn_key, epoch),
@@ -158,7 +157,7 @@ impl Endpoint {
             epoch,
             next_conn: 1,
             next_listener: 1,
-            next_port: port_seed % EPHEMERAL_N,
+            ports: PortPicker::new(u128::from_be_bytes(isn_key)),
             conns: HashMap::default(),
             tuples: HashMap::default(),
             listeners: HashMap::default(),
@@ -277,11 +276,7 @@ impl Endpoint {
     fn free_port(&mut self) -> Option<u16> {
         let mut used: ahash::AHashSet<u16> = self.listen_addrs.keys().map(|a| a.port()).collect();
         used.extend(self.tuples.keys().map(|(l, _)| l.port()));
-        let port_at = |i: u32| EPHEMERAL_LO + ((self.next_port + i) % EPHEMERAL_N) as u16;
-        let i = (0..EPHEMERAL_N).find(|&i| !used.contains(&port_at(i)))?;
-        let port = port_at(i);
-        self.next_port = (self.next_port + i + 1) % EPHEMERAL_N;
-        Some(port)
+        self.ports.for_bind(|p| used.contains(&p))
     }
 
     /// Stop listening; half-open and established-but-unaccepted connections get a RST
@@ -335,16 +330,12 @@ impl Endpoint {
         if bad_peer(remote.ip()) || remote.port() == 0 || local_ip.is_ipv4() != remote.is_ipv4() {
             return Err(io::ErrorKind::InvalidInput.into());
         }
-        let mut chosen = None;
-        for i in 0..EPHEMERAL_N {
-            let port = EPHEMERAL_LO + ((self.next_port + i) % EPHEMERAL_N) as u16;
-            let local = SocketAddr::new(local_ip, port);
-            if !self.tuples.contains_key(&(local, remote)) && !self.listen_addrs.contains_key(&local) {
-                self.next_port = (self.next_port + i + 1) % EPHEMERAL_N;
-                chosen = Some(local);
-                break;
-            }
-        }
+        let (tuples, listen_addrs) = (&self.tuples, &self.listen_addrs);
+        let port = self.ports.for_connect(local_ip, remote.ip(), |p| {
+            let local = SocketAddr::new(local_ip, p);
+            tuples.contains_key(&(local, remote)) || listen_addrs.contains_key(&local)
+        });
+        let chosen = port.map(|p| SocketAddr::new(local_ip, p));
         let local = chosen.ok_or(io::ErrorKind::AddrNotAvailable)?;
         let id = self.alloc_id();
         let iss = self.isn.isn(now, local, remote);

@@ -165,10 +165,10 @@ fn data(len: usize, seed: u64) -> Vec<u8> {
     v
 }
 
-/// The ephemeral port an endpoint with `key` uses for its first connect (as
-/// `Endpoint::new` seeds it): needed to aim a simultaneous open.
-fn first_port(key: [u8; 16]) -> u16 {
-    49152 + (u32::from_be_bytes([key[0], key[1], key[2], key[3]]) % 16384) as u16
+/// The ephemeral port an endpoint with `key` uses for its first connect from `local` to
+/// `remote` (as `Endpoint::new` keys its `PortPicker`): needed to aim a simultaneous open.
+fn first_port(key: [u8; 16], local: IpAddr, remote: IpAddr) -> u16 {
+    super::ports::PortPicker::first_for_connect(u128::from_be_bytes(key), local, remote)
 }
 
 impl Sim {
@@ -644,8 +644,8 @@ impl Sim {
         let now = self.now;
         let err = |e: std::io::Error| format!("setup: {e}");
         if simultaneous {
-            let pa = first_port(self.keys[0]);
-            let pb = first_port(self.keys[1]);
+            let pa = first_port(self.keys[0], a_ip, b_ip);
+            let pb = first_port(self.keys[1], b_ip, a_ip);
             let c = self.nodes[0].ep.connect(now, a_ip, SocketAddr::new(b_ip, pb)).map_err(err)?;
             self.nodes[0].app.conn = Some(c);
             let c = self.nodes[1].ep.connect(now, b_ip, SocketAddr::new(a_ip, pa)).map_err(err)?;
