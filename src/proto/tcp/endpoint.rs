@@ -143,8 +143,8 @@ macro_rules! ctx {
 }
 
 impl Endpoint {
-    /// A new endpoint. `isn_key` keys the RFC 6528 ISN hash and, through an independent
-    /// hash of it, the SYN cookies; the 4 µs ISN clock, the timestamp clock and the
+    /// A new endpoint. `isn_key` keys the RFC 6528 ISN hash and, through independent
+    /// hashes of it, the SYN cookies and the ephemeral ports (`ports`); the 4 µs ISN clock, the timestamp clock and the
     /// cookie clock run from `epoch`, which the caller passes (the core reads no clock),
     /// so a simulation with a fixed key and a virtual clock replays bit for bit.
     pub fn new(mut cfg: TcpConfig, isn_key: [u8; 16], epoch: Instant) -> Self {
