@@ -1,5 +1,5 @@
-//! Review 22: ephemeral port selection for active opens (`ports`) against the listeners
-//! that hold ports.
+//! Review 22: ephemeral port selection for active opens (`ports`): the ports listeners
+//! hold, and what the ports' steps tell a site that makes us connect to its destinations.
 
 use super::*;
 use crate::proto::tcp::ports::{EPHEMERAL_LO, EPHEMERAL_N};
