@@ -143,8 +143,8 @@ macro_rules! ctx {
 }
 
 impl Endpoint {
-    /// A new endpoint. `isn_key` keys the RFC 6528 ISN hash and, through an independent
-    /// hash of it, the SYN cookies; the 4 µs ISN clock, the timestamp clock and the
+    /// A new endpoint. `isn_key` keys the RFC 6528 ISN hash and, through independent
+    /// hashes of it, the SYN cookies and the ephemeral ports (`ports`); the 4 µs ISN clock, the timestamp clock and the
     /// cookie clock run from `epoch`, which the caller passes (the core reads no clock),
     /// so a simulation with a fixed key and a virtual clock replays bit for bit.
     pub fn new(mut cfg: TcpConfig, isn_key: [u8; 16], epoch: Instant) -> Self {
@@ -324,16 +324,23 @@ impl Endpoint {
     }
 
     /// Active open from `local_ip` with an ephemeral port (49152..=65535) that collides
-    /// with no live 4-tuple. The SYN is queued for poll_transmit. InvalidInput for a
+    /// with no live 4-tuple and that no listener holds (on `local_ip` or on the unspecified
+    /// address). The SYN is queued for poll_transmit. InvalidInput for a
     /// broadcast/multicast/unspecified remote or mixed families (M-46).
     pub fn connect(&mut self, now: Instant, local_ip: IpAddr, remote: SocketAddr) -> io::Result<ConnId> {
         if bad_peer(remote.ip()) || remote.port() == 0 || local_ip.is_ipv4() != remote.is_ipv4() {
             return Err(io::ErrorKind::InvalidInput.into());
         }
+        // A port a listener holds, on our address or on every address of the family, is
+        // skipped (as Linux's `__inet_hash_connect` skips every port a `bind` holds).
+        let unspec: IpAddr =
+            if local_ip.is_ipv4() { Ipv4Addr::UNSPECIFIED.into() } else { Ipv6Addr::UNSPECIFIED.into() };
         let (tuples, listen_addrs) = (&self.tuples, &self.listen_addrs);
         let port = self.ports.for_connect(local_ip, remote.ip(), |p| {
             let local = SocketAddr::new(local_ip, p);
-            tuples.contains_key(&(local, remote)) || listen_addrs.contains_key(&local)
+            tuples.contains_key(&(local, remote))
+                || listen_addrs.contains_key(&local)
+                || listen_addrs.contains_key(&SocketAddr::new(unspec, p))
         });
         let chosen = port.map(|p| SocketAddr::new(local_ip, p));
         let local = chosen.ok_or(io::ErrorKind::AddrNotAvailable)?;

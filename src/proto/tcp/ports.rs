@@ -21,21 +21,24 @@ use std::net::IpAddr;
 pub(crate) const EPHEMERAL_LO: u16 = 49152;
 pub(crate) const EPHEMERAL_N: u32 = 16384;
 
-/// Buckets of destinations with a counter each (RFC 6056 §3.3.4's `table`; Linux keeps
-/// 65,536, a table this small costs 512 bytes per endpoint).
-const TABLE: usize = 256;
+/// Buckets of destinations with a counter each (RFC 6056 §3.3.4's `table`): 65,536, as
+/// Linux since 5.18 (128 KiB per endpoint). With 256 (Linux before), a site that makes us
+/// connect twice to a hundred of its destinations reads from the port steps which of them
+/// share a bucket, a function of the key that identifies us for as long as it lives
+/// (Klein and Pinkas, USENIX Security 2022, CVE-2022-32296).
+const TABLE: usize = 65_536;
 
 pub(crate) struct PortPicker {
     key: u128,
-    /// Per bucket of destinations: how far its sequence has moved.
-    table: Box<[u16; TABLE]>,
+    /// Per bucket of destinations: how far its sequence has moved (`TABLE` entries).
+    table: Box<[u16]>,
     /// Port-0 searches so far (hashed for the next one's start).
     searches: u64,
 }
 
 impl PortPicker {
     pub(crate) fn new(key: u128) -> PortPicker {
-        PortPicker { key, table: Box::new([0; TABLE]), searches: 0 }
+        PortPicker { key, table: vec![0; TABLE].into_boxed_slice(), searches: 0 }
     }
 
     /// A port for a connection from `local` to `remote` that `taken` does not reject, or
@@ -111,7 +114,7 @@ mod tests {
         }
         let second = p.for_connect(us, prober, |_| false).unwrap();
         assert_eq!(second.wrapping_sub(first), 1 + shared, "only its own bucket's connections move it");
-        assert!(shared <= 4, "{shared} of 200 destinations share a bucket of 256");
+        assert!(shared <= 4, "{shared} of 200 destinations share its bucket");
         assert_eq!(PortPicker::first_for_connect(0x5eed, us, prober), first);
         // Another key starts elsewhere.
         assert_ne!(PortPicker::new(0x5eee).for_connect(us, prober, |_| false).unwrap(), first);

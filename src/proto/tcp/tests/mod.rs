@@ -1117,6 +1117,7 @@ mod review;
 mod review11;
 mod review13;
 mod review14;
+mod review22;
 mod review7;
 mod rxmem;
 
