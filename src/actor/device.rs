@@ -44,15 +44,17 @@ impl Watch {
 /// Read batches from the device and hand them to the ip actor until stopped; `Err` with the
 /// cause when a read fails. A batch that would take the ip inbox over its byte budget is
 /// dropped and counted (a full NIC ring). Batch vectors come from `batches`, to which the
-/// ip actor hands them back empty.
+/// ip actor hands them back empty. `batch` packets at most per batch; the device may spin
+/// up to `spin` on an empty device before it blocks (`DevRx::set_spin`).
 pub fn run_rx(
     mut dev: Box<dyn DevRx>,
     (pool, batches): (Pool, Recycler<Vec<u8>>),
     ip: (Sender<IpMsg>, ByteBudget),
-    batch: usize,
+    (batch, spin): (usize, std::time::Duration),
     log: Logger,
 ) -> Result<(), String> {
     let (ip, budget) = ip;
+    dev.set_spin(spin);
     let mut b: Batch = batches.get();
     loop {
         match dev.recv_batch(&pool, &mut b, batch) {

@@ -144,29 +144,51 @@ pub const YIELD_CONTENDED: std::time::Duration = std::time::Duration::from_micro
 /// between polls (on 2 CPUs a pure busy-wait would keep the thread we just woke off the
 /// CPU). `None` when nothing came (or the channel is disconnected): the caller then
 /// blocks as usual. Waking a parked thread costs a futex call for the sender and tens of
-/// µs for the sleeper (ARCHITECTURE.md §7); a thread still spinning costs neither. A yield
-/// that let another thread run ([`YIELD_CONTENDED`]) ends the spin: on a busy CPU each
-/// round of spinning takes a time slice from a thread with work to do (two spinners on one
-/// CPU took turns in 2 µs slices while the threads of a request's path queued on the other).
+/// µs for the sleeper (ARCHITECTURE.md §7); a thread still spinning costs neither.
 pub(crate) fn spin_recv<T>(rx: &crossbeam_channel::Receiver<T>, spin: std::time::Duration) -> Option<T> {
     if spin.is_zero() {
         return None;
     }
-    let start = std::time::Instant::now();
+    let mut s = Spin::new(spin);
     loop {
         match rx.try_recv() {
             Ok(m) => return Some(m),
             Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
             Err(crossbeam_channel::TryRecvError::Empty) => {}
         }
-        let before = std::time::Instant::now();
-        if before.duration_since(start) >= spin {
+        if !s.again() {
             return None;
+        }
+    }
+}
+
+/// A bounded spin before a thread parks (in [`spin_recv`], and in the TUN device's read
+/// before it blocks in `epoll_wait`): the caller polls, and [`Spin::again`] yields the CPU
+/// once and says whether to poll once more. It says no once `limit` has passed since its
+/// first call, or when the yield let another thread run ([`YIELD_CONTENDED`]): on a busy
+/// CPU each round of spinning takes a time slice from a thread with work to do (two
+/// spinners on one CPU took turns in 2 µs slices while the threads of a request's path
+/// queued on the other).
+pub(crate) struct Spin {
+    limit: std::time::Duration,
+    start: Option<std::time::Instant>,
+}
+
+impl Spin {
+    pub(crate) fn new(limit: std::time::Duration) -> Spin {
+        Spin { limit, start: None }
+    }
+
+    pub(crate) fn again(&mut self) -> bool {
+        if self.limit.is_zero() {
+            return false;
+        }
+        let before = std::time::Instant::now();
+        if before.duration_since(*self.start.get_or_insert(before)) >= self.limit {
+            return false;
         }
         std::thread::yield_now();
-        if before.elapsed() >= YIELD_CONTENDED {
-            return None;
-        }
+        before.elapsed() < YIELD_CONTENDED
     }
 }
 
@@ -343,7 +365,7 @@ impl StackHandle {
         let (tx, rx) = crossbeam_channel::bounded(1);
         if self.tcp.send_timeout(tcp::TcpMsg::Closing(tx), t).is_ok() && rx.recv_timeout(t).is_ok() {
             // The engine flushed its batch to dev-tx; give dev-tx a moment to write it.
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            std::thread::sleep(std::time::Duration::from_millis(500));
         }
     }
 
@@ -505,12 +527,12 @@ impl Stack {
         };
         let mut threads = Vec::new();
         {
-            let (pool, ip_tx, log, batch, budget) =
-                (pool.clone(), ip_tx.clone(), log.clone(), cfg.batch, stats.ip_inbox.clone());
+            let (pool, ip_tx, log, batch, budget, spin) =
+                (pool.clone(), ip_tx.clone(), log.clone(), cfg.batch, stats.ip_inbox.clone(), cfg.spin);
             let batches = recycle.rx.clone();
             let watch = device::Watch { health: handle.device.clone(), tcp: tcp_tx.clone(), log: log.clone() };
             threads.push(spawn("dev-rx", move || {
-                watch.run("rx", || device::run_rx(rx_dev, (pool, batches), (ip_tx, budget), batch, log))
+                watch.run("rx", || device::run_rx(rx_dev, (pool, batches), (ip_tx, budget), (batch, spin), log))
             })?);
         }
         {
@@ -627,4 +649,30 @@ impl Drop for Stack {
 /// The error a socket reports once the stack it belongs to has stopped.
 pub(crate) fn stack_gone() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "the network stack has stopped")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// A zero spin never polls again; a spin ends once its limit has passed (or early on a
+    /// contended CPU), so a thread never spins past it by more than one yield.
+    #[test]
+    fn spin_is_bounded() {
+        assert!(!Spin::new(Duration::ZERO).again());
+        let limit = Duration::from_millis(2);
+        let t0 = Instant::now();
+        let mut s = Spin::new(limit);
+        while s.again() {}
+        assert!(t0.elapsed() < limit + Duration::from_millis(500), "spun {:?}", t0.elapsed());
+        // spin_recv takes a message already queued without spinning, and gives up on an
+        // empty channel within its limit.
+        let (tx, rx) = crossbeam_channel::unbounded();
+        tx.send(7).unwrap();
+        assert_eq!(spin_recv(&rx, limit), Some(7));
+        let t0 = Instant::now();
+        assert_eq!(spin_recv(&rx, limit), None);
+        assert!(t0.elapsed() < limit + Duration::from_millis(500));
+    }
 }

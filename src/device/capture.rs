@@ -190,6 +190,9 @@ impl DevRx for CaptureRx {
     fn stop_handle(&self) -> StopHandle {
         self.inner.stop_handle()
     }
+    fn set_spin(&mut self, spin: std::time::Duration) {
+        self.inner.set_spin(spin);
+    }
 }
 
 struct CaptureTx {

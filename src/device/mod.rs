@@ -32,6 +32,10 @@ pub trait DevRx: Send {
     /// `out`. Returns `Ok(false)` when stopped or when the device is gone.
     fn recv_batch(&mut self, pool: &Pool, out: &mut Batch, max: usize) -> io::Result<bool>;
     fn stop_handle(&self) -> StopHandle;
+    /// How long `recv_batch` may keep reading an empty device, yielding between reads, before
+    /// it blocks (`StackConfig::spin`; `actor::Spin`'s rules). Devices that cannot do better
+    /// than block ignore it.
+    fn set_spin(&mut self, _spin: std::time::Duration) {}
 }
 
 pub trait DevTx: Send {
