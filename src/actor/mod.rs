@@ -93,7 +93,9 @@ pub struct StackConfig {
     pub link: Option<crate::proto::link::LinkConfig>,
     /// How long an actor (ip, tcp, dev-tx) polls its empty inbox, yielding between polls,
     /// before it parks (`spin_recv`): a message arriving meanwhile costs neither side a
-    /// futex wake-up. Zero: park at once. A blocked `TcpStream` spins too, but only when
+    /// futex wake-up. Zero: park at once. The TUN/TAP reader (dev-rx) reads the empty device
+    /// as long before it blocks, while packets keep coming (`DevRx::set_spin`). A blocked
+    /// `TcpStream` spins too, but only when
     /// its previous wait ended within 4 × `spin` (application threads may be thousands,
     /// one per mostly idle connection; those park at once).
     pub spin: std::time::Duration,
