@@ -2,7 +2,9 @@
 //!
 //! The fd is non-blocking; dev-rx drains it until `WouldBlock` (mio is edge-triggered), then
 //! parks in `mio::Poll` until the fd is readable or the [`StopHandle`] wakes it through a
-//! `mio::Waker`. dev-tx writes on the same fd (a TUN write hands the packet to the kernel's
+//! `mio::Waker`. While packets keep coming it first reads the empty fd again between yields
+//! for up to its spin ([`DevRx::set_spin`], `actor::Spin`); every park still follows a read
+//! that returned `WouldBlock`, so no packet waits in the queue for the next edge. dev-tx writes on the same fd (a TUN write hands the packet to the kernel's
 //! receive path and does not block).
 //!
 //! With `offload` (off by default: `tcpdump -i tun0` then shows every packet with its final
