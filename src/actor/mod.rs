@@ -367,7 +367,7 @@ impl StackHandle {
         let (tx, rx) = crossbeam_channel::bounded(1);
         if self.tcp.send_timeout(tcp::TcpMsg::Closing(tx), t).is_ok() && rx.recv_timeout(t).is_ok() {
             // The engine flushed its batch to dev-tx; give dev-tx a moment to write it.
-            std::thread::sleep(std::time::Duration::from_millis(500));
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
 
