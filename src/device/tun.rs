@@ -4,8 +4,9 @@
 //! parks in `mio::Poll` until the fd is readable or the [`StopHandle`] wakes it through a
 //! `mio::Waker`. While packets keep coming it first reads the empty fd again between yields
 //! for up to its spin ([`DevRx::set_spin`], `actor::Spin`); every park still follows a read
-//! that returned `WouldBlock`, so no packet waits in the queue for the next edge. dev-tx writes on the same fd (a TUN write hands the packet to the kernel's
-//! receive path and does not block).
+//! that returned `WouldBlock`, so no packet waits in the queue for the next edge. dev-tx
+//! writes on the same fd (a TUN write hands the packet to the kernel's receive path and
+//! does not block).
 //!
 //! With `offload` (off by default: `tcpdump -i tun0` then shows every packet with its final
 //! checksum; the bins' `--offload`) the fd is opened with `IFF_VNET_HDR` and `TUNSETOFFLOAD`
