@@ -348,6 +348,16 @@ fn unsplittable_device_is_an_error_not_a_panic() {
     assert!(e.to_string().contains("no poller"), "{e}");
 }
 
+/// A `batch` of 0 would leave dev-rx reading nothing, a stack deaf for good: `Stack::new`
+/// refuses it (before, the stack started and never received a packet).
+#[test]
+fn zero_batch_is_refused() {
+    let (a, _b) = netstack::device::pair::pair(1500, FaultConfig::default(), FaultConfig::default());
+    let cfg = StackConfig { batch: 0, ..StackConfig::default() };
+    let e = Stack::new(Box::new(a), cfg, netstack::log::discard()).err().expect("an error, not a stack");
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+}
+
 /// Connections that complete against a listener nobody accepts from, within 3 s each (a
 /// loaded CI machine once took more than 1.5 s for the first handshake).
 fn unaccepted_connects(l: &TcpListener, b: &Stack, n: usize) -> usize {

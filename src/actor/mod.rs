@@ -78,6 +78,7 @@ pub struct StackConfig {
     /// The IP layer: addresses, prefixes, gateways, limits.
     pub ip: IpConfig,
     pub tcp: TcpConfig,
+    /// Packets dev-rx reads before it hands a batch on (at least 1: `Stack::new` refuses 0).
     pub batch: usize,
     /// How long shutdown waits for closing connections to get their FIN acknowledged (so a
     /// program that closes its sockets and exits does not leave the peer waiting for a FIN
@@ -493,8 +494,12 @@ impl Stack {
     /// Start the actors on `dev`, which the caller opened and configured: the low-level
     /// path ([`Stack::builder`] opens the device and checks the settings first). Fails with
     /// `InvalidInput` when `cfg.mtu` is set and differs from the device's, on DHCP on an IP
-    /// device, and on a gateway off the connected subnets.
+    /// device, on a gateway off the connected subnets, and on a `batch` of 0 (dev-rx would
+    /// never read).
     pub fn new(dev: Box<dyn Device>, mut cfg: StackConfig, log: Logger) -> io::Result<Stack> {
+        if cfg.batch == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "StackConfig::batch must be at least 1"));
+        }
         check_dhcp(&mut cfg, dev.as_ref())?;
         crate::proto::routing::check_gateways(&cfg.ip)?;
         let mut link = adopt_device(&mut cfg, dev.as_ref(), &log)?;
