@@ -48,6 +48,10 @@ pub const INFINITE_LEASE: u32 = u32::MAX;
 /// once, over and over (a broadcast storm and the address installed and removed each time).
 pub const MIN_LEASE_SECS: u32 = 20;
 
+/// DNS servers a lease keeps: the first three usable ones of option 6, as glibc's resolver
+/// uses three (`MAXNS`).
+pub const LEASE_DNS: usize = 3;
+
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     pub mac: [u8; 6],
@@ -76,7 +80,7 @@ pub struct Lease {
     pub addr: Ipv4Addr,
     pub prefix: u8,
     pub gateway: Option<Ipv4Addr>,
-    /// Option 6's unicast addresses (at most `wire::MAX_DNS_SERVERS`).
+    /// Option 6's first [`LEASE_DNS`] unicast addresses.
     pub dns: Vec<Ipv4Addr>,
     pub server: Ipv4Addr,
     /// `None`: infinite.
@@ -540,7 +544,7 @@ impl Client {
         let gateway = r.router.filter(|g| *g != r.yiaddr && usable_addr(*g) && host_of_subnet(*g, r.yiaddr, prefix));
         // Queries to 0.0.0.0, a broadcast, a multicast group or loopback go nowhere useful, or
         // to the whole link: only unicast servers are kept (systemd-networkd keeps non-local).
-        let dns = r.dns().filter(|a| usable_addr(*a)).collect();
+        let dns = r.dns().filter(|a| usable_addr(*a)).take(LEASE_DNS).collect();
         Some(Lease { addr: r.yiaddr, prefix, gateway, dns, server, lease, t1, t2 })
     }
 

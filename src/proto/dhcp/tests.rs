@@ -132,12 +132,18 @@ fn options_pad_repeat_and_dns_bound() {
     let mut b = reply(MessageType::Offer, 1, None, None)[..240].to_vec();
     b.extend_from_slice(&[opt::PAD, opt::PAD, opt::MESSAGE_TYPE, 1, 2, opt::SUBNET_MASK, 4, 255, 255, 0, 0]);
     b.extend_from_slice(&[opt::SUBNET_MASK, 4, 255, 0, 0, 0]); // a repeat: the first wins
-    b.extend_from_slice(&[opt::DNS_SERVER, 16, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4]);
+                                                               // One more server than the wire keeps: the last is ignored.
+    let n = wire::MAX_DNS_SERVERS as u8 + 1;
+    b.extend_from_slice(&[opt::DNS_SERVER, 4 * n]);
+    for i in 1..=n {
+        b.extend_from_slice(&[i; 4]);
+    }
     b.extend_from_slice(&[200, 2, 9, 9, opt::END, opt::ROUTER]); // unknown option; after END: ignored
     let r = wire::parse(&b).unwrap();
     assert_eq!(r.subnet_mask, Some(Ipv4Addr::new(255, 255, 0, 0)));
     assert_eq!(r.dns().count(), wire::MAX_DNS_SERVERS);
-    assert_eq!(r.dns().last(), Some(Ipv4Addr::new(3, 3, 3, 3)));
+    let last = wire::MAX_DNS_SERVERS as u8;
+    assert_eq!(r.dns().last(), Some(Ipv4Addr::new(last, last, last, last)));
     assert_eq!(r.router, None);
 }
 
@@ -658,10 +664,29 @@ fn bogus_dns_servers_are_not_kept() {
     for pair in bogus.windows(2) {
         let (mut c, xid) = requesting(t0);
         let mut a = ack(xid);
-        a.dns_servers = [Some(pair[0]), Some(good), Some(pair[1])];
+        a.dns_servers[..3].copy_from_slice(&[Some(pair[0]), Some(good), Some(pair[1])]);
         c.handle_packet(t0, &a.to_bytes());
         assert_eq!(c.lease().map(|l| l.dns.clone()), Some(vec![good]), "{pair:?}");
     }
+}
+
+/// Three unusable servers ahead of a real one did not push it out: the wire kept only the
+/// first three addresses of option 6 and the client filtered afterwards (review 21's note).
+/// Now the first three usable ones are kept, however many unusable ones come first.
+#[test]
+fn bogus_dns_servers_do_not_push_real_ones_out() {
+    let t0 = Instant::now();
+    let real = [Ipv4Addr::new(10, 0, 0, 53), Ipv4Addr::new(10, 0, 0, 54), Ipv4Addr::new(10, 0, 0, 55)];
+    let (mut c, xid) = requesting(t0);
+    let mut a = ack(xid);
+    let bogus = [Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST, Ipv4Addr::LOCALHOST];
+    let all: Vec<Ipv4Addr> =
+        bogus.iter().chain(real.iter()).chain([Ipv4Addr::new(10, 0, 0, 56)].iter()).copied().collect();
+    for (slot, x) in a.dns_servers.iter_mut().zip(&all) {
+        *slot = Some(*x);
+    }
+    c.handle_packet(t0, &a.to_bytes());
+    assert_eq!(c.lease().map(|l| l.dns.clone()), Some(real.to_vec()));
 }
 
 /// REVIEW21 FINDING (fails on main 5f16cad): the router option was installed as the

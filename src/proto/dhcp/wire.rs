@@ -27,8 +27,9 @@ pub const OP_BOOTREPLY: u8 = 2;
 /// RFC 1700 (ARP hardware types): Ethernet, 6-octet addresses.
 pub const HTYPE_ETHERNET: u8 = 1;
 pub const HLEN_ETHERNET: u8 = 6;
-/// DNS servers kept from option 6 (more are ignored).
-pub const MAX_DNS_SERVERS: usize = 3;
+/// DNS servers kept from option 6 (more are ignored): more than a resolver uses, so that
+/// the client can pass over unusable ones and still keep its own few (`client::LEASE_DNS`).
+pub const MAX_DNS_SERVERS: usize = 8;
 
 /// RFC 2132 option codes.
 pub mod opt {
