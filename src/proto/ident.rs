@@ -14,6 +14,17 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::IpAddr;
 
+/// SipHash with the secret `key` as its first input: a function of `input` that an observer
+/// without the key cannot compute or predict. The cores' one keyed hash (identifications
+/// here, UDP and TCP ephemeral ports); the caller passes the key. Std's `DefaultHasher` may
+/// change between Rust releases, which changes the values, never their properties.
+pub(crate) fn keyed_hash(key: u128, input: impl Hash) -> u64 {
+    let mut h = DefaultHasher::new();
+    key.hash(&mut h);
+    input.hash(&mut h);
+    h.finish()
+}
+
 /// Buckets of destinations (Linux sizes `ip_idents` by memory, at least 2,048).
 const BUCKETS: usize = 2048;
 
@@ -43,12 +54,7 @@ impl IdentGen {
     }
 
     fn hash(&self, dst: IpAddr, proto: u8) -> u64 {
-        // SipHash with the secret as the first input: a keyed function of the destination.
-        let mut h = DefaultHasher::new();
-        self.key.hash(&mut h);
-        dst.hash(&mut h);
-        proto.hash(&mut h);
-        h.finish()
+        keyed_hash(self.key, (dst, proto))
     }
 }
 

@@ -8,8 +8,8 @@
 //! nothing of the next one's (RFC 5452 §9.2); a connected socket accepts datagrams only from
 //! its peer.
 
+use super::ident::keyed_hash;
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
@@ -47,10 +47,9 @@ impl UdpTable {
 
     /// Where the next ephemeral port search starts: an offset into the dynamic range.
     fn ephemeral_start(&mut self) -> u32 {
-        let mut h = DefaultHasher::new();
-        (self.port_key, self.port_searches).hash(&mut h);
+        let h = keyed_hash(self.port_key, self.port_searches);
         self.port_searches += 1;
-        (h.finish() % EPHEMERAL_SPAN as u64) as u32
+        (h % EPHEMERAL_SPAN as u64) as u32
     }
 
     fn conflicts(&self, addr: SocketAddr) -> bool {

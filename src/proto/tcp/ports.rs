@@ -14,7 +14,8 @@
 //! Invariants: the caller passes the key (the core draws no random numbers); every search
 //! visits each port of the range once before it gives up, so a free port is always found.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
+use crate::proto::ident::keyed_hash;
+use std::hash::Hash;
 use std::net::IpAddr;
 
 /// Ephemeral port range (RFC 6335 §6): 49152–65535.
@@ -83,10 +84,7 @@ fn split(h: u64) -> (u32, usize) {
 
 /// SipHash of the key and `input`: a keyed function an observer cannot compute.
 fn hash(key: u128, input: impl Hash) -> u64 {
-    let mut h = DefaultHasher::new();
-    (b"tcp ports", key).hash(&mut h);
-    input.hash(&mut h);
-    h.finish()
+    keyed_hash(key, (b"tcp ports", input))
 }
 
 #[cfg(test)]
