@@ -18,7 +18,9 @@
 //! `AddrNotAvailable`; binding the leased address itself works only once it is leased.
 //! Connections made on a lease that ends keep its address and fail as their peer stops
 //! answering. On shutdown `Stack` asks for a RELEASE (`IpMsg::DhcpRelease`) before it stops
-//! the device, and waits (bounded) until it left.
+//! the device, and waits (bounded) until it left; the lease stays installed meanwhile (the
+//! RELEASE needs its route to the server), while a lease that ends takes its address and
+//! routes with it.
 
 use super::tcp::TcpMsg;
 use super::StackHandle;
@@ -138,6 +140,9 @@ impl DhcpShell {
         while let Some(ev) = self.client.poll_event() {
             let lease = match ev {
                 Event::Configured(l) => Some(l),
+                // The RELEASE of a stopping stack is still in `out`: the lease's address and
+                // routes stay until it has left (the stack stops after it anyway).
+                Event::Deconfigured if self.release.is_some() => continue,
                 Event::Deconfigured => None,
             };
             self.install(lease, core, link, tcp);

@@ -272,12 +272,16 @@ impl LinkCore {
         &self.neigh
     }
 
-    /// Replace our IPv4 address and its connected route (a DHCP lease); with `gateway`, the
-    /// IPv4 default route too. The new address is announced with a gratuitous ARP (RFC 5227
-    /// §3). `None` removes the address and its route (a gateway given before stays).
+    /// Replace our IPv4 address, its connected route and the default route through the
+    /// previous lease's router by a DHCP lease's: `addr`, and with `gateway` a default route
+    /// through it that replaces a configured one (`--gateway`). The new address is announced
+    /// with a gratuitous ARP (RFC 5227 §3). `None` removes the address and the lease's routes,
+    /// as a lease that ends takes its router with it (dhclient's `EXPIRE`); a configured
+    /// gateway replaced before does not come back.
     pub fn set_ipv4(&mut self, addr: Option<(Ipv4Addr, u8)>, gateway: Option<Ipv4Addr>) {
-        self.routes.remove_where(|r| r.net.is_ipv4() && r.origin == Origin::Connected);
+        self.routes.remove_where(|r| r.net.is_ipv4() && matches!(r.origin, Origin::Connected | Origin::Dhcp));
         self.cfg.v4.clear();
+        self.sync_gateway4();
         let Some((a, prefix)) = addr else { return };
         self.cfg.v4 = vec![a];
         self.cfg.v4_prefix = prefix;
@@ -292,12 +296,22 @@ impl LinkCore {
                 net,
                 prefix_len: 0,
                 via: Some(IpAddr::V4(gw)),
-                origin: Origin::Static,
+                origin: Origin::Dhcp,
                 expires: None,
             });
-            self.cfg.gateway4 = Some(gw);
+            self.sync_gateway4();
         }
         self.gratuitous_arp(a);
+    }
+
+    /// `config().gateway4` names the router of the IPv4 default route in the table, if any.
+    fn sync_gateway4(&mut self) {
+        let default =
+            self.routes.routes().iter().filter(|r| r.net.is_ipv4() && r.prefix_len == 0).min_by_key(|r| r.origin);
+        self.cfg.gateway4 = default.and_then(|r| match r.via {
+            Some(IpAddr::V4(g)) => Some(g),
+            _ => None,
+        });
     }
 
     /// Listen to multicast group `group` (IPv4 or IPv6). False when the bound is reached or

@@ -18,6 +18,8 @@ pub enum Origin {
     Connected,
     /// Given by configuration (`--gateway`).
     Static,
+    /// A DHCP lease's router (RFC 2132 §3.5): it goes with the lease.
+    Dhcp,
     /// Learnt from a router advertisement (RFC 4861 §6.3.4).
     Ra,
 }

@@ -555,3 +555,30 @@ fn router_solicitations_repeat_until_an_advertisement() {
     assert_eq!(rs_times(&mut c, 0, 20), Vec::<u64>::new());
     assert_eq!(c.stats().tx_rs, 1);
 }
+
+/// A lease's router goes with the lease (review 21's note): before, a lease that ended, or
+/// a renewal without a router, left the default route through the old router, so off-link
+/// packets were still sent to it from a stack that no longer had its address.
+#[test]
+fn a_lease_takes_its_router_with_it() {
+    let t0 = Instant::now();
+    let mut c = core(LinkConfig { v4: vec![], ..Default::default() }, t0);
+    let default4 = |c: &LinkCore| c.routes().lookup(t0, IpAddr::V4(v4("192.0.2.7"))).map(|r| (r.via, r.origin));
+    c.set_ipv4(Some((v4("10.0.0.57"), 24)), Some(v4("10.0.0.1")));
+    assert_eq!(default4(&c), Some((Some(IpAddr::V4(v4("10.0.0.1"))), Origin::Dhcp)));
+    assert_eq!(c.config().gateway4, Some(v4("10.0.0.1")));
+    // A renewal whose ACK names no router: the old one goes.
+    c.set_ipv4(Some((v4("10.0.0.57"), 24)), None);
+    assert_eq!(default4(&c), None);
+    assert_eq!(c.config().gateway4, None);
+    // A lease that ends takes its router too.
+    c.set_ipv4(Some((v4("10.0.0.57"), 24)), Some(v4("10.0.0.1")));
+    c.set_ipv4(None, None);
+    assert_eq!(default4(&c), None);
+    assert!(c.routes().routes().iter().all(|r| r.net.is_ipv6()), "{:?}", c.routes().routes());
+    // A configured gateway stays while no lease replaced it.
+    let mut c = core(LinkConfig { v4: vec![], gateway4: Some(v4("10.0.0.254")), ..Default::default() }, t0);
+    c.set_ipv4(Some((v4("10.0.0.57"), 24)), None);
+    assert_eq!(default4(&c), Some((Some(IpAddr::V4(v4("10.0.0.254"))), Origin::Static)));
+    assert_eq!(c.config().gateway4, Some(v4("10.0.0.254")));
+}
