@@ -198,3 +198,81 @@ fn dhcp_on_an_ip_device_is_a_config_error() {
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     assert!(e.to_string().contains("TAP"), "{e}");
 }
+
+// ------------------------------------------- a hand-rolled server, no root (review 24)
+
+/// A pair device that says it carries Ethernet frames (as in tests/tap_arping.rs).
+struct EthPair(netstack::device::pair::PairDevice);
+
+impl netstack::device::Device for EthPair {
+    fn mtu(&self) -> usize {
+        self.0.mtu()
+    }
+    fn medium(&self) -> netstack::device::Medium {
+        netstack::device::Medium::Ethernet
+    }
+    fn split(self: Box<Self>) -> std::io::Result<(Box<dyn netstack::device::DevRx>, Box<dyn netstack::device::DevTx>)> {
+        Box::new(self.0).split()
+    }
+}
+
+/// REVIEW24 FINDING (fails on main b1f21ad): a RELEASE to a server off the link (reached
+/// through a relay; its server identifier is not on our subnet) leaves through the router,
+/// but the shutdown waited for the *server's* MAC to be known before it called the RELEASE
+/// gone. That never happens, so every stop waited the whole `RELEASE_WAIT` (1 s) and then
+/// skipped `RELEASE_GRACE`, as if the RELEASE had not left. Here B (10.0.0.1, the router)
+/// plays the relayed server on port 67; the client A must stop well inside `RELEASE_WAIT`
+/// and B must see the RELEASE framed to its MAC.
+#[test]
+fn release_to_an_off_link_server_leaves_through_the_router_at_once() {
+    use netstack::proto::dhcp::wire::{self, MessageType};
+    use netstack::proto::link::LinkConfig;
+    use netstack::wire::EthernetAddress as Mac;
+    use netstack::{PacketSocket, UdpSocket};
+    let server_id = Ipv4Addr::new(192, 0, 2, 67); // off-link: behind the router
+    let (router, leased) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 57));
+    let (da, db) = pair(1500, FaultConfig::default(), FaultConfig::default());
+    let (mac_a, mac_b) = (Mac([2, 0, 0, 0, 0, 0x0a]), Mac([2, 0, 0, 0, 0, 0x0b]));
+    let link = |mac| Some(LinkConfig { mac, ..LinkConfig::default() });
+    let mut cb = StackConfig { link: link(mac_b), ..StackConfig::default() };
+    cb.ip.v4 = vec![router];
+    let b = Stack::new(Box::new(EthPair(db)), cb, netstack::log::discard()).expect("router stack");
+    let srv = UdpSocket::bind(&b, "0.0.0.0:67").expect("bind 67");
+    srv.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let watch = PacketSocket::bind(&b, Some(0x0800)).expect("packet socket");
+    let ca = StackConfig { dhcp: true, link: link(mac_a), ..StackConfig::default() };
+    let a = Stack::new(Box::new(EthPair(da)), ca, netstack::log::discard()).expect("client stack");
+    // DISCOVER → OFFER, REQUEST → ACK, broadcast (the client set the BROADCAST flag).
+    let mut buf = [0u8; 1500];
+    for (want, answer) in [(MessageType::Discover, MessageType::Offer), (MessageType::Request, MessageType::Ack)] {
+        let (n, _) = srv.recv_from(&mut buf).expect("a client message");
+        let m = wire::parse(&buf[..n]).expect("a DHCP message");
+        assert_eq!(m.message_type, want);
+        let mut r = wire::DhcpRepr::new(answer, m.xid, m.chaddr);
+        r.yiaddr = leased;
+        r.subnet_mask = Some(Ipv4Addr::new(255, 255, 255, 0));
+        r.router = Some(router);
+        r.server_id = Some(server_id);
+        r.lease_time = Some(3600);
+        srv.send_to(&r.to_bytes(), "255.255.255.255:68").expect("answer");
+    }
+    let l = a.wait_dhcp(Duration::from_secs(5)).expect("a lease");
+    assert_eq!((l.addr, l.gateway, l.server), (leased, Some(router), server_id));
+    watch.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    while watch.recv(&mut buf).is_ok() {} // what came before the stop
+    let t = Instant::now();
+    drop(a);
+    let took = t.elapsed();
+    // The RELEASE, unicast to the server through the router's MAC.
+    watch.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let mut released = false;
+    while let Ok(n) = watch.recv(&mut buf) {
+        let f = &buf[..n];
+        let to_server = n > 14 + 20 + 8 && f[..6] == mac_b.0 && f[14 + 16..14 + 20] == server_id.octets();
+        if to_server && wire::parse(&f[14 + 28..]).is_ok_and(|m| m.message_type == MessageType::Release) {
+            released = true;
+        }
+    }
+    assert!(released, "no RELEASE to {server_id} through the router");
+    assert!(took < Duration::from_millis(600), "the stop took {took:?}: it waited for {server_id}'s MAC");
+}

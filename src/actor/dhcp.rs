@@ -37,7 +37,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How long shutdown waits for the RELEASE to leave (its server's MAC may need resolving).
+/// How long shutdown waits for the RELEASE to leave (its next hop's MAC may need resolving).
 pub const RELEASE_WAIT: Duration = Duration::from_secs(1);
 /// How long the stack keeps the device once the RELEASE has left the ip actor: dev-tx
 /// still has to write it, and a server bound to the interface (dnsmasq) discards a
@@ -177,11 +177,13 @@ impl DhcpShell {
         self.shared.set(lease);
     }
 
-    /// After a flush: tell a waiting shutdown that the RELEASE left (its server's MAC was
-    /// known, so it was framed and handed to dev-tx) or that the wait is over.
+    /// After a flush: tell a waiting shutdown that the RELEASE left (the MAC of its next hop
+    /// was known, so it was framed and handed to dev-tx) or that the wait is over. The next
+    /// hop is the server itself on the link, else the router (a server behind a relay).
     pub fn check_release(&mut self, now: Instant, link: &super::link::LinkShell) {
         let Some((_, deadline, server)) = &self.release else { return };
-        let left = link.neighbour_known(IpAddr::V4(*server));
+        let server = IpAddr::V4(*server);
+        let left = link.neighbour_known(link.routes().next_hop(now, server).unwrap_or(server));
         if now >= *deadline || left {
             if let Some((done, ..)) = self.release.take() {
                 let _ = done.try_send(left);
