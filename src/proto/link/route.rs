@@ -1,12 +1,13 @@
 //! A small routing table for IPv4 and IPv6 with longest-prefix match.
 //!
 //! Routes are connected subnets (from our addresses, or on-link prefixes learnt from router
-//! advertisements) and gateways (a default route from the configuration or from an RA).
+//! advertisements) and gateways (a default route from the configuration, a DHCP lease or an
+//! RA).
 //! Invariants: at most `max` routes; a route's network has no bits set past its prefix
 //! length (they are cleared on insertion); an expired route is never returned and is removed
 //! by [`RouteTable::expire`]; among matching routes the longest prefix wins, then the origin
-//! (connected, then static, then RA), then the earliest added (RFC 1812 §5.2.4.3's longest
-//! match; the tie-breaks are ours).
+//! (connected, then static, then DHCP, then RA), then the earliest added (RFC 1812
+//! §5.2.4.3's longest match; the tie-breaks are ours).
 
 use std::net::IpAddr;
 use std::time::Instant;
