@@ -582,3 +582,37 @@ fn a_lease_takes_its_router_with_it() {
     assert_eq!(default4(&c), Some((Some(IpAddr::V4(v4("10.0.0.254"))), Origin::Static)));
     assert_eq!(c.config().gateway4, Some(v4("10.0.0.254")));
 }
+
+/// Review 24: a renewal that changes the router leaves one IPv4 default route, through the
+/// new one; a configured gateway a lease replaced stays gone after the lease (as documented
+/// on `set_ipv4`); the IPv6 routes an RA gave are untouched by every step.
+#[test]
+fn lease_changes_keep_one_v4_default_and_leave_ipv6_alone() {
+    let t0 = Instant::now();
+    let cfg = LinkConfig { v4: vec![], gateway4: Some(v4("10.0.0.254")), ..Default::default() };
+    let mut c = core(cfg, t0);
+    let ra_frame = ndp_frame(US, PEER, v6("fe80::1"), v6("fe80::2"), &ra(1800, PEER, Some(("2001:db8::", 64))));
+    c.handle_frame(t0, &ra_frame);
+    let v6_routes = |c: &LinkCore| c.routes().routes().iter().filter(|r| r.net.is_ipv6()).cloned().collect::<Vec<_>>();
+    let before = v6_routes(&c);
+    assert!(before.iter().any(|r| r.origin == Origin::Ra && r.prefix_len == 0), "{before:?}");
+    let defaults4 = |c: &LinkCore| {
+        let d = c.routes().routes().iter().filter(|r| r.net.is_ipv4() && r.prefix_len == 0);
+        d.map(|r| (r.via, r.origin)).collect::<Vec<_>>()
+    };
+    let via = |s: &str| Some(IpAddr::V4(v4(s)));
+    c.set_ipv4(Some((v4("10.0.0.57"), 24)), Some(v4("10.0.0.1")));
+    assert_eq!((defaults4(&c), c.config().gateway4), (vec![(via("10.0.0.1"), Origin::Dhcp)], Some(v4("10.0.0.1"))));
+    // A renewal naming another router: one default route, through the new one.
+    c.set_ipv4(Some((v4("10.0.0.57"), 24)), Some(v4("10.0.0.2")));
+    assert_eq!((defaults4(&c), c.config().gateway4), (vec![(via("10.0.0.2"), Origin::Dhcp)], Some(v4("10.0.0.2"))));
+    // A lease on another subnet: its connected route replaces the old one.
+    c.set_ipv4(Some((v4("10.1.0.5"), 16)), Some(v4("10.1.0.1")));
+    assert_eq!(c.routes().lookup(t0, IpAddr::V4(v4("10.0.0.9"))).map(|r| r.via), Some(via("10.1.0.1")));
+    assert_eq!(c.routes().lookup(t0, IpAddr::V4(v4("10.1.3.9"))).map(|r| r.via), Some(None));
+    // The lease ends: no IPv4 default route is left (the configured one was replaced).
+    c.set_ipv4(None, None);
+    assert_eq!((defaults4(&c), c.config().gateway4), (vec![], None));
+    assert_eq!(c.routes().next_hop(t0, IpAddr::V4(v4("192.0.2.7"))), None);
+    assert_eq!(v6_routes(&c), before);
+}
