@@ -2,7 +2,7 @@
 //! them, whatever its state, and a lease it takes is one the stack can install.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use netstack::proto::dhcp::client::{Client, ClientConfig, Event, Lease};
+use netstack::proto::dhcp::client::{Client, ClientConfig, Event, Lease, LEASE_DNS};
 use netstack::proto::dhcp::wire;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ fn check_lease(l: &Lease) {
     assert!(unicast(l.addr) && host(l.addr), "{l:?}");
     assert!(unicast(l.server), "{l:?}");
     assert!(l.gateway.is_none_or(|g| g != l.addr && unicast(g) && host(g)), "{l:?}");
-    assert!(l.dns.len() <= wire::MAX_DNS_SERVERS && l.dns.iter().all(|a| unicast(*a)), "{l:?}");
+    assert!(l.dns.len() <= LEASE_DNS && l.dns.iter().all(|a| unicast(*a)), "{l:?}");
     match (l.t1, l.t2, l.lease) {
         (Some(t1), Some(t2), Some(lease)) => assert!(!t1.is_zero() && t1 <= t2 && t2 <= lease, "{l:?}"),
         (None, None, None) => {}
