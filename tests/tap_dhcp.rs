@@ -189,6 +189,19 @@ fn lease_renew_dns_and_release_against_dnsmasq() {
     });
 }
 
+/// A static IPv4 gateway with DHCP is refused by `Stack::new` as the builder refuses it, with
+/// the reason (before, `Stack::new` cleared the addresses for the lease and then called the
+/// gateway "not on a connected subnet").
+#[test]
+fn dhcp_with_a_static_ipv4_gateway_is_a_config_error() {
+    let (a, _b) = pair(1500, FaultConfig::default(), FaultConfig::default());
+    let mut cfg = dhcp_config();
+    cfg.ip.gateway4 = Some("10.0.0.1".parse().unwrap());
+    let e = Stack::new(Box::new(EthPair(a)), cfg, netstack::log::discard()).err().expect("refused");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("DHCP gives the IPv4 gateway"), "{e}");
+}
+
 /// DHCP needs link-level broadcast: on an IP device (TUN, or the in-memory pair) the stack
 /// refuses the configuration, clearly.
 #[test]

@@ -449,13 +449,20 @@ fn adopt_device(cfg: &mut StackConfig, dev: &dyn Device, log: &Logger) -> io::Re
     Ok(Some(link::LinkShell::new(lc, std::time::Instant::now(), log.clone())))
 }
 
-/// DHCP needs Ethernet; with it, the configured IPv4 addresses give way to the lease's.
+/// DHCP needs Ethernet; with it, the configured IPv4 addresses give way to the lease's, and
+/// an IPv4 gateway is refused as the builder refuses it (the lease brings its router).
 fn check_dhcp(cfg: &mut StackConfig, dev: &dyn Device) -> io::Result<()> {
     if cfg.dhcp {
         if dev.medium() != crate::device::Medium::Ethernet {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "DHCP needs an Ethernet (TAP) device: its messages are link-level broadcasts (use --tap)",
+            ));
+        }
+        if cfg.ip.gateway4.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "DHCP gives the IPv4 gateway: drop the IPv4 gateway or DHCP",
             ));
         }
         cfg.ip.v4.clear(); // the address comes with the lease
@@ -494,8 +501,8 @@ impl Stack {
     /// Start the actors on `dev`, which the caller opened and configured: the low-level
     /// path ([`Stack::builder`] opens the device and checks the settings first). Fails with
     /// `InvalidInput` when `cfg.mtu` is set and differs from the device's, on DHCP on an IP
-    /// device, on a gateway off the connected subnets, and on a `batch` of 0 (dev-rx would
-    /// never read).
+    /// device or with a static IPv4 gateway, on a gateway off the connected subnets, and on
+    /// a `batch` of 0 (dev-rx would never read).
     pub fn new(dev: Box<dyn Device>, mut cfg: StackConfig, log: Logger) -> io::Result<Stack> {
         if cfg.batch == 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "StackConfig::batch must be at least 1"));
