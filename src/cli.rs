@@ -106,8 +106,8 @@ pub struct CommonArgs {
     /// tcpdump then shows segments longer than the MTU with partial checksums.
     #[arg(long, conflicts_with = "corrupt")]
     pub offload: bool,
-    /// How long (µs) the actors poll an empty inbox (dev-rx: the device) before they park (StackConfig::spin):
-    /// lower latency for a little CPU after each burst; 0 parks at once.
+    /// How long (µs) the actors poll an empty inbox (dev-rx: the device) before they park
+    /// (StackConfig::spin): lower latency for a little CPU after each burst; 0 parks at once.
     #[arg(long, value_name = "US", default_value_t = crate::actor::SPIN.as_micros() as u64)]
     pub spin_us: u64,
     /// TCP congestion control: bbr (default, as the Linux peers here), cubic or newreno.

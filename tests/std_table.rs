@@ -2,8 +2,9 @@
 //! accepts and receives with nothing ready, a write into a full window, reads after FIN,
 //! writes after `shutdown(Write)`, connect falling back over a list of addresses, …) runs
 //! against std's sockets on 127.0.0.1 (kernel loopback in a network namespace the test
-//! creates: no TUN, nothing in the machine's own namespace) and against ours over the in-memory pair; each row must give the
-//! same outcome (`Ok(value)` or the same `io::ErrorKind`) on both. Then the new API pieces
+//! creates: no TUN, nothing in the machine's own namespace) and against ours over the
+//! in-memory pair; each row must give the same outcome (`Ok(value)` or the same
+//! `io::ErrorKind`) on both. Then the new API pieces
 //! (`TcpListener::try_clone`, port 0, connect fallback, TTL bounds) on our stack alone.
 
 mod common;

@@ -132,7 +132,8 @@ fn options_pad_repeat_and_dns_bound() {
     let mut b = reply(MessageType::Offer, 1, None, None)[..240].to_vec();
     b.extend_from_slice(&[opt::PAD, opt::PAD, opt::MESSAGE_TYPE, 1, 2, opt::SUBNET_MASK, 4, 255, 255, 0, 0]);
     b.extend_from_slice(&[opt::SUBNET_MASK, 4, 255, 0, 0, 0]); // a repeat: the first wins
-                                                               // One more server than the wire keeps: the last is ignored.
+
+    // One more server than the wire keeps: the last is ignored.
     let n = wire::MAX_DNS_SERVERS as u8 + 1;
     b.extend_from_slice(&[opt::DNS_SERVER, 4 * n]);
     for i in 1..=n {

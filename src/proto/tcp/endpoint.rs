@@ -144,9 +144,10 @@ macro_rules! ctx {
 
 impl Endpoint {
     /// A new endpoint. `isn_key` keys the RFC 6528 ISN hash and, through independent
-    /// hashes of it, the SYN cookies and the ephemeral ports (`ports`); the 4 µs ISN clock, the timestamp clock and the
-    /// cookie clock run from `epoch`, which the caller passes (the core reads no clock),
-    /// so a simulation with a fixed key and a virtual clock replays bit for bit.
+    /// hashes of it, the SYN cookies and the ephemeral ports (`ports`); the 4 µs ISN clock,
+    /// the timestamp clock and the cookie clock run from `epoch`, which the caller passes
+    /// (the core reads no clock), so a simulation with a fixed key and a virtual clock
+    /// replays bit for bit.
     pub fn new(mut cfg: TcpConfig, isn_key: [u8; 16], epoch: Instant) -> Self {
         cfg.send_buf = cfg.send_buf.max(super::MIN_SEND_BUF);
         cfg.recv_buf = cfg.recv_buf.max(super::MIN_RECV_BUF);
@@ -696,8 +697,8 @@ impl Endpoint {
         self.poll_transmit_ip(now, &mut |s, d, _, r, p| tx(s, d, r, p));
     }
 
-    /// [`Endpoint::poll_transmit`] with each segment's TTL (resets without a connection: the
-    /// default).
+    /// [`Endpoint::poll_transmit`] with each segment's IPv4 identification and TTL (a reset
+    /// without a connection: identification 0 and the default TTL).
     pub(crate) fn poll_transmit_ip(&mut self, now: Instant, tx: &mut IpTxFn) {
         while let Some((s, d, r)) = self.ctl.pop_front() {
             tx(s, d, (0, DEFAULT_HOP_LIMIT), &r, &[]);
