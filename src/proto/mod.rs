@@ -55,6 +55,7 @@ pub mod frag;
 pub mod ident;
 pub mod ip;
 pub mod link;
+pub(crate) mod ports;
 pub mod raw;
 pub mod routing;
 pub mod tcp;

@@ -3,22 +3,15 @@
 //! Invariants: one socket per (local address, port), where an unspecified address covers
 //! every local address of its family and conflicts with any specific one on the same port;
 //! ephemeral ports come from the IANA dynamic range 49152–65535 (RFC 6335 §6), each search
-//! starting at a keyed hash of a counter (RFC 6056 §3.3.1, Algorithm 1; the caller passes the
-//! key, the table draws no random numbers), so one socket's port tells an off-path spoofer
-//! nothing of the next one's (RFC 5452 §9.2); a connected socket accepts datagrams only from
-//! its peer.
+//! starting at a keyed random point (`ports::random_search`; the caller passes the key, the
+//! table draws no random numbers); a connected socket accepts datagrams only from its peer.
 
-use super::ident::keyed_hash;
+use super::ports;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
 pub type UdpSockId = u64;
-
-/// RFC 6335 §6: the dynamic/private port range.
-pub const EPHEMERAL_FIRST: u16 = 49152;
-pub const EPHEMERAL_LAST: u16 = 65535;
-const EPHEMERAL_SPAN: u32 = (EPHEMERAL_LAST - EPHEMERAL_FIRST) as u32 + 1;
 
 #[derive(Debug, Clone)]
 pub struct UdpBinding {
@@ -45,13 +38,6 @@ impl UdpTable {
         UdpTable { next_id: 1, port_key, ..Default::default() }
     }
 
-    /// Where the next ephemeral port search starts: an offset into the dynamic range.
-    fn ephemeral_start(&mut self) -> u32 {
-        let h = keyed_hash(self.port_key, self.port_searches);
-        self.port_searches += 1;
-        (h % EPHEMERAL_SPAN as u64) as u32
-    }
-
     fn conflicts(&self, addr: SocketAddr) -> bool {
         self.by_port.get(&(addr.is_ipv6(), addr.port())).is_some_and(|ids| {
             ids.iter().any(|id| {
@@ -64,13 +50,11 @@ impl UdpTable {
     /// Bind `addr` (port 0 picks an ephemeral port). `AddrInUse` if taken.
     pub fn bind(&mut self, mut addr: SocketAddr) -> io::Result<(UdpSockId, SocketAddr)> {
         if addr.port() == 0 {
-            // RFC 6056 §3.3.1: from a random point, the first free port of the range.
-            let start = self.ephemeral_start();
-            let free =
-                (0..EPHEMERAL_SPAN).map(|i| EPHEMERAL_FIRST + ((start + i) % EPHEMERAL_SPAN) as u16).find(|&p| {
-                    addr.set_port(p);
-                    !self.conflicts(addr)
-                });
+            self.port_searches += 1;
+            let free = ports::random_search(self.port_key, self.port_searches, |p| {
+                addr.set_port(p);
+                self.conflicts(addr)
+            });
             match free {
                 Some(p) => addr.set_port(p),
                 None => return Err(io::Error::new(io::ErrorKind::AddrInUse, "no free ephemeral UDP port")),
@@ -155,8 +139,8 @@ mod tests {
         t.bind(sa("[::]:7")).unwrap();
         let (_, e1) = t.bind(sa("0.0.0.0:0")).unwrap();
         let (_, e2) = t.bind(sa("0.0.0.0:0")).unwrap();
-        assert!(e1.port() >= EPHEMERAL_FIRST && e2.port() != e1.port());
-        assert!(t.bind(sa("[::]:0")).unwrap().1.port() >= EPHEMERAL_FIRST);
+        assert!(e1.port() >= ports::EPHEMERAL_LO && e2.port() != e1.port());
+        assert!(t.bind(sa("[::]:0")).unwrap().1.port() >= ports::EPHEMERAL_LO);
         assert_eq!(t.lookup(sa("10.0.0.1:5000"), sa("10.0.0.2:7")), Some(a));
         t.unbind(a);
         assert_eq!(t.lookup(sa("10.0.0.1:5000"), sa("10.0.0.2:7")), None);
@@ -179,7 +163,7 @@ mod tests {
     fn ephemeral_ports_are_unpredictable() {
         let mut t = UdpTable::new(0x5eed);
         let ports: Vec<u16> = (0..64).map(|_| t.bind(sa("0.0.0.0:0")).unwrap().1.port()).collect();
-        assert!(ports.iter().all(|p| *p >= EPHEMERAL_FIRST));
+        assert!(ports.iter().all(|p| *p >= ports::EPHEMERAL_LO));
         let steps = ports.windows(2).filter(|w| w[1].wrapping_sub(w[0]) < 16).count();
         assert!(steps <= 2, "{steps} of 63 ports within 16 of the one before: {ports:?}");
         // Another key, other ports.
@@ -192,7 +176,7 @@ mod tests {
     #[test]
     fn ephemeral_search_finds_the_last_free_port() {
         let mut t = UdpTable::new(1);
-        for p in EPHEMERAL_FIRST..=EPHEMERAL_LAST {
+        for p in ports::EPHEMERAL_LO..=65535 {
             if p != 60000 {
                 t.bind(SocketAddr::from(([0, 0, 0, 0], p))).unwrap();
             }

@@ -29,7 +29,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
 
-use super::ports::PortPicker;
+use crate::proto::ports::PortPicker;
 
 /// Bound on queued control segments (RSTs) awaiting poll_transmit.
 const MAX_CTL: usize = 4096;

@@ -88,7 +88,6 @@ pub mod endpoint;
 pub mod isn;
 pub mod pacing;
 mod packets;
-mod ports;
 pub mod prr;
 pub mod rack;
 pub mod rate;

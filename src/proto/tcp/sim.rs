@@ -168,7 +168,7 @@ fn data(len: usize, seed: u64) -> Vec<u8> {
 /// The ephemeral port an endpoint with `key` uses for its first connect from `local` to
 /// `remote` (as `Endpoint::new` keys its `PortPicker`): needed to aim a simultaneous open.
 fn first_port(key: [u8; 16], local: IpAddr, remote: IpAddr) -> u16 {
-    super::ports::PortPicker::first_for_connect(u128::from_be_bytes(key), local, remote)
+    crate::proto::ports::PortPicker::first_for_connect(u128::from_be_bytes(key), local, remote)
 }
 
 impl Sim {

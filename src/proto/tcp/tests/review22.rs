@@ -2,7 +2,7 @@
 //! hold, and what the ports' steps tell a site that makes us connect to its destinations.
 
 use super::*;
-use crate::proto::tcp::ports::{EPHEMERAL_LO, EPHEMERAL_N};
+use crate::proto::ports::{EPHEMERAL_LO, EPHEMERAL_N};
 
 /// A listener bound to the unspecified address (`TcpListener::bind("0.0.0.0:p")`, the usual
 /// server, and what a port-0 listener gets) holds its port on every local address: an

@@ -1,15 +1,17 @@
-//! Ephemeral ports (RFC 6335 §6's dynamic range) for active opens and for listeners bound to
-//! port 0, chosen so that a port tells an observer nothing of the connections made to others.
+//! Ephemeral ports (RFC 6335 §6's dynamic range) for TCP's active opens and for sockets
+//! bound to port 0 (TCP listeners, UDP), chosen so that a port tells an observer nothing of
+//! the connections made to others, nor of the next port.
 //!
-//! An active open uses RFC 6056 §3.3.4's double-hash selection (Algorithm 4, as Linux's
+//! A TCP active open uses RFC 6056 §3.3.4's double-hash selection (Algorithm 4, as Linux's
 //! `__inet_hash_connect`): the search starts at a keyed hash of the local and remote
 //! addresses plus a counter kept per bucket of destinations. Successive connections to one
 //! host walk one sequence, so its 4-tuples are not reused early (RFC 6056 §3.3.4's point
 //! against fully random ports), while a host that sees two of our connections learns only
 //! how many we made to destinations of its own bucket in between; with one global counter
 //! it learned how many we made to anyone. The remote port is left out of the hash so that a
-//! simultaneous open can be aimed at our port (the simulation does). A listener's port 0
-//! searches from a keyed hash of a counter (Algorithm 1).
+//! simultaneous open can be aimed at our port (the simulation does). A bind to port 0
+//! ([`random_search`]) searches from a keyed hash of a counter (Algorithm 1), so one
+//! socket's port tells an off-path spoofer nothing of the next one's (RFC 5452 §9.2).
 //!
 //! Invariants: the caller passes the key (the core draws no random numbers); every search
 //! visits each port of the range once before it gives up, so a free port is always found.
@@ -59,10 +61,9 @@ impl PortPicker {
     }
 
     /// A port for a listener bound to port 0 that `taken` does not reject.
-    pub(crate) fn for_bind(&mut self, taken: impl Fn(u16) -> bool) -> Option<u16> {
-        let start = hash(self.key, self.searches) as u32;
+    pub(crate) fn for_bind(&mut self, taken: impl FnMut(u16) -> bool) -> Option<u16> {
         self.searches += 1;
-        (0..EPHEMERAL_N).map(|i| nth(start.wrapping_add(i))).find(|&p| !taken(p))
+        random_search(self.key, self.searches, taken)
     }
 
     /// The port an endpoint keyed `key` gives its first connection from `local` to `remote`
@@ -71,6 +72,13 @@ impl PortPicker {
     pub(crate) fn first_for_connect(key: u128, local: IpAddr, remote: IpAddr) -> u16 {
         nth(split(hash(key, (local, remote))).0)
     }
+}
+
+/// Bind search number `search` under `key` (RFC 6056 §3.3.1, Algorithm 1): from a keyed
+/// point of the range, the first port `taken` does not reject; `None` when it rejects all.
+pub(crate) fn random_search(key: u128, search: u64, mut taken: impl FnMut(u16) -> bool) -> Option<u16> {
+    let start = hash(key, search) as u32;
+    (0..EPHEMERAL_N).map(|i| nth(start.wrapping_add(i))).find(|&p| !taken(p))
 }
 
 fn nth(i: u32) -> u16 {
@@ -84,7 +92,7 @@ fn split(h: u64) -> (u32, usize) {
 
 /// SipHash of the key and `input`: a keyed function an observer cannot compute.
 fn hash(key: u128, input: impl Hash) -> u64 {
-    keyed_hash(key, (b"tcp ports", input))
+    keyed_hash(key, (b"ports", input))
 }
 
 #[cfg(test)]
